@@ -1,0 +1,3 @@
+from xl_ecom.cli import main
+
+raise SystemExit(main())
