@@ -1,0 +1,146 @@
+"""Money: yuan to 0.01, rounded 四舍五入 (ROUND_HALF_UP), never banker's rounding.
+
+Amounts are held internally as integer cents (分).  The scalar path works in Decimal/int and is
+exact.  The vector path works on float64 arrays for speed and hands every element whose float
+result lies within rounding error of a half cent to the scalar path, so both paths give the same
+cents for every input.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+import numpy as np
+
+from xl_ecom.errors import InputError
+
+CENT = Decimal("0.01")
+MAX_YUAN = Decimal("1000000000000")  # 1万亿元: anything larger is a typing error
+MAX_CENTS = int(MAX_YUAN * 100)
+
+_UNIT = {"": 1, "元": 1, "万": 10_000, "万元": 10_000, "亿": 100_000_000, "亿元": 100_000_000}
+_AMOUNT_RE = re.compile(r"^([+-]?)(\d[\d,，]*(?:\.\d+)?|\.\d+)\s*(亿元|万元|亿|万|元)?$")
+_PERCENT_RE = re.compile(r"^([+-]?\d+(?:\.\d+)?)\s*[%％]$")
+
+
+def describe(value) -> str:
+    """How a value is named in an error message."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def parse_number(value, label: str, *, allow_units: bool = True) -> Decimal | None:
+    """Read what a clerk typed: numbers, '50万', '1.2亿元', '500,000', '500000元', '1%'.
+
+    Returns None for a blank cell.  Raises InputError naming the value otherwise.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InputError(f"{label}“{value}”不是数值")
+    if isinstance(value, (int, Decimal)):
+        dec = Decimal(value)
+    elif isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            raise InputError(f"{label}“{value}”不是有限数值")
+        dec = Decimal(repr(float(value)))
+    elif isinstance(value, (np.integer,)):
+        dec = Decimal(int(value))
+    elif isinstance(value, str):
+        text = value.strip().replace("\u3000", "")
+        if text == "":
+            return None
+        m = _PERCENT_RE.match(text)
+        if m:
+            return Decimal(m.group(1)) / 100
+        m = _AMOUNT_RE.match(text) if allow_units else None
+        if not m:
+            try:
+                dec = Decimal(text.replace(",", "")) if not allow_units else None
+            except InvalidOperation:
+                dec = None
+            if dec is None or not dec.is_finite():
+                raise InputError(f"{label}“{value}”无法识别为数值（可写作 500000、500,000、50万 或 1.2亿元）")
+        else:
+            sign, digits, unit = m.groups()
+            dec = Decimal(digits.replace(",", "").replace("，", "")) * _UNIT[unit or ""]
+            if sign == "-":
+                dec = -dec
+    else:
+        raise InputError(f"{label}“{value}”不是数值")
+    if not dec.is_finite():
+        raise InputError(f"{label}“{value}”不是有限数值")
+    return dec
+
+
+def to_cents(value, label: str) -> int | None:
+    """A non-negative money amount in integer cents (None for blank)."""
+    dec = parse_number(value, label)
+    if dec is None:
+        return None
+    if dec < 0:
+        raise InputError(f"{label}“{describe(value)}”不能为负数")
+    if dec > MAX_YUAN:
+        raise InputError(f"{label}“{describe(value)}”超过1万亿元，请核对单位（金额以元为单位）")
+    return int(dec.quantize(CENT, rounding=ROUND_HALF_UP) * 100)
+
+
+def cents_to_yuan(cents: int) -> Decimal:
+    return (Decimal(cents) / 100).quantize(CENT)
+
+
+def mul_rate(cents: int, rate: Decimal) -> int:
+    """cents × rate rounded half up to a whole cent (exact)."""
+    return int((Decimal(cents) * rate).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+# --- vector path -------------------------------------------------------------------------------
+
+def _near_half(x: np.ndarray) -> np.ndarray:
+    """Elements whose fractional part is within float error of one half."""
+    frac = x - np.floor(x)
+    window = 1e-9 + np.abs(x) * 4e-15
+    return np.abs(frac - 0.5) <= window
+
+
+def to_cents_array(values, label: str) -> np.ndarray:
+    """float yuan array → float array of whole cents (NaN stays NaN for blanks)."""
+    x = np.asarray(values, dtype="float64")
+    finite = np.isfinite(x)
+    bad = ~finite & ~np.isnan(x)
+    if bad.any():
+        raise InputError(f"{label}“{x[bad][0]}”不是有限数值")
+    if (x[finite] < 0).any():
+        raise InputError(f"{label}“{describe(float(x[finite][x[finite] < 0][0]))}”不能为负数")
+    if (x[finite] > float(MAX_YUAN)).any():
+        raise InputError(f"{label}“{describe(float(x[finite][x[finite] > float(MAX_YUAN)][0]))}”超过1万亿元，请核对单位（金额以元为单位）")
+    scaled = x * 100.0
+    cents = np.floor(scaled + 0.5)
+    fix = finite & _near_half(scaled)
+    if fix.any():
+        cents[fix] = [to_cents(float(v), label) for v in x[fix]]
+    return cents
+
+
+def mul_rate_array(cents: np.ndarray, rate) -> np.ndarray:
+    """Vector cents × rate, half up; rate is a Decimal or an array of floats."""
+    if isinstance(rate, Decimal):
+        product = cents * float(rate)
+        rates = None
+    else:
+        rates = np.broadcast_to(np.asarray(rate, dtype="float64"), cents.shape)
+        product = cents * rates
+    out = np.floor(product + 0.5)
+    fix = np.isfinite(product) & _near_half(product)
+    if fix.any():
+        idx = np.flatnonzero(fix)
+        out[idx] = [
+            mul_rate(int(cents[i]), rate if rates is None else Decimal(repr(float(rates[i]))))
+            for i in idx
+        ]
+    return out
