@@ -293,6 +293,11 @@ def _check_rate(rule: Rule, body: dict, rate) -> None:
         )
 
 
+def percent(rate) -> str:
+    """0.015 → '1.5%'."""
+    return _pct(rate)
+
+
 def _pct(rate) -> str:
     d = Decimal(str(rate)) * 100
     return f"{d.normalize():f}%"

@@ -1,0 +1,132 @@
+"""Compile a rule of plan.yaml into a native Excel formula.
+
+The formula is the same rule, from the same resolved parameters the engine uses, written in plain
+Excel functions (IF, AND, MIN, MAX, ROUND, SUMIFS, COUNTIFS) so that workbooks sent to units
+without Python — Excel, WPS, LibreOffice — compute the same amounts.  ROUND in Excel rounds half
+away from zero, which for the non-negative amounts here is 四舍五入.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from xl_ecom.boundaries import boundary
+from xl_ecom.engine import get_rule, percent, resolve
+from xl_ecom.policy import Plan, load_plan
+
+
+def _num(value) -> str:
+    d = Decimal(str(value))
+    text = format(d.normalize(), "f")
+    return text
+
+
+def _money(cents) -> str:
+    return _num(Decimal(int(cents)) / 100)
+
+
+def _threshold(kind: str, value) -> str:
+    return _money(value) if kind == "money" else _num(value)
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+def compile_rule(rule_id: str, refs: dict[str, str], on=None, plan: Plan | None = None, prior_paid: str | None = None) -> str:
+    """``=`` formula computing the rule in yuan.
+
+    refs maps rule input names to cell references or expressions.  Optional inputs may be left
+    out (rate: the ceiling; choice: its default; default_input: the other input).  For a rule with
+    a cumulative cap, ``prior_paid`` is an expression for what earlier rows already received
+    (e.g. ``SUMIFS(F$4:F4,A$4:A4,A5)``).  A blank required input gives "".
+    """
+    plan = plan or load_plan()
+    rule = get_rule(rule_id, plan)
+    resolved = resolve(rule.id, on=on, plan=plan)
+    ex: dict[str, str] = {}
+    for spec in rule.inputs:
+        ref = refs.get(spec.name)
+        if ref is None:
+            continue
+        ex[spec.name] = f"ROUND({ref},2)" if spec.kind == "money" else ref
+    for spec in rule.inputs:
+        if spec.name not in ex and spec.default_input and spec.default_input in ex:
+            ex[spec.name] = ex[spec.default_input]
+        elif spec.default_input and spec.name in ex:
+            ex[spec.name] = f'IF({refs[spec.name]}="",{ex[spec.default_input]},{ex[spec.name]})'
+
+    def body_formula(body) -> str:
+        conds = []
+        for c in body["conditions"]:
+            kind = rule.input(c["input"]).kind
+            conds.append(f"{ex[c['input']]}{boundary(c['word']).symbol}{_threshold(kind, c['threshold'])}")
+        a = body["amount"]
+        if a["type"] == "rate":
+            basis = "+".join(ex[n] for n in a["basis"])
+            if len(a["basis"]) > 1:
+                basis = f"({basis})"
+            rate = _num(a["rate"])
+            check = None
+            if a.get("rate_input") and a["rate_input"] in refs:
+                r = refs[a["rate_input"]]
+                msg = _quote(f"{rule.input(a['rate_input']).label}超过上限{percent(a['rate'])}")
+                check = f'AND({r}<>"",{r}>{rate})', msg
+                rate = f'IF({r}="",{rate},{r})'
+            raw = f"ROUND({basis}*{rate},2)"
+        elif a["type"] == "fixed":
+            raw = _money(a["amount"])
+        elif a["type"] == "tiers":
+            raw = "0"
+            for t in reversed(a["tiers"]):
+                raw = f"IF({ex[a['basis']]}{boundary(t['word']).symbol}{_money(t['threshold'])},{_money(t['amount'])},{raw})"
+        else:
+            raw = "+".join(f"{ex[u['input']]}*{_money(u['amount'])}" for u in a["units"])
+        if body["cap"] is not None:
+            cap = _money(body["cap"])
+            if body["cumulative"]:
+                room = f"MAX(0,{cap}-{prior_paid})" if prior_paid else cap
+                raw = f"MIN({raw},{room})"
+            else:
+                raw = f"MIN({raw},{cap})"
+        if conds:
+            test = conds[0] if len(conds) == 1 else f"AND({','.join(conds)})"
+            raw = f"IF({test},{raw},0)"
+        if a["type"] == "rate" and check:
+            raw = f"IF({check[0]},{check[1]},{raw})"
+        return raw
+
+    if rule.switch:
+        spec = rule.input(rule.switch)
+        ref = refs.get(rule.switch)
+        names = list(resolved.variants)
+        default = spec.default if spec.default is not None else ""
+        if ref is None:
+            expr = body_formula(resolved.variants[default])
+        else:
+            # the default variant last, reached by a blank cell or its own name
+            others = [n for n in names if n != default]
+            expr = body_formula(resolved.variants[default])
+            for name in reversed(others):
+                expr = f"IF({ref}={_quote(name)},{body_formula(resolved.variants[name])},{expr})"
+            valid = ",".join(f"{ref}={_quote(n)}" for n in names if n)
+            expr = f'IF(OR({ref}="",{valid}),{expr},{_quote(spec.label + "填写无效")})'
+    else:
+        expr = body_formula(resolved.variants[""])
+    required = [refs[s.name] for s in rule.inputs if not s.optional and not s.default_input and s.name in refs]
+    if required:
+        blank = required[0] + '=""' if len(required) == 1 else "OR(" + ",".join(f'{r}=""' for r in required) + ")"
+        expr = f'IF({blank},"",{expr})'
+    return "=" + expr
+
+
+def condition_criteria(rule_id: str, input_name: str, on=None, plan: Plan | None = None) -> str:
+    """A COUNTIFS criterion string for the rule's threshold on one input, e.g. '">10000000"'."""
+    plan = plan or load_plan()
+    rule = get_rule(rule_id, plan)
+    body = next(iter(resolve(rule.id, on=on, plan=plan).variants.values()))
+    for c in body["conditions"]:
+        if c["input"] == input_name:
+            kind = rule.input(input_name).kind
+            return _quote(boundary(c["word"]).symbol + _threshold(kind, c["threshold"]))
+    raise KeyError(f"{rule_id} has no condition on {input_name}")
