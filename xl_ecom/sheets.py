@@ -1,0 +1,189 @@
+"""Official-looking sheets with openpyxl: titles, 仿宋/宋体, A4 landscape, print titles, page numbers,
+and the input tables (Excel Tables with data validation, award columns as native formulas).
+
+Shared by the city workbook builder, department task sheets and county workbooks.
+"""
+
+from __future__ import annotations
+
+from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.datavalidation import DataValidation
+from openpyxl.worksheet.table import Table, TableStyleInfo
+
+from xl_ecom import formulas, layout
+from xl_ecom.tables import InputTable
+
+TITLE_FONT = Font(name="宋体", size=16, bold=True)
+SUBTITLE_FONT = Font(name="仿宋", size=11)
+HEADER_FONT = Font(name="宋体", size=11, bold=True)
+BODY_FONT = Font(name="仿宋", size=11)
+NOTE_FONT = Font(name="仿宋", size=10, italic=True)
+THIN = Side(style="thin", color="000000")
+BORDER = Border(left=THIN, right=THIN, top=THIN, bottom=THIN)
+HEADER_FILL = PatternFill("solid", fgColor="D9E1F2")
+FORMULA_FILL = PatternFill("solid", fgColor="F2F2F2")
+CENTER = Alignment(horizontal="center", vertical="center", wrap_text=True)
+LEFT = Alignment(horizontal="left", vertical="center", wrap_text=True)
+TOP_LEFT = Alignment(horizontal="left", vertical="top", wrap_text=True)
+MONEY_FORMAT = "#,##0.00"
+COUNT_FORMAT = "0"
+PERCENT_FORMAT = "0.0%"
+INPUT_ROWS = 200  # pre-formatted, pre-validated rows in each input table
+
+
+def page_setup(ws, header_rows: str | None = None, landscape: bool = True, fit_width: bool = True) -> None:
+    """A4 landscape, fit to one page wide, repeated header rows, 第 N 页 共 M 页."""
+    ws.page_setup.paperSize = ws.PAPERSIZE_A4
+    ws.page_setup.orientation = "landscape" if landscape else "portrait"
+    if fit_width:
+        ws.page_setup.fitToWidth = 1
+        ws.page_setup.fitToHeight = 0
+        ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.print_options.horizontalCentered = True
+    ws.page_margins.left = ws.page_margins.right = 0.5
+    ws.page_margins.top = ws.page_margins.bottom = 0.75
+    if header_rows:
+        ws.print_title_rows = header_rows
+    ws.oddFooter.center.text = "第 &P 页 共 &N 页"
+    ws.oddFooter.center.font = "仿宋"
+    ws.oddFooter.center.size = 10
+
+
+def title(ws, text: str, ncols: int, subtitle: str | None = None, row: int = 1) -> int:
+    """Merged title (and subtitle) rows; returns the next free row."""
+    ws.cell(row=row, column=1, value=text).font = TITLE_FONT
+    ws.cell(row=row, column=1).alignment = CENTER
+    if ncols > 1:
+        ws.merge_cells(start_row=row, start_column=1, end_row=row, end_column=ncols)
+    ws.row_dimensions[row].height = 30
+    row += 1
+    if subtitle is not None:
+        ws.cell(row=row, column=1, value=subtitle).font = SUBTITLE_FONT
+        ws.cell(row=row, column=1).alignment = LEFT
+        if ncols > 1:
+            ws.merge_cells(start_row=row, start_column=1, end_row=row, end_column=ncols)
+        row += 1
+    return row
+
+
+def header(ws, row: int, headers, widths=None) -> None:
+    for col, text in enumerate(headers, start=1):
+        cell = ws.cell(row=row, column=col, value=text)
+        cell.font = HEADER_FONT
+        cell.alignment = CENTER
+        cell.border = BORDER
+        cell.fill = HEADER_FILL
+        if widths:
+            ws.column_dimensions[get_column_letter(col)].width = widths[col - 1]
+    ws.row_dimensions[row].height = 32
+
+
+def body_cell(cell, kind: str = "text") -> None:
+    cell.font = BODY_FONT
+    cell.border = BORDER
+    if kind == "money":
+        cell.number_format = MONEY_FORMAT
+        cell.alignment = Alignment(horizontal="right", vertical="center")
+    elif kind in ("count",):
+        cell.number_format = COUNT_FORMAT
+        cell.alignment = Alignment(horizontal="right", vertical="center")
+    elif kind == "percent":
+        cell.number_format = PERCENT_FORMAT
+        cell.alignment = Alignment(horizontal="right", vertical="center")
+    elif kind == "date":
+        cell.number_format = "yyyy-mm-dd"
+        cell.alignment = CENTER
+    elif kind in ("county", "choice", "center"):
+        cell.alignment = CENTER
+    else:
+        cell.alignment = LEFT
+
+
+def award_formula(table: InputTable, award, row: int, first_row: int) -> str:
+    """Native formula for one award column of one row of an input table."""
+    refs = {}
+    for name, key in award.inputs.items():
+        col = [c.key for c in table.columns].index(key) + 1
+        refs[name] = f"{get_column_letter(col)}{row}"
+    prior = None
+    if award.cumulative_by:
+        own = get_column_letter(len(table.columns) + 1 + [a.key for a in table.awards].index(award.key))
+        grp = get_column_letter([c.key for c in table.columns].index(award.cumulative_by) + 1)
+        if row == first_row:
+            prior = "0"
+        else:
+            prior = f"SUMIFS({own}${first_row}:{own}{row - 1},{grp}${first_row}:{grp}{row - 1},{grp}{row})"
+    return formulas.compile_rule(award.rule, refs, prior_paid=prior)
+
+
+def write_input_table(
+    ws,
+    table: InputTable,
+    counties,
+    rows=(),
+    *,
+    with_awards: bool = True,
+    n_rows: int = INPUT_ROWS,
+    subtitle: str | None = None,
+    table_name: str | None = None,
+) -> None:
+    """An input table: title, header, an Excel Table with validation, award formula columns.
+
+    ``rows`` are dicts keyed by column key (already-known data).  The table spans at least
+    ``n_rows`` rows so clerks can type into pre-validated cells.
+    """
+    awards = table.awards if with_awards else ()
+    headers = table.headers + [a.header for a in awards]
+    widths = [c.width for c in table.columns] + [16] * len(awards)
+    title(ws, table.title, len(headers), subtitle or "单位：元")
+    header(ws, layout.INPUT_HEADER_ROW, headers, widths)
+    first = layout.INPUT_FIRST_ROW
+    rows = list(rows)
+    last = first + max(n_rows, len(rows)) - 1
+    for i in range(last - first + 1):
+        r = first + i
+        data = rows[i] if i < len(rows) else {}
+        for c, col in enumerate(table.columns, start=1):
+            cell = ws.cell(row=r, column=c, value=data.get(col.key))
+            body_cell(cell, col.kind)
+        for j, award in enumerate(awards):
+            cell = ws.cell(row=r, column=len(table.columns) + 1 + j, value=award_formula(table, award, r, first))
+            body_cell(cell, "money")
+            cell.fill = FORMULA_FILL
+    ref = f"A{layout.INPUT_HEADER_ROW}:{get_column_letter(len(headers))}{last}"
+    tab = Table(displayName=table_name or table.key, ref=ref)
+    tab.tableStyleInfo = TableStyleInfo(name="TableStyleLight9", showRowStripes=True)
+    ws.add_table(tab)
+    add_validation(ws, table, counties, first, last)
+    ws.freeze_panes = ws.cell(row=first, column=1)
+    page_setup(ws, f"{layout.INPUT_HEADER_ROW}:{layout.INPUT_HEADER_ROW}")
+
+
+def add_validation(ws, table: InputTable, counties, first: int, last: int) -> None:
+    for c, col in enumerate(table.columns, start=1):
+        letter = get_column_letter(c)
+        rng = f"{letter}{first}:{letter}{last}"
+        dv = None
+        if col.kind == "county":
+            dv = DataValidation(type="list", formula1='"' + ",".join(counties) + '"', allow_blank=True)
+            dv.error = "请从下拉列表选择县区"
+        elif col.kind == "choice":
+            dv = DataValidation(type="list", formula1='"' + ",".join(col.choices) + '"', allow_blank=True)
+            dv.error = f"{col.header}只能填写：{'、'.join(col.choices)}"
+        elif col.kind == "money" or col.kind == "years":
+            dv = DataValidation(type="decimal", operator="greaterThanOrEqual", formula1="0", allow_blank=True)
+            dv.error = f"{col.header}应为不小于0的数值（以元为单位）" if col.kind == "money" else f"{col.header}应为不小于0的数值"
+        elif col.kind == "count":
+            dv = DataValidation(type="whole", operator="greaterThanOrEqual", formula1="0", allow_blank=True)
+            dv.error = f"{col.header}应为不小于0的整数"
+        elif col.kind == "date":
+            dv = DataValidation(type="date", operator="greaterThan", formula1="36526", allow_blank=True)
+            dv.error = f"{col.header}应为日期，如 2020-06-30"
+        if dv is None:
+            continue
+        dv.errorTitle = "输入有误"
+        dv.showErrorMessage = True
+        dv.errorStyle = "stop"
+        ws.add_data_validation(dv)
+        dv.add(rng)
