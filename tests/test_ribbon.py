@@ -1,0 +1,118 @@
+"""The ribbon: customUI14.xml against Microsoft's schema, and its callbacks in Ribbon.bas."""
+
+from __future__ import annotations
+
+import importlib
+import re
+
+import pytest
+import xmlschema
+from defusedxml import ElementTree as SafeET
+
+from xl_ecom import vba, xlsm
+
+SCHEMA = "/work/shared/schemas/customui14.xsd"
+NS = {"ui": xlsm.CUSTOM_UI_NAMESPACE}
+
+#: label -> Python entry point in xl_ecom.macros, in ribbon order (issue 3).
+BUTTONS = {
+    "刷新": "refresh",
+    "生成部门任务表": "make_departments",
+    "生成县区工作簿": "make_counties",
+    "汇总县区报表": "collect",
+    "校验数据": "validate",
+    "发送邮件": "send_mail",
+}
+
+
+@pytest.fixture(scope="module")
+def schema():
+    return xmlschema.XMLSchema(SCHEMA)
+
+
+@pytest.fixture(scope="module")
+def ribbon():
+    return SafeET.fromstring(xlsm.ribbon_xml())
+
+
+@pytest.fixture(scope="module")
+def ribbon_code():
+    return {m.name: m for m in vba.template_modules()}["Ribbon"].code
+
+
+def buttons(ribbon):
+    return ribbon.findall(".//ui:tab/ui:group/ui:button", NS)
+
+
+def test_ribbon_validates_against_customui14_schema(schema):
+    schema.validate(str(xlsm.RIBBON_TEMPLATE))
+    assert schema.is_valid(xlsm.ribbon_xml().decode("utf-8"))
+
+
+def test_schema_check_can_fail(schema):
+    text = xlsm.ribbon_xml().decode("utf-8")
+    assert not schema.is_valid(text.replace('size="large"', 'size="huge"', 1))
+    assert not schema.is_valid(text.replace("<button ", "<button colour=\"red\" ", 1))
+
+
+def test_tab_and_large_buttons(ribbon):
+    tabs = ribbon.findall(".//ui:tabs/ui:tab", NS)
+    assert [tab.get("label") for tab in tabs] == ["农村电商"]
+    found = buttons(ribbon)
+    assert [b.get("label") for b in found] == list(BUTTONS)
+    for button in found:
+        assert button.get("size") == "large"
+        assert re.fullmatch(r"[A-Za-z]+", button.get("imageMso") or "")
+        for attribute in ("screentip", "supertip"):
+            text = button.get(attribute) or ""
+            assert re.search(r"[\u4e00-\u9fff]", text), (button.get("label"), attribute)
+    assert len({b.get("id") for b in found}) == len(found)
+
+
+def test_every_onaction_is_a_ribbon_callback_running_its_entry(ribbon, ribbon_code):
+    for button in buttons(ribbon):
+        sub = button.get("onAction")
+        entry = BUTTONS[button.get("label")]
+        body = re.search(rf"^Public Sub {sub}\(control As IRibbonControl\)\r\n(.*?)^End Sub", ribbon_code, re.M | re.S)
+        assert body, sub
+        assert body.group(1).strip() == f'RunPython "import xl_ecom.macros; xl_ecom.macros.{entry}()"'
+    declared = re.findall(r"^Public Sub (\w+)\(control As IRibbonControl\)", ribbon_code, re.M)
+    assert sorted(declared) == sorted(b.get("onAction") for b in buttons(ribbon))
+
+
+def test_callbacks_run_in_a_vba_interpreter(ribbon, ribbon_code):
+    """Each onAction, called the way the ribbon calls it (Application.Run with the
+    control), by pyOpenVBA's VBA interpreter; RunPython is recorded instead of
+    starting Python."""
+    from pyopenvba.apps.excel import ExcelApplication
+
+    app = ExcelApplication()
+    app.add_workbook()
+    app.add_module(
+        "Public commands As String\n"
+        "Public Function RunPython(ByVal PythonCommand As String)\n"
+        '    commands = commands & PythonCommand & "|"\n'
+        "End Function\n"
+        "Public Function Commands() As String\n    Commands = commands\nEnd Function\n"
+        "Public Sub Press(ByVal callback As String)\n    Application.Run callback, Nothing\nEnd Sub\n",
+        name="xlwings",
+    )
+    app.add_module(ribbon_code.replace("\r\n", "\n"), name="Ribbon")
+    for button in buttons(ribbon):
+        app.run("Press", button.get("onAction"))
+    expected = "".join(f"import xl_ecom.macros; xl_ecom.macros.{entry}()|" for entry in BUTTONS.values())
+    assert app.evaluate("Commands()") == expected
+
+
+def test_macro_entry_points_exist():
+    """The Python side of every button (xl_ecom.macros, the ribbon-macro issue)."""
+    macros = importlib.import_module("xl_ecom.macros")
+    for entry in BUTTONS.values():
+        assert callable(getattr(macros, entry, None)), entry
+
+
+def test_ribbon_is_utf8_chinese_and_vba_is_ascii(ribbon_code):
+    raw = xlsm.ribbon_xml()
+    assert raw.startswith(b'<?xml version="1.0" encoding="UTF-8"')
+    assert "农村电商".encode("utf-8") in raw
+    assert ribbon_code.isascii()
