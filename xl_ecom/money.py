@@ -61,7 +61,7 @@ def parse_number(value, label: str, *, allow_units: bool = True) -> Decimal | No
         m = _AMOUNT_RE.match(text) if allow_units else None
         if not m:
             try:
-                dec = Decimal(text.replace(",", "")) if not allow_units else None
+                dec = Decimal(text.replace(",", ""))
             except InvalidOperation:
                 dec = None
             if dec is None or not dec.is_finite():

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from xl_ecom.boundaries import BOUNDARY_WORDS, holds
+from xl_ecom.errors import InputError
+from xl_ecom.money import mul_rate, mul_rate_array, parse_number, to_cents, to_cents_array
+
+
+@pytest.mark.parametrize(
+    "word, inclusive",
+    [("以上", True), ("以下", True), ("以内", True), ("届满", True), ("达到", True), ("达", True),
+     ("不满", False), ("超过", False), ("超", False), ("以外", False)],
+)
+def test_civil_code_article_1259(word, inclusive):
+    b = BOUNDARY_WORDS[word]
+    assert b.inclusive is inclusive
+    assert holds(100, word, 100) is inclusive
+
+
+def test_direction():
+    assert holds(101, "超", 100) and not holds(99, "以上", 100)
+    assert holds(99, "以下", 100) and not holds(101, "以内", 100)
+    assert list(holds(np.array([99.0, 100.0, 101.0]), "超过", 100)) == [False, False, True]
+
+
+@pytest.mark.parametrize(
+    "text, yuan",
+    [("50万", "500000"), ("1.2亿元", "120000000"), ("500,000", "500000"), ("500000元", "500000"),
+     (" 3.5 万元 ", "35000"), ("1,234.5", "1234.5"), (12.3, "12.3"), ("12%", "0.12")],
+)
+def test_parse_clerk_amounts(text, yuan):
+    assert parse_number(text, "金额") == Decimal(yuan)
+
+
+def test_half_up_not_bankers():
+    assert round(0.125, 2) == 0.12  # what Python's round would do
+    assert to_cents(0.125, "x") == 13
+    assert to_cents("2.675", "x") == 268
+    assert mul_rate(1234567890, Decimal("0.01")) == 12345679
+    assert mul_rate(5, Decimal("0.5")) == 3
+
+
+def test_vector_cents_match_scalar_on_half_cases():
+    xs = [0.005, 0.015, 1.005, 2.675, 1234567.125, 0.125, 10.0, 99999999.995]
+    got = to_cents_array(np.array(xs), "x")
+    assert list(got) == [to_cents(x, "x") for x in xs]
+    cents = np.array([5.0, 15.0, 25.0, 1234567890.0])
+    assert list(mul_rate_array(cents, Decimal("0.1"))) == [mul_rate(int(c), Decimal("0.1")) for c in cents]
+
+
+@pytest.mark.parametrize("bad", ["abc", "-5", "5万-", "1e400", "inf"])
+def test_unreadable_or_negative(bad):
+    with pytest.raises(InputError, match=f"“{bad}”"):
+        to_cents(bad, "金额")
