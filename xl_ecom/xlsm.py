@@ -15,7 +15,7 @@ workbook with a custom ribbon:
 - ``docProps/core.xml`` with pinned created/modified times (openpyxl stamps the clock);
 
 and writes a deterministic zip: fixed member order, fixed date, one compression
-method and level, no extra fields or file attributes. Same inputs, same bytes.
+method and level, no extra fields, the same file attributes for every member. Same inputs, same bytes.
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ PINNED_TIMESTAMP = "2020-01-01T00:00:00Z"
 ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 ZIP_COMPRESSION = zipfile.ZIP_DEFLATED
 ZIP_COMPRESSLEVEL = 6
+ZIP_CREATE_SYSTEM = 3
+ZIP_EXTERNAL_ATTR = 0o100644 << 16
 
 _RELS_NS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
 _MAIN_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
@@ -305,8 +307,10 @@ def _deterministic_zip(members) -> bytes:
         for name, data in members:
             info = zipfile.ZipInfo(name, date_time=ZIP_DATE_TIME)
             info.compress_type = ZIP_COMPRESSION
-            info.create_system = 0
-            info.external_attr = 0
+            # zipfile refuses an attribute word of 0 (it writes 0o600 then), so every
+            # member is a plain rw-r--r-- file made on "Unix", whatever machine builds it.
+            info.create_system = ZIP_CREATE_SYSTEM
+            info.external_attr = ZIP_EXTERNAL_ATTR
             out.writestr(info, data, compress_type=ZIP_COMPRESSION, compresslevel=ZIP_COMPRESSLEVEL)
     return buffer.getvalue()
 
