@@ -12,8 +12,6 @@ import io
 import re
 import sys
 import textwrap
-import types
-from pathlib import Path
 
 import openpyxl
 import pytest
