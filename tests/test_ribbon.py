@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import re
+from pathlib import Path
 
 import pytest
 import xmlschema
@@ -11,7 +12,8 @@ from defusedxml import ElementTree as SafeET
 
 from xl_ecom import vba, xlsm
 
-SCHEMA = "/work/shared/schemas/customui14.xsd"
+# ../shared/schemas beside the repository, as the issue names it.
+SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "schemas" / "customui14.xsd"
 NS = {"ui": xlsm.CUSTOM_UI_NAMESPACE}
 
 #: label -> Python entry point in xl_ecom.macros, in ribbon order (issue 3).
@@ -27,7 +29,8 @@ BUTTONS = {
 
 @pytest.fixture(scope="module")
 def schema():
-    return xmlschema.XMLSchema(SCHEMA)
+    assert SCHEMA.is_file(), f"the customUI14 schema is missing: {SCHEMA}"
+    return xmlschema.XMLSchema(str(SCHEMA))
 
 
 @pytest.fixture(scope="module")
