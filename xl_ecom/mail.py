@@ -1,0 +1,1258 @@
+"""发送邮件：把生成的部门任务表和县区工作簿发给各单位，并记录每一次发送。
+
+分三层：
+
+* 纯函数层（不依赖 Excel）：``plan_messages`` 按通讯录和输出文件夹规划邮件，
+  ``build_message`` 生成 MIME 邮件，``send_batch`` 逐封发送（临时错误按退避重试，
+  永久错误记录不重试），``pending_messages`` 按已有记录挑出尚未成功的邮件，
+  ``CsvLog`` / ``read_log`` 读写 CSV 发送记录。
+* 命令行：``add_cli(subparsers)`` 注册 ``xl-ecom mail``。
+* Excel 功能区：``send_mail_from_book(book)``（xlwings），只做读表、状态栏和写“发送记录”表。
+
+密码只来自环境变量 ``XL_ECOM_SMTP_PASSWORD`` 或系统钥匙串（keyring，服务名 ``xl-ecom``），
+从不写入工作簿、日志或输出。
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as _dt
+import hashlib
+import io
+import mimetypes
+import os
+import re
+import smtplib
+import socket
+import ssl
+import string
+import sys
+import time
+import unicodedata
+import warnings
+from dataclasses import dataclass, field
+from email.generator import BytesGenerator
+from email.header import Header
+from email.headerregistry import Address
+from email.mime.application import MIMEApplication
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.policy import compat32
+from email.utils import formataddr, formatdate, make_msgid
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from xl_ecom.settings import (
+    CONTACT_CATEGORIES,
+    CONTACTS_SHEET,
+    COUNTY,
+    DEPARTMENT,
+    SECURITY_CHOICES,
+    SETTINGS_SHEET,
+    Contact,
+    ContactsError,
+    PasswordInSettingsWarning,
+    SettingsError,
+    contacts_from_rows,
+    format_date,
+    output_dir,
+    read_contacts,
+    read_contacts_csv,
+    read_settings,
+    settings_from_rows,
+    smtp_port,
+    unit_file,
+)
+
+__all__ = [
+    "TEMPLATE_DIR",
+    "RECORD_SHEET",
+    "RECORD_HEADERS",
+    "PASSWORD_ENV",
+    "KEYRING_SERVICE",
+    "RESULT_SENT",
+    "RESULT_RETRY",
+    "RESULT_FAILED",
+    "RESULT_NOT_SENT",
+    "DEFAULT_RETRY_DELAYS",
+    "MailError",
+    "SmtpConfig",
+    "Sender",
+    "OutgoingMessage",
+    "Problem",
+    "MailPlan",
+    "SendRecord",
+    "BatchResult",
+    "smtp_config",
+    "sender_from_settings",
+    "normalize_address",
+    "load_templates",
+    "plan_messages",
+    "build_message",
+    "message_bytes",
+    "write_eml",
+    "get_password",
+    "connect_smtp",
+    "send_batch",
+    "problem_records",
+    "successful_keys",
+    "pending_messages",
+    "execute_plan",
+    "log_path",
+    "CsvLog",
+    "read_log",
+    "read_records_sheet",
+    "add_cli",
+    "run_mail_cli",
+    "send_mail_from_book",
+    "send_mail_from_caller",
+]
+
+#: 邮件模板文件夹（仓库中的 templates/mail）
+TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "templates" / "mail"
+TEMPLATE_FILES = {DEPARTMENT: "部门.txt", COUNTY: "县区.txt"}
+
+RECORD_SHEET = "发送记录"
+RECORD_HEADERS = ("时间", "单位", "地址", "文件", "SHA-256", "结果", "服务器回复", "Message-ID")
+
+PASSWORD_ENV = "XL_ECOM_SMTP_PASSWORD"
+KEYRING_SERVICE = "xl-ecom"
+
+RESULT_SENT = "成功"          # 服务器已接收
+RESULT_RETRY = "暂时失败"     # 临时错误（4xx、连接中断），随后重试
+RESULT_FAILED = "失败"        # 永久错误（5xx），或重试用尽
+RESULT_NOT_SENT = "未发送"    # 没有交给服务器：缺地址、地址无效、缺附件、无法连接或登录
+
+#: 临时错误后的等待秒数；共尝试 len + 1 次
+DEFAULT_RETRY_DELAYS = (2.0, 8.0, 30.0)
+DEFAULT_TIMEOUT = 30.0
+
+_XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+_TEMPLATE_REQUIRED = {"截止日期": "报送截止日期", "发件人": "发件人", "发件人邮箱": "发件人邮箱"}
+_TEMPLATE_KEYS = ("单位", "联系人", "称呼", "类别", "截止日期", "发件人", "发件人邮箱", "附件名", "发送日期")
+_BAD_FILENAME_CHARS = re.compile(r'[\\/:*?"<>|]')
+_DOMAIN_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
+
+
+class MailError(Exception):
+    """输入或配置有误，无法开始发送；消息是给用户看的中文。"""
+
+
+# ---------------------------------------------------------------------------
+# 数据
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str
+    port: int
+    security: str = "SSL"  # 无 / SSL / STARTTLS
+    user: str = ""
+    timeout: float = DEFAULT_TIMEOUT
+
+
+@dataclass(frozen=True)
+class Sender:
+    name: str
+    address: str
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """一封待发邮件：一个单位的一个地址，附件是该单位的生成文件。"""
+
+    unit: str
+    category: str
+    person: str
+    address: str
+    file: Path
+    file_label: str
+    sha256: str
+    subject: str
+    body: str
+    data: bytes = field(repr=False, compare=False)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.unit, self.address.casefold(), self.sha256)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """规划时发现、无法发送的情况（缺地址、地址无效、缺附件……）。"""
+
+    unit: str
+    reason: str
+    address: str = ""
+    file_label: str = ""
+    sha256: str = ""
+
+
+@dataclass
+class MailPlan:
+    messages: list[OutgoingMessage]
+    problems: list[Problem]
+    sender: Sender
+
+
+@dataclass(frozen=True)
+class SendRecord:
+    """发送记录的一行（CSV 和“发送记录”表共用）。"""
+
+    time: str
+    unit: str
+    address: str
+    file: str
+    sha256: str
+    result: str
+    reply: str = ""
+    message_id: str = ""
+
+    def row(self) -> list[str]:
+        return [self.time, self.unit, self.address, self.file, self.sha256, self.result,
+                self.reply, self.message_id]
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.unit, self.address.casefold(), self.sha256)
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> "SendRecord":
+        def get(name: str) -> str:
+            return _unneutralize(_text(values.get(name)))
+
+        return cls(get("时间"), get("单位"), get("地址"), get("文件"), get("SHA-256").lower(),
+                   get("结果"), get("服务器回复"), get("Message-ID"))
+
+
+@dataclass
+class BatchResult:
+    """一批发送的结果：records 是全部尝试记录，其余按邮件的最终结果分组。"""
+
+    records: list[SendRecord] = field(default_factory=list)
+    sent: list[OutgoingMessage] = field(default_factory=list)
+    failed: list[tuple[OutgoingMessage, str]] = field(default_factory=list)
+    not_sent: list[tuple[OutgoingMessage, str]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    skipped: list[OutgoingMessage] = field(default_factory=list)  # 此前已成功、本次跳过
+
+    @property
+    def ok(self) -> bool:
+        return not (self.failed or self.not_sent or self.problems)
+
+
+# ---------------------------------------------------------------------------
+# 配置
+# ---------------------------------------------------------------------------
+
+
+def smtp_config(
+    settings: dict[str, Any],
+    *,
+    host: str | None = None,
+    port: Any = None,
+    user: str | None = None,
+    security: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> SmtpConfig:
+    """由“设置”和命令行覆盖值得到 SMTP 配置；值无效时抛出 MailError。"""
+    merged = dict(settings)
+    if security is not None:
+        merged["加密方式"] = security
+    if merged.get("加密方式") not in SECURITY_CHOICES:
+        raise MailError(f"加密方式“{merged.get('加密方式')}”无效，应为 {' / '.join(SECURITY_CHOICES)} 之一。")
+    if port is not None and str(port).strip() != "":
+        text = str(port).strip()
+        if not text.isdigit() or not 1 <= int(text) <= 65535:
+            raise MailError(f"SMTP 端口“{text}”无效，应为 1 到 65535 之间的整数。")
+        merged["SMTP端口"] = int(text)
+    final_host = (host if host is not None else _text(merged.get("SMTP服务器"))).strip()
+    if not final_host:
+        raise MailError(f"没有 SMTP 服务器：请在“{SETTINGS_SHEET}”表填写“SMTP服务器”，或用 --smtp-host 指定。")
+    if any(ch.isspace() or not ch.isprintable() for ch in final_host):
+        raise MailError(f"SMTP 服务器“{final_host}”无效。")
+    final_user = (user if user is not None else _text(merged.get("SMTP用户名"))).strip()
+    return SmtpConfig(final_host, smtp_port(merged), merged["加密方式"], final_user, timeout)
+
+
+def sender_from_settings(settings: dict[str, Any]) -> Sender:
+    name = _one_line(_text(settings.get("发件人")))
+    raw = _text(settings.get("发件人邮箱"))
+    if not raw:
+        raise MailError(f"“{SETTINGS_SHEET}”表中“发件人邮箱”为空，请填写发件邮箱地址。")
+    try:
+        address = normalize_address(raw)
+    except ValueError as exc:
+        raise MailError(f"“{SETTINGS_SHEET}”表中“发件人邮箱”{exc}") from None
+    return Sender(name, address)
+
+
+def normalize_address(text: str) -> str:
+    """校验并规范一个邮箱地址，返回 addr-spec；无效时抛出 ValueError（中文说明）。
+
+    全角字符（如“＠”）按 NFKC 转成半角。解析用标准库 email.headerregistry.Address。
+    """
+    original = text
+    text = unicodedata.normalize("NFKC", str(text)).strip()
+    if not text:
+        raise ValueError("地址为空。")
+    if not text.isascii():
+        raise ValueError(f"“{original}”不是有效邮箱地址：含有中文或全角字符。")
+    if any(not ch.isprintable() for ch in text):
+        raise ValueError(f"“{_one_line(original)}”不是有效邮箱地址：含有控制字符。")
+    try:
+        address = Address(addr_spec=text)
+    except Exception:  # email 包对无效地址抛出 ValueError、HeaderParseError 或各种 Defect
+        raise ValueError(f"“{original}”不是有效邮箱地址。") from None
+    domain = address.domain
+    labels = domain.split(".")
+    if not address.username or len(labels) < 2 or not all(_DOMAIN_LABEL.fullmatch(x) for x in labels):
+        raise ValueError(f"“{original}”不是有效邮箱地址：域名不完整。")
+    return address.addr_spec
+
+
+def get_password(user: str, env: dict[str, str] | None = None) -> str | None:
+    """SMTP 密码：先取环境变量 XL_ECOM_SMTP_PASSWORD，再取系统钥匙串（服务名 xl-ecom）。"""
+    env = os.environ if env is None else env
+    password = env.get(PASSWORD_ENV)
+    if password:
+        return password
+    if not user:
+        return None
+    try:
+        import keyring
+        from keyring.errors import KeyringError
+
+        try:
+            return keyring.get_password(KEYRING_SERVICE, user)
+        except KeyringError:
+            return None
+    except ImportError:
+        return None
+
+
+def _require_password(config: SmtpConfig, env: dict[str, str] | None = None) -> str | None:
+    if not config.user:
+        return None
+    password = get_password(config.user, env)
+    if not password:
+        raise MailError(
+            f"已设置 SMTP 用户名“{config.user}”，但找不到密码：请设置环境变量 {PASSWORD_ENV}，"
+            f"或用命令 keyring set {KEYRING_SERVICE} {config.user} 把密码保存到系统钥匙串。"
+        )
+    return password
+
+
+# ---------------------------------------------------------------------------
+# 模板与规划
+# ---------------------------------------------------------------------------
+
+
+class _MailTemplate(string.Template):
+    # 占位符可以是中文：${单位}
+    idpattern = r"[^\W\d]\w*"
+    flags = re.UNICODE
+
+
+@dataclass(frozen=True)
+class _LoadedTemplate:
+    path: Path
+    subject: _MailTemplate
+    body: _MailTemplate
+    identifiers: frozenset[str]
+
+
+def load_templates(template_dir: Any = None) -> dict[str, _LoadedTemplate]:
+    """读取 部门.txt 和 县区.txt；第一行“主题：……”，其余为正文。"""
+    directory = Path(template_dir) if template_dir is not None else TEMPLATE_DIR
+    loaded = {}
+    for category, name in TEMPLATE_FILES.items():
+        path = directory / name
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except FileNotFoundError:
+            raise MailError(f"找不到邮件模板：{path}") from None
+        except UnicodeDecodeError:
+            raise MailError(f"邮件模板 {path} 不是 UTF-8 编码，请用 UTF-8 保存。") from None
+        first, _, rest = text.replace("\r\n", "\n").partition("\n")
+        m = re.match(r"\s*主题\s*[：:]\s*(.*)$", first)
+        if not m:
+            raise MailError(f"邮件模板 {path} 的第一行应以“主题：”开头。")
+        subject = _MailTemplate(m.group(1).strip())
+        body = _MailTemplate(rest.lstrip("\n"))
+        identifiers: set[str] = set()
+        for part in (subject, body):
+            if not part.is_valid():
+                raise MailError(f"邮件模板 {path} 中有无效的占位符（$ 后应为 {{名称}}，写 $$ 表示 $ 字符）。")
+            identifiers.update(part.get_identifiers())
+        unknown = sorted(identifiers - set(_TEMPLATE_KEYS))
+        if unknown:
+            raise MailError(
+                f"邮件模板 {path} 中有未知的占位符：{'、'.join('${' + u + '}' for u in unknown)}；"
+                f"可用的有：{'、'.join('${' + k + '}' for k in _TEMPLATE_KEYS)}。"
+            )
+        loaded[category] = _LoadedTemplate(path, subject, body, frozenset(identifiers))
+    return loaded
+
+
+def plan_messages(
+    settings: dict[str, Any],
+    contacts: Sequence[Contact],
+    out_dir: Any,
+    *,
+    only: Iterable[str] | None = None,
+    template_dir: Any = None,
+    today: _dt.date | None = None,
+) -> MailPlan:
+    """规划要发的邮件：每个单位的每个有效地址一封，附件是该单位的生成文件。
+
+    无法发送的情况（没有地址、地址无效、找不到附件、类别无效）收进 ``problems``，不会被悄悄跳过。
+    配置错误（发件人、模板、--only 中的未知单位）抛出 MailError。
+    """
+    sender = sender_from_settings(settings)
+    templates = load_templates(template_dir)
+    out_dir = Path(out_dir)
+    today = today or _dt.date.today()
+    contacts = list(contacts)
+    if only:
+        wanted = list(dict.fromkeys(_one_line(u) for u in only))
+        known = {c.unit for c in contacts}
+        missing = [u for u in wanted if u not in known]
+        if missing:
+            raise MailError(f"通讯录中没有这些单位：{'、'.join(missing)}。")
+        contacts = [c for c in contacts if c.unit in set(wanted)]
+    deadline = format_date(settings.get("报送截止日期"))
+
+    messages: list[OutgoingMessage] = []
+    problems: list[Problem] = []
+    seen: set[tuple[str, str]] = set()
+    file_cache: dict[Path, tuple[bytes, str]] = {}
+    for contact in contacts:
+        unit = contact.unit
+        where = f"（{contact.source}）" if contact.source else ""
+        if _BAD_FILENAME_CHARS.search(unit) or unit.startswith(".") or not unit.isprintable():
+            problems.append(Problem(unit, f"单位名称“{unit}”含有不能用作文件名的字符{where}，无法对应生成的文件。"))
+            continue
+        category, reason = _resolve_category(contact, out_dir)
+        if reason:
+            problems.append(Problem(unit, reason + where))
+            continue
+        path = unit_file(out_dir, category, unit)
+        label = _file_label(path, out_dir)
+        if not path.is_file():
+            problems.append(Problem(unit, f"找不到附件 {path}，请先生成{_kind(category)}。", file_label=label))
+            continue
+        if path not in file_cache:
+            data = path.read_bytes()
+            file_cache[path] = (data, hashlib.sha256(data).hexdigest())
+        data, digest = file_cache[path]
+        if not contact.addresses:
+            problems.append(Problem(unit, f"“{unit}”没有邮箱地址{where}，请在通讯录中填写。",
+                                    file_label=label, sha256=digest))
+            continue
+        template = templates[category]
+        values = {
+            "单位": unit,
+            "联系人": contact.person,
+            "称呼": contact.person or unit,
+            "类别": category,
+            "截止日期": deadline,
+            "发件人": sender.name,
+            "发件人邮箱": sender.address,
+            "附件名": path.name,
+            "发送日期": format_date(today),
+        }
+        for key in sorted(template.identifiers):
+            if key in _TEMPLATE_REQUIRED and not values[key]:
+                raise MailError(
+                    f"邮件模板 {template.path.name} 用到了 ${{{key}}}，但“{SETTINGS_SHEET}”表中"
+                    f"“{_TEMPLATE_REQUIRED[key]}”为空，请先填写。"
+                )
+        subject = _one_line(template.subject.substitute(values))
+        body = template.body.substitute(values)
+        for raw in contact.addresses:
+            try:
+                address = normalize_address(raw)
+            except ValueError as exc:
+                problems.append(Problem(unit, f"{exc}{where}", address=_one_line(raw),
+                                        file_label=label, sha256=digest))
+                continue
+            if (unit, address.casefold()) in seen:
+                continue
+            seen.add((unit, address.casefold()))
+            messages.append(OutgoingMessage(unit, category, contact.person, address, path, label,
+                                            digest, subject, body, data))
+    return MailPlan(messages, problems, sender)
+
+
+def _resolve_category(contact: Contact, out_dir: Path) -> tuple[str, str]:
+    category = contact.category
+    if category in CONTACT_CATEGORIES:
+        return category, ""
+    if category:
+        return "", f"类别“{category}”无效，应为 {' 或 '.join(CONTACT_CATEGORIES)}"
+    found = [c for c in CONTACT_CATEGORIES if unit_file(out_dir, c, contact.unit).is_file()]
+    if len(found) == 1:
+        return found[0], ""
+    if not found:
+        return "", (f"没有填写类别，且在 {out_dir} 的部门任务表和县区工作簿中都找不到“{contact.unit}.xlsx”，"
+                    "请先生成文件或在通讯录中填写类别")
+    return "", f"没有填写类别，且部门任务表和县区工作簿中都有“{contact.unit}.xlsx”，请在通讯录中填写类别"
+
+
+def _kind(category: str) -> str:
+    return "部门任务表" if category == DEPARTMENT else "县区工作簿"
+
+
+def _file_label(path: Path, out_dir: Path) -> str:
+    try:
+        return str(path.relative_to(out_dir))
+    except ValueError:
+        return str(path)
+
+
+# ---------------------------------------------------------------------------
+# 邮件
+# ---------------------------------------------------------------------------
+
+
+def build_message(message: OutgoingMessage, sender: Sender, *, message_id: str | None = None,
+                  date: str | None = None) -> MIMEMultipart:
+    """生成 MIME 邮件。
+
+    主题和显示名用 RFC 2047 编码；附件名在 Content-Disposition 中用 RFC 2231（filename*），
+    在 Content-Type 中另给 RFC 2047 形式的 name（Outlook、Foxmail 和网页邮箱都能正确显示）。
+    显示名和主题中的换行、控制字符先换成空格，地址先经 normalize_address 校验，因此不能注入邮件头。
+    """
+    to_address = normalize_address(message.address)
+    from_address = normalize_address(sender.address)
+    outer = MIMEMultipart()
+    outer["From"] = _format_address(sender.name, from_address)
+    outer["To"] = _format_address(message.person or message.unit, to_address)
+    outer["Subject"] = Header(_one_line(message.subject), "utf-8")
+    outer["Date"] = date or formatdate(localtime=True)
+    outer["Message-ID"] = message_id or make_msgid(domain=from_address.rpartition("@")[2])
+    body = "\r\n".join(message.body.splitlines()) + "\r\n"  # 文本的规范形式是 CRLF
+    outer.attach(MIMEText(body, "plain", "utf-8"))
+
+    filename = _one_line(message.file.name)
+    ctype = mimetypes.guess_type(filename)[0] or _XLSX_TYPE
+    maintype, _, subtype = ctype.partition("/")
+    if maintype != "application":
+        subtype = "octet-stream"
+    part = MIMEApplication(message.data, _subtype=subtype)
+    part.set_param("name", " ".join(Header(filename, "utf-8").encode().split()))
+    part.add_header("Content-Disposition", "attachment", filename=("utf-8", "", filename))
+    outer.attach(part)
+    return outer
+
+
+def message_bytes(mime: MIMEMultipart) -> bytes:
+    buffer = io.BytesIO()
+    BytesGenerator(buffer, mangle_from_=False, policy=compat32.clone(linesep="\r\n")).flatten(mime)
+    return buffer.getvalue()
+
+
+def _format_address(name: str, address: str) -> str:
+    name = _one_line(name)
+    return formataddr((name, address), charset="utf-8") if name else address
+
+
+def write_eml(messages: Sequence[OutgoingMessage], sender: Sender, directory: Any) -> list[Path]:
+    """试运行：每封邮件写一个 .eml 文件，不发送。"""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for number, message in enumerate(messages, start=1):
+        name = _BAD_FILENAME_CHARS.sub("_", f"{number:03d}_{message.unit}_{message.address}") + ".eml"
+        path = directory / name
+        path.write_bytes(message_bytes(build_message(message, sender)))
+        written.append(path)
+    return written
+
+
+# ---------------------------------------------------------------------------
+# 发送
+# ---------------------------------------------------------------------------
+
+
+class _Failure(Exception):
+    """一次尝试失败。
+
+    kind：transient（可重试）、permanent（本封失败，不重试）、fatal（整批停止）；
+    stage：connect（连接或登录时失败，邮件还没有交给服务器）或 send（发送这封邮件时失败）。
+    """
+
+    def __init__(self, kind: str, reply: str, *, stage: str = "send", uncertain: bool = False):
+        super().__init__(reply)
+        self.kind = kind
+        self.reply = reply
+        self.stage = stage
+        self.uncertain = uncertain  # 在 DATA 途中断开：服务器可能已收到
+
+
+def _reply_text(code: Any, message: Any) -> str:
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", errors="replace")
+    message = " ".join(str(message or "").split())
+    return f"{code} {message}".strip()
+
+
+def _kind_for_code(code: Any) -> str:
+    try:
+        return "transient" if 400 <= int(code) < 500 else "permanent"
+    except (TypeError, ValueError):
+        return "permanent"
+
+
+def connect_smtp(config: SmtpConfig, password: str | None, *,
+                 ssl_context: ssl.SSLContext | None = None) -> smtplib.SMTP:
+    """连接并（如设置了用户名）登录。失败时抛出 _Failure，reply 是中文说明加服务器回复。"""
+    context = ssl_context or ssl.create_default_context()
+    where = f"{config.host}:{config.port}"
+    smtp = None
+    try:
+        if config.security == "SSL":
+            smtp = smtplib.SMTP_SSL(config.host, config.port, timeout=config.timeout, context=context)
+        else:
+            smtp = smtplib.SMTP(config.host, config.port, timeout=config.timeout)
+        smtp.ehlo()
+        if config.security == "STARTTLS":
+            smtp.starttls(context=context)
+            smtp.ehlo()
+        if config.user:
+            smtp.login(config.user, password or "")
+        return smtp
+    except smtplib.SMTPAuthenticationError as exc:
+        _close(smtp)
+        kind = "transient" if _kind_for_code(exc.smtp_code) == "transient" else "fatal"
+        raise _Failure(kind, f"SMTP 登录被拒绝（{_reply_text(exc.smtp_code, exc.smtp_error)}），"
+                             "请检查 SMTP用户名 和密码", stage="connect") from None
+    except smtplib.SMTPNotSupportedError as exc:
+        _close(smtp)
+        what = "STARTTLS 加密" if config.security == "STARTTLS" and "STARTTLS" in str(exc).upper() else "登录（AUTH）"
+        raise _Failure("fatal", f"服务器 {where} 不支持{what}：{exc}", stage="connect") from None
+    except smtplib.SMTPServerDisconnected as exc:
+        _close(smtp)
+        raise _Failure("transient", f"服务器 {where} 断开了连接：{exc}", stage="connect") from None
+    except smtplib.SMTPResponseException as exc:  # 问候语或 EHLO 被拒
+        _close(smtp)
+        kind = "transient" if _kind_for_code(exc.smtp_code) == "transient" else "fatal"
+        raise _Failure(kind, f"服务器 {where} 拒绝连接：{_reply_text(exc.smtp_code, exc.smtp_error)}",
+                       stage="connect") from None
+    except ssl.SSLError as exc:
+        _close(smtp)
+        raise _Failure("fatal", f"与 {where} 的加密连接失败（请检查加密方式和端口）：{exc.reason or exc}",
+                       stage="connect") from None
+    except socket.gaierror:
+        _close(smtp)
+        raise _Failure("fatal", f"找不到 SMTP 服务器“{config.host}”，请检查服务器地址。", stage="connect") from None
+    except UnicodeEncodeError:
+        _close(smtp)
+        raise _Failure("fatal", "SMTP 用户名或密码含有不能发送的字符（只能用英文字母、数字和符号）。",
+                       stage="connect") from None
+    except (OSError, smtplib.SMTPException) as exc:
+        _close(smtp)
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else (str(exc) or type(exc).__name__)
+        raise _Failure("transient", f"无法连接 SMTP 服务器 {where}：{detail}", stage="connect") from None
+
+
+def _close(smtp: smtplib.SMTP | None) -> None:
+    if smtp is not None:
+        try:
+            smtp.close()
+        except Exception:
+            pass
+
+
+def _quit(smtp: smtplib.SMTP | None) -> None:
+    if smtp is not None:
+        try:
+            smtp.quit()
+        except Exception:
+            _close(smtp)
+
+
+def _transmit(smtp: smtplib.SMTP, from_address: str, to_address: str, raw: bytes) -> str:
+    """MAIL / RCPT / DATA，返回服务器对 DATA 的回复；非成功回复抛出 _Failure。"""
+    in_data = False
+    try:
+        code, reply = smtp.mail(from_address)
+        if code != 250:
+            raise _Failure(_kind_for_code(code), _reply_text(code, reply))
+        code, reply = smtp.rcpt(to_address)
+        if code not in (250, 251):
+            raise _Failure(_kind_for_code(code), _reply_text(code, reply))
+        in_data = True
+        code, reply = smtp.data(raw)
+        if code != 250:
+            raise _Failure(_kind_for_code(code), _reply_text(code, reply))
+        return _reply_text(code, reply)
+    except smtplib.SMTPResponseException as exc:
+        raise _Failure(_kind_for_code(exc.smtp_code), _reply_text(exc.smtp_code, exc.smtp_error)) from None
+    except (OSError, smtplib.SMTPException) as exc:  # 含 SMTPServerDisconnected
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else (str(exc) or type(exc).__name__)
+        if in_data:
+            raise _Failure("transient", f"发送途中连接中断（服务器是否已收到不确定）：{detail}",
+                           uncertain=True) from None
+        raise _Failure("transient", f"连接中断：{detail}") from None
+
+
+def _now() -> str:
+    return _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def send_batch(
+    messages: Sequence[OutgoingMessage],
+    sender: Sender,
+    config: SmtpConfig,
+    password: str | None,
+    *,
+    on_record: Callable[[SendRecord], None] | None = None,
+    on_progress: Callable[[int, int, OutgoingMessage], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
+    ssl_context: ssl.SSLContext | None = None,
+    connect: Callable[..., smtplib.SMTP] | None = None,
+) -> BatchResult:
+    """逐封发送，每次尝试都交给 on_record（先记录、再继续）。
+
+    * 4xx 回复、连接中断、连不上：按 retry_delays 等待后重连重试（每次等待前记一行“暂时失败”）；
+      重试用尽记“失败”，继续下一封；
+    * 5xx 回复：记“失败”，不重试，继续下一封；
+    * 登录被拒、加密方式不对等整批问题，或重试后仍连不上：本封和其余各封记“未发送”，停止
+      （本封若曾在 DATA 途中断开、服务器可能已收到，则记“失败”并注明不确定）。
+    """
+    connect = connect or connect_smtp
+    result = BatchResult()
+
+    def record(message: OutgoingMessage, outcome: str, reply: str, message_id: str = "") -> None:
+        entry = SendRecord(_now(), message.unit, message.address, message.file_label, message.sha256,
+                           outcome, reply, message_id)
+        result.records.append(entry)
+        if on_record is not None:
+            on_record(entry)
+
+    smtp: smtplib.SMTP | None = None
+    total = len(messages)
+    try:
+        for index, message in enumerate(messages):
+            if on_progress is not None:
+                on_progress(index, total, message)
+            message_id = make_msgid(domain=sender.address.rpartition("@")[2])
+            raw = message_bytes(build_message(message, sender, message_id=message_id))
+            attempt = 0
+            uncertain = False  # 有一次尝试在发送中途断开：服务器可能已收到
+            while True:
+                try:
+                    if smtp is None:
+                        smtp = connect(config, password, ssl_context=ssl_context)
+                    reply = _transmit(smtp, sender.address, message.address, raw)
+                except _Failure as failure:
+                    if failure.kind == "permanent" and failure.stage == "send" and smtp is not None:
+                        try:  # 连接还可用：复位后发下一封
+                            smtp.rset()
+                        except Exception:
+                            _close(smtp)
+                            smtp = None
+                    else:  # 连接断了、被拒，或回复了临时错误：丢掉连接，下次重连
+                        _close(smtp)
+                        smtp = None
+                    uncertain = uncertain or failure.uncertain
+                    if failure.kind == "fatal" or (failure.stage == "connect" and attempt >= len(retry_delays)):
+                        # 整批停止：登录被拒、加密方式不对，或重试后仍连不上
+                        reason = failure.reply
+                        if failure.kind != "fatal" and attempt:
+                            reason = f"重试 {attempt} 次后仍失败：{reason}"
+                        rest = messages[index:]
+                        if uncertain:  # 这封曾在发送中途断开，不能算“未发送”
+                            final = f"{reason}（此前发送中途断开，服务器是否已收到不确定）"
+                            record(message, RESULT_FAILED, final, message_id)
+                            result.failed.append((message, final))
+                            rest = messages[index + 1:]
+                        _abort(rest, reason, record, result)
+                        return result
+                    if failure.kind == "transient" and attempt < len(retry_delays):
+                        record(message, RESULT_RETRY, failure.reply, message_id)
+                        sleep(retry_delays[attempt])
+                        attempt += 1
+                        continue
+                    final = failure.reply if failure.kind == "permanent" else f"重试 {attempt} 次后仍失败：{failure.reply}"
+                    record(message, RESULT_FAILED, final, message_id)
+                    result.failed.append((message, final))
+                    break
+                else:
+                    record(message, RESULT_SENT, reply, message_id)
+                    result.sent.append(message)
+                    break
+        if on_progress is not None and total:
+            on_progress(total, total, messages[-1])
+    finally:
+        _quit(smtp)
+    return result
+
+
+def _abort(remaining: Sequence[OutgoingMessage], reason: str,
+           record: Callable[..., None], result: BatchResult) -> None:
+    for message in remaining:
+        record(message, RESULT_NOT_SENT, reason)
+        result.not_sent.append((message, reason))
+
+
+def problem_records(problems: Iterable[Problem]) -> list[SendRecord]:
+    now = _now()
+    return [SendRecord(now, p.unit, p.address, p.file_label, p.sha256, RESULT_NOT_SENT, p.reason)
+            for p in problems]
+
+
+def successful_keys(records: Iterable[SendRecord]) -> set[tuple[str, str, str]]:
+    return {r.key for r in records if r.result == RESULT_SENT}
+
+
+def pending_messages(messages: Iterable[OutgoingMessage],
+                     records: Iterable[SendRecord]) -> tuple[list[OutgoingMessage], list[OutgoingMessage]]:
+    """按记录分出 (尚未成功的, 已成功过的)：同一单位、地址和文件 SHA-256 有“成功”记录即算已发。"""
+    done = successful_keys(records)
+    pending, skipped = [], []
+    for message in messages:
+        (skipped if message.key in done else pending).append(message)
+    return pending, skipped
+
+
+def execute_plan(
+    plan: MailPlan,
+    config: SmtpConfig,
+    password: str | None,
+    *,
+    prior_records: Iterable[SendRecord] = (),
+    resend_failed: bool = False,
+    on_record: Callable[[SendRecord], None] | None = None,
+    on_progress: Callable[[int, int, OutgoingMessage], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
+    ssl_context: ssl.SSLContext | None = None,
+) -> BatchResult:
+    """两个入口共用：先记录规划中发现的问题，再发送（resend_failed 时跳过已有成功记录的）。"""
+    problem_rows = problem_records(plan.problems)
+    for entry in problem_rows:
+        if on_record is not None:
+            on_record(entry)
+    messages, skipped = plan.messages, []
+    if resend_failed:
+        messages, skipped = pending_messages(plan.messages, prior_records)
+    if messages:
+        result = send_batch(messages, plan.sender, config, password, on_record=on_record,
+                            on_progress=on_progress, sleep=sleep, retry_delays=retry_delays,
+                            ssl_context=ssl_context)
+    else:
+        result = BatchResult()
+    result.records[:0] = problem_rows
+    result.problems = list(plan.problems)
+    result.skipped = skipped
+    return result
+
+
+# ---------------------------------------------------------------------------
+# CSV 发送记录
+# ---------------------------------------------------------------------------
+
+
+def log_path(workbook_path: Any) -> Path:
+    """CSV 发送记录：工作簿旁边的 <工作簿名>_发送记录.csv。"""
+    workbook_path = Path(workbook_path)
+    return workbook_path.with_name(f"{workbook_path.stem}_{RECORD_SHEET}.csv")
+
+
+class CsvLog:
+    """追加写 CSV 发送记录（UTF-8 带 BOM，Excel 能直接打开）；每行写完立即落盘。"""
+
+    def __init__(self, path: Any):
+        self.path = Path(path)
+        try:
+            new = not self.path.exists() or self.path.stat().st_size == 0
+            self._file = open(self.path, "a", encoding="utf-8-sig", newline="")
+        except OSError as exc:
+            raise MailError(
+                f"无法写入发送记录 {self.path}（{exc.strerror or exc}）：如果它在 Excel 中打开着，请先关闭。"
+            ) from None
+        self._writer = csv.writer(self._file)
+        if new:
+            self._writer.writerow(RECORD_HEADERS)
+            self._file.flush()
+
+    def append(self, record: SendRecord) -> None:
+        self._writer.writerow([_neutralize(v) for v in record.row()])
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "CsvLog":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def read_log(path: Any) -> list[SendRecord]:
+    """读 CSV 发送记录；文件不存在时为空。也接受在 Excel 中另存为 GBK 的文件。"""
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        data = path.read_bytes()
+    except OSError as exc:  # 不知道发过什么就不能发：报错而不是当作没有记录
+        raise MailError(
+            f"无法读取发送记录 {path}（{exc.strerror or exc}）：如果它在 Excel 中打开着，请先关闭。"
+        ) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("gb18030", errors="replace")
+    return records_from_rows(list(csv.reader(io.StringIO(text, newline=""))))
+
+
+def records_from_rows(rows: Sequence[Sequence[Any]]) -> list[SendRecord]:
+    """由表头行和数据行（CSV 或“发送记录”表）得到记录。"""
+    header: list[str] | None = None
+    records = []
+    for row in rows:
+        cells = [_text(c) for c in (row or ())]
+        if header is None:
+            if "单位" in cells and "结果" in cells:
+                header = cells
+            continue
+        if not any(cells):
+            continue
+        records.append(SendRecord.from_mapping(dict(zip(header, cells))))
+    return records
+
+
+def read_records_sheet(workbook_path: Any) -> list[SendRecord]:
+    """读工作簿里的“发送记录”表（功能区按钮写的），没有则为空。"""
+    from openpyxl import load_workbook
+
+    try:
+        wb = load_workbook(workbook_path, read_only=True, data_only=True)
+    except Exception:
+        return []
+    try:
+        if RECORD_SHEET not in wb.sheetnames:
+            return []
+        return records_from_rows(list(wb[RECORD_SHEET].iter_rows(values_only=True)))
+    finally:
+        wb.close()
+
+
+# ---------------------------------------------------------------------------
+# 命令行
+# ---------------------------------------------------------------------------
+
+
+def add_cli(subparsers: Any) -> argparse.ArgumentParser:
+    """注册 ``xl-ecom mail`` 子命令；处理函数放在 ``func``，返回退出码。"""
+    parser = subparsers.add_parser(
+        "mail",
+        help="把部门任务表和县区工作簿发给各单位",
+        description="按通讯录把输出文件夹中的部门任务表和县区工作簿发给各单位，并在工作簿旁的 CSV 中记录每次发送。"
+                    f"密码只从环境变量 {PASSWORD_ENV} 或系统钥匙串读取。",
+    )
+    parser.add_argument("workbook", metavar="WORKBOOK", help="市级工作簿（.xlsx/.xlsm），读取其中的设置和通讯录")
+    parser.add_argument("--contacts", metavar="FILE", help="通讯录 CSV（列：单位,联系人,邮箱）或工作簿，代替工作簿中的通讯录表")
+    parser.add_argument("--out", metavar="DIR", help="输出文件夹（默认取设置表“输出文件夹”）")
+    parser.add_argument("--smtp-host", metavar="H", help="SMTP 服务器，覆盖设置表")
+    parser.add_argument("--smtp-port", metavar="P", help="SMTP 端口，覆盖设置表")
+    parser.add_argument("--user", metavar="U", help="SMTP 用户名，覆盖设置表")
+    security = parser.add_mutually_exclusive_group()
+    security.add_argument("--ssl", dest="security", action="store_const", const="SSL", help="用 SSL 连接")
+    security.add_argument("--starttls", dest="security", action="store_const", const="STARTTLS", help="用 STARTTLS 加密")
+    parser.add_argument("--dry-run", metavar="DIR", help="不发送，每封邮件写一个 .eml 文件到 DIR")
+    parser.add_argument("--resend-failed", action="store_true", help="只发送还没有成功记录的邮件，已成功的不重复发送")
+    parser.add_argument("--only", metavar="单位", nargs="+", help="只发给这些单位")
+    parser.set_defaults(func=run_mail_cli, security=None)
+    return parser
+
+
+def run_mail_cli(
+    args: argparse.Namespace,
+    *,
+    stdout: Any = None,
+    stderr: Any = None,
+    env: dict[str, str] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
+    ssl_context: ssl.SSLContext | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> int:
+    """``xl-ecom mail`` 的处理函数。退出码：0 全部成功；1 有未成功的邮件；2 输入或配置有误。"""
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    try:
+        return _run_mail(args, out, err, env, sleep, retry_delays, ssl_context, timeout)
+    except (MailError, SettingsError, ContactsError) as exc:
+        print(f"错误：{exc}", file=err)
+        return 2
+
+
+def _run_mail(args, out, err, env, sleep, retry_delays, ssl_context, timeout) -> int:
+    workbook = Path(args.workbook)
+    if not workbook.is_file():
+        raise MailError(f"找不到工作簿：{workbook}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PasswordInSettingsWarning)
+        settings = read_settings(workbook)
+    for warning in caught:
+        if issubclass(warning.category, PasswordInSettingsWarning):
+            print(f"注意：{warning.message}", file=err)
+
+    if args.contacts:
+        contacts_file = Path(args.contacts)
+        if contacts_file.suffix.lower() in (".xlsx", ".xlsm"):
+            contacts = read_contacts(contacts_file)
+        else:
+            contacts = read_contacts_csv(contacts_file)
+    else:
+        contacts = read_contacts(workbook)
+    out_dir = Path(args.out) if args.out else output_dir(settings, workbook)
+    if not out_dir.is_dir():
+        raise MailError(f"找不到输出文件夹：{out_dir}（请先生成部门任务表和县区工作簿，或用 --out 指定）。")
+
+    plan = plan_messages(settings, contacts, out_dir, only=args.only)
+    _print_problems(plan.problems, out)
+
+    log_file = log_path(workbook)
+    prior = read_log(log_file) + read_records_sheet(workbook)
+
+    if args.dry_run:
+        messages, skipped = (pending_messages(plan.messages, prior) if args.resend_failed
+                             else (plan.messages, []))
+        if skipped:
+            print(f"已成功发送过的 {len(skipped)} 封不再生成。", file=out)
+        written = write_eml(messages, plan.sender, args.dry_run)
+        print(f"试运行：已写出 {len(written)} 封邮件到 {Path(args.dry_run)}，没有发送任何邮件。", file=out)
+        return 0 if not plan.problems else 1
+
+    config = smtp_config(settings, host=args.smtp_host, port=args.smtp_port, user=args.user,
+                         security=args.security, timeout=timeout)
+    password = _require_password(config, env)
+    if not args.resend_failed:
+        already = pending_messages(plan.messages, prior)[1]
+        if already:
+            print(f"注意：其中 {len(already)} 封此前已成功发送过同一文件，本次会再次发送；"
+                  "只补发未成功的请用 --resend-failed。", file=out)
+    progress = _ProgressLine(err)
+    with CsvLog(log_file) as log:
+        result = execute_plan(plan, config, password, prior_records=prior,
+                              resend_failed=args.resend_failed, on_record=log.append,
+                              on_progress=progress, sleep=sleep, retry_delays=retry_delays,
+                              ssl_context=ssl_context)
+    progress.finish()
+    _print_summary(result, out)
+    print(f"发送记录：{log_file}", file=out)
+    return 0 if result.ok else 1
+
+
+class _ProgressLine:
+    """命令行进度条（写到 stderr）：终端里原地刷新，否则每封一行。"""
+
+    def __init__(self, stream: Any, width: int = 24):
+        self.stream = stream
+        self.width = width
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.used = False
+
+    def __call__(self, done: int, total: int, message: OutgoingMessage) -> None:
+        filled = int(self.width * done / total) if total else self.width
+        bar = "#" * filled + "-" * (self.width - filled)
+        if done < total:
+            line = f"[{bar}] {done}/{total} 正在发送：{message.unit} <{message.address}>"
+        else:
+            line = f"[{bar}] {done}/{total} 完成"
+        self.used = True
+        if self.tty:
+            self.stream.write("\r\x1b[K" + line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.used and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _print_problems(problems: Sequence[Problem], out: Any) -> None:
+    if not problems:
+        return
+    print(f"有 {len(problems)} 处无法发送：", file=out)
+    for problem in problems:
+        print(f"  {problem.unit}：{problem.reason}", file=out)
+
+
+def _print_summary(result: BatchResult, out: Any) -> None:
+    total = len(result.sent) + len(result.failed) + len(result.not_sent)
+    print(f"本次共 {total} 封：成功 {len(result.sent)}，失败 {len(result.failed)}，未发送 {len(result.not_sent)}。",
+          file=out)
+    if result.skipped:
+        print(f"此前已成功发送的 {len(result.skipped)} 封没有重复发送。", file=out)
+    for message, reason in result.failed:
+        print(f"  失败：{message.unit} <{message.address}>：{reason}", file=out)
+    for message, reason in result.not_sent:
+        print(f"  未发送：{message.unit} <{message.address}>：{reason}", file=out)
+    if result.failed or result.not_sent:
+        print("处理后可用 --resend-failed 补发，已成功的不会重复发送。", file=out)
+
+
+# ---------------------------------------------------------------------------
+# Excel 功能区（xlwings）
+# ---------------------------------------------------------------------------
+
+
+def send_mail_from_book(
+    book: Any,
+    *,
+    resend_failed: bool = True,
+    env: dict[str, str] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
+    ssl_context: ssl.SSLContext | None = None,
+) -> BatchResult | None:
+    """“发送邮件”按钮：从打开的工作簿读设置和通讯录，发送，记录写入“发送记录”表
+    （并追加到与命令行相同的 CSV 发送记录，工作簿未保存也不丢）。
+
+    按钮默认只发送还没有成功记录的邮件（第一次按下时即全部），所以重复按不会重复发送。
+    进度显示在状态栏；结果或错误用对话框提示。输入有误时返回 None。
+    """
+    app = book.app
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", PasswordInSettingsWarning)
+            settings = settings_from_rows(_xl_rows(book, SETTINGS_SHEET) or [])
+        notes = [str(w.message) for w in caught if issubclass(w.category, PasswordInSettingsWarning)]
+        contact_rows = _xl_rows(book, CONTACTS_SHEET)
+        if contact_rows is None:
+            raise MailError(f"工作簿中没有“{CONTACTS_SHEET}”表，请先填写通讯录。")
+        contacts = contacts_from_rows(contact_rows, source=f"“{CONTACTS_SHEET}”表")
+        workbook_path = Path(book.fullname)
+        out_dir = output_dir(settings, workbook_path)
+        if not out_dir.is_dir():
+            raise MailError(f"找不到输出文件夹：{out_dir}，请先生成部门任务表和县区工作簿。")
+        plan = plan_messages(settings, contacts, out_dir)
+        config = smtp_config(settings)
+        password = _require_password(config, env)
+        sheet = _xl_record_sheet(book)
+        prior = records_from_rows(_xl_rows(book, RECORD_SHEET) or []) + read_log(log_path(workbook_path))
+    except (MailError, SettingsError, ContactsError) as exc:
+        _xl_alert(app, str(exc))
+        return None
+
+    next_row = [_xl_last_row(sheet) + 1]
+    # 表里的记录要保存工作簿才留得住；同时写一份 CSV（与命令行同一个文件），关闭不保存也不丢
+    try:
+        csv_log: CsvLog | None = CsvLog(log_path(workbook_path))
+    except MailError as exc:
+        csv_log = None
+        notes.append(f"注意：{exc} 本次记录只写入“{RECORD_SHEET}”表，请保存工作簿。")
+
+    def append(record: SendRecord) -> None:
+        sheet.range((next_row[0], 1)).value = [_neutralize(v) for v in record.row()]
+        next_row[0] += 1
+        if csv_log is not None:
+            csv_log.append(record)
+
+    def progress(done: int, total: int, message: OutgoingMessage) -> None:
+        if done < total:
+            app.status_bar = f"正在发送邮件 {done + 1}/{total}：{message.unit} <{message.address}>"
+
+    try:
+        result = execute_plan(plan, config, password, prior_records=prior, resend_failed=resend_failed,
+                              on_record=append, on_progress=progress, sleep=sleep,
+                              retry_delays=retry_delays, ssl_context=ssl_context)
+    finally:
+        app.status_bar = False
+        if csv_log is not None:
+            csv_log.close()
+    buffer = io.StringIO()
+    _print_problems(plan.problems, buffer)
+    _print_summary(result, buffer)
+    text = buffer.getvalue().replace("--resend-failed", "再次点击“发送邮件”")
+    _xl_alert(app, "\n".join(notes + [text + f"详细记录见“{RECORD_SHEET}”表。"]))
+    return result
+
+
+def send_mail_from_caller() -> BatchResult | None:
+    """供 VBA RunPython 调用：对调用它的工作簿执行“发送邮件”。"""
+    import xlwings as xw
+
+    return send_mail_from_book(xw.Book.caller())
+
+
+def _xl_sheet_names(book: Any) -> list[str]:
+    return [sheet.name for sheet in book.sheets]
+
+
+def _xl_rows(book: Any, name: str) -> list[list[Any]] | None:
+    """某表从 A1 到已用区域末尾的值（二维）；表不存在时为 None。"""
+    if name not in _xl_sheet_names(book):
+        return None
+    sheet = book.sheets[name]
+    last = sheet.used_range.last_cell
+    return sheet.range((1, 1), (last.row, last.column)).options(ndim=2).value
+
+
+def _xl_last_row(sheet: Any) -> int:
+    return sheet.used_range.last_cell.row
+
+
+def _xl_record_sheet(book: Any) -> Any:
+    """“发送记录”表；没有就在最后新建，并写表头。"""
+    if RECORD_SHEET in _xl_sheet_names(book):
+        sheet = book.sheets[RECORD_SHEET]
+    else:
+        sheet = book.sheets.add(RECORD_SHEET, after=book.sheets[len(book.sheets) - 1])
+        # 时间、SHA-256 按文本保存，Excel 不会把它们改成日期或数字
+        sheet.range((1, 1), (1048576, len(RECORD_HEADERS))).number_format = "@"
+    if sheet.range((1, 1)).value is None:
+        sheet.range((1, 1)).value = list(RECORD_HEADERS)
+    return sheet
+
+
+def _xl_alert(app: Any, text: str) -> None:
+    try:
+        app.alert(text, title="发送邮件")
+    except Exception:
+        app.status_bar = text.splitlines()[0] if text else False
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _one_line(text: str) -> str:
+    """换行、制表和其他控制字符换成空格，连续空白合并：用于邮件头中的名称、主题和文件名。"""
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in str(text))
+    return " ".join(cleaned.split())
+
+
+_FORMULA_START = ("=", "+", "-", "@")
+
+
+def _neutralize(value: str) -> str:
+    """CSV/表格里以 = + - @ 开头的文本前加 '，Excel 打开时不会当作公式。"""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def _unneutralize(value: str) -> str:
+    return value[1:] if value.startswith("'") and value[1:].startswith(_FORMULA_START) else value
