@@ -63,7 +63,8 @@ def get_rule(rule_id: str, plan: Plan | None = None) -> Rule:
 def _internal(kind: str, value) -> Any:
     if kind == "money":
         return int(Decimal(str(value)) * 100)
-    return Decimal(str(value))
+    dec = Decimal(str(value))
+    return int(dec) if dec == dec.to_integral_value() else float(dec)
 
 
 @dataclass(frozen=True)
@@ -493,6 +494,30 @@ def _money_column(spec, col) -> np.ndarray:
     return np.array([np.nan if c is None else c for c in cents], dtype="float64")
 
 
+class _Choices(np.ndarray):
+    """A normalised choice column that also carries its codes, so variant masks are cheap."""
+
+    codes: np.ndarray
+    labels: list
+
+
+def _choice_column(spec, col) -> np.ndarray:
+    """Validate and normalise a choice column, one check per distinct value."""
+    codes, uniques = pd.factorize(pd.Series(np.asarray(col, dtype=object)), use_na_sentinel=True)
+    labels = [_choice(spec, u) for u in uniques] + [_choice(spec, None)]
+    codes = np.where(codes < 0, len(labels) - 1, codes)  # missing picks the default, stored last
+    out = np.array(labels, dtype=object)[codes].view(_Choices)
+    out.codes, out.labels = codes, labels
+    return out
+
+
+def _variant_mask(column, names) -> np.ndarray:
+    if isinstance(column, _Choices):
+        wanted = [i for i, label in enumerate(column.labels) if label in names]
+        return np.isin(column.codes, wanted)
+    return np.isin(column, list(names))
+
+
 def _number_column(spec, col) -> np.ndarray:
     arr = np.asarray(col)
     if arr.dtype.kind not in "fiu":
@@ -539,7 +564,7 @@ def calculate_columns_cents(rule_id, data, on=None, plan=None, groups=None) -> n
         if spec.kind == "money":
             arr = _money_column(spec, col)
         elif spec.kind == "choice":
-            arr = np.array([_choice(spec, x) for x in np.asarray(col, dtype=object).tolist()], dtype=object)
+            arr = _choice_column(spec, col)
         else:
             arr = _number_column(spec, col)
         values[spec.name] = arr
@@ -561,27 +586,37 @@ def calculate_columns_cents(rule_id, data, on=None, plan=None, groups=None) -> n
     work = {k: (np.nan_to_num(a, nan=0.0) if isinstance(a, np.ndarray) and a.dtype.kind == "f" and k not in _rate_inputs(rule) else a) for k, a in values.items()}
     out = np.zeros(n, dtype="float64")
     variant_key = values[rule.switch] if rule.switch else None
+    # variants with identical resolved bodies (e.g. the three uplifted region types) run once
+    distinct: dict[str, tuple[dict, list]] = {}
     for name, body in resolved.variants.items():
-        mask = np.ones(n, dtype=bool) if variant_key is None else (variant_key == name)
-        if not mask.any():
+        distinct.setdefault(repr(body), (body, []))[1].append(name)
+    for body, names in distinct.values():
+        mask = None if variant_key is None else _variant_mask(variant_key, names)
+        if mask is not None and not mask.any():
             continue
         a = body["amount"]
         v = work
         if a.get("rate_input"):
             rates = values.get(a["rate_input"])
             if rates is not None:
-                chosen = rates[mask & ~np.isnan(rates)]
+                chosen = rates[~np.isnan(rates) if mask is None else (mask & ~np.isnan(rates))]
                 too_high = chosen > float(a["rate"])
                 if too_high.any():
                     _check_rate(rule, body, Decimal(repr(float(chosen[too_high][0]))))
                 v = dict(work)
                 v[a["rate_input"]] = np.where(np.isnan(rates), float(a["rate"]), rates)
-        sub = {k: (arr[mask] if isinstance(arr, np.ndarray) else arr) for k, arr in v.items()}
-        if a.get("rate_input") and sub.get(a["rate_input"]) is None:
-            sub[a["rate_input"]] = None
-        g = None if groups is None else np.asarray(groups)[mask]
-        res = _run(body, sub, _VECTOR, cum_state=g)
-        out[mask] = res
+            else:
+                v = dict(work)
+                v[a["rate_input"]] = None
+        if body["cumulative"] and mask is not None:
+            # a cumulative cap runs over this variant's rows only
+            sub = {k: (arr[mask] if isinstance(arr, np.ndarray) else arr) for k, arr in v.items()}
+            g = None if groups is None else np.asarray(groups)[mask]
+            out[mask] = _run(body, sub, _VECTOR, cum_state=g)
+            continue
+        g = None if groups is None else np.asarray(groups)
+        res = np.broadcast_to(np.asarray(_run(body, v, _VECTOR, cum_state=g), dtype="float64"), (n,))
+        out = res.copy() if mask is None else np.where(mask, res, out)
     out[blank] = np.nan
     return out
 

@@ -102,41 +102,66 @@ def mul_rate(cents: int, rate: Decimal) -> int:
 # --- vector path -------------------------------------------------------------------------------
 
 def _near_half(x: np.ndarray) -> np.ndarray:
-    """Elements whose fractional part is within float error of one half."""
-    frac = x - np.floor(x)
-    window = 1e-9 + np.abs(x) * 4e-15
-    return np.abs(frac - 0.5) <= window
+    """Elements whose fractional part is within float error of one half (NaN: False)."""
+    with np.errstate(invalid="ignore"):
+        top = np.max(np.abs(x), initial=0.0, where=~np.isnan(x))
+        window = 1e-9 + float(top) * 4e-15
+        return np.abs(x - np.floor(x) - 0.5) <= window
 
 
 def to_cents_array(values, label: str) -> np.ndarray:
     """float yuan array → float array of whole cents (NaN stays NaN for blanks)."""
     x = np.asarray(values, dtype="float64")
-    finite = np.isfinite(x)
-    bad = ~finite & ~np.isnan(x)
-    if bad.any():
-        raise InputError(f"{label}“{x[bad][0]}”不是有限数值")
-    if (x[finite] < 0).any():
-        raise InputError(f"{label}“{describe(float(x[finite][x[finite] < 0][0]))}”不能为负数")
-    if (x[finite] > float(MAX_YUAN)).any():
-        raise InputError(f"{label}“{describe(float(x[finite][x[finite] > float(MAX_YUAN)][0]))}”超过1万亿元，请核对单位（金额以元为单位）")
+    if x.size:
+        with np.errstate(invalid="ignore"):
+            lo, hi = np.nanmin(x) if not np.isnan(x).all() else 0.0, np.nanmax(np.where(np.isnan(x), 0.0, x))
+        if np.isinf(hi) or np.isinf(lo):
+            bad = x[np.isinf(x)][0]
+            raise InputError(f"{label}“{bad}”不是有限数值")
+        if lo < 0:
+            raise InputError(f"{label}“{describe(float(x[x < 0][0]))}”不能为负数")
+        if hi > float(MAX_YUAN):
+            raise InputError(f"{label}“{describe(float(x[x > float(MAX_YUAN)][0]))}”超过1万亿元，请核对单位（金额以元为单位）")
     scaled = x * 100.0
     cents = np.floor(scaled + 0.5)
-    fix = finite & _near_half(scaled)
+    fix = _near_half(scaled)
     if fix.any():
         cents[fix] = [to_cents(float(v), label) for v in x[fix]]
     return cents
 
 
+def _as_fraction(rate: Decimal) -> tuple[int, int] | None:
+    """rate = p / q with q a power of ten, when p is small enough for exact int64 arithmetic."""
+    sign, digits, exponent = rate.as_tuple()
+    if sign or not isinstance(exponent, int):
+        return None
+    p = int("".join(map(str, digits)) or "0")
+    q = 1
+    if exponent >= 0:
+        p *= 10**exponent
+    else:
+        q = 10 ** (-exponent)
+    if p * MAX_CENTS * 2 + q >= 2**63:
+        return None
+    return p, q
+
+
 def mul_rate_array(cents: np.ndarray, rate) -> np.ndarray:
     """Vector cents × rate, half up; rate is a Decimal or an array of floats."""
     if isinstance(rate, Decimal):
+        frac = _as_fraction(rate)
+        if frac is not None:
+            p, q = frac
+            whole = np.nan_to_num(cents, nan=0.0).astype(np.int64)
+            out = ((whole * (2 * p) + q) // (2 * q)).astype("float64")
+            return np.where(np.isnan(cents), np.nan, out) if np.isnan(cents).any() else out
         product = cents * float(rate)
         rates = None
     else:
         rates = np.broadcast_to(np.asarray(rate, dtype="float64"), cents.shape)
         product = cents * rates
     out = np.floor(product + 0.5)
-    fix = np.isfinite(product) & _near_half(product)
+    fix = _near_half(product)
     if fix.any():
         idx = np.flatnonzero(fix)
         out[idx] = [
