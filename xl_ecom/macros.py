@@ -1,0 +1,412 @@
+"""The ribbon's entry points: ``RunPython "import xl_ecom.macros; xl_ecom.macros.<entry>()"``.
+
+Each entry takes the workbook from ``xw.Book.caller()`` (or the ``book`` argument, for tests and
+for calling from Python) and runs the same implementation as its CLI twin.  The layer is thin:
+
+- it **reads** cell values through xlwings ranges (one 2-D read per sheet) and hands them to the
+  file-independent core of the CLI implementation (:func:`xl_ecom.refresh.frames_from_rows`,
+  :func:`xl_ecom.refresh.compute`, :func:`xl_ecom.settings.settings_from_rows`,
+  :func:`xl_ecom.validate.validate_workbook` on an in-memory snapshot);
+- it **writes** what the core laid out (:func:`xl_ecom.refresh.generated_sheets`,
+  :func:`xl_ecom.refresh.annex_updates`) through xlwings ranges, so the workbook open in Excel is
+  updated in place — Excel holds the file open, so rewriting the file underneath it (the CLI's
+  openpyxl path) is not possible while the book is open, and closing the calling book from its
+  own macro would end the macro;
+- buttons that only produce other files (部门任务表, 县区工作簿) call the file-producing function
+  directly, with the output folder and dates from the book's 设置 sheet.
+
+Progress goes to Excel's status bar; every error becomes a Chinese message box, never a traceback.
+The module imports xlwings lazily so the rest of the package does not depend on it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from xl_ecom import layout
+from xl_ecom.errors import XlEcomError
+
+TITLE = "农村电商"
+MAX_LISTED = 15  # problems listed in a message box (the rest are counted)
+
+
+# ---------------------------------------------------------------------------------------------
+# the shell every entry runs in
+# ---------------------------------------------------------------------------------------------
+
+
+def _caller(book):
+    if book is not None:
+        return book
+    import xlwings as xw
+
+    return xw.Book.caller()
+
+
+class Ui:
+    """Status bar and message boxes of the calling Excel (each call tolerant of engines without them)."""
+
+    def __init__(self, book):
+        self.book = book
+        self.messages: list[str] = []  # every status text shown, in order
+        self.alerts: list[tuple[str, str]] = []
+
+    def status(self, text: str) -> None:
+        self.messages.append(text)
+        try:
+            self.book.app.status_bar = text
+        except (NotImplementedError, AttributeError):
+            pass  # the remote interpreter (Office.js / xlwings Server) has no status bar
+
+    def clear_status(self) -> None:
+        try:
+            self.book.app.status_bar = False  # Excel: hand the status bar back
+        except (NotImplementedError, AttributeError):
+            pass
+
+    def alert(self, text: str, mode: str = "info") -> None:
+        self.alerts.append((mode, text))
+        try:
+            self.book.app.alert(text, title=TITLE, mode=mode)
+        except Exception:  # no message box available: the text is still on stderr
+            print(text, file=sys.stderr)
+
+    def screen_updating(self, on: bool) -> None:
+        try:
+            self.book.app.screen_updating = on
+        except Exception:
+            pass
+
+
+def _run(book, action: str, work: Callable[[Any, Ui], Any]):
+    """Run ``work(book, ui)``: status bar while it runs, a Chinese message box on any error.
+
+    Returns what ``work`` returns, or None after an error."""
+    book = _caller(book)
+    ui = Ui(book)
+    ui.status(f"{action}：开始……")
+    try:
+        return work(book, ui)
+    except XlEcomError as exc:
+        text = exc.to_text(MAX_LISTED) if hasattr(exc, "to_text") else str(exc)
+        ui.alert(f"{action}未完成：\n{text}", mode="critical")
+    except PermissionError as exc:
+        ui.alert(f"{action}未完成：无法写入文件“{exc.filename}”，它可能正被 Excel 或 WPS 打开，请关闭后重试。", mode="critical")
+    except OSError as exc:
+        ui.alert(f"{action}未完成：文件操作失败（{exc.strerror or exc}）{exc.filename or ''}", mode="critical")
+    except Exception as exc:  # an unexpected failure: a message for the clerk, the details on stderr
+        traceback.print_exc(file=sys.stderr)
+        ui.alert(
+            f"{action}时发生意外错误（{type(exc).__name__}：{exc}）。\n工作簿未被部分改写的内容请核对；"
+            "请把此提示截图发给技术支持。",
+            mode="critical",
+        )
+    finally:
+        ui.screen_updating(True)
+        ui.clear_status()
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# reading through xlwings
+# ---------------------------------------------------------------------------------------------
+
+
+def sheet_names(book) -> list[str]:
+    return [s.name for s in book.sheets]
+
+
+def sheet_rows(book, name: str, first_row: int = 1, ncols: int | None = None) -> list[list] | None:
+    """The cell values of sheet ``name`` from ``first_row`` down to its last used row (one read)."""
+    if name not in sheet_names(book):
+        return None
+    sheet = book.sheets[name]
+    used = sheet.used_range
+    last_row = used.last_cell.row
+    last_col = ncols or used.last_cell.column
+    if last_row < first_row:
+        return []
+    values = sheet.range((first_row, 1), (last_row, last_col)).options(ndim=2).value
+    return [list(r) for r in values]
+
+
+def _settings(book) -> dict:
+    from xl_ecom.settings import SETTINGS_SHEET, PasswordInSettingsWarning, SettingsError, settings_from_rows
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PasswordInSettingsWarning)
+        try:
+            return settings_from_rows(sheet_rows(book, SETTINGS_SHEET) or [])
+        except SettingsError as exc:
+            raise XlEcomError(f"“{SETTINGS_SHEET}”表有误：{exc}") from None
+
+
+def _book_path(book) -> Path:
+    return Path(book.fullname)
+
+
+def _output_dir(book, settings: dict) -> Path:
+    from xl_ecom.settings import output_dir
+
+    return output_dir(settings, _book_path(book))
+
+
+def snapshot(book, names: Sequence[str]):
+    """An in-memory openpyxl workbook holding the values of the named sheets (as Excel shows them).
+
+    Lets functions written for openpyxl workbooks (validation) run on the open book unchanged."""
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    wb.remove(wb.active)
+    present = set(sheet_names(book))
+    for name in names:
+        if name not in present:
+            continue
+        ws = wb.create_sheet(name)
+        for r, row in enumerate(sheet_rows(book, name) or [], start=1):
+            for c, v in enumerate(row, start=1):
+                if v is not None and v != "":
+                    ws.cell(row=r, column=c, value=v)
+    return wb
+
+
+# ---------------------------------------------------------------------------------------------
+# writing through xlwings
+# ---------------------------------------------------------------------------------------------
+
+_FORMATS = {"money": "#,##0.00", "count": "0", "percent": "0.0%"}
+_FONT = "仿宋"
+_TITLE_FONT = "宋体"
+_HEADER_COLOR = (217, 225, 242)  # sheets.HEADER_FILL
+
+
+def _xl_value(v):
+    return "" if v is None else v
+
+
+def _sheet_for(book, name: str, after: str | None):
+    """The generated sheet ``name``, emptied (kept when it exists, so its VBA code name stays)."""
+    if name in sheet_names(book):
+        sheet = book.sheets[name]
+        for chart in list(sheet.charts):
+            chart.delete()
+        sheet.clear()
+        return sheet
+    names = sheet_names(book)
+    anchor = book.sheets[after] if after in names else book.sheets[len(names) - 1]
+    return book.sheets.add(name, after=anchor)
+
+
+def write_xlwings(book, specs, updates: dict, ui: Ui | None = None) -> None:
+    """Render refresh's layout into the open book: the generated sheets and the annex 完成数 cells."""
+    after = layout.SHEET_ANNEX
+    for spec in _placement_order(specs):
+        if ui:
+            ui.status(f"刷新：写入“{spec.name}”……")
+        sheet = _sheet_for(book, spec.name, after)
+        after = spec.name
+        _render(sheet, spec)
+    annex = book.sheets[layout.SHEET_ANNEX]
+    for (r, c), v in sorted(updates.items()):
+        annex.range((r, c)).value = v
+
+
+def _placement_order(specs):
+    """Generated sheets go right after 目标任务分解表, in the order refresh lists them for the workbook."""
+    from xl_ecom.refresh import SHEET_ORDER
+
+    return sorted(specs, key=lambda s: SHEET_ORDER.index(s.name))
+
+
+def _render(sheet, spec) -> None:
+    ncols = spec.ncols
+    sheet.range((1, 1)).value = spec.title
+    sheet.range((2, 1)).value = spec.subtitle
+    title = sheet.range((1, 1), (1, ncols))
+    title.merge()
+    title.font.bold = True
+    title.font.size = 16
+    title.font.name = _TITLE_FONT
+    sheet.range((2, 1), (2, ncols)).merge()
+    sheet.range((2, 1)).font.name = _FONT
+    for j, w in enumerate(spec.widths, start=1):
+        sheet.range((1, j)).column_width = w
+    for b in spec.blocks:
+        grid = [[_xl_value(v) for v in row] for row in (list(b.headers) + list(b.rows))]
+        width = max(len(r) for r in grid)
+        grid = [r + [""] * (width - len(r)) for r in grid]
+        sheet.range((b.top, 1)).value = grid
+        head = sheet.range((b.top, 1), (b.top + len(b.headers) - 1, width))
+        head.font.bold = True
+        head.font.name = _TITLE_FONT
+        head.color = _HEADER_COLOR
+        for (r1, c1, r2, c2) in b.merges:
+            sheet.range((r1, c1), (r2, c2)).merge()
+        if b.rows:
+            body = sheet.range((b.first_body_row, 1), (b.last_row, width))
+            body.font.name = _FONT
+            for j, kind in enumerate(b.kinds, start=1):
+                fmt = _FORMATS.get(kind)
+                if fmt:
+                    sheet.range((b.first_body_row, j), (b.last_row, j)).number_format = fmt
+            if b.total_rows:
+                sheet.range((b.last_row - b.total_rows + 1, 1), (b.last_row, width)).font.bold = True
+    if spec.chart:
+        _chart(sheet, spec.chart)
+
+
+def _chart(sheet, ch) -> None:
+    col0, r1, r2 = ch.categories
+    cols = [s[0] for s in ch.series]
+    hrow = ch.series[0][1]
+    # the chart block is contiguous: categories then the series columns, header row above
+    source = sheet.range((hrow, col0), (r2, max(cols)))
+    try:
+        anchor = sheet.range(ch.anchor)
+        left, top = anchor.left, anchor.top
+    except Exception:  # engines without geometry (remote interpreter): Excel places it
+        left, top = 0, 0
+    chart = sheet.charts.add(left=left, top=top, width=ch.width_cm * 28.35, height=ch.height_cm * 28.35)
+    chart.chart_type = "column_clustered"
+    chart.set_source_data(source)
+    try:
+        chart.name = ch.title
+    except Exception:
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+# the entries
+# ---------------------------------------------------------------------------------------------
+
+
+def refresh(book=None):
+    """刷新: recompute the generated sheets and the annex 完成数 of the open workbook."""
+
+    def work(book, ui: Ui):
+        from xl_ecom import refresh as core
+        from xl_ecom.policy import load_plan
+        from xl_ecom.tables import TABLES
+
+        plan = load_plan()
+        on = _settings(book).get("政策日期")
+        problems: list = []
+        frames = {}
+        names = set(sheet_names(book))
+        if layout.SHEET_ANNEX not in names:
+            raise core.RefreshError(f"工作簿中没有“{layout.SHEET_ANNEX}”表，不是本方案的市级工作簿")
+        for i, table in enumerate(TABLES, start=1):
+            ui.status(f"刷新：读取“{table.sheet}”（{i}/{len(TABLES)}）……")
+            if table.sheet not in names:
+                problems.append(core.Problem(table.sheet, "", "工作簿中没有这张输入表"))
+                continue
+            ncols = len(table.columns) + len(table.awards) + 8
+            rows = sheet_rows(book, table.sheet, layout.INPUT_HEADER_ROW, ncols) or []
+            frames[table.key] = core.frames_from_rows(table, rows, problems)
+        annex = book.sheets[layout.SHEET_ANNEX]
+        problems += core.check_annex(lambda r, c: annex.range((r, c)).value, plan)
+        if problems:
+            raise core.RefreshError(f"工作簿结构有{len(problems)}处问题，未刷新：", problems)
+        result = core.compute(frames, on=on, plan=plan, progress=lambda m: ui.status(f"刷新：{m}"))
+        ui.screen_updating(False)
+        write_xlwings(book, core.generated_sheets(result, plan), core.annex_updates(result, plan), ui)
+        ui.screen_updating(True)
+        n = sum(count for count, _ in result.by_rule.values())
+        ui.alert(
+            f"刷新完成：读取{sum(result.rows_read.values())}行，奖补{n}笔，合计{result.total_cents / 100:,.2f}元（政策日期{result.on.isoformat()}）。",
+        )
+        return result
+
+    return _run(book, "刷新", work)
+
+
+def make_departments(book=None):
+    """生成部门任务表: one .xlsx per unit in <输出文件夹>/部门任务表 (same function as ``xl-ecom departments``)."""
+
+    def work(book, ui: Ui):
+        from xl_ecom.departments import SUBDIR, make_department_sheets
+
+        settings = _settings(book)
+        out = _output_dir(book, settings)
+        paths = make_department_sheets(
+            out,
+            on=settings.get("政策日期"),
+            due=settings.get("报送截止日期"),
+            progress=lambda i, n, name: ui.status(f"生成部门任务表：{name}（{i}/{n}）"),
+        )
+        ui.alert(f"已生成部门任务表{len(paths)}个，在：\n{out / SUBDIR}")
+        return paths
+
+    return _run(book, "生成部门任务表", work)
+
+
+def make_counties(book=None):
+    """生成县区工作簿: one .xlsx per county in <输出文件夹>/县区工作簿 (same function as ``xl-ecom counties``)."""
+
+    def work(book, ui: Ui):
+        import inspect
+
+        from xl_ecom import counties as mod
+
+        settings = _settings(book)
+        out = _output_dir(book, settings)
+        kwargs = {}
+        params = inspect.signature(mod.make_county_workbooks).parameters
+        if "on" in params:
+            kwargs["on"] = settings.get("政策日期")
+        if "due" in params:
+            kwargs["due"] = settings.get("报送截止日期")
+        if "progress" in params:
+            kwargs["progress"] = lambda i, n, name: ui.status(f"生成县区工作簿：{name}（{i}/{n}）")
+        paths = mod.make_county_workbooks(out, **kwargs)
+        subdir = getattr(mod, "SUBDIR", "")
+        ui.alert(f"已生成县区工作簿{len(paths)}个，在：\n{out / subdir}")
+        return paths
+
+    return _run(book, "生成县区工作簿", work)
+
+
+def validate(book=None):
+    """校验数据: check the input tables (values as Excel shows them) and write the 校验结果 sheet."""
+
+    def work(book, ui: Ui):
+        from xl_ecom import validate as core
+        from xl_ecom.tables import TABLES
+
+        ui.status("校验数据：读取输入表……")
+        wb = snapshot(book, [t.sheet for t in TABLES])
+        ui.status("校验数据：检查……")
+        problems = core.validate_workbook(wb)
+        core.write_validation_sheet(book, problems)
+        errors = sum(p.is_error for p in problems)
+        ui.alert(core.summary(problems) + (f"\n详见“{layout.SHEET_VALIDATION}”表。" if problems else ""),
+                 mode="critical" if errors else "info")
+        return problems
+
+    return _run(book, "校验数据", work)
+
+
+def send_mail(book=None):
+    """发送邮件: mail's own workbook entry (it reads 设置/通讯录 through xlwings and shows its own messages)."""
+
+    def work(book, ui: Ui):
+        from xl_ecom.mail import send_mail_from_book
+
+        return send_mail_from_book(book)
+
+    return _run(book, "发送邮件", work)
+
+
+def collect(book=None, folder=None):
+    """汇总县区报表: see :func:`_collect_work`."""
+    return _run(book, "汇总县区报表", lambda b, ui: _collect_work(b, ui, folder))
+
+
+def _collect_work(book, ui: Ui, folder):
+    raise XlEcomError("汇总县区报表：尚未接入。")
