@@ -266,6 +266,7 @@ def test_plan_reports_every_unsendable_unit(tmp_path, city):
         Contact("../../机密", "部门", "", ("x@x.cn",)),                               # 路径穿越
         Contact("八公山区", "企业", "", ("b@x.cn",)),                                 # 类别无效
         Contact("凤台县", "", "", ("ft-c@x.cn",)),                                    # 类别未填：按文件判断
+        Contact("市商务局", "部门", "", ("SWJ1@hn.example.cn", "swj1@hn.example.cn")),  # 重复的地址
     ]
     plan = mail.plan_messages(settings.read_settings(city.workbook), contacts, city.out_dir)
     reasons = {(p.unit, p.address): p.reason for p in plan.problems}
@@ -278,6 +279,7 @@ def test_plan_reports_every_unsendable_unit(tmp_path, city):
     planned = [(m.unit, m.address) for m in plan.messages]
     assert ("寿县", "good@x.cn") in planned and ("凤台县", "ft-c@x.cn") in planned
     assert planned.count(("寿县", "shouxian@sx.example.cn")) == 1
+    assert [a.casefold() for u, a in planned if u == "市商务局"] == ["swj1@hn.example.cn", "swj2@hn.example.cn"]
     ft = next(m for m in plan.messages if m.address == "ft-c@x.cn")
     assert ft.category == "县区" and ft.file == city.paths["凤台县"]
     assert ft.sha256 == hashlib.sha256(city.files["凤台县"]).hexdigest()
@@ -997,3 +999,65 @@ def test_ribbon_layer_reports_bad_input_in_a_dialog(city, server):
     (title, text), = book.app.alerts
     assert "没有“通讯录”表" in text
     assert server.received == []
+
+
+# ---------------------------------------------------------------------------
+# 与工作簿生成器、部门任务表生成器和 xl-ecom 命令行连起来
+# ---------------------------------------------------------------------------
+
+
+def test_end_to_end_with_the_real_workbook_builder_and_cli(tmp_path, server, capsys):
+    """生成器写出的“设置”“通讯录”按本模块的布局读回；经 xl-ecom 命令行把真实的部门任务表发出去。"""
+    from xl_ecom import build, cli, departments
+    from mail_helpers import make_xlsx
+
+    wb = build.build_openpyxl()
+    assert settings.read_settings(wb) == settings.SETTINGS_DEFAULTS
+    units = [(c.unit, c.category) for c in settings.read_contacts(wb)]
+    assert units == build.contact_units(load_plan())
+    # 职员填写通讯录和设置
+    ws = wb[settings.CONTACTS_SHEET]
+    header_row = next(r for r in ws.iter_rows() if [c.value for c in r][:1] == ["单位"])
+    email_col = [c.value for c in header_row].index("邮箱")
+    expected = {}
+    for number, row in enumerate(ws.iter_rows(min_row=header_row[0].row + 1), start=1):
+        if row[0].value:
+            row[email_col].value = f"unit{number}@hn.example.cn"
+            expected[f"unit{number}@hn.example.cn"] = (row[0].value, row[1].value)
+    values = {"SMTP服务器": "127.0.0.1", "SMTP端口": server.port, "加密方式": "无",
+              "发件人邮箱": SENDER, "报送截止日期": dt.date(2020, 12, 15)}
+    for row in wb[settings.SETTINGS_SHEET].iter_rows(min_row=2):
+        if row[0].value in values:
+            row[1].value = values[row[0].value]
+    path = tmp_path / "目标任务分解表.xlsx"
+    wb.save(path)
+    out = tmp_path / "输出"
+    departments.make_department_sheets(out)
+    for unit, category in units:
+        if category == settings.COUNTY:
+            make_xlsx(out / settings.COUNTY_SUBDIR / f"{unit}.xlsx", unit)
+
+    assert cli.main(["mail", str(path)]) == 0
+    printed = capsys.readouterr()
+    assert f"成功 {len(expected)}，失败 0" in printed.out
+    assert server.by_recipient() == Counter({a: 1 for a in expected})
+    for received in server.received:
+        unit, category = expected[received.rcpt_tos[0]]
+        sub = settings.DEPARTMENT_SUBDIR if category == settings.DEPARTMENT else settings.COUNTY_SUBDIR
+        part = attachment_of(received)
+        assert part.get_filename() == f"{unit}.xlsx"
+        assert part.get_content() == (out / sub / f"{unit}.xlsx").read_bytes()
+        assert "2020年12月15日" in received.message.get_body(("plain",)).get_content()
+    assert cli.main(["mail", str(path), "--resend-failed"]) == 0
+    assert len(server.received) == len(expected)
+
+
+def load_plan():
+    from xl_ecom.policy import load_plan as _load
+
+    return _load()
+
+
+def test_csv_log_that_cannot_be_created_is_a_clear_error(tmp_path):
+    with pytest.raises(MailError, match="无法写入发送记录.*请先关闭"):
+        mail.CsvLog(tmp_path / "没有这个文件夹" / "x_发送记录.csv")
