@@ -1,0 +1,467 @@
+"""County workbooks (生成县区工作簿 / ``xl-ecom counties``).
+
+One .xlsx per county or district in ``<out>/县区工作簿/<县区>.xlsx``, filled in by a county clerk
+without Python (Excel, WPS or LibreOffice) and sent back for ``xl-ecom collect``:
+
+- 填报说明   how to fill it in, and the marker collect checks (county and structure version);
+- 目标任务   the county's annex targets, 完成数 counted by native COUNTIFS over its input sheets,
+             完成率 and 差额;
+- 工作任务   the measures assigned to 各县区人民政府 (lead or cooperating);
+- one sheet per input table (xl_ecom.tables.TABLES) with data validation and native award formulas;
+- 奖补汇总   native SUMIFS per award rule and the tourism award (AWARD_TOURISM compiled from the plan).
+
+Marker (read back by :func:`county_marker`):
+- workbook defined names ``XL_ECOM_COUNTY`` = "<县区>" and ``XL_ECOM_VERSION`` = STRUCTURE_VERSION
+  (hidden names, constant string values);
+- the same two values, visible, in 填报说明!B3 (县区) and 填报说明!B4 (结构版本); that sheet is protected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+from openpyxl import Workbook
+from openpyxl.utils import get_column_letter, quote_sheetname
+from openpyxl.workbook.defined_name import DefinedName
+
+from xl_ecom import formulas, layout, sheets
+from xl_ecom.departments import (
+    Progress,
+    _add_common,
+    _date_text,
+    check_not_open,
+    cli_context,
+    fit_height,
+    pin_properties,
+    save_workbook,
+    write_task_sheet,
+)
+from xl_ecom.errors import InputError, XlEcomError
+from xl_ecom.policy import Plan, load_plan
+from xl_ecom.tables import ACTUALS, TABLES, TOURISM_COUNTS, InputTable, table as get_table
+
+SUBDIR = "县区工作簿"  # <out>/县区工作簿/<县区>.xlsx (= settings.COUNTY_SUBDIR)
+COUNTY_UNIT = "各县区人民政府"
+
+SHEET_README = "填报说明"
+SHEET_TARGETS = "目标任务"
+SHEET_TASKS = "工作任务"
+SHEET_SUMMARY = "奖补汇总"
+#: sheet order of every county workbook
+COUNTY_SHEETS: tuple[str, ...] = (SHEET_README, SHEET_TARGETS, SHEET_TASKS, *(t.sheet for t in TABLES), SHEET_SUMMARY)
+
+# --- the marker collect checks ----------------------------------------------------------------------
+COUNTY_MARKER_SHEET = SHEET_README
+COUNTY_CELL = "B3"
+VERSION_CELL = "B4"
+COUNTY_NAME = "XL_ECOM_COUNTY"
+VERSION_NAME = "XL_ECOM_VERSION"
+_STRUCTURE_MAJOR = 1
+
+
+def _structure_fingerprint() -> str:
+    """Changes whenever a sheet name, header or award column of the input tables changes."""
+    shape = [
+        COUNTY_SHEETS,
+        layout.INPUT_HEADER_ROW,
+        layout.INPUT_FIRST_ROW,
+        [[t.key, t.sheet, t.headers, [a.header for a in t.awards]] for t in TABLES],
+    ]
+    return hashlib.sha256(json.dumps(shape, ensure_ascii=False).encode("utf-8")).hexdigest()[:8]
+
+
+#: e.g. "1-5d0c2a7e": major layout version, then a fingerprint of sheet names and input headers
+STRUCTURE_VERSION = f"{_STRUCTURE_MAJOR}-{_structure_fingerprint()}"
+
+
+def _name_value(wb, name: str):
+    try:
+        dn = wb.defined_names[name]
+    except KeyError:
+        return None
+    text = (dn.attr_text or "").strip()
+    if text.startswith("="):
+        text = text[1:].strip()
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        return text[1:-1].replace('""', '"')
+    return text or None
+
+
+def _cell_text(value):
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def county_marker(wb) -> tuple[str | None, str | None]:
+    """(county, structure version) a county workbook says it is, or (None, None) without a marker.
+
+    Reads the defined names XL_ECOM_COUNTY / XL_ECOM_VERSION and the cells 填报说明!B3 / B4 (works
+    on read-only openpyxl workbooks).  Where both exist they must agree; if they do not (someone
+    edited one of them) an InputError names both values.
+    """
+    names = (_name_value(wb, COUNTY_NAME), _name_value(wb, VERSION_NAME))
+    cells: tuple = (None, None)
+    if COUNTY_MARKER_SHEET in wb.sheetnames:
+        ws = wb[COUNTY_MARKER_SHEET]
+        rows = list(ws.iter_rows(min_row=3, max_row=4, min_col=2, max_col=2, values_only=True))
+        vals = [(_cell_text(r[0]) if r else None) for r in rows] + [None, None]
+        cells = (vals[0], vals[1])
+    out = []
+    for what, by_name, by_cell, where in (
+        ("县区", names[0], cells[0], f"{COUNTY_MARKER_SHEET}!{COUNTY_CELL}"),
+        ("结构版本", names[1], cells[1], f"{COUNTY_MARKER_SHEET}!{VERSION_CELL}"),
+    ):
+        if by_name and by_cell and by_name != by_cell:
+            raise InputError(f"县区工作簿的{what}标记不一致：隐藏名称为“{by_name}”，{where} 为“{by_cell}”")
+        out.append(by_name or by_cell)
+    return out[0], out[1]
+
+
+# --- formula helpers ----------------------------------------------------------------------------------
+
+def _col(table: InputTable, key: str) -> str:
+    return get_column_letter([c.key for c in table.columns].index(key) + 1)
+
+
+def _award_col(table: InputTable, award_key: str) -> str:
+    return get_column_letter(len(table.columns) + 1 + [a.key for a in table.awards].index(award_key))
+
+
+def _range(table: InputTable, letter: str) -> str:
+    """A whole column of an input sheet: rows a clerk adds below the table are still counted; the
+    title and header cells never equal a county name and are text, so COUNTIFS/SUMIFS ignore them."""
+    return f"{quote_sheetname(table.sheet)}!${letter}:${letter}"
+
+
+def _q(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+def actual_formula(annex_key: str, county: str, on=None, plan: Plan | None = None) -> str:
+    """Native COUNTIFS counting the county's actual figure for one annex column (tables.ACTUALS)."""
+    actual = next((a for a in ACTUALS if a.annex_key == annex_key), None)
+    if actual is None:
+        raise KeyError(annex_key)
+    t = get_table(actual.table)
+    parts = [_range(t, _col(t, "county")), _q(county)]
+    if actual.kind_column:
+        parts += [_range(t, _col(t, actual.kind_column)), _q(actual.kind_value)]
+    if actual.rule_condition:
+        rule_id, column = actual.rule_condition
+        award = next(a for a in t.awards if a.rule == rule_id)
+        input_name = next(name for name, key in award.inputs.items() if key == column)
+        parts += [_range(t, _col(t, column)), formulas.condition_criteria(rule_id, input_name, on=on, plan=plan)]
+    return "=COUNTIFS(" + ",".join(parts) + ")"
+
+
+# --- sheets ------------------------------------------------------------------------------------------
+
+def _check_county(county: str, plan: Plan) -> str:
+    name = str(county or "").strip()
+    if name not in plan.counties:
+        raise InputError(f"县区“{county}”不在目标任务分解表中（可用：{'、'.join(plan.counties)}）")
+    return name
+
+
+def _input_subtitle(county: str) -> str:
+    return f"填报单位：{county}　　金额单位：元　　灰底列为按方案条款自动计算的奖补金额（公式），请勿改动"
+
+
+def _write_readme(ws, county: str, plan: Plan, on, due) -> None:
+    widths = (16, 30, 40, 40)
+    sheets.title(ws, f"{county}农村电商提质增效工作报表", 4, f"（{plan.meta['title']}，{plan.meta['issuer']}制）")
+    info = [
+        ("县区", county),
+        ("结构版本", STRUCTURE_VERSION),
+        ("报送截止日期", _date_text(due) if due else "按通知要求"),
+        ("政策日期", _date_text(on) if on else "现行方案"),
+    ]
+    for i, (label, value) in enumerate(info):
+        r = 3 + i
+        a = ws.cell(row=r, column=1, value=label)
+        sheets.body_cell(a, "center")
+        a.font = sheets.HEADER_FONT
+        a.fill = sheets.HEADER_FILL
+        b = ws.cell(row=r, column=2, value=value)
+        sheets.body_cell(b, "text")
+        ws.row_dimensions[r].height = 22
+    for col, w in enumerate(widths, start=1):
+        ws.column_dimensions[get_column_letter(col)].width = w
+    lines = [
+        f"1. 本工作簿供{county}填报农村电商提质增效工作情况，填好后按原文件名保存为 .xlsx 报市商务局。“县区”“结构版本”两项用于汇总核对，请勿修改；请勿增删、重命名工作表，勿改动表头。",
+        f"2. “{SHEET_TARGETS}”表为本县区的目标任务（方案附件），完成数由各填报表自动统计；“{SHEET_TASKS}”表为方案分配给各县区人民政府的工作措施，请填写进展情况、完成时间、责任人和联系电话。",
+        f"3. 各填报表从第{layout.INPUT_FIRST_ROW}行起逐行填写，“县区”一列从下拉列表选择“{county}”；金额以元为单位填写数字（不要写“万元”）。",
+        "4. 灰底列为奖补金额，按方案条款用普通公式自动计算（无需宏，Excel、WPS 均可）；结果仅供测算，以有关部门认定为准。",
+        f"5. “{SHEET_SUMMARY}”表按奖补项目自动汇总本县区金额。",
+    ]
+    r = 8
+    head = ws.cell(row=r, column=1, value="填报要求")
+    head.font = sheets.HEADER_FONT
+    r += 1
+    total = sum(widths)
+    for text in lines:
+        ws.cell(row=r, column=1, value=text).font = sheets.BODY_FONT
+        ws.cell(row=r, column=1).alignment = sheets.TOP_LEFT
+        ws.merge_cells(start_row=r, start_column=1, end_row=r, end_column=4)
+        ws.row_dimensions[r].height = fit_height([text], [total])
+        r += 1
+    r += 1
+    sheets.header(ws, r, ["填报表", "内容", "说明", "奖补项目"])
+    r += 1
+    for t in TABLES:
+        rules = "、".join(plan.rules[a.rule].name for a in t.awards)
+        values = [t.sheet, t.title, t.note or "", rules]
+        for col, value in enumerate(values, start=1):
+            cell = ws.cell(row=r, column=col, value=value)
+            sheets.body_cell(cell, "center" if col == 1 else "text")
+        ws.row_dimensions[r].height = fit_height(values, widths)
+        r += 1
+    ws.protection.sheet = True
+    sheets.page_setup(ws, None, landscape=False)
+
+
+TARGET_HEADERS = ("序号", "指标", "目标任务数", "完成数", "完成率", "差额", "单位", "统计口径")
+TARGET_WIDTHS = (6, 30, 12, 12, 10, 10, 6, 48)
+TARGET_HEADER_ROW = 3
+TARGET_FIRST_ROW = 4
+
+
+def _actual_note(annex_key: str, plan: Plan) -> str:
+    actual = next(a for a in ACTUALS if a.annex_key == annex_key)
+    t = get_table(actual.table)
+    if actual.kind_column:
+        return f"“{t.sheet}”表中本县区类型为“{actual.kind_value}”的行数"
+    rule_id, column = actual.rule_condition
+    return f"“{t.sheet}”表中本县区“{t.column(column).header}”满足{plan.rules[rule_id].name}门槛的企业数"
+
+
+def _write_targets(ws, county: str, plan: Plan, on) -> None:
+    ncols = len(TARGET_HEADERS)
+    sheets.title(ws, f"{county}目标任务完成情况", ncols, f"填报单位：{county}　　完成数由各填报表自动统计，无需填写")
+    sheets.header(ws, TARGET_HEADER_ROW, TARGET_HEADERS, TARGET_WIDTHS)
+    r = TARGET_FIRST_ROW
+    for i, col in enumerate(plan.annex_columns, start=1):
+        name = col["header"].removesuffix("目标任务数")
+        values = [
+            (i, "center"),
+            (name, "text"),
+            (plan.annex_value(county, col["key"]), "count"),
+            (actual_formula(col["key"], county, on=on, plan=plan), "count"),
+            (f'=IF(C{r}=0,"",D{r}/C{r})', "percent"),
+            (f"=C{r}-D{r}", "count"),
+            (col["unit"], "center"),
+            (_actual_note(col["key"], plan), "text"),
+        ]
+        for c, (value, kind) in enumerate(values, start=1):
+            cell = ws.cell(row=r, column=c, value=value)
+            sheets.body_cell(cell, kind)
+            if c >= 4 and c <= 6:
+                cell.fill = sheets.FORMULA_FILL
+        ws.row_dimensions[r].height = fit_height([v for v, _ in values], TARGET_WIDTHS)
+        r += 1
+    note = "说明：完成率＝完成数÷目标任务数；差额＝目标任务数－完成数，为0或负数表示已完成目标任务。"
+    ws.cell(row=r + 1, column=1, value=note).font = sheets.NOTE_FONT
+    ws.merge_cells(start_row=r + 1, start_column=1, end_row=r + 1, end_column=ncols)
+    ws.protection.sheet = True
+    sheets.page_setup(ws, f"{TARGET_HEADER_ROW}:{TARGET_HEADER_ROW}")
+
+
+SUMMARY_HEADERS = ("序号", "条款", "奖补项目", "数据来源", "笔数/个数", "金额(元)")
+SUMMARY_WIDTHS = (6, 10, 28, 36, 12, 16)
+SUMMARY_HEADER_ROW = 3
+SUMMARY_FIRST_ROW = 4
+
+
+def summary_rows(plan: Plan | None = None) -> list[tuple[str, str]]:
+    """(kind, key) of each row of 奖补汇总 in order: ('award', 'T_SALES/award_uplink'),
+    ('count', 'towns'), ('count', 'villages'), ('rule', 'AWARD_TOURISM'), ('total', '')."""
+    rows = [("award", f"{t.key}/{a.key}") for t in TABLES for a in t.awards]
+    rows += [("count", k) for k in TOURISM_COUNTS] + [("rule", "AWARD_TOURISM"), ("total", "")]
+    return rows
+
+
+def _write_summary(ws, county: str, plan: Plan, on) -> None:
+    ncols = len(SUMMARY_HEADERS)
+    sheets.title(ws, f"{county}奖补测算汇总", ncols, f"填报单位：{county}　　单位：元　　按方案条款自动计算，仅供测算，以认定为准")
+    sheets.header(ws, SUMMARY_HEADER_ROW, SUMMARY_HEADERS, SUMMARY_WIDTHS)
+    r = SUMMARY_FIRST_ROW
+    money_rows = []
+    count_rows = {}
+    n = 0
+
+    def put(values, kinds):
+        for c, (value, kind) in enumerate(zip(values, kinds), start=1):
+            cell = ws.cell(row=r, column=c, value=value)
+            sheets.body_cell(cell, kind)
+            if isinstance(value, str) and value.startswith("="):
+                cell.fill = sheets.FORMULA_FILL
+        ws.row_dimensions[r].height = fit_height(values[:4], SUMMARY_WIDTHS[:4])
+
+    kinds = ("center", "center", "text", "text", "count", "money")
+    for t in TABLES:
+        county_rng = _range(t, _col(t, "county"))
+        for a in t.awards:
+            n += 1
+            rule = plan.rules[a.rule]
+            amount = _range(t, _award_col(t, a.key))
+            source = f"“{t.sheet}”表“{a.header}”列"
+            values = [
+                n,
+                rule.clause,
+                rule.name,
+                source,
+                f'=COUNTIFS({county_rng},{_q(county)},{amount},">0")',
+                f"=SUMIFS({amount},{county_rng},{_q(county)})",
+            ]
+            put(values, kinds)
+            money_rows.append(r)
+            r += 1
+    labels = {"towns": "新培育省级特色旅游名镇", "villages": "新培育省级特色旅游名村"}
+    for key, (tkey, kind_col, kind_value) in TOURISM_COUNTS.items():
+        t = get_table(tkey)
+        count = f"=COUNTIFS({_range(t, _col(t, 'county'))},{_q(county)},{_range(t, _col(t, kind_col))},{_q(kind_value)})"
+        values = ["", "", f"{labels.get(key, kind_value)}（个）", f"“{t.sheet}”表中类型为“{kind_value}”的行数", count, None]
+        put(values, kinds)
+        count_rows[key] = r
+        r += 1
+    n += 1
+    rule = plan.rules["AWARD_TOURISM"]
+    refs = {name: f"E{row}" for name, row in count_rows.items()}
+    values = [
+        n,
+        rule.clause,
+        rule.name,
+        "按上两行个数计算",
+        "=" + "+".join(f"E{row}" for row in count_rows.values()),
+        formulas.compile_rule("AWARD_TOURISM", refs, on=on, plan=plan),
+    ]
+    put(values, kinds)
+    money_rows.append(r)
+    r += 1
+    values = ["合计", "", "", "", None, "=" + "+".join(f"F{row}" for row in money_rows)]
+    put(values, kinds)
+    for c in range(1, ncols + 1):
+        ws.cell(row=r, column=c).font = sheets.HEADER_FONT
+    ws.merge_cells(start_row=r, start_column=1, end_row=r, end_column=4)
+    note = "注：" + "".join(
+        f"{plan.rules[a.rule].name}按县区累计封顶（“{plan.rules[a.rule].text}”），按“{t.sheet}”表中的行序累计。"
+        for t in TABLES
+        for a in t.awards
+        if a.cumulative_by
+    )
+    ws.cell(row=r + 2, column=1, value=note).font = sheets.NOTE_FONT
+    ws.cell(row=r + 2, column=1).alignment = sheets.TOP_LEFT
+    ws.merge_cells(start_row=r + 2, start_column=1, end_row=r + 2, end_column=ncols)
+    ws.row_dimensions[r + 2].height = fit_height([note], [sum(SUMMARY_WIDTHS)], 10)
+    ws.protection.sheet = True
+    sheets.page_setup(ws, f"{SUMMARY_HEADER_ROW}:{SUMMARY_HEADER_ROW}")
+
+
+def _set_marker(wb, county: str) -> None:
+    for name, value in ((COUNTY_NAME, county), (VERSION_NAME, STRUCTURE_VERSION)):
+        if name in wb.defined_names:
+            del wb.defined_names[name]
+        wb.defined_names[name] = DefinedName(name, attr_text=_q(value), hidden=True)
+
+
+def _write_county_sheets(wb, county: str, plan: Plan, on, due) -> None:
+    """(Re)write everything that depends on the county except the input sheets' data validation."""
+    small = {
+        SHEET_README: lambda ws: _write_readme(ws, county, plan, on, due),
+        SHEET_TARGETS: lambda ws: _write_targets(ws, county, plan, on),
+        SHEET_TASKS: lambda ws: write_task_sheet(
+            ws, COUNTY_UNIT, plan, on=on, due=due, filler=f"{county}人民政府", heading=f"{county}{plan.meta['title']}任务落实情况表"
+        ),
+        SHEET_SUMMARY: lambda ws: _write_summary(ws, county, plan, on),
+    }
+    for name, write in small.items():
+        index = COUNTY_SHEETS.index(name)
+        if name in wb.sheetnames:
+            wb.remove(wb[name])
+        write(wb.create_sheet(name, index))
+    for t in TABLES:
+        wb[t.sheet]["A2"].value = _input_subtitle(county)
+    _set_marker(wb, county)
+    pin_properties(wb, f"{county}农村电商提质增效工作报表")
+    wb.active = 0
+
+
+def county_workbook(county: str, plan: Plan | None = None, *, on=None, due=None) -> Workbook:
+    """The workbook one county fills in, as an openpyxl Workbook."""
+    plan = plan or load_plan()
+    county = _check_county(county, plan)
+    wb = Workbook()
+    wb.remove(wb.active)
+    for t in TABLES:
+        ws = wb.create_sheet(t.sheet)
+        sheets.write_input_table(ws, t, [county], subtitle=_input_subtitle(county))
+    _write_county_sheets(wb, county, plan, on, due)
+    return wb
+
+
+def _retarget(wb, old: str, new: str, plan: Plan, on, due) -> None:
+    """Turn the workbook of county ``old`` into that of ``new`` without rebuilding the input sheets
+    (writing them is most of the cost).  Tests check the result equals county_workbook(new) byte
+    for byte."""
+    for t in TABLES:
+        ws = wb[t.sheet]
+        hits = [dv for dv in ws.data_validations.dataValidation if dv.type == "list" and dv.formula1 == _q(old)]
+        if len(hits) != 1:
+            raise AssertionError(f"{t.sheet}: expected one county list validation for {old}, found {len(hits)}")
+        hits[0].formula1 = _q(new)
+    _write_county_sheets(wb, new, plan, on, due)
+
+
+def make_county_workbooks(out_dir, plan: Plan | None = None, on=None, *, due=None, counties=None, progress: Progress | None = None) -> list[Path]:
+    """Write ``<out_dir>/县区工作簿/<县区>.xlsx`` for every county of the annex; returns the paths."""
+    plan = plan or load_plan()
+    names = [_check_county(c, plan) for c in (counties or plan.counties)]
+    folder = Path(out_dir) / SUBDIR
+    paths = [folder / f"{c}.xlsx" for c in names]
+    for p in paths:
+        check_not_open(p)
+    wb = None
+    previous = None
+    for i, (county, path) in enumerate(zip(names, paths), start=1):
+        if progress:
+            progress(i, len(names), county)
+        if wb is None:
+            wb = county_workbook(county, plan, on=on, due=due)
+        else:
+            _retarget(wb, previous, county, plan, on, due)
+        save_workbook(wb, path)
+        previous = county
+    return paths
+
+
+# --- command line ---------------------------------------------------------------------------------------
+
+def run_cli(args, stdout=None, stderr=None) -> int:
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    try:
+        folder, on, due = cli_context(args)
+        paths = make_county_workbooks(folder, on=on, due=due)
+    except XlEcomError as exc:
+        print(f"错误：{exc}", file=err)
+        return 2
+    print(f"已生成县区工作簿{len(paths)}个，在 {folder / SUBDIR}：", file=out)
+    for p in paths:
+        print(f"  {p.name}", file=out)
+    return 0
+
+
+def add_cli(subparsers):
+    parser = subparsers.add_parser(
+        "counties",
+        help="生成县区工作簿：每个县区一个 .xlsx",
+        description=f"为目标任务分解表中的每个县区生成填报工作簿，写入输出文件夹的“{SUBDIR}”子文件夹。",
+    )
+    _add_common(parser)
+    parser.set_defaults(func=run_cli)
+    return parser

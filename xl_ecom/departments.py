@@ -1,0 +1,577 @@
+"""Department task sheets (生成部门任务表 / ``xl-ecom departments``).
+
+One .xlsx per unit the plan names, in ``<out>/部门任务表/<单位>.xlsx``: every measure the unit leads
+(牵头) or cooperates on (配合), with clause, original text, targets, deadline and the award/subsidy
+rules of that measure in words and figures, plus empty columns the unit fills in (进展情况,
+完成时间, 责任人, 联系电话).  The figures come from ``engine.resolve`` as of the policy date; nothing
+here knows a rate, cap or threshold.  The files hold no macros and only native content, so they
+open and print the same in Excel, WPS and LibreOffice.
+
+Also shared with :mod:`xl_ecom.counties`: the task-list sheet writer, rule descriptions and the
+byte-reproducible save.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import math
+import os
+import re
+import sys
+import tempfile
+import unicodedata
+import zipfile
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Callable, Iterable
+
+from openpyxl import Workbook
+from openpyxl.styles import Alignment, Font
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.datavalidation import DataValidation
+
+from xl_ecom import sheets
+from xl_ecom.boundaries import boundary
+from xl_ecom.engine import percent, resolve
+from xl_ecom.errors import InputError, XlEcomError
+from xl_ecom.policy import Measure, Plan, Target, load_plan
+
+SUBDIR = "部门任务表"  # <out>/部门任务表/<单位>.xlsx (mail relies on it; = settings.DEPARTMENT_SUBDIR)
+DEFAULT_OUT = "输出"
+TASK_SHEET = "工作任务"
+RULES_SHEET = "奖补标准"
+#: created/modified time written into every generated file, so two runs give identical bytes
+PINNED_TIME = dt.datetime(2020, 1, 1, 0, 0, 0)
+ZIP_DATE_TIME = (2020, 1, 1, 0, 0, 0)
+
+#: (header, width, kind) of the task list.  The last four are left empty for the unit.
+TASK_COLUMNS: tuple[tuple[str, float, str], ...] = (
+    ("序号", 5, "center"),
+    ("条款", 10, "center"),
+    ("工作措施（方案原文）", 42, "text"),
+    ("职责", 6, "center"),
+    ("责任单位", 16, "text"),
+    ("目标任务", 20, "text"),
+    ("完成时限", 11, "date"),
+    ("奖补政策及标准", 36, "text"),
+    ("进展情况", 22, "text"),
+    ("完成时间", 11, "date"),
+    ("责任人", 8, "center"),
+    ("联系电话", 12, "center"),
+)
+FILL_HEADERS = ("进展情况", "完成时间", "责任人", "联系电话")
+TASK_HEADER_ROW = 3
+TASK_FIRST_ROW = 4
+DATE_FORMAT = 'yyyy"年"m"月"d"日"'
+NO_DEADLINE = "未明确"
+
+RULE_COLUMNS: tuple[tuple[str, float, str], ...] = (
+    ("序号", 5, "center"),
+    ("条款", 10, "center"),
+    ("奖补项目", 16, "text"),
+    ("方案原文", 40, "text"),
+    ("适用情形", 10, "center"),
+    ("要素", 10, "center"),
+    ("对象", 18, "text"),
+    ("界限用语", 14, "center"),
+    ("数值", 15, "number"),
+    ("原文依据", 18, "text"),
+    ("标准说明", 40, "text"),
+)
+
+_SECTION_FONT = Font(name="宋体", size=11, bold=True)
+
+
+# --- rule descriptions, from the engine's resolved parameters --------------------------------------
+
+@dataclass(frozen=True)
+class RuleTerm:
+    """One figure of a rule as of the policy date (a row of the 奖补标准 sheet)."""
+
+    rule: str
+    variant: str  # "" or the choice value selecting it
+    item: str  # 门槛 | 比例 | 定额 | 分档门槛 | 分档金额 | 单价 | 上限 | 累计上限
+    subject: str  # what the figure applies to (input label)
+    word: str  # boundary word of the plan ("" when the text has none)
+    value: Decimal  # yuan for money, a fraction for rates, a number otherwise
+    kind: str  # money | rate | count | years
+    reference: str  # phrase of the original text
+    text: str  # the figure in words
+
+
+def _yuan(cents) -> Decimal:
+    return Decimal(int(cents)) / 100
+
+
+def money_text(cents) -> str:
+    """1000000000 cents → '10,000,000元'; fractions of a yuan keep two places."""
+    cents = int(cents)
+    if cents % 100 == 0:
+        return f"{cents // 100:,}元"
+    return f"{_yuan(cents):,.2f}元"
+
+
+def _value_text(kind: str, value) -> str:
+    if kind == "money":
+        return money_text(value)
+    if kind == "rate":
+        return percent(value)
+    text = format(Decimal(str(value)).normalize(), "f")
+    return text + ("年" if kind == "years" else "")
+
+
+def _word_note(word: str) -> str:
+    b = boundary(word)
+    return f"“{word}”{'含' if b.inclusive else '不含'}本数"
+
+
+def _variant_label(rule, variant: str) -> str:
+    if not rule.switch:
+        return ""
+    label = rule.input(rule.switch).label
+    return f"{label}为“{variant}”" if variant else f"{label}为空白"
+
+
+def _body_terms(rule, variant: str, body: dict) -> list[RuleTerm]:
+    terms = []
+    for c in body["conditions"]:
+        spec = rule.input(c["input"])
+        value = _yuan(c["threshold"]) if spec.kind == "money" else Decimal(str(c["threshold"]))
+        text = f"{spec.label}{boundary(c['word']).chinese}{_value_text(spec.kind, c['threshold'])}（{_word_note(c['word'])}）"
+        terms.append(RuleTerm(rule.id, variant, "门槛", spec.label, c["word"], value, spec.kind, c["reference"] or "", text))
+    a = body["amount"]
+    if a["type"] == "rate":
+        subject = "+".join(rule.input(n).label for n in a["basis"])
+        word = a.get("rate_word") or ""
+        text = f"按{subject}的{percent(a['rate'])}" + ("以内（为最高比例）" if word == "以内" else "")
+        terms.append(RuleTerm(rule.id, variant, "比例", subject, word, Decimal(str(a["rate"])), "rate", a.get("rate_ref") or "", text))
+    elif a["type"] == "fixed":
+        terms.append(RuleTerm(rule.id, variant, "定额", "每个", "", _yuan(a["amount"]), "money", a.get("ref") or "", f"给予{money_text(a['amount'])}"))
+    elif a["type"] == "tiers":
+        spec = rule.input(a["basis"])
+        for t in a["tiers"]:
+            sym = boundary(t["word"]).chinese
+            thr = _yuan(t["threshold"]) if spec.kind == "money" else Decimal(str(t["threshold"]))
+            text = f"{spec.label}{sym}{_value_text(spec.kind, t['threshold'])}（{_word_note(t['word'])}）的，给予{money_text(t['amount'])}"
+            terms.append(RuleTerm(rule.id, variant, "分档门槛", spec.label, t["word"], thr, spec.kind, t["ref"] or "", text))
+            terms.append(RuleTerm(rule.id, variant, "分档金额", spec.label, "", _yuan(t["amount"]), "money", t["ref"] or "", f"给予{money_text(t['amount'])}"))
+    else:  # per_unit
+        for u in a["units"]:
+            label = rule.input(u["input"]).label
+            terms.append(RuleTerm(rule.id, variant, "单价", label, "", _yuan(u["amount"]), "money", "", f"{label}每个{money_text(u['amount'])}"))
+    if body["cap"] is not None:
+        item = "累计上限" if body["cumulative"] else "上限"
+        word = body["cap_word"] or ""
+        text = ("累计" if body["cumulative"] else "") + f"{word}{money_text(body['cap'])}"
+        terms.append(RuleTerm(rule.id, variant, item, "奖补金额", word, _yuan(body["cap"]), "money", body["cap_ref"] or "", text))
+    return terms
+
+
+def rule_terms(rule_id: str, on=None, plan: Plan | None = None) -> list[RuleTerm]:
+    """The rule's figures (thresholds with their boundary words, rates, caps) as of ``on``."""
+    plan = plan or load_plan()
+    resolved = resolve(rule_id, on=on, plan=plan)
+    out: list[RuleTerm] = []
+    for variant, body in resolved.variants.items():
+        out.extend(_body_terms(resolved.rule, variant, body))
+    return out
+
+
+def _body_sentence(rule, body: dict, terms: list[RuleTerm]) -> str:
+    conds = [t.text for t in terms if t.item == "门槛"]
+    a = body["amount"]
+    if a["type"] == "tiers":
+        amount = "；".join(t.text for t in terms if t.item == "分档门槛")
+    elif a["type"] == "per_unit":
+        amount = "按" + "、".join(t.text for t in terms if t.item == "单价")
+    else:
+        amount = next(t.text for t in terms if t.item in ("比例", "定额"))
+        if a["type"] == "rate":
+            amount += "计（可按核定比例，不超过该比例）" if a.get("rate_input") else "计"
+    caps = [t.text for t in terms if t.item in ("上限", "累计上限")]
+    text = ("且".join(conds) + "的，") if conds else ""
+    text += amount
+    if caps:
+        text += "，" + caps[0]
+    return text
+
+
+def rule_summary(rule_id: str, on=None, plan: Plan | None = None) -> str:
+    """The rule in one sentence with its resolved figures, e.g.
+    '农村产品上行奖励（一次性奖励）：上行网络销售额>10,000,000元（“超”不含本数）的，按上行网络销售额的1%以内（为最高比例）计，最高1,000,000元'."""
+    plan = plan or load_plan()
+    resolved = resolve(rule_id, on=on, plan=plan)
+    rule = resolved.rule
+    parts = []
+    for variant, body in resolved.variants.items():
+        sentence = _body_sentence(rule, body, _body_terms(rule, variant, body))
+        label = _variant_label(rule, variant)
+        parts.append(f"{label}：{sentence}" if label else sentence)
+    head = f"{rule.name}（{rule.payment}）" if rule.payment else rule.name
+    return f"{head}：" + "；".join(parts) + "。"
+
+
+# --- units ---------------------------------------------------------------------------------------------
+
+def unit_entry(unit: str, plan: Plan | None = None) -> dict:
+    """The plan's department entry for a unit given by its name or short name."""
+    plan = plan or load_plan()
+    key = str(unit or "").strip()
+    for d in plan.departments:
+        if key in (d["name"], d.get("short")):
+            return d
+    names = "、".join(d.get("short") or d["name"] for d in plan.departments)
+    raise InputError(f"单位“{unit}”不在方案点名的单位中（可用：{names}）")
+
+
+def file_stem(unit: str, plan: Plan | None = None) -> str:
+    """File name (without .xlsx) of a unit's task sheet: its short name if the plan gives one."""
+    d = unit_entry(unit, plan)
+    return d.get("short") or d["name"]
+
+
+def unit_targets(unit: str, plan: Plan) -> list[Target]:
+    """General targets (not tied to a measure) the unit is responsible for."""
+    return [t for t in plan.targets if t.measure is None and (t.lead == unit or unit in t.cooperating)]
+
+
+# --- layout helpers ---------------------------------------------------------------------------------
+
+def _display_width(text: str) -> float:
+    return sum(2.0 if unicodedata.east_asian_width(ch) in "WF" else 1.05 for ch in text)
+
+
+def fit_height(values: Iterable, widths: Iterable[float], font_size: float = 11, minimum: float = 20) -> float:
+    """Row height (points) for wrapped text, so the row prints whole in Excel, WPS and LibreOffice."""
+    lines = 1
+    for value, width in zip(values, widths):
+        if value is None or value == "":
+            continue
+        text = value if isinstance(value, str) else str(value)
+        usable = max(width - 1.5, 2)
+        n = sum(max(1, math.ceil(_display_width(part) / usable)) for part in text.split("\n"))
+        lines = max(lines, n)
+    return max(minimum, round(lines * font_size * 1.45 + 6, 1))
+
+
+def _deadline(measure: Measure | None, targets: list[Target]):
+    if measure is not None and measure.deadline:
+        return measure.deadline
+    dates = sorted(t.deadline for t in targets if t.deadline)
+    return dates[0] if dates else None
+
+
+def _responsible(lead: str | None, cooperating) -> str:
+    text = f"牵头：{lead}" if lead else ""
+    if cooperating:
+        text += ("\n" if text else "") + f"配合：{'、'.join(cooperating)}"
+    return text
+
+
+def _write_row(ws, row: int, values: list, columns) -> None:
+    widths = [c[1] for c in columns]
+    for col, (value, (head, _w, kind)) in enumerate(zip(values, columns), start=1):
+        cell = ws.cell(row=row, column=col, value=value)
+        sheets.body_cell(cell, "date" if kind == "date" and isinstance(value, dt.date) else ("center" if kind == "date" else kind))
+        if kind == "date":
+            cell.number_format = DATE_FORMAT
+        if kind == "text":
+            cell.alignment = sheets.TOP_LEFT
+    ws.row_dimensions[row].height = fit_height(values, widths)
+
+
+def _section(ws, row: int, text: str, ncols: int) -> None:
+    cell = ws.cell(row=row, column=1, value=text)
+    cell.font = _SECTION_FONT
+    cell.alignment = sheets.LEFT
+    for col in range(1, ncols + 1):
+        ws.cell(row=row, column=col).border = sheets.BORDER
+    ws.merge_cells(start_row=row, start_column=1, end_row=row, end_column=ncols)
+    ws.row_dimensions[row].height = 22
+
+
+def _note(ws, row: int, text: str, ncols: int) -> None:
+    cell = ws.cell(row=row, column=1, value=text)
+    cell.font = sheets.NOTE_FONT
+    cell.alignment = sheets.TOP_LEFT
+    ws.merge_cells(start_row=row, start_column=1, end_row=row, end_column=ncols)
+    ws.row_dimensions[row].height = fit_height([text], [sum(c[1] for c in TASK_COLUMNS)], 10)
+
+
+def write_task_sheet(ws, unit: str, plan: Plan, *, on=None, due=None, filler: str | None = None, heading: str | None = None) -> dict:
+    """The task list of ``unit``: its general targets and every measure it leads or cooperates on.
+
+    Returns {"measures": [ids], "targets": [ids], "last_row": n}.  ``filler`` is the 填报单位 shown
+    (default: the unit).
+    """
+    ncols = len(TASK_COLUMNS)
+    subtitle = f"填报单位：{filler or unit}"
+    if due:
+        subtitle += f"　　报送截止日期：{_date_text(due)}"
+    sheets.title(ws, heading or f"{plan.meta['title']}任务落实情况表", ncols, subtitle)
+    sheets.header(ws, TASK_HEADER_ROW, [c[0] for c in TASK_COLUMNS], [c[1] for c in TASK_COLUMNS])
+    row = TASK_FIRST_ROW
+    n = 0
+    measures = plan.measures_for(unit)
+    targets = unit_targets(unit, plan)
+    done_measures, done_targets = [], []
+    if targets:
+        _section(ws, row, "一、目标要求", ncols)
+        row += 1
+        for t in targets:
+            n += 1
+            role = "牵头" if t.lead == unit else "配合"
+            values = [n, t.clause, t.text, role, _responsible(t.lead, t.cooperating), t.name, t.deadline or NO_DEADLINE, "", None, None, None, None]
+            _write_row(ws, row, values, TASK_COLUMNS)
+            done_targets.append(t.id)
+            row += 1
+    current_task = None
+    for m in measures:
+        if m.task_id != current_task:
+            current_task = m.task_id
+            _section(ws, row, f"{m.task_id}　{m.task_title}", ncols)
+            row += 1
+        n += 1
+        mt = plan.targets_for_measure(m.id)
+        rules = plan.rules_for_measure(m.id)
+        target_text = "\n".join(t.text for t in mt)
+        rule_text = "\n".join(f"{i}. {rule_summary(r.id, on=on, plan=plan)}" if len(rules) > 1 else rule_summary(r.id, on=on, plan=plan) for i, r in enumerate(rules, start=1))
+        values = [n, m.id, m.text, m.role_of(unit), _responsible(m.lead, m.cooperating), target_text, _deadline(m, mt) or NO_DEADLINE, rule_text, None, None, None, None]
+        _write_row(ws, row, values, TASK_COLUMNS)
+        done_measures.append(m.id)
+        row += 1
+    last = row - 1
+    if n == 0:
+        _section(ws, row, "方案未给本单位分配工作措施。", ncols)
+        last = row
+        row += 1
+    # the unit types a date into 完成时间
+    done_col = get_column_letter([c[0] for c in TASK_COLUMNS].index("完成时间") + 1)
+    dv = DataValidation(type="date", operator="greaterThan", formula1="36526", allow_blank=True)
+    dv.error = "完成时间应为日期，如 2020-12-31"
+    dv.errorTitle = "输入有误"
+    dv.showErrorMessage = True
+    ws.add_data_validation(dv)
+    dv.add(f"{done_col}{TASK_FIRST_ROW}:{done_col}{max(last, TASK_FIRST_ROW)}")
+    basis = f"政策日期{_date_text(on)}" if on else "现行方案"
+    _note(
+        ws,
+        row + 1,
+        "说明：1. 职责栏“牵头”指本单位为牵头单位，“配合”指本单位为配合单位；2. 奖补标准按"
+        + basis
+        + "的方案参数列出，界限用语按《民法典》第一千二百五十九条理解（以上、以下、以内、届满、达到含本数，不满、超过、超、以外不含本数）；"
+        "3. “进展情况”“完成时间”“责任人”“联系电话”由本单位填写后报市商务局。",
+        ncols,
+    )
+    ws.freeze_panes = ws.cell(row=TASK_FIRST_ROW, column=1)
+    sheets.page_setup(ws, f"{TASK_HEADER_ROW}:{TASK_HEADER_ROW}")
+    return {"measures": done_measures, "targets": done_targets, "last_row": last}
+
+
+def write_rules_sheet(ws, rule_ids: list[str], plan: Plan, *, on=None, filler: str = "") -> None:
+    """One row per figure of each rule: its boundary word and resolved value as a number."""
+    ncols = len(RULE_COLUMNS)
+    sheets.title(ws, f"{plan.meta['title']}奖补标准", ncols, f"填报单位：{filler}" if filler else None)
+    header_row = 3 if filler else 2
+    sheets.header(ws, header_row, [c[0] for c in RULE_COLUMNS], [c[1] for c in RULE_COLUMNS])
+    row = header_row + 1
+    widths = [c[1] for c in RULE_COLUMNS]
+    for i, rid in enumerate(rule_ids, start=1):
+        rule = plan.rules[rid]
+        for j, term in enumerate(rule_terms(rid, on=on, plan=plan)):
+            first = j == 0
+            values = [
+                i if first else None,
+                rule.clause if first else None,
+                rule.name if first else None,
+                rule.text if first else None,
+                _variant_label(rule, term.variant).split("为", 1)[-1] if rule.switch else "",
+                term.item,
+                term.subject,
+                _word_note(term.word) if term.word else "",
+                float(term.value),
+                term.reference,
+                term.text,
+            ]
+            for col, (value, (_h, _w, kind)) in enumerate(zip(values, RULE_COLUMNS), start=1):
+                cell = ws.cell(row=row, column=col, value=value)
+                if kind == "number":
+                    sheets.body_cell(cell, "money")
+                    cell.number_format = {"money": sheets.MONEY_FORMAT, "rate": "0.##%"}.get(term.kind, "0.##")
+                else:
+                    sheets.body_cell(cell, kind)
+                    if kind == "text":
+                        cell.alignment = sheets.TOP_LEFT
+            # the rule's own text is long: size the first row of each rule by it
+            ws.row_dimensions[row].height = fit_height(values if first else values[4:], widths if first else widths[4:])
+            row += 1
+    ws.freeze_panes = ws.cell(row=header_row + 1, column=1)
+    sheets.page_setup(ws, f"{header_row}:{header_row}")
+
+
+def _date_text(value) -> str:
+    if isinstance(value, dt.datetime):
+        value = value.date()
+    if isinstance(value, dt.date):
+        return f"{value.year}年{value.month}月{value.day}日"
+    return str(value)
+
+
+def department_workbook(unit: str, plan: Plan | None = None, *, on=None, due=None) -> Workbook:
+    """The task sheet of one unit (name or short name) as an openpyxl Workbook."""
+    plan = plan or load_plan()
+    d = unit_entry(unit, plan)
+    name = d["name"]
+    wb = Workbook()
+    ws = wb.active
+    ws.title = TASK_SHEET
+    info = write_task_sheet(ws, name, plan, on=on, due=due)
+    rule_ids = [r.id for mid in info["measures"] for r in plan.rules_for_measure(mid)]
+    if rule_ids:
+        write_rules_sheet(wb.create_sheet(RULES_SHEET), rule_ids, plan, on=on, filler=name)
+    pin_properties(wb, f"{name}任务落实情况表")
+    return wb
+
+
+# --- reproducible files ---------------------------------------------------------------------------------
+
+def pin_properties(wb: Workbook, title: str) -> None:
+    props = wb.properties
+    props.creator = "淮南市商务局（xl-ecom）"
+    props.lastModifiedBy = None
+    props.title = title
+    props.created = PINNED_TIME
+    props.modified = PINNED_TIME
+
+
+_MODIFIED = re.compile(rb"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)")
+
+
+def workbook_bytes(wb: Workbook) -> bytes:
+    """The .xlsx package, byte for byte reproducible: openpyxl stamps the clock into core.xml and
+    the zip entries; both are pinned."""
+    for ws in wb.worksheets:
+        # openpyxl derives <sheetFormatPr outlineLevelCol> from the previous save's column pass;
+        # run that pass first so the first and any later save of a workbook write the same XML
+        ws.column_dimensions.to_tree()
+    raw = io.BytesIO()
+    wb.save(raw)
+    stamp = PINNED_TIME.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
+    out = io.BytesIO()
+    with zipfile.ZipFile(raw) as src, zipfile.ZipFile(out, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "docProps/core.xml":
+                data = _MODIFIED.sub(rb"\g<1>" + stamp + rb"\g<2>", data)
+            info = zipfile.ZipInfo(item.filename, date_time=ZIP_DATE_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 0
+            info.external_attr = 0
+            dst.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=6)
+    return out.getvalue()
+
+
+def check_not_open(path: Path) -> None:
+    """Refuse to overwrite a file Excel or WPS has open (its ``~$`` lock file is present)."""
+    path = Path(path)
+    for lock in (path.with_name("~$" + path.name), path.with_name("~$" + path.name[2:])):
+        if len(lock.name) > 2 and lock.exists() and lock != path:
+            raise XlEcomError(f"文件“{path}”正在被 Excel 或 WPS 打开（发现锁定文件 {lock.name}），请关闭后重试。")
+
+
+def save_workbook(wb: Workbook, path: Path) -> Path:
+    """Write atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = workbook_bytes(wb)
+    fd, tmp = tempfile.mkstemp(prefix=".xl-ecom-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+# --- export ---------------------------------------------------------------------------------------------
+
+Progress = Callable[[int, int, str], None]
+
+
+def make_department_sheets(out_dir, plan: Plan | None = None, on=None, *, due=None, progress: Progress | None = None) -> list[Path]:
+    """Write ``<out_dir>/部门任务表/<单位>.xlsx`` for every unit the plan names; returns the paths."""
+    plan = plan or load_plan()
+    folder = Path(out_dir) / SUBDIR
+    targets = [(d, folder / f"{d.get('short') or d['name']}.xlsx") for d in plan.departments]
+    for _d, path in targets:
+        check_not_open(path)
+    written = []
+    for i, (d, path) in enumerate(targets, start=1):
+        if progress:
+            progress(i, len(targets), d.get("short") or d["name"])
+        save_workbook(department_workbook(d["name"], plan, on=on, due=due), path)
+        written.append(path)
+    return written
+
+
+# --- command line ---------------------------------------------------------------------------------------
+
+def cli_context(args) -> tuple[Path, object, object]:
+    """(output folder, policy date, 报送截止日期) from --out/--workbook; reads 设置 when a workbook is given."""
+    if getattr(args, "workbook", None):
+        from xl_ecom.settings import SettingsError, output_dir, read_settings
+
+        workbook = Path(args.workbook)
+        if not workbook.is_file():
+            raise XlEcomError(f"找不到工作簿：{workbook}")
+        try:
+            settings = read_settings(workbook)
+        except SettingsError as exc:
+            raise XlEcomError(str(exc)) from None
+        out = Path(args.out) if args.out else output_dir(settings, workbook)
+        return out, settings.get("政策日期"), settings.get("报送截止日期")
+    try:
+        from xl_ecom.settings import SETTINGS_DEFAULTS
+    except ImportError:  # pragma: no cover - settings is part of the package
+        SETTINGS_DEFAULTS = {}
+    out = Path(args.out) if args.out else Path.cwd() / DEFAULT_OUT
+    return out, SETTINGS_DEFAULTS.get("政策日期"), SETTINGS_DEFAULTS.get("报送截止日期")
+
+
+def _add_common(parser) -> None:
+    parser.add_argument("--out", metavar="DIR", help=f"输出文件夹（默认：工作簿旁或当前文件夹下的“{DEFAULT_OUT}”）")
+    parser.add_argument("--workbook", metavar="WB", help="市级工作簿：从其“设置”表读取政策日期、输出文件夹和报送截止日期")
+
+
+def run_cli(args, stdout=None, stderr=None) -> int:
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    try:
+        folder, on, due = cli_context(args)
+        paths = make_department_sheets(folder, on=on, due=due)
+    except XlEcomError as exc:
+        print(f"错误：{exc}", file=err)
+        return 2
+    print(f"已生成部门任务表{len(paths)}个，在 {folder / SUBDIR}：", file=out)
+    for p in paths:
+        print(f"  {p.name}", file=out)
+    return 0
+
+
+def add_cli(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "departments",
+        help="生成部门任务表：每个单位一个 .xlsx",
+        description=f"为方案点名的每个单位生成任务落实情况表，写入输出文件夹的“{SUBDIR}”子文件夹。",
+    )
+    _add_common(parser)
+    parser.set_defaults(func=run_cli)
+    return parser
