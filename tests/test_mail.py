@@ -758,6 +758,13 @@ def test_bad_cli_input_is_a_clear_chinese_message(city, argv_tail, fragment):
     assert "Traceback" not in result.stderr + result.stdout
 
 
+def test_os_errors_are_messages_not_tracebacks(tmp_path, city):
+    blocker = tmp_path / "是文件"
+    blocker.write_text("x", encoding="utf-8")
+    result = run_cli([str(city.workbook), "--dry-run", str(blocker)])
+    assert result.code == 2 and result.stderr.startswith("错误：文件操作失败") and "是文件" in result.stderr
+
+
 def test_bad_workbook_inputs(tmp_path):
     missing = run_cli([str(tmp_path / "没有.xlsx")])
     assert missing.code == 2 and "找不到工作簿" in missing.stderr and "没有.xlsx" in missing.stderr
@@ -998,6 +1005,15 @@ def test_ribbon_layer_reports_bad_input_in_a_dialog(city, server):
     assert mail.send_mail_from_book(book, env={}) is None
     (title, text), = book.app.alerts
     assert "没有“通讯录”表" in text
+    unsaved = _fake_book_from(city)
+    unsaved.fullname = "工作簿1"
+    assert mail.send_mail_from_book(unsaved, env={}) is None
+    assert "请先保存工作簿" in unsaved.app.alerts[0][1]
+    user = _fake_book_from(city)
+    user.sheets["设置"].cells[(9, 2)] = USER
+    assert user.sheets["设置"].cells[(9, 1)] == "SMTP用户名"
+    assert mail.send_mail_from_book(user, env={}) is None
+    assert "找不到密码" in user.app.alerts[0][1]
     assert server.received == []
 
 

@@ -323,13 +323,9 @@ def get_password(user: str, env: dict[str, str] | None = None) -> str | None:
         return None
     try:
         import keyring
-        from keyring.errors import KeyringError
 
-        try:
-            return keyring.get_password(KEYRING_SERVICE, user)
-        except KeyringError:
-            return None
-    except ImportError:
+        return keyring.get_password(KEYRING_SERVICE, user)
+    except Exception:  # 没有可用的钥匙串（NoKeyringError）或后端出错：当作没有保存密码
         return None
 
 
@@ -995,6 +991,14 @@ def run_mail_cli(
     except (MailError, SettingsError, ContactsError) as exc:
         print(f"错误：{exc}", file=err)
         return 2
+    except OSError as exc:
+        print(f"错误：{_os_error_text(exc)}", file=err)
+        return 2
+
+
+def _os_error_text(exc: OSError) -> str:
+    where = f"（{exc.filename}）" if exc.filename else ""
+    return f"文件操作失败：{exc.strerror or exc}{where}"
 
 
 def _run_mail(args, out, err, env, sleep, retry_delays, ssl_context, timeout) -> int:
@@ -1137,6 +1141,8 @@ def send_mail_from_book(
             raise MailError(f"工作簿中没有“{CONTACTS_SHEET}”表，请先填写通讯录。")
         contacts = contacts_from_rows(contact_rows, source=f"“{CONTACTS_SHEET}”表")
         workbook_path = Path(book.fullname)
+        if not workbook_path.is_absolute():
+            raise MailError("请先保存工作簿：输出文件夹和发送记录都放在工作簿所在的文件夹里。")
         out_dir = output_dir(settings, workbook_path)
         if not out_dir.is_dir():
             raise MailError(f"找不到输出文件夹：{out_dir}，请先生成部门任务表和县区工作簿。")
@@ -1147,6 +1153,9 @@ def send_mail_from_book(
         prior = records_from_rows(_xl_rows(book, RECORD_SHEET) or []) + read_log(log_path(workbook_path))
     except (MailError, SettingsError, ContactsError) as exc:
         _xl_alert(app, str(exc))
+        return None
+    except OSError as exc:
+        _xl_alert(app, _os_error_text(exc))
         return None
 
     next_row = [_xl_last_row(sheet) + 1]
