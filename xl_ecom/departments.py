@@ -251,10 +251,12 @@ def fit_height(values: Iterable, widths: Iterable[float], font_size: float = 11,
         if value is None or value == "":
             continue
         text = value if isinstance(value, str) else str(value)
+        if text.startswith("="):  # a formula shows a short number, not its text
+            continue
         usable = max(width - 1.5, 2)
         n = sum(max(1, math.ceil(_display_width(part) / usable)) for part in text.split("\n"))
         lines = max(lines, n)
-    return max(minimum, round(lines * font_size * 1.45 + 6, 1))
+    return max(minimum, round(lines * font_size * 1.4 + 6, 1))
 
 
 def _deadline(measure: Measure | None, targets: list[Target]):
