@@ -403,10 +403,131 @@ def send_mail(book=None):
     return _run(book, "发送邮件", work)
 
 
+#: Where the ribbon's 汇总县区报表 looks for the returned county workbooks: <输出文件夹>/县区报表
+#: (not 县区工作簿, which holds the blank generated ones).
+COLLECT_SUBDIR = "县区报表"
+
+
 def collect(book=None, folder=None):
-    """汇总县区报表: see :func:`_collect_work`."""
+    """汇总县区报表: check the returned county workbooks in ``folder`` (default
+    <输出文件夹>/县区报表) and merge their valid rows into the open book's input tables.
+
+    The checks and the merge are collect's own (:func:`xl_ecom.collect.check_folder`,
+    :func:`xl_ecom.collect.merge_into_workbook`), run on an in-memory copy of the input tables
+    (values, and formulas where the engine can read them); the merged tables are written back
+    through xlwings, formula-like text with Excel's quote prefix."""
     return _run(book, "汇总县区报表", lambda b, ui: _collect_work(b, ui, folder))
 
 
+def _input_snapshot(book, tables):
+    """openpyxl copy of the input tables: cells (formulas where readable), Excel Table extents."""
+    from openpyxl import Workbook
+    from openpyxl.worksheet.table import Table
+
+    wb = Workbook()
+    wb.remove(wb.active)
+    present = set(sheet_names(book))
+    last_rows = {}
+    for table in tables:
+        if table.sheet not in present:
+            continue
+        sheet = book.sheets[table.sheet]
+        ws = wb.create_sheet(table.sheet)
+        ncols = len(table.columns) + len(table.awards)
+        last = sheet.used_range.last_cell.row
+        last_rows[table.sheet] = last
+        if last < 1:
+            continue
+        rng = sheet.range((1, 1), (last, ncols))
+        values = rng.options(ndim=2).value
+        try:
+            formulas = rng.formula  # Excel: per cell, "=..." for formulas
+        except NotImplementedError:  # remote interpreter: formulas are not sent with the book
+            formulas = None
+        for r, row in enumerate(values, start=1):
+            for c, v in enumerate(row, start=1):
+                f = formulas[r - 1][c - 1] if formulas is not None else None
+                if isinstance(f, str) and f.startswith("="):
+                    ws.cell(row=r, column=c, value=f)
+                elif v is not None and v != "":
+                    cell = ws.cell(row=r, column=c, value=v)
+                    if isinstance(v, str):
+                        cell.data_type = "s"
+        try:
+            found = next((t for t in sheet.tables if t.name == table.key), None)
+        except Exception:
+            found = None
+        if found is not None:
+            ws.add_table(Table(displayName=table.key, ref=found.range.address.replace("$", "")))
+    return wb, last_rows
+
+
+def _write_back_table(book, ws, table, old_last: int) -> None:
+    from xl_ecom import safeio
+
+    sheet = book.sheets[table.sheet]
+    first = layout.INPUT_FIRST_ROW
+    ncols = len(table.columns) + len(table.awards)
+    last = max(ws.max_row, old_last)
+    if last < first:
+        return
+    grid = []
+    for r in range(first, last + 1):
+        row = []
+        for c in range(1, ncols + 1):
+            cell = ws.cell(row=r, column=c)
+            v = cell.value
+            if v is None:
+                row.append("")
+            elif isinstance(v, str) and cell.data_type != "f":
+                row.append(safeio.safe_text(v))  # text stays text in Excel, never a formula
+            else:
+                row.append(v)
+        grid.append(row)
+    sheet.range((first, 1)).value = grid
+    tab = ws.tables.get(table.key)
+    if tab is not None:
+        try:
+            sheet.tables[table.key].resize(sheet.range(tab.ref))
+        except Exception:
+            pass
+
+
 def _collect_work(book, ui: Ui, folder):
-    raise XlEcomError("汇总县区报表：尚未接入。")
+    from xl_ecom import collect as core
+    from xl_ecom.policy import load_plan
+    from xl_ecom.tables import TABLES
+
+    plan = load_plan()
+    settings = _settings(book)
+    folder = Path(folder) if folder else _output_dir(book, settings) / COLLECT_SUBDIR
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        ui.alert(f"请把各县区交回的工作簿（.xlsx）放入文件夹：\n{folder}\n然后再点“汇总县区报表”。")
+        return None
+    ui.status(f"汇总县区报表：检查 {folder} 中的文件……")
+    report = core.check_folder(folder, plan, into=_book_path(book))
+    if report.fatal:
+        raise XlEcomError(report.fatal)
+    if any(f.mergeable for f in report.files):
+        ui.status("汇总县区报表：读取本工作簿的输入表……")
+        wb, last_rows = _input_snapshot(book, TABLES)
+        report.changes = core.merge_into_workbook(wb, report, plan)
+        ui.screen_updating(False)
+        for table in TABLES:
+            if any(table.sheet in line for line in report.changes):
+                ui.status(f"汇总县区报表：写入“{table.sheet}”……")
+                _write_back_table(book, wb[table.sheet], table, last_rows.get(table.sheet, 0))
+        ui.screen_updating(True)
+        report.written = True
+        report.into = _book_path(book)
+    problems = report.all_problems()
+    errors = sum(p.is_error for p in problems)
+    text = report.to_text()
+    lines = text.splitlines()
+    if len(lines) > 40:
+        text = "\n".join(lines[:38] + [f"……（共{len(lines)}行，其余略）", lines[-1]])
+    if report.written:
+        text += "\n数据已写入本工作簿但尚未保存；请核对后保存，并点“刷新”重新计算。"
+    ui.alert(text, mode="critical" if errors else "info")
+    return report

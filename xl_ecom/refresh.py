@@ -18,18 +18,15 @@ One implementation, three layers:
 
 Nothing else in the workbook is written: input tables, 设置, 通讯录 and every other cell stay as
 they were.  From the CLI the file is written atomically (temporary file, then ``os.replace``),
-the previous version is kept as ``<name>.bak.xlsm``, and a workbook open in Excel (``~$`` lock
-file) is refused.
+the previous version is kept beside it (``<name>.备份YYYYmmdd-HHMMSS.xlsm``, as collect does),
+the VBA project and the ribbon are kept, and a workbook open in Excel (``~$`` lock file) is refused.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import io
-import os
-import shutil
 import sys
-import tempfile
 import time
 import zipfile
 from copy import copy
@@ -40,7 +37,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from xl_ecom import layout
+from xl_ecom import layout, safeio, xlsm
 from xl_ecom.boundaries import APPROXIMATE_WORDS, holds
 from xl_ecom.engine import calculate_columns_cents, policy_date, resolve
 from xl_ecom.errors import InputError, XlEcomError
@@ -867,63 +864,6 @@ def _recreate_sheet(wb, spec: SheetSpec, after: str) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def lock_files(path: Path) -> list[Path]:
-    """Excel's owner files for ``path`` (``~$name``; Excel shortens long names by two characters)."""
-    names = {f"~${path.name}"}
-    if len(path.stem) > 2:
-        names.add(f"~${path.name[2:]}")
-    return [path.with_name(n) for n in sorted(names) if path.with_name(n).exists()]
-
-
-def backup_path(path: Path) -> Path:
-    return path.with_name(f"{path.stem}.bak{path.suffix}")
-
-
-def _ribbon_parts(path: Path) -> dict[str, bytes]:
-    """The ribbon part(s) of the package before openpyxl rewrites it: {part name: bytes}."""
-    from xl_ecom import xlsm
-
-    out = {}
-    with zipfile.ZipFile(path) as z:
-        names = set(z.namelist())
-        if xlsm.PACKAGE_RELS_PART not in names:
-            return out
-        for rel in xlsm._relationships(z.read(xlsm.PACKAGE_RELS_PART)):
-            if rel.get("Type") == xlsm.CUSTOM_UI_REL_TYPE:
-                part = xlsm._resolve("", rel["Target"])
-                if part in names:
-                    out[part] = z.read(part)
-    return out
-
-
-def restore_ribbon(package: bytes, ribbon: dict[str, bytes]) -> bytes:
-    """Put the ribbon (customUI part and its package relationship) back into a package openpyxl saved.
-
-    openpyxl's ``keep_vba`` copies the ``customUI/`` part but rewrites ``_rels/.rels`` without
-    its relationship, so Excel would no longer show the tab.
-    """
-    from xl_ecom import xlsm
-
-    if not ribbon:
-        return package
-    with zipfile.ZipFile(io.BytesIO(package)) as z:
-        order = z.namelist()
-        parts = {n: z.read(n) for n in order}
-    rels = parts[xlsm.PACKAGE_RELS_PART]
-    for part, data in ribbon.items():
-        parts[part] = data
-        if part not in order:
-            order.append(part)
-        if not any(r.get("Type") == xlsm.CUSTOM_UI_REL_TYPE for r in xlsm._relationships(rels)):
-            rels = xlsm._add_relationship(rels, xlsm.CUSTOM_UI_REL_TYPE, part)
-    parts[xlsm.PACKAGE_RELS_PART] = rels
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as out:
-        for name in order:
-            out.writestr(name, parts[name])
-    return buf.getvalue()
-
-
 @dataclass
 class RefreshReport:
     path: Path
@@ -970,20 +910,20 @@ def refresh_workbook(path, plan: Plan | None = None, on=None, progress: Progress
     path = Path(path)
     if not path.is_file():
         raise RefreshError(f"找不到工作簿“{path}”")
-    locks = lock_files(path)
+    locks = safeio.lock_files(path)
     if locks:
         raise RefreshError(
-            f"工作簿“{path.name}”正在 Excel 中打开（发现锁定文件“{locks[0].name}”），命令行不能同时改写它。"
-            "请先在 Excel 中保存并关闭该工作簿，或直接在 Excel 里点“刷新”按钮。"
+            f"工作簿“{path.name}”正在 Excel 或 WPS 中打开（发现锁定文件“{locks[0].name}”），命令行不能同时改写它。"
+            "请先保存并关闭该工作簿，或直接在 Excel 里点“刷新”按钮。"
         )
     if not zipfile.is_zipfile(path):
         raise RefreshError(f"“{path.name}”不是有效的 Excel 工作簿（.xlsx/.xlsm）")
-    macro = path.suffix.lower() == ".xlsm"
-    ribbon = _ribbon_parts(path) if macro else {}
+    original = path.read_bytes()
+    macro = xlsm.VBA_PROJECT_PART in zipfile.ZipFile(io.BytesIO(original)).namelist()
     if progress:
         progress("打开工作簿……")
     try:
-        wb = load_workbook(path, keep_vba=macro)
+        wb = load_workbook(io.BytesIO(original), keep_vba=macro)
     except Exception as exc:
         raise RefreshError(f"无法打开工作簿“{path.name}”：{type(exc).__name__}") from None
     if layout.SHEET_ANNEX not in wb.sheetnames:
@@ -1000,24 +940,20 @@ def refresh_workbook(path, plan: Plan | None = None, on=None, progress: Progress
     if progress:
         progress("写入生成的表……")
     write_openpyxl(wb, generated_sheets(result, plan), annex_updates(result, plan))
-    buf = io.BytesIO()
-    wb.save(buf)
-    data = restore_ribbon(buf.getvalue(), ribbon)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix + ".tmp", dir=path.parent)
+    if progress:
+        progress("保存……")
+    # openpyxl keeps vbaProject.bin (keep_vba) but drops the ribbon's relationship: the city
+    # workbook's saver puts it back and refuses to write if the VBA project or ribbon would be lost
+    from xl_ecom.collect import CollectError, save_city_workbook
+
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        bak = None
-        if backup:
-            bak = backup_path(path)
-            shutil.copy2(path, bak)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        data, _lost = save_city_workbook(wb, path, original)
+    except CollectError as exc:
+        raise RefreshError(str(exc)) from None
+    try:
+        bak = safeio.write_atomically(path, data, backup=backup)
+    except safeio.FileBusyError as exc:
+        raise RefreshError(str(exc)) from None
     return RefreshReport(path, bak, result, time.perf_counter() - started)
 
 
@@ -1050,7 +986,7 @@ def add_cli(subparsers):
         "refresh",
         help="刷新：按输入表重新计算奖补明细、奖补汇总、完成情况和目标任务分解表的完成数",
         description="刷新市级工作簿中的生成内容（奖补明细、奖补汇总、完成情况、目标任务分解表的完成数），"
-        "不改动输入表、设置、通讯录等用户填写的内容。写入前备份原文件为 <文件名>.bak.xlsm。",
+        "不改动输入表、设置、通讯录等用户填写的内容。写入前把原文件备份为 <文件名>.备份<日期时间>.xlsm。",
     )
     p.add_argument("workbook", metavar="WORKBOOK", help="市级工作簿，如 目标任务分解表.xlsm")
     p.add_argument("--date", help="政策日期（默认取“设置”表中的政策日期），如 2020-12-31")
