@@ -28,6 +28,7 @@ from openpyxl.formatting.rule import CellIsRule
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
+from openpyxl.worksheet.pagebreak import Break
 
 from xl_ecom import formulas, layout, settings, sheets
 from xl_ecom.boundaries import APPROXIMATE_WORDS, boundary
@@ -75,6 +76,16 @@ def _text_lines(text: str, width_chars: float) -> int:
 def _fit_row(ws, row: int, texts_widths: Sequence[tuple[str, float]], line_height: float = 15.0, minimum: float = 20.0) -> None:
     lines = max((_text_lines(t, w) for t, w in texts_widths), default=1)
     ws.row_dimensions[row].height = max(minimum, lines * line_height + 6)
+
+
+def _page_capacity(widths: Sequence[float], repeated: float = 0.0, margin: float = 1.0) -> float:
+    """Sheet points of rows that fit on one A4 landscape page when a sheet of ``widths``
+    (character units) is fitted to one page wide (the layout of sheets.page_setup)."""
+    printable_w = (11.69 - 1.0) * 72
+    printable_h = (8.27 - 1.5) * 72
+    sheet_w = sum(w * 7 + 5 for w in widths) * 0.75
+    scale = min(1.0, printable_w / sheet_w)
+    return printable_h / scale * margin - repeated
 
 
 def _date_text(value) -> str:
@@ -586,9 +597,10 @@ def _dedupe(cases: list[Case]) -> list[Case]:
 # 奖补测算
 # ---------------------------------------------------------------------------
 
-EXAMPLE_HEADERS = ("算例", "输入1", "输入2", "输入3", "输入4", "函数结果(元)", "原生公式结果(元)", "一致", "函数公式")
+EXAMPLE_HEADERS = ("算例", "输入1", "输入2", "输入3", "输入4", "函数结果(元)", "原生公式结果(元)", "是否一致", "函数公式")
 EXAMPLE_WIDTHS = (36, 15, 15, 15, 15, 15, 17, 12, 34)
 MAX_INPUTS = 4
+EXAMPLES_FIRST_ROW = 3
 COL_UDF, COL_NATIVE, COL_AGREE, COL_TEXT = 6, 7, 8, 9
 
 
@@ -632,10 +644,14 @@ def write_examples(ws, plan: Plan) -> list[ExampleCell]:
         ncols,
         "单位：元　　“函数结果”由 Python 规则引擎计算（需启用 xlwings）；“原生公式结果”是同一规则写成的 Excel 原生公式，WPS 和没有 Python 的电脑也能计算。",
     )
-    sheets.header(ws, 3, EXAMPLE_HEADERS, EXAMPLE_WIDTHS)
+    for c, width in enumerate(EXAMPLE_WIDTHS, start=1):
+        ws.column_dimensions[get_column_letter(c)].width = width
     placed: list[ExampleCell] = []
-    row = 4
+    row = EXAMPLES_FIRST_ROW
+    capacity = _page_capacity(EXAMPLE_WIDTHS, repeated=45)
+    used = 0.0
     for number, (rule_id, rule) in enumerate(plan.rules.items(), start=1):
+        block_start = row
         if len(rule.inputs) > MAX_INPUTS:
             raise BuildError(f"规则 {rule_id} 有 {len(rule.inputs)} 个输入，奖补测算表最多容纳 {MAX_INPUTS} 个。")
         # block title and original text
@@ -653,7 +669,7 @@ def write_examples(ws, plan: Plan) -> list[ExampleCell]:
         row += 1
         labels = ["算例"] + [s.label + ("(元)" if s.kind == "money" else "") for s in rule.inputs]
         labels += [""] * (1 + MAX_INPUTS - len(labels))
-        labels += ["函数结果(元)", "原生公式结果(元)", "一致", "函数公式"]
+        labels += list(EXAMPLE_HEADERS[COL_UDF - 1 :])
         for c, text in enumerate(labels, start=1):
             cell = ws.cell(row=row, column=c, value=text or None)
             cell.font = Font(name="宋体", size=10, bold=True)
@@ -669,7 +685,6 @@ def write_examples(ws, plan: Plan) -> list[ExampleCell]:
             seq_first = row
             for k, args in enumerate(rows):
                 refs = {spec.name: f"{get_column_letter(2 + i)}{row}" for i, spec in enumerate(rule.inputs)}
-                cells = ", ".join(refs.values())
                 label = case.label if not case.sequence else f"{case.label}（第{k + 1}场）"
                 ws.cell(row=row, column=1, value=label)
                 sheets.body_cell(ws.cell(row=row, column=1))
@@ -705,13 +720,19 @@ def write_examples(ws, plan: Plan) -> list[ExampleCell]:
                     ExampleCell(rule_id, label, row, dict(refs), udf, native, seq_first if case.sequence else None)
                 )
                 row += 1
+        # keep each rule's block on one printed page
+        height = sum(ws.row_dimensions[r].height or 15 for r in range(block_start, row))
+        if used and used + height > capacity:
+            ws.row_breaks.append(Break(id=block_start - 1))
+            used = 0.0
+        used += height + 15
         row += 1
     agree = get_column_letter(COL_AGREE)
-    rng = f"{agree}4:{agree}{row}"
+    rng = f"{agree}{EXAMPLES_FIRST_ROW}:{agree}{row}"
     ws.conditional_formatting.add(rng, CellIsRule(operator="equal", formula=['"不一致"'], font=FLAG_BAD_FONT))
     ws.conditional_formatting.add(rng, CellIsRule(operator="equal", formula=['"一致"'], font=FLAG_OK_FONT))
-    ws.freeze_panes = "A4"
-    sheets.page_setup(ws, "3:3")
+    ws.freeze_panes = ws.cell(row=EXAMPLES_FIRST_ROW, column=1)
+    sheets.page_setup(ws, "1:2")
     return placed
 
 
