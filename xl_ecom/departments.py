@@ -383,6 +383,8 @@ def write_rules_sheet(ws, rule_ids: list[str], plan: Plan, *, on=None, filler: s
     widths = [c[1] for c in RULE_COLUMNS]
     for i, rid in enumerate(rule_ids, start=1):
         rule = plan.rules[rid]
+        first_row = row
+        heights = []
         for j, term in enumerate(rule_terms(rid, on=on, plan=plan)):
             first = j == 0
             values = [
@@ -402,16 +404,32 @@ def write_rules_sheet(ws, rule_ids: list[str], plan: Plan, *, on=None, filler: s
                 cell = ws.cell(row=row, column=col, value=value)
                 if kind == "number":
                     sheets.body_cell(cell, "money")
-                    cell.number_format = {"money": sheets.MONEY_FORMAT, "rate": "0.##%"}.get(term.kind, "0.##")
+                    cell.number_format = _number_format(term)
                 else:
                     sheets.body_cell(cell, kind)
                     if kind == "text":
                         cell.alignment = sheets.TOP_LEFT
-            # the rule's own text is long: size the first row of each rule by it
-            ws.row_dimensions[row].height = fit_height(values if first else values[4:], widths if first else widths[4:])
+            heights.append(fit_height(values[4:], widths[4:]))
             row += 1
+        # the rule's own cells (序号, 条款, 奖补项目, 方案原文) span its figure rows
+        if row - first_row > 1:
+            for col in range(1, 5):
+                ws.merge_cells(start_row=first_row, start_column=col, end_row=row - 1, end_column=col)
+        need = fit_height([i, rule.clause, rule.name, rule.text], widths[:4])
+        extra = max(0.0, need - sum(heights)) / len(heights)
+        for k, h in enumerate(heights):
+            ws.row_dimensions[first_row + k].height = round(h + extra, 1)
     ws.freeze_panes = ws.cell(row=header_row + 1, column=1)
     sheets.page_setup(ws, f"{header_row}:{header_row}")
+
+
+def _number_format(term: RuleTerm) -> str:
+    if term.kind == "money":
+        return sheets.MONEY_FORMAT if term.value != term.value.to_integral_value() else "#,##0"
+    if term.kind == "rate":
+        pct = term.value * 100
+        return "0%" if pct == pct.to_integral_value() else "0.0##%"
+    return "0" if term.value == term.value.to_integral_value() else "0.0##"
 
 
 def _date_text(value) -> str:
