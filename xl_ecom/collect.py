@@ -1,0 +1,590 @@
+"""汇总县区报表: read a folder of returned county workbooks, check each, merge the valid rows into
+the city workbook's input tables.
+
+What a clerk can rely on:
+
+- every returned file is opened as untrusted (:mod:`xl_ecom.safeio`): no macro runs, XML and zip
+  bombs and oversized files are refused, formulas are not trusted (cached values only);
+- each file is checked with the same row checks as 校验数据 (:func:`xl_ecom.validate.check_table`);
+  every problem names the file, sheet, cell and the reason; a row with an error is not merged and
+  is listed; nothing is dropped silently;
+- a file whose county cannot be established (unknown county, file name and workbook disagree,
+  changed structure) is not merged at all, and neither are two files for the same county (the
+  clerk removes the wrong one and collects again);
+- **a county's returned workbook replaces that county's rows** in the city workbook, table by
+  table (a resubmitted report supersedes the earlier one); the report says, per county and table,
+  how many rows were there and how many are now; rows of other counties and rows without a county
+  are kept where they are; the previous workbook is kept as a dated backup beside it;
+- text beginning with = + - @ is written as text, never as a formula;
+- the city .xlsm keeps its VBA project and its ribbon; it is written atomically and not at all
+  while Excel has it open (``~$`` lock file).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import openpyxl
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.cell_range import CellRange, MultiCellRange
+
+from xl_ecom import counties as county_books
+from xl_ecom import layout, safeio, sheets, xlsm
+from xl_ecom.errors import InputError, XlEcomError
+from xl_ecom.policy import Plan, load_plan
+from xl_ecom.tables import TABLES, InputTable
+from xl_ecom.validate import ERROR, WARNING, Problem, TableCheck, check_header, check_table
+
+EXCEL_SUFFIXES = (".xlsx", ".xlsm")
+OLD_SUFFIXES = (".xls", ".et", ".ods", ".csv")
+
+MERGED = "已汇总"
+READY = "可汇总"  # checked, no --into given
+NOT_MERGED = "未汇总"
+REFUSED = "拒绝打开"
+
+
+class CollectError(XlEcomError):
+    """Collect cannot run at all (folder missing, city workbook unusable)."""
+
+
+@dataclass
+class FileResult:
+    path: Path
+    county: str | None = None
+    status: str = NOT_MERGED
+    problems: list[Problem] = field(default_factory=list)  # file-level
+    checks: dict[str, TableCheck] = field(default_factory=dict)  # table key -> check
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def all_problems(self) -> list[Problem]:
+        out = list(self.problems)
+        for c in self.checks.values():
+            out.extend(c.all_problems())
+        return out
+
+    def reject(self, message: str, sheet: str = "", cell: str = "") -> None:
+        self.problems.append(Problem(sheet, cell, ERROR, message, self.name))
+        self.status = NOT_MERGED
+
+    @property
+    def mergeable(self) -> bool:
+        return not any(p.is_error for p in self.problems) and all(c.structure_ok for c in self.checks.values()) and bool(self.county)
+
+    def accepted_rows(self, table_key: str) -> list[dict]:
+        check = self.checks.get(table_key)
+        return [r.values for r in check.accepted] if check else []
+
+    def counts(self) -> tuple[int, int]:
+        """(rows accepted, rows rejected) over all tables."""
+        ok = sum(len(c.accepted) for c in self.checks.values())
+        bad = sum(len(c.rejected) for c in self.checks.values())
+        return ok, bad
+
+
+@dataclass
+class CollectReport:
+    folder: Path
+    into: Path | None = None
+    files: list[FileResult] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)  # folder-level (skipped files, duplicates)
+    changes: list[str] = field(default_factory=list)  # what changed in the city workbook
+    backup: Path | None = None
+    written: bool = False
+    fatal: str | None = None
+
+    def all_problems(self) -> list[Problem]:
+        out = list(self.problems)
+        for f in self.files:
+            out.extend(f.all_problems())
+        return out
+
+    @property
+    def exit_code(self) -> int:
+        if self.fatal:
+            return 2
+        return 1 if self.all_problems() else 0
+
+    def rows(self) -> dict[str, dict[str, list[dict]]]:
+        """table key -> county -> accepted rows (clean values by column key), merged files only."""
+        out: dict[str, dict[str, list[dict]]] = {t.key: {} for t in TABLES}
+        for f in self.files:
+            if f.status in (MERGED, READY):
+                for key in out:
+                    out[key][f.county] = f.accepted_rows(key)
+        return out
+
+    def to_text(self) -> str:
+        lines = [f"汇总县区报表：{self.folder}"]
+        if self.fatal:
+            lines.append(f"错误：{self.fatal}")
+        for f in self.files:
+            ok, bad = f.counts()
+            who = f.county or "县区不明"
+            head = f"【{f.status}】{f.name}（{who}）"
+            if f.checks:
+                head += f"：有效{ok}行" + (f"，有错未汇总{bad}行" if bad else "")
+            lines.append(head)
+            for note in f.notes:
+                lines.append(f"    说明：{note}")
+            for p in f.all_problems():
+                lines.append(f"    [{p.severity}] {p.sheet + ' ' if p.sheet else ''}{p.cell + ' ' if p.cell else ''}{p.message}".rstrip())
+        for p in self.problems:
+            lines.append(str(p))
+        if self.changes:
+            lines.append("市级工作簿的改动：")
+            lines.extend(f"    {c}" for c in self.changes)
+        if self.written:
+            lines.append(f"已写入：{self.into}")
+            if self.backup:
+                lines.append(f"原文件已备份为：{self.backup}")
+        elif self.into is None and not self.fatal:
+            lines.append("未指定 --into，只检查，未写入任何工作簿。")
+        elif not self.fatal:
+            lines.append(f"没有可汇总的数据，未改动“{self.into.name}”。")
+        errors = sum(p.is_error for p in self.all_problems())
+        warnings = len(self.all_problems()) - errors
+        merged = sum(f.status == MERGED for f in self.files)
+        lines.append(f"共{len(self.files)}个文件，汇总{merged}个；{errors}个错误，{warnings}个警告。")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# one returned file
+# ---------------------------------------------------------------------------------------------
+
+
+def county_in_name(name: str, counties) -> str | None:
+    """The county a file name names (the longest match), or None."""
+    found = [c for c in counties if c in name]
+    return max(found, key=len) if found else None
+
+
+def read_marker(wb) -> tuple[str | None, str | None]:
+    """(county, structure version) from the county workbook's marker (xl_ecom.counties), or
+    (None, None) without one.  Raises InputError when its two copies disagree."""
+    return county_books.county_marker(wb)
+
+
+def check_file(path: Path, plan: Plan) -> FileResult:
+    """Open one returned file as untrusted and check it; nothing is written."""
+    result = FileResult(path)
+    counties = plan.counties
+    try:
+        wb = safeio.open_untrusted(path)
+    except safeio.UntrustedFileError as exc:
+        result.status = REFUSED
+        result.problems.append(Problem("", "", ERROR, str(exc), path.name))
+        return result
+    report = wb.untrusted_report
+    for note in report.notes:  # macros and other active content: ignored, never run
+        result.problems.append(Problem("", "", WARNING, note, path.name))
+
+    # which county: the workbook's marker, checked against the file name
+    by_name = county_in_name(path.stem, counties)
+    try:
+        marked, version = read_marker(wb)
+    except InputError as exc:
+        marked, version = None, None
+        result.reject(f"{exc}：标记被改动，无法确定是哪个县区的报表，整个文件未汇总")
+    else:
+        if marked is None:
+            result.reject(
+                "没有县区工作簿标记（填报说明!B3、B4）：不是本系统下发的县区工作簿，或标记被删除，整个文件未汇总；"
+                "请使用下发的县区工作簿填报"
+            )
+        elif marked not in counties:
+            result.reject(
+                f"工作簿标记的县区“{marked}”不是淮南市的县区（应为：{'、'.join(counties)}），整个文件未汇总",
+                county_books.COUNTY_MARKER_SHEET,
+                county_books.COUNTY_CELL,
+            )
+        else:
+            result.county = marked
+            if by_name and by_name != marked:
+                result.reject(
+                    f"文件名写的是“{by_name}”，工作簿却是下发给“{marked}”的：无法确定是哪个县区的报表，整个文件未汇总；"
+                    "请核实后改正文件名，或让县区用本县区的工作簿重新填报"
+                )
+        if marked is not None and version != county_books.STRUCTURE_VERSION:
+            result.reject(
+                f"县区工作簿的结构版本为“{version}”，当前应为“{county_books.STRUCTURE_VERSION}”：表格结构已变，"
+                "请使用最新下发的县区工作簿重新填报，整个文件未汇总",
+                county_books.COUNTY_MARKER_SHEET,
+                county_books.VERSION_CELL,
+            )
+
+    tables = TABLES
+    missing = [t.sheet for t in tables if t.sheet not in wb.sheetnames]
+    if missing:
+        result.reject(f"缺少录入表“{'、'.join(missing)}”：工作表被删除或改名，表格结构已改动，整个文件未汇总")
+    for table in tables:
+        if table.sheet not in wb.sheetnames:
+            continue
+        ws = wb[table.sheet]
+        check = check_table(
+            ws,
+            table,
+            counties=counties,
+            file=path.name,
+            expected_county=result.county,
+            formulas=report.formulas.get(ws.title, {}),
+        )
+        result.checks[table.key] = check
+    if any(not c.structure_ok for c in result.checks.values()):
+        result.reject("表格结构已改动（见上面的表头问题），整个文件未汇总")
+
+    wb.close()
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# the folder
+# ---------------------------------------------------------------------------------------------
+
+
+def _is_own_file(path: Path, into: Path | None) -> bool:
+    if into is None:
+        return False
+    try:
+        if path.resolve() == into.resolve():
+            return True
+    except OSError:
+        return False
+    return path.parent.resolve() == into.parent.resolve() and path.name.startswith(f"{into.stem}.备份")
+
+
+def check_folder(folder, plan: Plan | None = None, into: Path | None = None) -> CollectReport:
+    plan = plan or load_plan()
+    folder = Path(folder)
+    report = CollectReport(folder, Path(into) if into else None)
+    if not folder.is_dir():
+        report.fatal = f"文件夹“{folder}”不存在或不是文件夹"
+        return report
+    for path in sorted(folder.iterdir(), key=lambda p: p.name):
+        if path.is_dir():
+            report.problems.append(Problem("", "", WARNING, "是子文件夹，未读取（请把县区工作簿直接放在所选文件夹中）", path.name))
+            continue
+        if path.name.startswith(("~$", ".~lock.")):
+            report.problems.append(Problem("", "", WARNING, "是 Excel/WPS 的临时锁定文件，已跳过（对应工作簿可能仍在打开）", path.name))
+            continue
+        if path.name.startswith(".") or _is_own_file(path, report.into):
+            continue
+        suffix = path.suffix.lower()
+        if suffix in EXCEL_SUFFIXES or suffix in OLD_SUFFIXES:
+            if suffix in OLD_SUFFIXES:
+                report.files.append(FileResult(path, status=REFUSED, problems=[Problem(
+                    "", "", ERROR, f"是 {suffix} 格式，无法汇总；请用 Excel 或 WPS 另存为 .xlsx 后重新汇总", path.name)]))
+                continue
+            report.files.append(check_file(path, plan))
+        else:
+            report.problems.append(Problem("", "", WARNING, "不是 Excel 工作簿（.xlsx/.xlsm），已跳过", path.name))
+    if not report.files:
+        report.problems.append(Problem("", "", WARNING, f"文件夹“{folder}”中没有 .xlsx/.xlsm 县区工作簿"))
+
+    # a second file for the same county: neither is merged
+    by_county: dict[str, list[FileResult]] = {}
+    for f in report.files:
+        if f.county and f.mergeable:
+            by_county.setdefault(f.county, []).append(f)
+    for county, files in by_county.items():
+        if len(files) > 1:
+            names = "、".join(f"“{f.name}”" for f in files)
+            for f in files:
+                f.reject(f"{county}有{len(files)}个报表文件（{names}），无法确定以哪个为准，均未汇总；请只保留一个后重新汇总")
+    for f in report.files:
+        if f.mergeable:
+            f.status = READY
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# writing into the city workbook
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Stored:
+    """A cell value read from the city workbook, written back as it was."""
+
+    value: object
+    formula: bool
+
+
+def _existing_rows(ws, table: InputTable) -> tuple[list[list[_Stored]], int]:
+    """Data rows (input columns) of the city sheet, and the last sheet row that had data."""
+    ncol = len(table.columns)
+    rows, last = [], layout.INPUT_FIRST_ROW - 1
+    for r, cells in enumerate(ws.iter_rows(min_row=layout.INPUT_FIRST_ROW, max_col=ncol), start=layout.INPUT_FIRST_ROW):
+        stored = [_Stored(c.value, c.data_type == "f") for c in cells] + [_Stored(None, False)] * (ncol - len(cells))
+        if all(s.value is None or (isinstance(s.value, str) and not s.value.strip()) for s in stored):
+            continue
+        rows.append(stored)
+        last = r
+    return rows, last
+
+
+def _table_of(ws, table: InputTable):
+    if table.key in ws.tables:
+        return ws.tables[table.key]
+    for t in ws.tables.values():
+        if CellRange(t.ref).min_row == layout.INPUT_HEADER_ROW:
+            return t
+    return None
+
+
+def _award_columns(ws, table: InputTable) -> list[tuple[int, object]]:
+    """(column, award) for each award column present in the city sheet (by header)."""
+    out = []
+    base = len(table.columns)
+    for j, award in enumerate(table.awards, start=1):
+        if str(ws.cell(row=layout.INPUT_HEADER_ROW, column=base + j).value or "").strip() == award.header:
+            out.append((base + j, award))
+    return out
+
+
+def _extend_validations(ws, first: int, old_last: int, new_last: int, ncol: int) -> None:
+    for dv in ws.data_validations.dataValidation:
+        ranges = []
+        changed = False
+        for rng in dv.sqref.ranges:
+            if rng.min_row == first and rng.max_row == old_last and rng.max_col <= ncol:
+                rng = CellRange(min_col=rng.min_col, min_row=first, max_col=rng.max_col, max_row=new_last)
+                changed = True
+            ranges.append(rng)
+        if changed:
+            dv.sqref = MultiCellRange(ranges)
+
+
+def write_table(ws, table: InputTable, rows: list) -> None:
+    """Write ``rows`` (each a list of _Stored or a dict of clean values) as the table's data,
+    clear what was below, regenerate the award formulas, extend the Excel Table if needed."""
+    first = layout.INPUT_FIRST_ROW
+    ncol = len(table.columns)
+    _, old_data_last = _existing_rows(ws, table)
+    tab = _table_of(ws, table)
+    table_last = CellRange(tab.ref).max_row if tab is not None else first - 1
+    new_last = max(table_last, first + len(rows) - 1)
+    awards = _award_columns(ws, table)
+    for i in range(new_last - first + 1):
+        r = first + i
+        beyond = r > table_last
+        row = rows[i] if i < len(rows) else None
+        for c, col in enumerate(table.columns, start=1):
+            cell = ws.cell(row=r, column=c)
+            if row is None:
+                if r <= old_data_last:
+                    cell.value = None
+            elif isinstance(row, dict):
+                safeio.write_cell_value(cell, row.get(col.key))
+            else:
+                stored = row[c - 1]
+                if stored.formula:
+                    cell.value = stored.value
+                else:
+                    safeio.write_cell_value(cell, stored.value)
+            if beyond:
+                sheets.body_cell(cell, col.kind)
+        for column, award in awards:
+            cell = ws.cell(row=r, column=column)
+            cell.value = sheets.award_formula(table, award, r, first)
+            if beyond:
+                sheets.body_cell(cell, "money")
+                cell.fill = sheets.FORMULA_FILL
+    if tab is not None and new_last > table_last:
+        rng = CellRange(tab.ref)
+        tab.ref = f"{get_column_letter(rng.min_col)}{rng.min_row}:{get_column_letter(rng.max_col)}{new_last}"
+        if tab.autoFilter is not None and tab.autoFilter.ref:
+            tab.autoFilter.ref = tab.ref
+        _extend_validations(ws, first, table_last, new_last, ncol)
+
+
+def merge_into_workbook(wb, report: CollectReport, plan: Plan | None = None) -> list[str]:
+    """Merge the files that can be merged into an openpyxl workbook; returns the change lines.
+
+    A county's rows are replaced table by table with the rows of its returned file."""
+    plan = plan or load_plan()
+    files = [f for f in report.files if f.mergeable]
+    # the city workbook must have every input table with the expected header
+    for table in TABLES:
+        if table.sheet not in wb.sheetnames:
+            raise CollectError(f"市级工作簿中没有录入表“{table.sheet}”，无法汇总；请用“生成工作簿”重新生成")
+        bad = check_header(wb[table.sheet], table, file="市级工作簿")
+        if bad:
+            raise CollectError(f"市级工作簿的录入表“{table.sheet}”结构已改动：{bad[0].cell} {bad[0].message}")
+    changes: list[str] = []
+    replaced = {f.county for f in files}
+    order = {c: i for i, c in enumerate(plan.counties)}
+    for table in TABLES:
+        ws = wb[table.sheet]
+        existing, _ = _existing_rows(ws, table)
+        county_col = next(i for i, c in enumerate(table.columns) if c.kind == "county")
+        new_by_county = {f.county: f.accepted_rows(table.key) for f in files}
+        old_counts: dict[str, int] = {}
+        for row in existing:
+            v = row[county_col].value
+            name = v.strip() if isinstance(v, str) else v
+            if name in replaced:
+                old_counts[name] = old_counts.get(name, 0) + 1
+        if not old_counts and not any(new_by_county.values()):
+            continue
+        merged: list = []
+        placed: set[str] = set()
+        for row in existing:
+            v = row[county_col].value
+            name = v.strip() if isinstance(v, str) else v
+            if name in replaced:
+                if name not in placed:
+                    merged.extend(new_by_county[name])
+                    placed.add(name)
+                continue
+            merged.append(row)
+        for county in sorted(replaced - placed, key=lambda c: order.get(c, 99)):
+            merged.extend(new_by_county[county])
+        write_table(ws, table, merged)
+        for county in sorted(replaced, key=lambda c: order.get(c, 99)):
+            old, new = old_counts.get(county, 0), len(new_by_county[county])
+            if old and old == new:
+                changes.append(f"{county}：“{table.sheet}”原有{old}行，已替换为报来的{new}行")
+            elif old:
+                changes.append(f"{county}：“{table.sheet}”原有{old}行，已替换为报来的{new}行" + ("（报表中该表为空，原有行已删除）" if new == 0 else ""))
+            elif new:
+                changes.append(f"{county}：“{table.sheet}”新增{new}行")
+    for f in files:
+        f.status = MERGED
+    return changes
+
+
+def _ribbon_parts(package: zipfile.ZipFile) -> dict[str, bytes]:
+    names = set(package.namelist())
+    if xlsm.PACKAGE_RELS_PART not in names:
+        return {}
+    out = {}
+    for rel in xlsm._relationships(package.read(xlsm.PACKAGE_RELS_PART)):
+        if rel.get("Type") == xlsm.CUSTOM_UI_REL_TYPE:
+            part = xlsm._resolve("", rel["Target"])
+            if part in names:
+                out[part] = package.read(part)
+    return out
+
+
+def _restore_ribbon(data: bytes, ribbon: dict[str, bytes]) -> bytes:
+    """openpyxl (keep_vba) copies customUI/ but drops its relationship from _rels/.rels: put it back."""
+    if not ribbon:
+        return data
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        order = z.namelist()
+        parts = {n: z.read(n) for n in order}
+    rels = parts[xlsm.PACKAGE_RELS_PART]
+    for part, content in ribbon.items():
+        if part not in parts:
+            order.append(part)
+        parts[part] = content
+        present = {xlsm._resolve("", r["Target"]) for r in xlsm._relationships(rels) if r.get("Type") == xlsm.CUSTOM_UI_REL_TYPE}
+        if part not in present:
+            rels = xlsm._add_relationship(rels, xlsm.CUSTOM_UI_REL_TYPE, part)
+    parts[xlsm.PACKAGE_RELS_PART] = rels
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as out:
+        for name in order:
+            out.writestr(name, parts[name])
+    return buf.getvalue()
+
+
+# parts openpyxl rebuilds or Excel recreates: not worth a warning when they do not survive
+_REBUILT = re.compile(r"^(xl/calcChain\.xml|xl/printerSettings/.*|docProps/thumbnail\..*)$")
+
+
+def save_city_workbook(wb, path: Path, original: bytes) -> tuple[bytes, list[str]]:
+    """The package to write for the city workbook: openpyxl's output with the ribbon restored and
+    checked to hold the VBA project and the ribbon when the original did.  Returns (bytes, warnings)."""
+    with zipfile.ZipFile(io.BytesIO(original)) as before:
+        old_names = set(before.namelist())
+        ribbon = _ribbon_parts(before)
+    buf = io.BytesIO()
+    wb.save(buf)
+    data = _restore_ribbon(buf.getvalue(), ribbon)
+    with zipfile.ZipFile(io.BytesIO(data)) as after:
+        new_names = set(after.namelist())
+        ribbon_after = _ribbon_parts(after)
+    if xlsm.VBA_PROJECT_PART in old_names and xlsm.VBA_PROJECT_PART not in new_names:
+        raise CollectError(f"保存“{path.name}”时宏（vbaProject.bin）会丢失，已停止写入，原文件未改动")
+    if set(ribbon) != set(ribbon_after):
+        raise CollectError(f"保存“{path.name}”时功能区（customUI）会丢失，已停止写入，原文件未改动")
+    lost = sorted(n for n in old_names - new_names if not _REBUILT.match(n))
+    warnings = [f"保存时以下部件未能保留：{'、'.join(lost)}"] if lost else []
+    return data, warnings
+
+
+def collect(folder, into=None, plan: Plan | None = None) -> CollectReport:
+    """Check every .xlsx/.xlsm in ``folder``; with ``into``, merge the valid rows into that city
+    workbook (atomic write, dated backup, refused while Excel has it open)."""
+    plan = plan or load_plan()
+    into = Path(into) if into else None
+    if into is not None:
+        if not into.is_file():
+            report = CollectReport(Path(folder), into)
+            report.fatal = f"市级工作簿“{into}”不存在"
+            return report
+        try:
+            safeio.ensure_not_open(into)
+        except safeio.FileBusyError as exc:
+            report = CollectReport(Path(folder), into)
+            report.fatal = str(exc)
+            return report
+    report = check_folder(folder, plan, into)
+    if report.fatal or into is None:
+        return report
+    if not any(f.mergeable for f in report.files):
+        return report
+    original = into.read_bytes()
+    macro = xlsm.VBA_PROJECT_PART in zipfile.ZipFile(io.BytesIO(original)).namelist()
+    try:
+        wb = openpyxl.load_workbook(io.BytesIO(original), keep_vba=macro)
+    except Exception as exc:
+        report.fatal = f"无法打开市级工作簿“{into.name}”：{type(exc).__name__}：{exc}"
+        return report
+    try:
+        report.changes = merge_into_workbook(wb, report, plan)
+        data, warnings = save_city_workbook(wb, into, original)
+        report.problems.extend(Problem("", "", WARNING, w, into.name) for w in warnings)
+        report.backup = safeio.write_atomically(into, data)
+    except (CollectError, safeio.FileBusyError) as exc:
+        for f in report.files:
+            if f.status in (MERGED, READY):
+                f.status = NOT_MERGED
+        report.changes = []
+        report.fatal = str(exc)
+        return report
+    report.written = True
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------
+
+
+def cmd_collect(args) -> int:
+    report = collect(args.folder, into=args.into)
+    print(report.to_text())
+    return report.exit_code
+
+
+def add_cli(subparsers) -> None:
+    p = subparsers.add_parser(
+        "collect",
+        help="汇总县区报表：检查文件夹中报回的县区工作簿，把有效数据并入市级工作簿（每个县区的数据整体替换）",
+    )
+    p.add_argument("folder", help="存放报回的县区工作簿（.xlsx）的文件夹")
+    p.add_argument("--into", help="市级工作簿（目标任务分解表.xlsm）；不指定则只检查不写入")
+    p.set_defaults(func=cmd_collect)
