@@ -174,6 +174,7 @@ def lo(tmp_path_factory):
             value = (k + i) % 3  # 0, 1, 2: a mix of short, on and over target
             annex.cell(row=first + k, column=layout.annex_col(i, "完成数"), value=value)
             done[(county, col["key"])] = value
+    input_rows = fill_input_tables(filled)
     filled_path = src / "annex_filled.xlsx"
     filled.save(filled_path)
 
@@ -187,8 +188,51 @@ def lo(tmp_path_factory):
         "placed": placed,
         "filled": openpyxl.load_workbook(recalculated[2], data_only=True),
         "done": done,
+        "input_rows": input_rows,
         "pdf": pdf,
     }
+
+
+def fill_input_tables(wb) -> dict[str, list[dict]]:
+    """Type rows into every input table of the city workbook: each award column's rule gets its
+    boundary cases (those that only use the inputs the table has).  Returns table key -> rows."""
+    plan = load_plan()
+    filled: dict[str, list[dict]] = {}
+    for table in TABLES:
+        if not table.awards:
+            continue
+        per_award = []
+        for award in table.awards:
+            rule = plan.rules[award.rule]
+            usable = []
+            for case in build.rule_cases(award.rule):
+                if case.error:
+                    continue
+                # a cumulative cap: the sequence that reaches it, twice, over two counties
+                for args in (case.args + case.args if case.sequence else (case.args,)):
+                    values = dict(zip(rule.input_names, args))
+                    if any(values[n] is not None for n in rule.input_names if n not in award.inputs):
+                        continue
+                    usable.append({award.inputs[n]: values[n] for n in award.inputs})
+            per_award.append(usable)
+        rows = []
+        for i in range(max(len(u) for u in per_award)):
+            spread = 2 if any(a.cumulative_by for a in table.awards) else 3
+            row = {"county": plan.counties[i % spread]}  # several counties: cumulative caps group by county
+            for c in table.columns:
+                if c.kind == "text":
+                    row[c.key] = f"{c.header}{i + 1}"
+            for usable in per_award:
+                if usable:
+                    row.update(usable[i % len(usable)])
+            rows.append(row)
+        ws = wb[table.sheet]
+        for i, row in enumerate(rows):
+            for c, col in enumerate(table.columns, start=1):
+                value = row.get(col.key)
+                ws.cell(row=layout.INPUT_FIRST_ROW + i, column=c, value=float(value) if isinstance(value, Decimal) else value)
+        filled[table.key] = rows
+    return filled
 
 
 def _blank(value) -> bool:
@@ -337,6 +381,38 @@ def test_annex_completion_formulas_once_actuals_are_filled(lo):
         assert ws.cell(row=total, column=layout.annex_col(i, "完成数")).value == sum_done
         assert ws.cell(row=total, column=layout.annex_col(i, "完成率")).value == pytest.approx(sum_done / sum_target)
         assert ws.cell(row=total, column=layout.annex_col(i, "差额")).value == sum_done - sum_target
+
+
+def test_input_table_award_columns_agree_with_the_engine(lo):
+    """The award columns of the city workbook's own input tables (native formulas written by
+    sheets.write_input_table), with cumulative caps summed per county in row order."""
+    plan = load_plan()
+    problems = []
+    checked = 0
+    for table in TABLES:
+        rows = lo["input_rows"].get(table.key)
+        if not rows:
+            continue
+        ws = lo["filled"][table.sheet]
+        for j, award in enumerate(table.awards):
+            rule = plan.rules[award.rule]
+            paid: dict[str, int] = {}
+            for i, row in enumerate(rows):
+                args = [row.get(award.inputs[n]) if n in award.inputs else None for n in rule.input_names]
+                prior = paid.get(row["county"], 0) if award.cumulative_by else 0
+                want = engine.calculate_cents(award.rule, *args, on=ON, paid_before=prior)
+                if award.cumulative_by and want:
+                    paid[row["county"]] = prior + want
+                native = ws.cell(row=layout.INPUT_FIRST_ROW + i, column=len(table.columns) + 1 + j).value
+                problem = _check(native, want, f"{table.sheet} row {layout.INPUT_FIRST_ROW + i} {award.header} {args}")
+                if problem:
+                    problems.append(problem)
+                checked += 1
+            # rows nobody typed stay blank
+            after = ws.cell(row=layout.INPUT_FIRST_ROW + len(rows), column=len(table.columns) + 1 + j).value
+            assert _blank(after), (table.sheet, award.header, after)
+    assert not problems, "\n".join(problems[:30])
+    assert checked > 50
 
 
 def test_workbook_renders_to_pdf_with_every_sheet(lo):

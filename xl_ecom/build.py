@@ -918,4 +918,4 @@ def add_cli(subparsers) -> None:
     """Register ``xl-ecom build [--out PATH]``."""
     p = subparsers.add_parser("build", help="生成目标任务分解表.xlsm（含功能区、工作表函数和输入表）", description="从方案数据和 templates/ 生成市级工作簿。")
     p.add_argument("--out", default=None, help=f"输出文件，默认 {DEFAULT_OUT}")
-    p.set_defaults(func=_run_build, handler=_run_build)
+    p.set_defaults(func=_run_build)
