@@ -325,3 +325,14 @@ def test_cli_build_refuses_a_non_xlsm_name(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "x.xlsx" in err and ".xlsm" in err
     assert not (tmp_path / "x.xlsx").exists()
+
+
+def test_build_refuses_non_ascii_vba_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    bad = vba.VBAModuleSource("Ribbon", "standard", vba.crlf('Attribute VB_Name = "Ribbon"\nSub X()\n    MsgBox "刷新"\nEnd Sub\n'), "Ribbon.bas")
+    monkeypatch.setattr(vba, "template_modules", lambda *a, **k: [bad])
+    out = tmp_path / "目标任务分解表.xlsm"
+    args = _parser().parse_args(["build", "--out", str(out)])
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert "非 ASCII" in err and "Ribbon" in err and "刷" in err
+    assert not out.exists() and not list(tmp_path.iterdir())
