@@ -367,6 +367,59 @@ def check_table(
 # ---------------------------------------------------------------------------------------------
 
 
+class _GridCell:
+    __slots__ = ("value", "row", "column")
+
+    def __init__(self, value, row: int, column: int):
+        self.value = value
+        self.row = row
+        self.column = column
+
+    @property
+    def data_type(self) -> str:  # values read through Excel are results, never formulas
+        return "n" if isinstance(self.value, (int, float)) else "s"
+
+    @property
+    def coordinate(self) -> str:
+        return f"{get_column_letter(self.column)}{self.row}"
+
+
+class _GridSheet:
+    """The few worksheet calls the checks make, over the values of an xlwings sheet's used range."""
+
+    def __init__(self, title: str, values, first_row: int = 1, first_col: int = 1):
+        self.title = title
+        self._values = values or []
+        self._r0 = first_row
+        self._c0 = first_col
+
+    def cell(self, row: int, column: int) -> _GridCell:
+        i, j = row - self._r0, column - self._c0
+        value = None
+        if 0 <= i < len(self._values) and 0 <= j < len(self._values[i]):
+            value = self._values[i][j]
+        return _GridCell(value, row, column)
+
+    def iter_rows(self, min_row: int, max_col: int):
+        last = self._r0 + len(self._values) - 1
+        for r in range(min_row, last + 1):
+            yield tuple(self.cell(r, c) for c in range(1, max_col + 1))
+
+
+class _XlwingsBook:
+    """An xlwings Book seen through _GridSheet (the Excel button validates the open workbook)."""
+
+    def __init__(self, book):
+        self._book = book
+        self.sheetnames = [s.name for s in book.sheets]
+
+    def __getitem__(self, name: str) -> _GridSheet:
+        sheet = self._book.sheets[name]
+        used = sheet.used_range
+        values = used.options(ndim=2).value
+        return _GridSheet(name, values, used.row, used.column)
+
+
 def plan_problems(plan: Plan | None = None) -> list[Problem]:
     """The lead's plan check (xl_ecom.check.check_plan), as Problems: its 警告 are 警告, notes are left out."""
     out = []
@@ -379,16 +432,19 @@ def plan_problems(plan: Plan | None = None) -> list[Problem]:
 def validate_workbook(path_or_wb, plan: Plan | None = None, *, tables=TABLES, include_plan: bool = True) -> list[Problem]:
     """Every problem in the input tables of the city workbook, then the plan's own warnings.
 
-    ``path_or_wb``: a path (opened read-only for values, through the untrusted-file checks) or an
-    openpyxl Workbook."""
+    ``path_or_wb``: a path (opened for values, through the untrusted-file checks: formulas are
+    reported with their saved results), an openpyxl Workbook, or an xlwings Book (the values Excel
+    shows)."""
     plan = plan or load_plan()
     counties = plan.counties
     formulas_by_sheet = None
     if isinstance(path_or_wb, (str, Path)):
         wb = safeio.open_untrusted(path_or_wb)
         formulas_by_sheet = wb.untrusted_report.formulas
-    else:
+    elif hasattr(path_or_wb, "sheetnames"):  # openpyxl
         wb = path_or_wb
+    else:  # xlwings Book
+        wb = _XlwingsBook(path_or_wb)
     problems: list[Problem] = []
     for table in tables:
         if table.sheet not in wb.sheetnames:
@@ -416,14 +472,12 @@ def report_text(problems: list[Problem]) -> str:
     return "\n".join(lines)
 
 
-def _clear_openpyxl_sheet(wb, name: str):
+def _fresh_openpyxl_sheet(wb, name: str):
+    """An empty sheet ``name`` in the place of the old one (or at the end)."""
     if name in wb.sheetnames:
-        ws = wb[name]
-        if ws.max_row > 0:
-            ws.delete_rows(1, ws.max_row)
-        for rng in list(ws.merged_cells.ranges):
-            ws.unmerge_cells(str(rng))
-        return ws
+        index = wb.sheetnames.index(name)
+        wb.remove(wb[name])
+        return wb.create_sheet(name, index)
     return wb.create_sheet(name)
 
 
@@ -442,7 +496,7 @@ def write_validation_sheet(wb, problems: list[Problem], when: dt.datetime | None
     if hasattr(wb, "create_sheet"):  # openpyxl
         from xl_ecom import sheets
 
-        ws = _clear_openpyxl_sheet(wb, layout.SHEET_VALIDATION)
+        ws = _fresh_openpyxl_sheet(wb, layout.SHEET_VALIDATION)
         next_row = sheets.title(ws, heading, len(VALIDATION_HEADERS), sub)
         sheets.header(ws, next_row, VALIDATION_HEADERS, [6, 8, 22, 14, 10, 80])
         for i, values in enumerate(rows, start=next_row + 1):
