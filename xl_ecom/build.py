@@ -322,6 +322,16 @@ def write_annex(ws, plan: Plan) -> None:
             ws.cell(row=r, column=layout.annex_col(i, "完成数")).fill = INPUT_FILL
         ws.row_dimensions[r].height = 22
 
+    # 完成数: typed or filled by 刷新, a whole number not below 0
+    dv = DataValidation(type="whole", operator="greaterThanOrEqual", formula1="0", allow_blank=True)
+    dv.error = "完成数应为不小于0的整数"
+    dv.errorTitle = "输入有误"
+    dv.showErrorMessage = True
+    ws.add_data_validation(dv)
+    for i, _ in enumerate(cols):
+        dl = get_column_letter(layout.annex_col(i, "完成数"))
+        dv.add(f"{dl}{first}:{dl}{last}")
+
     # 合计
     ws.cell(row=total, column=1, value="合计")
     sheets.body_cell(ws.cell(row=total, column=1), "center")
@@ -352,7 +362,8 @@ def write_annex(ws, plan: Plan) -> None:
             need = f"{boundary(chk.word).chinese}{value}"
         ws.cell(row=check, column=t, value=flag)
         sheets.body_cell(ws.cell(row=check, column=t), "center")
-        detail = f'="正文：{chk.text}（合计应{need}）；分解合计"&{ref}&"{chk.unit}"'
+        quoted = chk.text.replace('"', '""')
+        detail = f'="正文：{quoted}（合计应{need}）；分解合计"&{ref}&"{chk.unit}"'
         ws.cell(row=check, column=t + 1, value=detail)
         sheets.body_cell(ws.cell(row=check, column=t + 1))
         for c in range(t + 1, t + len(block)):
