@@ -867,7 +867,7 @@ def build_openpyxl(plan: Plan | None = None) -> Workbook:
     write_tasks(wb.create_sheet(layout.SHEET_TASKS), plan)
     write_examples(wb.create_sheet(layout.SHEET_EXAMPLES), plan)
     for table in TABLES:
-        sheets.write_input_table(wb.create_sheet(table.sheet), table, plan.counties)
+        sheets.write_input_table(wb.create_sheet(table.sheet), table, plan.counties, on=POLICY_DATE)
     write_contacts(wb.create_sheet(settings.CONTACTS_SHEET), plan)
     write_settings(wb.create_sheet(settings.SETTINGS_SHEET))
     write_xlwings_conf(wb.create_sheet(layout.SHEET_XLWINGS))

@@ -19,7 +19,6 @@ Marker (read back by :func:`county_marker`):
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import sys
 from pathlib import Path
@@ -392,20 +391,15 @@ def _write_county_sheets(wb, county: str, plan: Plan, on, due) -> None:
     wb.active = 0
 
 
-# award formulas of the input sheets follow the policy date once sheets.write_input_table takes one
-_INPUT_TABLE_TAKES_ON = "on" in inspect.signature(sheets.write_input_table).parameters
-
-
 def county_workbook(county: str, plan: Plan | None = None, *, on=None, due=None) -> Workbook:
     """The workbook one county fills in, as an openpyxl Workbook."""
     plan = plan or load_plan()
     county = _check_county(county, plan)
     wb = Workbook()
     wb.remove(wb.active)
-    extra = {"on": on} if _INPUT_TABLE_TAKES_ON else {}
     for t in TABLES:
         ws = wb.create_sheet(t.sheet)
-        sheets.write_input_table(ws, t, [county], subtitle=_input_subtitle(county), **extra)
+        sheets.write_input_table(ws, t, [county], subtitle=_input_subtitle(county), on=on)
     _write_county_sheets(wb, county, plan, on, due)
     return wb
 
