@@ -30,15 +30,14 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.pagebreak import Break
 
-from xl_ecom import formulas, layout, settings, sheets
+from xl_ecom import formulas, layout, resources, settings, sheets
 from xl_ecom.boundaries import APPROXIMATE_WORDS, boundary
 from xl_ecom.engine import get_rule, percent, resolve
 from xl_ecom.errors import XlEcomError
 from xl_ecom.policy import Plan, load_plan
 from xl_ecom.tables import TABLES
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-TEMPLATES_DIR = REPO_ROOT / "templates"
+TEMPLATES_DIR = resources.TEMPLATES_DIR
 SHEET_TEMPLATES_DIR = TEMPLATES_DIR / "sheets"
 README_TEMPLATE = SHEET_TEMPLATES_DIR / "说明.txt"
 DEFAULT_OUT = Path("workbook") / layout.WORKBOOK_NAME

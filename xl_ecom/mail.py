@@ -43,6 +43,7 @@ from email.utils import formataddr, formatdate, make_msgid
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from xl_ecom import resources
 from xl_ecom.settings import (
     CONTACT_CATEGORIES,
     CONTACTS_SHEET,
@@ -110,7 +111,7 @@ __all__ = [
 ]
 
 #: 邮件模板文件夹（仓库中的 templates/mail）
-TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "templates" / "mail"
+TEMPLATE_DIR = resources.TEMPLATES_DIR / "mail"
 TEMPLATE_FILES = {DEPARTMENT: "部门.txt", COUNTY: "县区.txt"}
 
 RECORD_SHEET = "发送记录"

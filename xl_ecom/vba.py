@@ -43,10 +43,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
+from xl_ecom import resources
 from xl_ecom.errors import XlEcomError
 
 #: Where the hand-written VBA and the ribbon live (repository root / templates).
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES_DIR = resources.TEMPLATES_DIR
 VBA_TEMPLATES_DIR = TEMPLATES_DIR / "vba"
 
 #: The Python module whose ``@xw.func`` functions become worksheet functions.
