@@ -510,3 +510,13 @@ def test_xl_ecom_main_runs_collect(city, folder, county_bytes, capsys):
     fill(folder / "寿县.xlsx", county_bytes("寿县"), SHOU)
     assert cli.main(["collect", str(folder), "--into", str(city)]) == 0
     assert "已写入" in capsys.readouterr().out
+
+
+def test_award_formulas_moved_by_translation_equal_compiled_ones():
+    first = layout.INPUT_FIRST_ROW
+    for t in TABLES:
+        for j, award in enumerate(t.awards):
+            column = len(t.columns) + 1 + j
+            formulas = collect.AwardFormulas(t, award, column, first)
+            for r in (first, first + 1, first + 2, 57, 1000, 10_203):
+                assert formulas.at(r) == sheets.award_formula(t, award, r, first), (t.key, award.key, r)

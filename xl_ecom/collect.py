@@ -22,14 +22,16 @@ What a clerk can rely on:
 
 from __future__ import annotations
 
-import datetime as dt
+import inspect
 import io
 import re
 import zipfile
+from copy import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import openpyxl
+from openpyxl.formula.translate import Translator
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.cell_range import CellRange, MultiCellRange
 
@@ -365,25 +367,67 @@ def _extend_validations(ws, first: int, old_last: int, new_last: int, ncol: int)
             dv.sqref = MultiCellRange(ranges)
 
 
-def write_table(ws, table: InputTable, rows: list) -> None:
+class AwardFormulas:
+    """The award formula of one award column for any row: compiled once by
+    :func:`xl_ecom.sheets.award_formula` and moved to other rows with openpyxl's Translator (the
+    same text as compiling each row, which the tests check; compiling 10,000 rows takes seconds)."""
+
+    def __init__(self, table: InputTable, award, column: int, first: int, options: dict | None = None):
+        options = options or {}
+        self.first = first
+        self.letter = get_column_letter(column)
+        self.first_formula = sheets.award_formula(table, award, first, first, **options)
+        origin = f"{self.letter}{first + 1}"
+        self.translator = Translator(sheets.award_formula(table, award, first + 1, first, **options), origin=origin)
+
+    def at(self, row: int) -> str:
+        if row == self.first:
+            return self.first_formula
+        return self.translator.translate_formula(f"{self.letter}{row}")
+
+
+def formula_options(wb) -> dict:
+    """Extra arguments for sheets.award_formula: the workbook's policy date (设置), when the
+    formula compiler takes one."""
+    if "on" not in inspect.signature(sheets.award_formula).parameters:
+        return {}
+    from xl_ecom.settings import read_settings
+
+    try:
+        return {"on": read_settings(wb).get("政策日期")}
+    except XlEcomError as exc:
+        raise CollectError(f"市级工作簿的“设置”表有误：{exc}") from None
+
+
+def write_table(ws, table: InputTable, rows: list, old_data_last: int | None = None, options: dict | None = None) -> None:
     """Write ``rows`` (each a list of _Stored or a dict of clean values) as the table's data,
-    clear what was below, regenerate the award formulas, extend the Excel Table if needed."""
+    clear what was below, regenerate the award formulas, extend the Excel Table if needed
+    (new rows take the styles of the table's last row, as Excel does when a table grows)."""
     first = layout.INPUT_FIRST_ROW
     ncol = len(table.columns)
-    _, old_data_last = _existing_rows(ws, table)
+    if old_data_last is None:
+        _, old_data_last = _existing_rows(ws, table)
     tab = _table_of(ws, table)
     table_last = CellRange(tab.ref).max_row if tab is not None else first - 1
     new_last = max(table_last, first + len(rows) - 1)
-    awards = _award_columns(ws, table)
+    awards = [(column, AwardFormulas(table, award, column, first, options)) for column, award in _award_columns(ws, table)]
+    template = {}
+    if table_last >= first:
+        for c in [*range(1, ncol + 1), *(column for column, _ in awards)]:
+            template[c] = ws.cell(row=table_last, column=c)._style
     for i in range(new_last - first + 1):
         r = first + i
         beyond = r > table_last
         row = rows[i] if i < len(rows) else None
+        if row is None and r > old_data_last and not beyond:
+            # below the data: only the formulas are (re)written
+            for column, formula in awards:
+                ws.cell(row=r, column=column).value = formula.at(r)
+            continue
         for c, col in enumerate(table.columns, start=1):
             cell = ws.cell(row=r, column=c)
             if row is None:
-                if r <= old_data_last:
-                    cell.value = None
+                cell.value = None
             elif isinstance(row, dict):
                 safeio.write_cell_value(cell, row.get(col.key))
             else:
@@ -393,13 +437,19 @@ def write_table(ws, table: InputTable, rows: list) -> None:
                 else:
                     safeio.write_cell_value(cell, stored.value)
             if beyond:
-                sheets.body_cell(cell, col.kind)
-        for column, award in awards:
+                if c in template:
+                    cell._style = copy(template[c])
+                else:
+                    sheets.body_cell(cell, col.kind)
+        for column, formula in awards:
             cell = ws.cell(row=r, column=column)
-            cell.value = sheets.award_formula(table, award, r, first)
+            cell.value = formula.at(r)
             if beyond:
-                sheets.body_cell(cell, "money")
-                cell.fill = sheets.FORMULA_FILL
+                if column in template:
+                    cell._style = copy(template[column])
+                else:
+                    sheets.body_cell(cell, "money")
+                    cell.fill = sheets.FORMULA_FILL
     if tab is not None and new_last > table_last:
         rng = CellRange(tab.ref)
         tab.ref = f"{get_column_letter(rng.min_col)}{rng.min_row}:{get_column_letter(rng.max_col)}{new_last}"
@@ -422,11 +472,12 @@ def merge_into_workbook(wb, report: CollectReport, plan: Plan | None = None) -> 
         if bad:
             raise CollectError(f"市级工作簿的录入表“{table.sheet}”结构已改动：{bad[0].cell} {bad[0].message}")
     changes: list[str] = []
+    options = formula_options(wb)
     replaced = {f.county for f in files}
     order = {c: i for i, c in enumerate(plan.counties)}
     for table in TABLES:
         ws = wb[table.sheet]
-        existing, _ = _existing_rows(ws, table)
+        existing, old_data_last = _existing_rows(ws, table)
         county_col = next(i for i, c in enumerate(table.columns) if c.kind == "county")
         new_by_county = {f.county: f.accepted_rows(table.key) for f in files}
         old_counts: dict[str, int] = {}
@@ -450,7 +501,7 @@ def merge_into_workbook(wb, report: CollectReport, plan: Plan | None = None) -> 
             merged.append(row)
         for county in sorted(replaced - placed, key=lambda c: order.get(c, 99)):
             merged.extend(new_by_county[county])
-        write_table(ws, table, merged)
+        write_table(ws, table, merged, old_data_last, options)
         for county in sorted(replaced, key=lambda c: order.get(c, 99)):
             old, new = old_counts.get(county, 0), len(new_by_county[county])
             if old and old == new:

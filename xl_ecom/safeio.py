@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import posixpath
 import re
 import tempfile
 import xml.parsers.expat
@@ -35,7 +36,10 @@ from pathlib import Path
 
 import openpyxl
 from defusedxml import DefusedXmlException
+from defusedxml import ElementTree as SafeET
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.formula.translate import Translator
+from openpyxl.utils.cell import column_index_from_string, coordinate_from_string, get_column_letter
 
 from xl_ecom.errors import XlEcomError
 
@@ -269,21 +273,99 @@ def open_untrusted(path, *, max_bytes: int = MAX_FILE_BYTES, report: OpenReport 
     return wb
 
 
+_PKG_RELS_NS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
+_MAIN_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+_DOC_REL_NS = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+
+
+def _rels(zf: zipfile.ZipFile, part: str) -> dict[str, tuple[str, str]]:
+    folder, _, name = part.rpartition("/")
+    rels_part = f"{folder}/_rels/{name}.rels" if folder else f"_rels/{name}.rels"
+    if rels_part not in zf.namelist():
+        return {}
+    root = SafeET.fromstring(zf.read(rels_part))
+    out = {}
+    for rel in root.iter(f"{_PKG_RELS_NS}Relationship"):
+        target = rel.get("Target", "")
+        resolved = target[1:] if target.startswith("/") else posixpath.normpath(posixpath.join(folder, target))
+        out[rel.get("Id", "")] = (rel.get("Type", ""), resolved)
+    return out
+
+
+def _worksheet_parts(zf: zipfile.ZipFile) -> list[tuple[str, str]]:
+    """(sheet name, worksheet part) in workbook order."""
+    main = next((t for kind, t in _rels(zf, "").values() if kind.endswith("/officeDocument")), None)
+    if main is None or main not in zf.namelist():
+        return []
+    rels = _rels(zf, main)
+    out = []
+    for sheet in SafeET.fromstring(zf.read(main)).iter(f"{_MAIN_NS}sheet"):
+        kind, part = rels.get(sheet.get(f"{_DOC_REL_NS}id", ""), ("", ""))
+        if kind.endswith("/worksheet") and part in zf.namelist():
+            out.append((sheet.get("name", ""), part))
+    return out
+
+
+def _scan_formulas(fh) -> dict[str, str]:
+    """A1 ref -> formula text for every ``<f>`` in one worksheet part (streaming, C parser)."""
+    parser = xml.parsers.expat.ParserCreate(namespace_separator="}")
+    parser.buffer_text = True
+    found: dict[str, str] = {}
+    shared: dict[str, tuple[str, str]] = {}
+    state = {"row": 0, "col": 0, "ref": "", "f": None, "text": []}
+
+    def start(name, attrs):
+        local = name.rpartition("}")[2]
+        if local == "row":
+            state["row"] = int(attrs.get("r", state["row"] + 1))
+            state["col"] = 0
+        elif local == "c":
+            ref = attrs.get("r")
+            if ref:
+                letters, row = coordinate_from_string(ref)
+                state["col"], state["row"] = column_index_from_string(letters), row
+            else:
+                state["col"] += 1
+                ref = f"{get_column_letter(state['col'])}{state['row']}"
+            state["ref"] = ref
+        elif local == "f":
+            state["f"] = attrs
+            state["text"] = []
+
+    def chars(data):
+        if state["f"] is not None:
+            state["text"].append(data)
+
+    def end(name):
+        if state["f"] is None or name.rpartition("}")[2] != "f":
+            return
+        attrs, text, ref = state["f"], "".join(state["text"]), state["ref"]
+        state["f"] = None
+        if attrs.get("t") == "shared":
+            si = attrs.get("si", "")
+            if text:
+                shared[si] = (text, ref)
+            elif si in shared:
+                master, origin = shared[si]
+                text = Translator("=" + master, origin=origin).translate_formula(ref)[1:]
+        found[ref] = "=" + text if text else "=（公式）"
+
+    parser.StartElementHandler = start
+    parser.CharacterDataHandler = chars
+    parser.EndElementHandler = end
+    parser.ParseFile(fh)
+    return found
+
+
 def _formula_cells(path: Path) -> dict[str, dict[str, str]]:
-    """Every formula cell, from a streaming read (formulas are reported, never trusted)."""
+    """Every formula cell by sheet (formulas in returned files are reported, never trusted)."""
     out: dict[str, dict[str, str]] = {}
-    wb = openpyxl.load_workbook(path, read_only=True, data_only=False, keep_vba=False, keep_links=False)
-    try:
-        for ws in wb.worksheets:
-            cells: dict[str, str] = {}
-            for row in ws.iter_rows():
-                for cell in row:
-                    if getattr(cell, "data_type", None) == "f":
-                        cells[cell.coordinate] = str(cell.value)
+    with zipfile.ZipFile(path) as zf:
+        for name, part in _worksheet_parts(zf):
+            with zf.open(part) as fh:
+                cells = _scan_formulas(fh)
             if cells:
-                out[ws.title] = cells
-    finally:
-        wb.close()
+                out[name] = cells
     return out
 
 

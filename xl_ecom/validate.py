@@ -22,7 +22,7 @@ from xl_ecom import engine, layout, safeio
 from xl_ecom.check import WARNING as PLAN_WARNING
 from xl_ecom.check import check_plan
 from xl_ecom.errors import InputError, XlEcomError
-from xl_ecom.money import describe, parse_number, to_cents
+from xl_ecom.money import MAX_YUAN, describe, parse_number, to_cents
 from xl_ecom.policy import Plan, load_plan
 from xl_ecom.tables import TABLES, Column, InputTable
 
@@ -167,11 +167,9 @@ def check_value(column: Column, raw, counties) -> tuple[object, list[tuple[str, 
     # numeric kinds
     is_text = isinstance(raw, str)
     try:
-        if kind == "money":
-            to_cents(raw, label)  # negative, non-numeric, implausibly large: the money module's messages
-            number = parse_number(raw, label)
-        else:
-            number = parse_number(raw, label)
+        number = parse_number(raw, label)
+        if kind == "money" and number is not None and (number < 0 or number > MAX_YUAN):
+            to_cents(raw, label)  # raises with the money module's message (negative, implausibly large)
     except InputError as exc:
         return raw, [(ERROR, str(exc))]
     if isinstance(raw, bool):
@@ -193,17 +191,30 @@ def check_value(column: Column, raw, counties) -> tuple[object, list[tuple[str, 
 # ---------------------------------------------------------------------------------------------
 
 
+_RATE_AWARDS: dict[tuple[str, int], list] = {}
+
+
+def _rate_awards(table: InputTable) -> list[tuple[object, list[str]]]:
+    """(award, rate columns) for the awards of ``table`` whose rule takes a rate from a column."""
+    key = (table.key, id(table))
+    if key not in _RATE_AWARDS:
+        found = []
+        for award in table.awards:
+            rule = engine.get_rule(award.rule)
+            rate_keys = [k for name, k in award.inputs.items() if rule.input(name).kind == "rate" and not str(k).startswith("=")]
+            if rate_keys:
+                found.append((award, rate_keys))
+        _RATE_AWARDS[key] = found
+    return _RATE_AWARDS[key]
+
+
 def _rule_issues(table: InputTable, values: dict, cells: dict, sheet: str, file: str) -> list[Problem]:
-    """Rule-level checks through the engine (rate ceilings and the like) for awards with rate inputs."""
+    """Rule-level checks through the engine (rate ceilings) for awards that take a rate from a column."""
     out = []
-    for award in table.awards:
-        rule = engine.get_rule(award.rule)
-        rate_keys = [key for name, key in award.inputs.items() if rule.input(name).kind == "rate" and not str(key).startswith("=")]
-        if not rate_keys or all(values.get(k) is None for k in rate_keys):
+    for award, rate_keys in _rate_awards(table):
+        if all(values.get(k) is None for k in rate_keys):
             continue
-        kwargs = {}
-        for name, key in award.inputs.items():
-            kwargs[name] = key[1:] if str(key).startswith("=") else values.get(key)
+        kwargs = {name: (key[1:] if str(key).startswith("=") else values.get(key)) for name, key in award.inputs.items()}
         try:
             engine.calculate(award.rule, **kwargs)
         except InputError as exc:
