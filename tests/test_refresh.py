@@ -635,3 +635,55 @@ def test_libreoffice_recalculates_the_annex_from_refreshed_counts(refreshed, tmp
         assert annex.cell(row=total, column=layout.annex_col(b, "完成数")).value == sum(
             report.result.actuals[c][col["key"]] for c in COUNTIES
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# the package edit: only owned parts change; the fast reader reads what openpyxl reads; the
+# package writer and the openpyxl writer lay out the same cells
+# ---------------------------------------------------------------------------------------------
+
+OWNED = {"xl/workbook.xml", "xl/_rels/workbook.xml.rels", "[Content_Types].xml", "xl/styles.xml"}
+
+
+def test_every_part_refresh_does_not_own_is_byte_identical(refreshed):
+    path, before, _ = refreshed
+    pkg = refresh.Package(before)
+    owned = OWNED | {pkg.sheet_part(layout.SHEET_ANNEX)}
+    with zipfile.ZipFile(io.BytesIO(before)) as a, zipfile.ZipFile(path) as b:
+        old, new = set(a.namelist()), set(b.namelist())
+        assert old <= new
+        for name in sorted(old - owned):
+            assert a.read(name) == b.read(name), name
+        added = new - old
+    # what was added: the three sheets, their drawing/chart and relationship parts
+    assert all(re.match(r"xl/(worksheets|drawings|charts)/(_rels/)?(sheet|drawing|chart)\d+\.xml(\.rels)?$", n) for n in added), added
+    assert len([n for n in added if n.startswith("xl/worksheets/sheet")]) == 3
+
+
+def test_fast_reader_reads_what_openpyxl_reads(refreshed):
+    path, _, _ = refreshed
+    pkg = refresh.Package(path.read_bytes())
+    wb = openpyxl.load_workbook(path, read_only=True)
+    for name in pkg.sheet_names:
+        ref = [list(r) + [None] * (40 - len(r)) for r in wb[name].iter_rows(max_col=40, values_only=True)]
+        while ref and all(v is None for v in ref[-1]):
+            ref.pop()
+        assert pkg.rows(name, 1, 40) == ref, name
+    wb.close()
+
+
+def test_package_writer_and_openpyxl_writer_agree(refreshed):
+    path, before, _ = refreshed
+    wb = openpyxl.load_workbook(io.BytesIO(before))
+    problems = []
+    frames = refresh.read_tables(wb, problems)
+    assert problems == []
+    result = refresh.compute(frames, on=POLICY_DATE)
+    refresh.write_openpyxl(wb, refresh.generated_sheets(result), refresh.annex_updates(result))
+    other = openpyxl.load_workbook(path)
+    for name in refresh.GENERATED_SHEETS:
+        assert sheet_values(wb[name]) == sheet_values(other[name]), name
+        assert sorted(map(str, wb[name].merged_cells.ranges)) == sorted(map(str, other[name].merged_cells.ranges))
+        assert wb[name].print_title_rows == other[name].print_title_rows
+        assert wb[name]["A4"].number_format == other[name]["A4"].number_format
+    assert other.sheetnames == wb.sheetnames

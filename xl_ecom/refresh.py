@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import posixpath
+import re
 import sys
 import time
 import zipfile
@@ -404,16 +406,15 @@ def compute(
 
     if progress:
         progress("汇总……")
-    paid_rules = [r for r in rule_order if r in set(awards["rule"])]
+    present = set(awards["rule"].unique())
+    paid_rules = [r for r in rule_order if r in present]
     by_county = (
-        awards.pivot_table(index="county", columns="rule", values="cents", aggfunc="sum", fill_value=0)
+        awards.groupby(["county", "rule"], sort=False)["cents"].sum().unstack(fill_value=0)
         .reindex(index=list(counties), columns=paid_rules, fill_value=0)
         .astype("int64")
     )
-    by_rule = {}
-    for rid in paid_rules:
-        sub = awards["cents"][awards["rule"] == rid]
-        by_rule[rid] = (int((sub > 0).sum()), int(sub.sum()))
+    grouped = awards.assign(paid=awards["cents"] > 0).groupby("rule", sort=False).agg(n=("paid", "sum"), cents=("cents", "sum"))
+    by_rule = {rid: (int(grouped.at[rid, "n"]), int(grouped.at[rid, "cents"])) for rid in paid_rules}
 
     actuals, targets = _progress(frames, checked, plan, on)
     city = _city_targets(plan, actuals, tourism_counts, frames, checked)
@@ -646,7 +647,7 @@ def _summary_sheet(result: RefreshResult, plan: Plan) -> SheetSpec:
         rule = plan.rules[r]
         units = plan.rule_units(rule)
         count, cents = result.by_rule[r]
-        rows2.append([rule.clause, rule.name, rule.payment, units[0], "、".join(units[1:]), count, _yuan(cents)])
+        rows2.append([rule.clause, rule.name, rule.payment, units[0], "、".join(units[1:]) or None, count, _yuan(cents)])
     rows2.append(["合计", None, None, None, None, sum(result.by_rule[r][0] for r in rules), _yuan(result.total_cents)])
     second = Block(top2, [head2], rows2, ["center", "text", "text", "text", "text", "count", "money"], total_rows=1)
     ncols = max(len(head), len(head2))
@@ -824,7 +825,7 @@ def _recreate_sheet(wb, spec: SheetSpec, after: str) -> None:
             r = first + i
             is_total = i >= ntot
             for j, v in enumerate(row, start=1):
-                cell = ws.cell(row=r, column=j, value=v)
+                cell = ws.cell(row=r, column=j, value=None if v == "" else v)
                 key = (j, is_total)
                 proto = protos.get(key)
                 if proto is None:
@@ -889,16 +890,27 @@ class RefreshReport:
         return "\n".join(lines)
 
 
-def _policy_date_from(wb) -> dt.date | None:
+SETTINGS_SHEET = "设置"  # = xl_ecom.settings.SETTINGS_SHEET
+
+
+def _policy_date_from_rows(rows) -> dt.date | None:
+    """政策日期 of the 设置 sheet (its rows of 项目, 值), or its default."""
+    from xl_ecom.settings import SettingsError, settings_from_rows
+
     try:
-        from xl_ecom.settings import read_settings
-    except ImportError:  # pragma: no cover - settings is part of the package
-        return None
-    try:
-        value = read_settings(wb).get("政策日期")
-    except Exception as exc:  # SettingsError has a Chinese message
-        raise RefreshError(f"“设置”表有误：{exc}") from None
-    return value
+        return settings_from_rows([r[:2] for r in rows]).get("政策日期")
+    except SettingsError as exc:
+        raise RefreshError(f"“{SETTINGS_SHEET}”表有误：{exc}") from None
+
+
+def _check_kept(before: bytes, after: bytes, name: str) -> None:
+    """Every part refresh does not own is byte-identical after the edit (VBA project, ribbon,
+    input tables, 设置, 通讯录, …); refuse to write otherwise."""
+    with zipfile.ZipFile(io.BytesIO(before)) as a, zipfile.ZipFile(io.BytesIO(after)) as b:
+        new_names = set(b.namelist())
+        for n in (xlsm.VBA_PROJECT_PART, xlsm.CUSTOM_UI_PART, xlsm.PACKAGE_RELS_PART):
+            if n in a.namelist() and (n not in new_names or a.read(n) != b.read(n)):
+                raise RefreshError(f"保存“{name}”时“{n}”会改变，已停止写入，原文件未改动")
 
 
 def refresh_workbook(path, plan: Plan | None = None, on=None, progress: Progress | None = None, backup: bool = True) -> RefreshReport:
@@ -916,45 +928,759 @@ def refresh_workbook(path, plan: Plan | None = None, on=None, progress: Progress
             f"工作簿“{path.name}”正在 Excel 或 WPS 中打开（发现锁定文件“{locks[0].name}”），命令行不能同时改写它。"
             "请先保存并关闭该工作簿，或直接在 Excel 里点“刷新”按钮。"
         )
-    if not zipfile.is_zipfile(path):
-        raise RefreshError(f"“{path.name}”不是有效的 Excel 工作簿（.xlsx/.xlsm）")
-    original = path.read_bytes()
-    macro = xlsm.VBA_PROJECT_PART in zipfile.ZipFile(io.BytesIO(original)).namelist()
     if progress:
         progress("打开工作簿……")
-    try:
-        wb = load_workbook(io.BytesIO(original), keep_vba=macro)
-    except Exception as exc:
-        raise RefreshError(f"无法打开工作簿“{path.name}”：{type(exc).__name__}") from None
-    if layout.SHEET_ANNEX not in wb.sheetnames:
+    original = path.read_bytes()
+    pkg = Package(original, path.name)
+    if layout.SHEET_ANNEX not in pkg.sheet_names:
         raise RefreshError(f"工作簿中没有“{layout.SHEET_ANNEX}”表，不是本方案的市级工作簿")
     if on is None:
-        on = _policy_date_from(wb)
+        on = _policy_date_from_rows(pkg.rows(SETTINGS_SHEET, 1, 3) if SETTINGS_SHEET in pkg.sheet_names else [])
     problems: list[Problem] = []
-    frames = read_tables(wb, problems, progress)
-    annex = wb[layout.SHEET_ANNEX]
-    problems += check_annex(lambda r, c: annex.cell(row=r, column=c).value, plan)
+    frames = {}
+    for table in TABLES:
+        if progress:
+            progress(f"读取“{table.sheet}”……")
+        if table.sheet not in pkg.sheet_names:
+            problems.append(Problem(table.sheet, "", "工作簿中没有这张输入表"))
+            continue
+        ncols = len(table.columns) + len(table.awards) + 8
+        header = pkg.rows(table.sheet, layout.INPUT_HEADER_ROW, ncols, last_row=layout.INPUT_HEADER_ROW)
+        wanted = {j + 1 for j, h in enumerate(header[0] if header else []) if isinstance(h, str) and h.strip() in table.headers}
+        skip = set(range(1, ncols + 1)) - wanted - {1}
+        rows = pkg.rows(table.sheet, layout.INPUT_HEADER_ROW, ncols, skip=skip)
+        frames[table.key] = frames_from_rows(table, rows, problems)
+    first, _, _ = layout.annex_rows(len(plan.counties))
+    annex = pkg.rows(layout.SHEET_ANNEX, 1, 1)
+    problems += check_annex(lambda r, c: annex[r - 1][c - 1] if r - 1 < len(annex) else None, plan)
     if problems:
         raise RefreshError(f"工作簿结构有{len(problems)}处问题，未刷新：", problems)
     result = compute(frames, on=on, plan=plan, progress=progress)
     if progress:
         progress("写入生成的表……")
-    write_openpyxl(wb, generated_sheets(result, plan), annex_updates(result, plan))
+    write_package(pkg, generated_sheets(result, plan), annex_updates(result, plan))
     if progress:
         progress("保存……")
-    # openpyxl keeps vbaProject.bin (keep_vba) but drops the ribbon's relationship: the city
-    # workbook's saver puts it back and refuses to write if the VBA project or ribbon would be lost
-    from xl_ecom.collect import CollectError, save_city_workbook
-
-    try:
-        data, _lost = save_city_workbook(wb, path, original)
-    except CollectError as exc:
-        raise RefreshError(str(exc)) from None
+    data = pkg.to_bytes()
+    _check_kept(original, data, path.name)
     try:
         bak = safeio.write_atomically(path, data, backup=backup)
     except safeio.FileBusyError as exc:
         raise RefreshError(str(exc)) from None
     return RefreshReport(path, bak, result, time.perf_counter() - started)
+
+
+# ---------------------------------------------------------------------------------------------
+# the CLI path: edit the workbook package itself
+#
+# openpyxl would load and re-save the whole workbook (40 s for 80,000 input rows) and rewrite
+# every part; refresh instead reads the input sheets' XML and replaces only the parts it owns:
+# the three generated sheets (and their drawing and chart), the 完成数 cells of the annex sheet,
+# the new cell styles in styles.xml and the bookkeeping entries (workbook.xml, its relationships,
+# [Content_Types].xml).  Every other part — input tables, 设置, 通讯录, vbaProject.bin, the
+# ribbon — is copied byte for byte.
+# ---------------------------------------------------------------------------------------------
+
+_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_R = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_WORKSHEET_CT = "application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"
+_DRAWING_CT = "application/vnd.openxmlformats-officedocument.drawing+xml"
+_CHART_CT = "application/vnd.openxmlformats-officedocument.drawingml.chart+xml"
+_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/"
+_SHARED_STRINGS_REL = _REL + "sharedStrings"
+_STYLES_REL = _REL + "styles"
+_DRAWING_REL = _REL + "drawing"
+
+#: a cell as Excel, WPS, LibreOffice and openpyxl write it: r first, then other attributes
+_NOT_YET = object()
+_CELL_FAST_RE = re.compile(
+    r'<c r="([A-Z]{1,3})(\d+)"(?: s="(\d+)")?(?: t="(\w+)")?\s*(?:(/)>|>(?:<v>([^<]*)</v>|(<is>)<t[^>]*>([^<]*)</t></is>|(.*?))</c>)',
+    re.S,
+)
+_CELL_RE = re.compile(r"<c\b([^>]*?)(?:/>|>(.*?)</c>)", re.S)
+_ATTR_RE = re.compile(r'\b([rts])="([^"]*)"')
+_V_RE = re.compile(r"<v(?:\s[^>]*)?>(.*?)</v>", re.S)
+_F_RE = re.compile(r"<f\b[^>]*?(?:/>|>(.*?)</f>)", re.S)
+_T_RE = re.compile(r"<t\b[^>]*?(?:/>|>(.*?)</t>)", re.S)
+_ROW_RE = re.compile(r"<row\b[^>]*?\br=\"(\d+)\"[^>]*?(?:/>|>(.*?)</row>)", re.S)
+_REF_RE = re.compile(r"([A-Z]+)(\d+)$")
+_ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def _col_number(letters: str) -> int:
+    n = 0
+    for ch in letters:
+        n = n * 26 + ord(ch) - 64
+    return n
+
+
+def _esc(text: str) -> str:
+    return _ILLEGAL_XML.sub("", text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _esc_attr(text: str) -> str:
+    return _esc(text).replace('"', "&quot;")
+
+
+class Package:
+    """A .xlsx/.xlsm package held as its parts; untouched parts are written back as they were."""
+
+    def __init__(self, data: bytes, name: str = "工作簿"):
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                self.order = z.namelist()
+                self.parts = {n: z.read(n) for n in self.order}
+        except (zipfile.BadZipFile, KeyError, OSError):
+            raise RefreshError(f"“{name}”不是有效的 Excel 工作簿（.xlsx/.xlsm）") from None
+        try:
+            self.main = xlsm._main_part(self.parts)
+            self.main_rels = xlsm._rels_part_of(self.main)
+            self._load_sheets()
+        except Exception:
+            raise RefreshError(f"“{name}”不是有效的 Excel 工作簿（缺少工作簿主部件）") from None
+        self._sst = None
+        self._date_styles = None
+
+    # --- reading -------------------------------------------------------------------------
+
+    def _load_sheets(self) -> None:
+        from defusedxml import ElementTree as SafeET
+
+        rels = {r["Id"]: r for r in xlsm._relationships(self.parts[self.main_rels])}
+        self.rels = rels
+        root = SafeET.fromstring(self.parts[self.main])
+        self.sheets = []  # (name, part, rId)
+        for s in root.iter(f"{{{_NS}}}sheet"):
+            rid = s.get(f"{{{_R}}}id")
+            self.sheets.append((s.get("name"), xlsm._resolve(self.main, rels[rid]["Target"]), rid))
+
+    @property
+    def sheet_names(self) -> list[str]:
+        return [s[0] for s in self.sheets]
+
+    def sheet_part(self, name: str) -> str:
+        for n, part, _ in self.sheets:
+            if n == name:
+                return part
+        raise KeyError(name)
+
+    def _rel_target(self, rel_type: str) -> str | None:
+        for r in self.rels.values():
+            if r.get("Type") == rel_type:
+                return xlsm._resolve(self.main, r["Target"])
+        return None
+
+    def shared_strings(self) -> list[str]:
+        if self._sst is None:
+            from defusedxml import ElementTree as SafeET
+
+            part = self._rel_target(_SHARED_STRINGS_REL)
+            out = []
+            if part and part in self.parts:
+                root = SafeET.fromstring(self.parts[part])
+                for si in root.iter(f"{{{_NS}}}si"):
+                    out.append("".join(t.text or "" for t in si.iter(f"{{{_NS}}}t")))
+            self._sst = out
+        return self._sst
+
+    def date_styles(self) -> set[int]:
+        """Indices of the cell formats that show numbers as dates (read as datetimes, as openpyxl does)."""
+        if self._date_styles is None:
+            from defusedxml import ElementTree as SafeET
+            from openpyxl.styles.numbers import BUILTIN_FORMATS, is_date_format
+
+            out = set()
+            part = self._rel_target(_STYLES_REL)
+            if part and part in self.parts:
+                root = SafeET.fromstring(self.parts[part])
+                custom = {int(n.get("numFmtId")): n.get("formatCode") for n in root.iter(f"{{{_NS}}}numFmt")}
+                xfs = root.find(f"{{{_NS}}}cellXfs")
+                for i, xf in enumerate(xfs if xfs is not None else []):
+                    fid = int(xf.get("numFmtId", "0"))
+                    code = custom.get(fid, BUILTIN_FORMATS.get(fid))
+                    if code and is_date_format(code):
+                        out.add(i)
+            self._date_styles = out
+        return self._date_styles
+
+    def rows(self, name: str, first_row: int = 1, ncols: int = 200, *, last_row: int | None = None, skip=()) -> list[list]:
+        """Cell values of sheet ``name`` from ``first_row`` (to ``last_row``), columns 1..ncols, as
+        openpyxl would read them in formula mode: a formula cell gives its formula ("=..."), a
+        date-formatted number a datetime.  Columns in ``skip`` are left None (not parsed)."""
+        import html
+
+        from openpyxl.utils.datetime import from_excel
+
+        xml = self.parts[self.sheet_part(name)].decode("utf-8")
+        if last_row is not None:
+            end = None
+            for m in re.finditer(r'<row\b[^>]*?\br="(\d+)"', xml):
+                if int(m.group(1)) > last_row:
+                    end = m.start()
+                    break
+            if end is not None:
+                xml = xml[:end] + "</sheetData></worksheet>"
+        if re.search(r"<[A-Za-z][\w.-]*:(?:c|row|sheetData)\b", xml) or re.search(r"<c\b(?![^>]*\br=)", xml):
+            return self._rows_slow(name, first_row, ncols, last_row)
+        sst = self.shared_strings()
+        dates = self.date_styles()
+        unescape = html.unescape
+        out: dict[int, list] = {}
+        letters: dict[str, int] = {}
+        cells = _CELL_FAST_RE.findall(xml)
+        n_cells = len(cells)
+        for col_letters, row_text, style, t, closed, v, is_, inline, other in cells:
+            if closed or not (v or is_ or other):
+                continue
+            col = letters.get(col_letters)
+            if col is None:
+                col = letters[col_letters] = _col_number(col_letters)
+            if col > ncols:
+                continue
+            r = int(row_text)
+            if r < first_row or col in skip:
+                continue
+            if other:
+                if "<f" in other:
+                    f = _F_RE.search(other)
+                    value = "=" + unescape(f.group(1) or "") if f else None
+                elif t == "inlineStr":
+                    if "<is" not in other:
+                        continue
+                    value = unescape("".join(x or "" for x in _T_RE.findall(other)))
+                else:
+                    vm = _V_RE.search(other)
+                    if vm is None or not vm.group(1):
+                        continue
+                    v, value = vm.group(1), _NOT_YET
+                if value is not _NOT_YET:
+                    row = out.get(r)
+                    if row is None:
+                        row = out[r] = [None] * ncols
+                    row[col - 1] = value
+                    continue
+            if t == "inlineStr":
+                value = unescape(inline) if "&" in inline else inline
+            elif t in ("", "n"):
+                try:
+                    value = float(v)
+                except ValueError:
+                    value = unescape(v)
+                else:
+                    if value.is_integer() and abs(value) < 2**53:
+                        value = int(value)
+                    if style and dates and int(style) in dates:
+                        try:
+                            value = from_excel(value)
+                        except (ValueError, OverflowError):
+                            pass
+            elif t == "s":
+                value = sst[int(v)]
+            elif t == "b":
+                value = v.strip() in ("1", "true")
+            elif t == "d":
+                from openpyxl.utils.datetime import from_ISO8601
+
+                value = from_ISO8601(v)
+            else:  # str (a formula's text result), e (error)
+                value = unescape(v)
+            row = out.get(r)
+            if row is None:
+                row = out[r] = [None] * ncols
+            row[col - 1] = value
+        if n_cells != xml.count("<c ") + xml.count("<c>") + xml.count("<c/>"):
+            return self._rows_slow(name, first_row, ncols, last_row)  # another writer's layout of <c> elements
+        last = max(out, default=first_row - 1)
+        if last_row is not None:
+            last = min(last, last_row)
+        return [out.get(r, [None] * ncols) for r in range(first_row, last + 1)]
+
+    def _rows_slow(self, name: str, first_row: int, ncols: int, last_row: int | None = None) -> list[list]:
+        """Any other writer's XML (prefixed names, cells without references): through openpyxl."""
+        from openpyxl import load_workbook
+
+        wb = load_workbook(io.BytesIO(self.to_bytes()), read_only=True)
+        try:
+            ws = wb[name]
+            rows = [list(r) + [None] * (ncols - len(r)) for r in ws.iter_rows(min_row=first_row, max_row=last_row, max_col=ncols, values_only=True)]
+            while rows and all(v is None for v in rows[-1]):
+                rows.pop()
+            return rows
+        finally:
+            wb.close()
+
+    # --- writing -------------------------------------------------------------------------
+
+    def _free(self, pattern: str) -> str:
+        n = 1
+        while pattern.format(n) in self.parts:
+            n += 1
+        return pattern.format(n)
+
+    def _content_type(self, part: str, content_type: str | None) -> None:
+        ct = self.parts["[Content_Types].xml"].decode("utf-8")
+        ct = re.sub(rf'<Override\b[^>]*PartName="/{re.escape(part)}"[^>]*/>', "", ct)
+        if content_type:
+            ct = ct.replace("</Types>", f'<Override PartName="/{part}" ContentType="{content_type}"/></Types>')
+        self.parts["[Content_Types].xml"] = ct.encode("utf-8")
+
+    def _put(self, part: str, data: bytes, content_type: str | None = None) -> None:
+        if part not in self.parts:
+            self.order.append(part)
+        self.parts[part] = data
+        if content_type:
+            self._content_type(part, content_type)
+
+    def _drop(self, part: str) -> None:
+        if part in self.parts:
+            del self.parts[part]
+            self.order.remove(part)
+            self._content_type(part, None)
+
+    def _drop_sheet_extras(self, sheet_part: str) -> None:
+        """Remove what an earlier refresh attached to a generated sheet (drawing, chart, rels)."""
+        rels_part = xlsm._rels_part_of(sheet_part)
+        if rels_part not in self.parts:
+            return
+        for rel in xlsm._relationships(self.parts[rels_part]):
+            if rel.get("TargetMode") == "External":
+                continue
+            target = xlsm._resolve(sheet_part, rel["Target"])
+            sub = xlsm._rels_part_of(target)
+            if sub in self.parts:
+                for r2 in xlsm._relationships(self.parts[sub]):
+                    if r2.get("TargetMode") != "External":
+                        self._drop(xlsm._resolve(target, r2["Target"]))
+                self._drop(sub)
+            self._drop(target)
+        self._drop(rels_part)
+
+    def replace_sheet(self, name: str, xml: bytes, after: str, extras=None) -> int:
+        """Put sheet ``name`` (new, right after ``after``; or replaced in place). Returns its index.
+
+        ``extras`` is (drawing xml, drawing rels xml, [(chart part name, chart xml)]) or None."""
+        wb_xml = self.parts[self.main].decode("utf-8")
+        if name in self.sheet_names:
+            part = self.sheet_part(name)
+            self._drop_sheet_extras(part)
+            self._put(part, xml)
+            index = self.sheet_names.index(name)
+        else:
+            part = self._free("xl/worksheets/sheet{}.xml")
+            self._put(part, xml, _WORKSHEET_CT)
+            rels, rid = _add_rel(self.parts[self.main_rels], _REL + "worksheet", posixpath.relpath(part, posixpath.dirname(self.main)))
+            self.parts[self.main_rels] = rels
+            tags = list(re.finditer(r"<sheet\b[^>]*?/>", wb_xml))
+            index = self.sheet_names.index(after) + 1 if after in self.sheet_names else len(tags)
+            ids = [int(x) for x in re.findall(r'<sheet\b[^>]*?\bsheetId="(\d+)"', wb_xml)]
+            tag = f'<sheet name="{_esc_attr(name)}" sheetId="{max(ids, default=0) + 1}" r:id="{rid}"/>'
+            if 'xmlns:r="' + _R + '"' not in wb_xml[: wb_xml.index(">", wb_xml.index("<workbook")) + 1]:
+                tag = tag.replace(' r:id="', f' xmlns:r="{_R}" r:id="')
+            at = tags[index - 1].end() if index > 0 else tags[0].start()
+            wb_xml = wb_xml[:at] + tag + wb_xml[at:]
+            # sheet-scoped names (print titles) and the active tab follow their sheets
+            wb_xml = re.sub(
+                r'localSheetId="(\d+)"', lambda m: f'localSheetId="{int(m.group(1)) + (1 if int(m.group(1)) >= index else 0)}"', wb_xml
+            )
+            wb_xml = re.sub(r'activeTab="(\d+)"', lambda m: f'activeTab="{int(m.group(1)) + (1 if int(m.group(1)) >= index else 0)}"', wb_xml)
+            self.parts[self.main] = wb_xml.encode("utf-8")
+            self._load_sheets()
+        if extras:
+            drawing_xml, chart_parts = extras
+            drawing = self._free("xl/drawings/drawing{}.xml")
+            self._put(drawing, b"", _DRAWING_CT)  # reserve the name before choosing chart names
+            chart_names = []
+            for chart_xml in chart_parts:
+                chart = self._free("xl/charts/chart{}.xml")
+                self._put(chart, chart_xml, _CHART_CT)
+                chart_names.append(chart)
+            self._put(drawing, drawing_xml(chart_names))
+            rels = "".join(
+                f'<Relationship Id="rId{i}" Type="{_REL}chart" Target="{posixpath.relpath(c, posixpath.dirname(drawing))}"/>'
+                for i, c in enumerate(chart_names, start=1)
+            )
+            self._put(xlsm._rels_part_of(drawing), _rels_xml(rels))
+            self._put(
+                xlsm._rels_part_of(part),
+                _rels_xml(f'<Relationship Id="rId1" Type="{_DRAWING_REL}" Target="{posixpath.relpath(drawing, posixpath.dirname(part))}"/>'),
+            )
+        return index
+
+    def set_print_titles(self, name: str, rows: str | None) -> None:
+        index = self.sheet_names.index(name)
+        wb_xml = self.parts[self.main].decode("utf-8")
+        wb_xml = re.sub(rf'<definedName\b[^>]*name="_xlnm\.Print_Titles"[^>]*localSheetId="{index}"[^>]*>.*?</definedName>', "", wb_xml)
+        wb_xml = re.sub(rf'<definedName\b[^>]*localSheetId="{index}"[^>]*name="_xlnm\.Print_Titles"[^>]*>.*?</definedName>', "", wb_xml)
+        if rows:
+            a, b = rows.split(":")
+            quoted = "'" + name.replace("'", "''") + "'"
+            element = f'<definedName name="_xlnm.Print_Titles" localSheetId="{index}">{_esc(quoted)}!${a}:${b}</definedName>'
+            if "<definedNames>" in wb_xml:
+                wb_xml = wb_xml.replace("</definedNames>", element + "</definedNames>", 1)
+            elif "<definedNames/>" in wb_xml:
+                wb_xml = wb_xml.replace("<definedNames/>", f"<definedNames>{element}</definedNames>", 1)
+            else:
+                wb_xml = re.sub(r"(</sheets>)", r"\1" + f"<definedNames>{element}</definedNames>".replace("\\", "\\\\"), wb_xml, 1)
+        wb_xml = wb_xml.replace("<definedNames></definedNames>", "")
+        self.parts[self.main] = wb_xml.encode("utf-8")
+
+    def full_calc_on_load(self) -> None:
+        """Excel and LibreOffice recalculate the annex formulas (完成率, 差额, 合计) on opening."""
+        wb_xml = self.parts[self.main].decode("utf-8")
+        m = re.search(r"<calcPr\b[^>]*?/>", wb_xml)
+        if m:
+            tag = m.group()
+            tag = re.sub(r'\sfullCalcOnLoad="[^"]*"', "", tag)
+            tag = tag[:-2].rstrip() + ' fullCalcOnLoad="1"/>'
+            wb_xml = wb_xml[: m.start()] + tag + wb_xml[m.end() :]
+        else:
+            for anchor in ("</definedNames>", "</sheets>"):
+                if anchor in wb_xml:
+                    wb_xml = wb_xml.replace(anchor, anchor + '<calcPr calcId="124519" fullCalcOnLoad="1"/>', 1)
+                    break
+        self.parts[self.main] = wb_xml.encode("utf-8")
+
+    def set_numbers(self, name: str, values: dict) -> None:
+        """Write numbers into cells {(row, col): number} of sheet ``name``, keeping each cell's style."""
+        from openpyxl.utils import get_column_letter
+
+        part = self.sheet_part(name)
+        xml = self.parts[part].decode("utf-8")
+        by_row: dict[int, dict[int, Any]] = {}
+        for (r, c), v in values.items():
+            by_row.setdefault(r, {})[c] = v
+        for r, cols in sorted(by_row.items()):
+            m = re.search(rf'<row\b[^>]*?\br="{r}"[^>]*?(?:/>|>(.*?)</row>)', xml, re.S)
+            if m is None:
+                raise RefreshError(f"“{name}”第{r}行不存在，表格结构被改动，无法写入完成数")
+            body = m.group(1) or ""
+            for c, v in sorted(cols.items()):
+                ref = f"{get_column_letter(c)}{r}"
+                num = _num_text(v)
+                cm = re.search(rf'<c\b[^>]*?\br="{ref}"[^>]*?(?:/>|>.*?</c>)', body, re.S)
+                if cm:
+                    s = re.search(r'\bs="(\d+)"', cm.group().split(">", 1)[0])
+                    style = f' s="{s.group(1)}"' if s else ""
+                    body = body[: cm.start()] + f'<c r="{ref}"{style}><v>{num}</v></c>' + body[cm.end() :]
+                else:  # a cell Excel never wrote: insert it in column order
+                    pos = len(body)
+                    for other in _CELL_RE.finditer(body):
+                        oref = _REF_RE.match(dict(_ATTR_RE.findall(other.group(1))).get("r", ""))
+                        if oref and _col_number(oref.group(1)) > c:
+                            pos = other.start()
+                            break
+                    body = body[:pos] + f'<c r="{ref}"><v>{num}</v></c>' + body[pos:]
+            head = m.group()[: m.group().index(">") + 1]
+            if head.endswith("/>"):
+                head = head[:-2] + ">"
+            xml = xml[: m.start()] + head + body + "</row>" + xml[m.end() :]
+        self.parts[part] = xml.encode("utf-8")
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as out:
+            names = ["[Content_Types].xml"] + [n for n in self.order if n != "[Content_Types].xml"]
+            for n in names:
+                data = self.parts[n]
+                # big sheets: fast compression (a few percent larger, several times faster)
+                out.writestr(n, data, compresslevel=1 if len(data) > 1_000_000 else 6)
+        return buf.getvalue()
+
+
+def _add_rel(xml: bytes, rel_type: str, target: str) -> tuple[bytes, str]:
+    """``xml`` (a .rels part) with one more relationship, and its new Id."""
+    ids = {r.get("Id", "") for r in xlsm._relationships(xml)}
+    n = 1
+    while f"rId{n}" in ids:
+        n += 1
+    rid = f"rId{n}"
+    element = f'<Relationship Id="{rid}" Type="{rel_type}" Target="{_esc_attr(target)}"/>'
+    text = xml.decode("utf-8")
+    if "</Relationships>" in text:
+        text = text.replace("</Relationships>", element + "</Relationships>", 1)
+    else:
+        text = re.sub(r"<Relationships\b([^>]*)/>", lambda m: f"<Relationships{m.group(1)}>{element}</Relationships>", text, 1)
+    return text.encode("utf-8"), rid
+
+
+def _rels_xml(inner: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+        f'<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">{inner}</Relationships>'
+    ).encode("utf-8")
+
+
+def _num_text(v) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return "1" if v else "0"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    f = float(v)
+    if f.is_integer() and abs(f) < 2**53:
+        return str(int(f))
+    return repr(f)
+
+
+# --- cell styles: the official ones of xl_ecom.sheets, appended to the package's styles.xml ----
+
+
+class _Styles:
+    """Adds cell formats (font/fill/border/alignment/number format from :mod:`xl_ecom.sheets`) to
+    styles.xml and hands out their indices."""
+
+    def __init__(self, pkg: Package):
+        from defusedxml import ElementTree as SafeET
+
+        self.pkg = pkg
+        self.part = pkg._rel_target(_STYLES_REL)
+        self.xml = pkg.parts[self.part].decode("utf-8")
+        root = SafeET.fromstring(self.xml.encode("utf-8"))
+        count = lambda tag: len(list(root.find(f"{{{_NS}}}{tag}") or []))  # noqa: E731
+        self.n = {"fonts": count("fonts"), "fills": count("fills"), "borders": count("borders"), "cellXfs": count("cellXfs")}
+        self.fmt_ids = {n.get("formatCode"): int(n.get("numFmtId")) for n in root.iter(f"{{{_NS}}}numFmt")}
+        self.new = {"fonts": [], "fills": [], "borders": [], "cellXfs": [], "numFmts": []}
+        self.cache: dict = {}
+
+    @staticmethod
+    def _xml(obj, tag: str | None = None) -> str:
+        from openpyxl.xml.functions import tostring
+
+        el = obj.to_tree(tag) if tag else obj.to_tree()
+        text = tostring(el).decode("utf-8")
+        return re.sub(r'\sxmlns(:\w+)?="[^"]*"', "", text)
+
+    def _add(self, kind: str, xml: str) -> int:
+        key = (kind, xml)
+        if key not in self.cache:
+            self.new[kind].append(xml)
+            self.cache[key] = self.n[kind] + len(self.new[kind]) - 1
+        return self.cache[key]
+
+    def _fmt(self, code: str) -> int:
+        from openpyxl.styles.numbers import BUILTIN_FORMATS_REVERSE
+
+        if code in BUILTIN_FORMATS_REVERSE:
+            return BUILTIN_FORMATS_REVERSE[code]
+        if code not in self.fmt_ids:
+            self.fmt_ids[code] = max([163, *self.fmt_ids.values()]) + 1
+            self.new["numFmts"].append(f'<numFmt numFmtId="{self.fmt_ids[code]}" formatCode="{_esc_attr(code)}"/>')
+        return self.fmt_ids[code]
+
+    def xf(self, font, alignment, fmt: str = "General", border=None, fill=None) -> int:
+        key = ("xf", repr(font), repr(alignment), fmt, repr(border), repr(fill))
+        if key in self.cache:
+            return self.cache[key]
+        font_id = self._add("fonts", self._xml(font))
+        fill_id = self._add("fills", self._xml(fill)) if fill is not None else 0
+        border_id = self._add("borders", self._xml(border)) if border is not None else 0
+        fmt_id = self._fmt(fmt)
+        align = self._xml(alignment, "alignment")
+        xml = (
+            f'<xf numFmtId="{fmt_id}" fontId="{font_id}" fillId="{fill_id}" borderId="{border_id}" xfId="0"'
+            f' applyNumberFormat="1" applyFont="1" applyFill="{1 if fill is not None else 0}"'
+            f' applyBorder="{1 if border is not None else 0}" applyAlignment="1">{align}</xf>'
+        )
+        self.cache[key] = self._add("cellXfs", xml)
+        return self.cache[key]
+
+    def save(self) -> None:
+        xml = self.xml
+        for kind in ("fonts", "fills", "borders", "cellXfs"):
+            if not self.new[kind]:
+                continue
+            total = self.n[kind] + len(self.new[kind])
+            m = re.search(rf"<{kind}\b[^>]*?(/?)>", xml)
+            if m.group(1):  # <fonts count="0"/>
+                xml = xml[: m.start()] + f'<{kind} count="{total}">' + "".join(self.new[kind]) + f"</{kind}>" + xml[m.end() :]
+                continue
+            head = re.sub(r'\scount="\d+"', "", m.group())
+            head = head[:-1] + f' count="{total}">'
+            xml = xml[: m.start()] + head + xml[m.end() :]
+            xml = xml.replace(f"</{kind}>", "".join(self.new[kind]) + f"</{kind}>", 1)
+        if self.new["numFmts"]:
+            m = re.search(r"<numFmts\b[^>]*?(/?)>", xml)
+            if m and not m.group(1):
+                n = len(re.findall(r"<numFmt\b", xml)) + len(self.new["numFmts"])
+                head = re.sub(r'\scount="\d+"', "", m.group())[:-1] + f' count="{n}">'
+                xml = xml[: m.start()] + head + xml[m.end() :]
+                xml = xml.replace("</numFmts>", "".join(self.new["numFmts"]) + "</numFmts>", 1)
+            else:
+                block = f'<numFmts count="{len(self.new["numFmts"])}">' + "".join(self.new["numFmts"]) + "</numFmts>"
+                if m:
+                    xml = xml[: m.start()] + block + xml[m.end() :]
+                else:
+                    at = re.search(r"<styleSheet\b[^>]*>", xml).end()
+                    xml = xml[:at] + block + xml[at:]
+        self.pkg.parts[self.part] = xml.encode("utf-8")
+
+
+def _sheet_xml(spec: SheetSpec, styles: _Styles, code_name: str | None, with_drawing: bool) -> bytes:
+    """The worksheet XML of a generated sheet (inline strings: text is never a formula)."""
+    from openpyxl.styles import Alignment, Font
+    from openpyxl.utils import get_column_letter
+
+    from xl_ecom import sheets
+
+    title_s = styles.xf(sheets.TITLE_FONT, sheets.CENTER)
+    sub_s = styles.xf(sheets.SUBTITLE_FONT, sheets.LEFT)
+    head_s = styles.xf(sheets.HEADER_FONT, sheets.CENTER, border=sheets.BORDER, fill=sheets.HEADER_FILL)
+    bold = Font(name=sheets.BODY_FONT.name, size=sheets.BODY_FONT.sz, bold=True)
+    right = Alignment(horizontal="right", vertical="center")
+    kinds = {
+        "text": ("General", sheets.LEFT),
+        "center": ("General", sheets.CENTER),
+        "money": (sheets.MONEY_FORMAT, right),
+        "count": (sheets.COUNT_FORMAT, right),
+        "percent": (sheets.PERCENT_FORMAT, right),
+    }
+    body_s = {(k, tot): styles.xf(bold if tot else sheets.BODY_FONT, al, fmt, border=sheets.BORDER) for k, (fmt, al) in kinds.items() for tot in (False, True)}
+    letters = [get_column_letter(j) for j in range(1, max(spec.ncols, 30) + 1)]
+
+    escaped: dict[str, str] = {}
+
+    def text(v: str) -> str:
+        e = escaped.get(v)
+        if e is None:
+            e = escaped[v] = _esc(v)
+        return e
+
+    def cell(r: int, c: int, v, s: int) -> str:
+        ref = f"{letters[c - 1]}{r}"
+        if v is None or (isinstance(v, float) and v != v):
+            return f'<c r="{ref}" s="{s}"/>'
+        if isinstance(v, str):
+            return f'<c r="{ref}" s="{s}" t="inlineStr"><is><t xml:space="preserve">{text(v)}</t></is></c>'
+        return f'<c r="{ref}" s="{s}"><v>{_num_text(v)}</v></c>'
+
+    def body_row(r: int, row, ss) -> str:
+        out = []
+        for j, v in enumerate(row):
+            if v is None or v == "" or v.__class__ is float and v != v:
+                out.append(f'<c r="{letters[j]}{r}" s="{ss[j]}"/>')
+            elif v.__class__ is str:
+                out.append(f'<c r="{letters[j]}{r}" s="{ss[j]}" t="inlineStr"><is><t xml:space="preserve">{text(v)}</t></is></c>')
+            elif v.__class__ is int:
+                out.append(f'<c r="{letters[j]}{r}" s="{ss[j]}"><v>{v}</v></c>')
+            else:
+                out.append(f'<c r="{letters[j]}{r}" s="{ss[j]}"><v>{_num_text(v)}</v></c>')
+        return "".join(out)
+
+    rows: dict[int, str] = {}
+    heights: dict[int, float] = {1: 30, 2: 36}
+    rows[1] = cell(1, 1, spec.title, title_s)
+    rows[2] = cell(2, 1, spec.subtitle, sub_s)
+    merges = [f"A1:{letters[spec.ncols - 1]}1", f"A2:{letters[spec.ncols - 1]}2"] if spec.ncols > 1 else []
+    for b in spec.blocks:
+        width = max(len(h) for h in b.headers)
+        for i, hrow in enumerate(b.headers):
+            r = b.top + i
+            rows[r] = "".join(cell(r, j, v, head_s) for j, v in enumerate(hrow + [None] * (width - len(hrow)), start=1))
+            heights[r] = 32
+        for (r1, c1, r2, c2) in b.merges:
+            merges.append(f"{letters[c1 - 1]}{r1}:{letters[c2 - 1]}{r2}")
+        ntot = len(b.rows) - b.total_rows
+        col_s = [[body_s[(b.kinds[j] if j < len(b.kinds) else "text", tot)] for j in range(width)] for tot in (False, True)]
+        first = b.first_body_row
+        for i, row in enumerate(b.rows):
+            rows[first + i] = body_row(first + i, row, col_s[i >= ntot])
+    parts = ['<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n',
+             f'<worksheet xmlns="{_NS}" xmlns:r="{_R}">']
+    code = f' codeName="{_esc_attr(code_name)}"' if code_name else ""
+    parts.append(f'<sheetPr{code}><pageSetUpPr fitToPage="1"/></sheetPr>')
+    last_row = max(rows)
+    parts.append(f'<dimension ref="A1:{letters[spec.ncols - 1]}{last_row}"/>')
+    if spec.freeze:
+        m = _REF_RE.match(spec.freeze)
+        split = int(m.group(2)) - 1
+        parts.append(
+            f'<sheetViews><sheetView workbookViewId="0"><pane ySplit="{split}" topLeftCell="{spec.freeze}" activePane="bottomLeft" state="frozen"/>'
+            f'<selection pane="bottomLeft" activeCell="{spec.freeze}" sqref="{spec.freeze}"/></sheetView></sheetViews>'
+        )
+    else:
+        parts.append('<sheetViews><sheetView workbookViewId="0"/></sheetViews>')
+    parts.append('<sheetFormatPr defaultRowHeight="15"/>')
+    parts.append("<cols>" + "".join(f'<col min="{j}" max="{j}" width="{w}" customWidth="1"/>' for j, w in enumerate(spec.widths, start=1)) + "</cols>")
+    parts.append("<sheetData>")
+    for r in sorted(rows):
+        ht = f' ht="{heights[r]}" customHeight="1"' if r in heights else ""
+        parts.append(f'<row r="{r}"{ht}>{rows[r]}</row>')
+    parts.append("</sheetData>")
+    if merges:
+        parts.append(f'<mergeCells count="{len(merges)}">' + "".join(f'<mergeCell ref="{m}"/>' for m in merges) + "</mergeCells>")
+    parts.append('<printOptions horizontalCentered="1"/>')
+    parts.append('<pageMargins left="0.5" right="0.5" top="0.75" bottom="0.75" header="0.3" footer="0.3"/>')
+    parts.append('<pageSetup paperSize="9" orientation="landscape" fitToWidth="1" fitToHeight="0"/>')
+    parts.append('<headerFooter><oddFooter>&amp;C&amp;"仿宋,Regular"&amp;10第 &amp;P 页 共 &amp;N 页</oddFooter></headerFooter>')
+    if with_drawing:
+        parts.append('<drawing r:id="rId1"/>')
+    parts.append("</worksheet>")
+    return "".join(parts).encode("utf-8")
+
+
+def _chart_parts(spec: SheetSpec):
+    """(drawing xml from chart part names, [chart xml]) for the sheet's chart, serialised by openpyxl."""
+    from openpyxl import Workbook
+    from openpyxl.drawing.spreadsheet_drawing import SpreadsheetDrawing
+    from openpyxl.xml.functions import tostring
+
+    ch = spec.chart
+    ws = Workbook().active
+    ws.title = spec.name
+    chart = _bar_chart(ws, ch)
+    chart_xml = tostring(chart._write())
+
+    def drawing_xml(chart_names):
+        drawing = SpreadsheetDrawing()
+        chart._id = 1
+        drawing.charts.append(chart)
+        tree = drawing._write()
+        return tostring(tree)
+
+    return drawing_xml, [chart_xml]
+
+
+def _bar_chart(ws, ch: ChartSpec):
+    from openpyxl.chart import BarChart, Reference
+
+    chart = BarChart()
+    chart.type = "col"
+    chart.grouping = "clustered"
+    chart.title = ch.title
+    chart.y_axis.title = ch.y_title
+    chart.y_axis.numFmt = "0%"
+    chart.width = ch.width_cm
+    chart.height = ch.height_cm
+    cols = [sr[0] for sr in ch.series]
+    hrow, r2 = ch.series[0][1], ch.series[0][3]
+    chart.add_data(Reference(ws, min_col=min(cols), max_col=max(cols), min_row=hrow, max_row=r2), titles_from_data=True)
+    chart.set_categories(Reference(ws, min_col=ch.categories[0], min_row=ch.categories[1], max_row=ch.categories[2]))
+    chart.x_axis.delete = False
+    chart.y_axis.delete = False
+    chart.anchor = ch.anchor
+    return chart
+
+
+def _existing_code_name(pkg: Package, name: str) -> str | None:
+    if name not in pkg.sheet_names:
+        return None
+    head = pkg.parts[pkg.sheet_part(name)][:4000].decode("utf-8", "replace")
+    m = re.search(r'<sheetPr\b[^>]*\bcodeName="([^"]*)"', head)
+    return m.group(1) if m else None
+
+
+def write_package(pkg: Package, specs: Sequence[SheetSpec], updates: dict) -> None:
+    """Put the generated sheets and the annex 完成数 into the package (nothing else changes)."""
+    styles = _Styles(pkg)
+    after = layout.SHEET_ANNEX
+    for spec in sorted(specs, key=lambda sp: SHEET_ORDER.index(sp.name)):
+        extras = _chart_parts(spec) if spec.chart else None
+        xml = _sheet_xml(spec, styles, _existing_code_name(pkg, spec.name), bool(extras))
+        pkg.replace_sheet(spec.name, xml, after, extras)
+        pkg.set_print_titles(spec.name, spec.print_rows)
+        after = spec.name
+    styles.save()
+    pkg.set_numbers(layout.SHEET_ANNEX, updates)
+    pkg.full_calc_on_load()
 
 
 # ---------------------------------------------------------------------------------------------
