@@ -203,3 +203,13 @@ def test_cli(city, capsys, tmp_path):
     args = parser.parse_args(["validate", str(tmp_path / "无.xlsm")])
     assert args.func(args) == 2
     assert "不存在" in capsys.readouterr().out
+
+
+def test_award_cells_typed_over_are_reported(city):
+    put_rows(city, {"T_SALES": [["寿县", "寿县甲企业", None, 12_000_000, None, None, 99_999]]})
+    problems = validate.validate_workbook(city, include_plan=False)
+    assert [(p.sheet, p.cell, p.severity) for p in problems] == [("企业销售", "G4", validate.WARNING)]
+    assert "上行奖励(元)不是公式（现为“99999”）" in problems[0].message
+    # the same through an openpyxl workbook in formula mode
+    wb = openpyxl.load_workbook(city)
+    assert [(p.sheet, p.cell) for p in validate.validate_workbook(wb, include_plan=False)] == [("企业销售", "G4")]

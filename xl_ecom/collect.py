@@ -316,10 +316,18 @@ def check_folder(folder, plan: Plan | None = None, into: Path | None = None) -> 
 
 @dataclass
 class _Stored:
-    """A cell value read from the city workbook, written back as it was."""
+    """A cell value read from the city workbook, written back as it was (same value and type)."""
 
     value: object
-    formula: bool
+    data_type: str
+
+    def put(self, cell) -> None:
+        if self.data_type == "s":
+            safeio.write_cell_value(cell, self.value)
+        else:
+            cell.value = self.value  # numbers, dates, formulas the city clerk typed
+            if self.data_type == "e":
+                cell.data_type = "e"
 
 
 def _existing_rows(ws, table: InputTable) -> tuple[list[list[_Stored]], int]:
@@ -327,7 +335,7 @@ def _existing_rows(ws, table: InputTable) -> tuple[list[list[_Stored]], int]:
     ncol = len(table.columns)
     rows, last = [], layout.INPUT_FIRST_ROW - 1
     for r, cells in enumerate(ws.iter_rows(min_row=layout.INPUT_FIRST_ROW, max_col=ncol), start=layout.INPUT_FIRST_ROW):
-        stored = [_Stored(c.value, c.data_type == "f") for c in cells] + [_Stored(None, False)] * (ncol - len(cells))
+        stored = [_Stored(c.value, c.data_type) for c in cells] + [_Stored(None, "n")] * (ncol - len(cells))
         if all(s.value is None or (isinstance(s.value, str) and not s.value.strip()) for s in stored):
             continue
         rows.append(stored)
@@ -431,11 +439,7 @@ def write_table(ws, table: InputTable, rows: list, old_data_last: int | None = N
             elif isinstance(row, dict):
                 safeio.write_cell_value(cell, row.get(col.key))
             else:
-                stored = row[c - 1]
-                if stored.formula:
-                    cell.value = stored.value
-                else:
-                    safeio.write_cell_value(cell, stored.value)
+                row[c - 1].put(cell)
             if beyond:
                 if c in template:
                     cell._style = copy(template[c])

@@ -329,22 +329,34 @@ def check_header(ws, table: InputTable, file: str = "") -> list[Problem]:
     return out
 
 
-def _read_rows(ws, table: InputTable, formula_types: bool):
-    """(row number, {key: value}, {ref: formula}) for each row from INPUT_FIRST_ROW that has data."""
+def _read_rows(ws, table: InputTable, formula_types: bool, extra_cols: int = 0):
+    """(row number, {key: value}, {ref: formula}, extra cells) for each row from INPUT_FIRST_ROW
+    that has data; ``extra_cols`` more cells to the right (the award columns) come as cells."""
     ncol = len(table.columns)
     keys = [c.key for c in table.columns]
     data_cols = [i for i, c in enumerate(table.columns) if c.kind != "county"]
-    for r, cells in enumerate(ws.iter_rows(min_row=layout.INPUT_FIRST_ROW, max_col=ncol), start=layout.INPUT_FIRST_ROW):
-        values = [c.value for c in cells] + [None] * (ncol - len(cells))
+    for r, cells in enumerate(ws.iter_rows(min_row=layout.INPUT_FIRST_ROW, max_col=ncol + extra_cols), start=layout.INPUT_FIRST_ROW):
+        values = [c.value for c in cells[:ncol]] + [None] * (ncol - len(cells[:ncol]))
         if all(_blank(values[i]) for i in data_cols):
             continue
         formulas = {}
         if formula_types:
-            for c in cells:
+            for c in cells[:ncol]:
                 if c.data_type == "f":
                     formulas[c.coordinate] = str(c.value)
                     values[c.column - 1] = None
-        yield r, dict(zip(keys, values)), formulas
+        yield r, dict(zip(keys, values)), formulas, cells[ncol:]
+
+
+def _award_columns_present(ws, table: InputTable) -> list[tuple[int, object]]:
+    """(0-based offset after the input columns, award) for award columns whose header is in place."""
+    base = len(table.columns)
+    out = []
+    for j, award in enumerate(table.awards):
+        text = ws.cell(row=layout.INPUT_HEADER_ROW, column=base + 1 + j).value
+        if str(text or "").strip() == award.header:
+            out.append((j, award))
+    return out
 
 
 def check_table(
@@ -355,20 +367,32 @@ def check_table(
     file: str = "",
     expected_county: str | None = None,
     formulas: dict | None = None,
+    check_awards: bool = False,
 ) -> TableCheck:
     """Header, every row, duplicates.  ``formulas``: A1 ref -> formula of the sheet (untrusted files,
-    opened data_only); without it, formula cells of a formula-mode workbook are found by type."""
+    opened data_only); without it, formula cells of a formula-mode workbook are found by type.
+    ``check_awards``: an award cell of a data row that is not a formula (typed over) is a 警告."""
     result = TableCheck(table, ws.title)
     result.problems = check_header(ws, table, file)
     if result.problems:
         result.structure_ok = False
         return result
     by_type = formulas is None
-    for r, raw, found in _read_rows(ws, table, by_type):
+    awards = _award_columns_present(ws, table) if check_awards else []
+    extra = max((j + 1 for j, _ in awards), default=0)
+    for r, raw, found, extra_cells in _read_rows(ws, table, by_type, extra):
         f = found if by_type else formulas
-        result.rows.append(
-            check_row(table, r, raw, counties=counties, sheet=ws.title, file=file, expected_county=expected_county, formulas=f)
-        )
+        row = check_row(table, r, raw, counties=counties, sheet=ws.title, file=file, expected_county=expected_county, formulas=f)
+        for j, award in awards:
+            cell = extra_cells[j] if j < len(extra_cells) else None
+            ref = f"{get_column_letter(len(table.columns) + 1 + j)}{r}"
+            is_formula = (cell is not None and cell.data_type == "f") if by_type else ref in formulas
+            if not is_formula:
+                shown = "空白" if cell is None or cell.value is None else f"“{_shown(cell.value)}”"
+                row.problems.append(
+                    Problem(ws.title, ref, WARNING, f"{award.header}不是公式（现为{shown}），可能被手工改写；请用“刷新”或重新汇总恢复按方案计算的公式", file)
+                )
+        result.rows.append(row)
     mark_duplicates(table, result.rows, ws.title, file)
     return result
 
@@ -456,6 +480,8 @@ def validate_workbook(path_or_wb, plan: Plan | None = None, *, tables=TABLES, in
         wb = path_or_wb
     else:  # xlwings Book
         wb = _XlwingsBook(path_or_wb)
+    # award cells can be told from typed-over numbers in a file and in a formula-mode workbook
+    check_awards = formulas_by_sheet is not None or (hasattr(wb, "sheetnames") and not getattr(wb, "_data_only", False) and not isinstance(wb, _XlwingsBook))
     problems: list[Problem] = []
     for table in tables:
         if table.sheet not in wb.sheetnames:
@@ -463,7 +489,7 @@ def validate_workbook(path_or_wb, plan: Plan | None = None, *, tables=TABLES, in
             continue
         ws = wb[table.sheet]
         formulas = None if formulas_by_sheet is None else formulas_by_sheet.get(ws.title, {})
-        problems.extend(check_table(ws, table, counties=counties, formulas=formulas).all_problems())
+        problems.extend(check_table(ws, table, counties=counties, formulas=formulas, check_awards=check_awards).all_problems())
     if include_plan:
         problems.extend(plan_problems(plan))
     return problems
