@@ -317,3 +317,17 @@ def test_shared_formulas_as_excel_writes_them(tmp_path):
     ws = wb.active
     assert [ws[f"B{r}"].value for r in (1, 2, 3)] == [6, 8, None]
     assert wb.untrusted_report.formulas == {"Sheet": {"B1": "=A1*2", "B2": "=A2*2", "B3": "=A3*2"}}
+
+
+@pytest.mark.parametrize("member", ["xl/workbook.xml", "[Content_Types].xml", "xl/styles.xml", "_rels/.rels", "docProps/core.xml"])
+def test_a_dtd_in_any_part_is_refused(tmp_path, member):
+    """openpyxl parses these parts with lxml when it is installed (no defusedxml): the scan refuses them."""
+    src = _plain_xlsx(tmp_path / "a.xlsx")
+    with zipfile.ZipFile(src) as z:
+        data = z.read(member)
+    root = re.search(rb"<(?![?!])", data).start()
+    dtd = b'<!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+    bad = _replace_member(src, tmp_path / "b.xlsx", member, data[:root] + dtd + data[root:])
+    with pytest.raises(safeio.UntrustedFileError) as exc:
+        safeio.open_untrusted(bad)
+    assert member in str(exc.value) and "DTD" in str(exc.value)

@@ -7,7 +7,9 @@ Reading (:func:`open_untrusted`):
   uncompressed sizes (Python's zipfile never inflates a member beyond its declared size, so the
   declared sizes bound the work), compression ratio, duplicate or encrypted members;
 - every XML part's prolog is scanned: OOXML never uses a DTD, so a ``<!DOCTYPE`` (billion laughs,
-  external entities) refuses the file; openpyxl parses through defusedxml as a second line;
+  external entities) refuses the file, whichever part it is in.  This scan is the guarantee:
+  openpyxl reads worksheets through defusedxml's iterparse (a second line there), but with lxml
+  installed it parses the other parts with lxml (entities left unresolved, not refused);
 - macros are never run: openpyxl never executes VBA, and the VBA project, ActiveX controls,
   embedded objects, external links and data connections are not even loaded (each is reported);
 - values only: the workbook is opened with ``data_only=True`` (cached results; formulas in a
