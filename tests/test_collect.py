@@ -520,3 +520,40 @@ def test_award_formulas_moved_by_translation_equal_compiled_ones():
             formulas = collect.AwardFormulas(t, award, column, first)
             for r in (first, first + 1, first + 2, 57, 1000, 10_203):
                 assert formulas.at(r) == sheets.award_formula(t, award, r, first), (t.key, award.key, r)
+
+
+def test_collect_after_refresh_keeps_the_generated_parts(city, folder, county_bytes):
+    """build → collect → refresh → collect again (a county resubmits): the chart refresh made,
+    the VBA project and the ribbon all survive, and nothing is reported lost."""
+    from xl_ecom import refresh
+
+    fill(folder / "寿县.xlsx", county_bytes("寿县"), SHOU)
+    assert collect.collect(folder, into=city).exit_code == 0
+    refresh.refresh_workbook(city)
+    with zipfile.ZipFile(city) as z:
+        refreshed = sorted(n for n in z.namelist() if n.startswith(("xl/charts/", "xl/drawings/")) and "_rels" not in n)
+    assert refreshed, "refresh draws a chart"
+    fill(folder / "寿县.xlsx", county_bytes("寿县"), {"T_SALES": SHOU["T_SALES"][:1]})
+    report = collect.collect(folder, into=city)
+    assert report.exit_code == 0, report.to_text()
+    assert "寿县：“企业销售”原有2行，已替换为报来的1行" in report.changes
+    with zipfile.ZipFile(city) as z:
+        names = z.namelist()
+        assert sorted(n for n in names if n.startswith(("xl/charts/", "xl/drawings/")) and "_rels" not in n) == refreshed
+        assert xlsm.VBA_PROJECT_PART in names and xlsm.CUSTOM_UI_PART in names
+        assert any(r["Type"] == xlsm.CUSTOM_UI_REL_TYPE for r in xlsm._relationships(z.read(xlsm.PACKAGE_RELS_PART)))
+
+
+def test_a_part_openpyxl_cannot_keep_is_reported(city, folder, county_bytes):
+    with zipfile.ZipFile(city) as zin:
+        parts = [(i.filename, zin.read(i.filename)) for i in zin.infolist()]
+    with zipfile.ZipFile(city, "w", zipfile.ZIP_DEFLATED) as zout:
+        for name, data in parts:
+            zout.writestr(name, data)
+        zout.writestr("customXml/item1.xml", "<root/>")
+    fill(folder / "寿县.xlsx", county_bytes("寿县"), SHOU)
+    report = collect.collect(folder, into=city)
+    assert report.written and report.exit_code == 1
+    assert find(report, "目标任务分解表.xlsm", "警告", "customXml中的 .xml 部件（原1个，现0个）")
+    with zipfile.ZipFile(report.backup) as z:
+        assert "customXml/item1.xml" in z.namelist()  # the backup still has it

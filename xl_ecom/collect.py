@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import inspect
 import io
+from collections import Counter
 import re
 import zipfile
 from copy import copy
@@ -559,6 +560,18 @@ def _restore_ribbon(data: bytes, ribbon: dict[str, bytes]) -> bytes:
 _REBUILT = re.compile(r"^(xl/calcChain\.xml|xl/printerSettings/.*|docProps/thumbnail\..*)$")
 
 
+def _part_groups(names) -> Counter:
+    """Parts counted by folder and extension (openpyxl renumbers parts and relationship files when
+    it saves, so names alone would report renamed parts as lost)."""
+    groups: Counter = Counter()
+    for name in names:
+        if "_rels/" in name or _REBUILT.match(name):
+            continue
+        folder, _, file = name.rpartition("/")
+        groups[(folder, file.rpartition(".")[2].lower())] += 1
+    return groups
+
+
 def save_city_workbook(wb, path: Path, original: bytes) -> tuple[bytes, list[str]]:
     """The package to write for the city workbook: openpyxl's output with the ribbon restored and
     checked to hold the VBA project and the ribbon when the original did.  Returns (bytes, warnings)."""
@@ -575,8 +588,13 @@ def save_city_workbook(wb, path: Path, original: bytes) -> tuple[bytes, list[str
         raise CollectError(f"保存“{path.name}”时宏（vbaProject.bin）会丢失，已停止写入，原文件未改动")
     if set(ribbon) != set(ribbon_after):
         raise CollectError(f"保存“{path.name}”时功能区（customUI）会丢失，已停止写入，原文件未改动")
-    lost = sorted(n for n in old_names - new_names if not _REBUILT.match(n))
-    warnings = [f"保存时以下部件未能保留：{'、'.join(lost)}"] if lost else []
+    before, after = _part_groups(old_names), _part_groups(new_names)
+    lost = [
+        f"{folder or '根目录'}中的 .{ext} 部件（原{n}个，现{after.get((folder, ext), 0)}个）"
+        for (folder, ext), n in sorted(before.items())
+        if after.get((folder, ext), 0) < n
+    ]
+    warnings = [f"保存时以下内容未能全部保留：{'、'.join(lost)}；原文件已备份"] if lost else []
     return data, warnings
 
 
