@@ -32,6 +32,7 @@ from xl_ecom import layout
 from xl_ecom.errors import XlEcomError
 
 TITLE = "农村电商"
+LAST_UI = None  # the Ui of the latest entry run (its status texts and messages), for diagnosis
 MAX_LISTED = 15  # problems listed in a message box (the rest are counted)
 
 
@@ -55,6 +56,7 @@ class Ui:
         self.book = book
         self.messages: list[str] = []  # every status text shown, in order
         self.alerts: list[tuple[str, str]] = []
+        self._screen_off = False
 
     def status(self, text: str) -> None:
         self.messages.append(text)
@@ -77,18 +79,27 @@ class Ui:
             print(text, file=sys.stderr)
 
     def screen_updating(self, on: bool) -> None:
+        if on and not self._screen_off:
+            return
         try:
             self.book.app.screen_updating = on
         except Exception:
             pass
+        self._screen_off = not on
 
 
 def _run(book, action: str, work: Callable[[Any, Ui], Any]):
     """Run ``work(book, ui)``: status bar while it runs, a Chinese message box on any error.
 
     Returns what ``work`` returns, or None after an error."""
-    book = _caller(book)
-    ui = Ui(book)
+    global LAST_UI
+    try:
+        book = _caller(book)
+    except Exception as exc:  # not called from Excel (xw.Book.caller needs a calling workbook)
+        print(f"{action}：找不到调用它的 Excel 工作簿（{type(exc).__name__}）。请在 Excel 中点功能区按钮，"
+              f"或在命令行使用 xl-ecom 的对应命令。", file=sys.stderr)
+        return None
+    ui = LAST_UI = Ui(book)
     ui.status(f"{action}：开始……")
     try:
         return work(book, ui)
@@ -444,6 +455,8 @@ def _input_snapshot(book, tables):
             formulas = rng.formula  # Excel: per cell, "=..." for formulas
         except NotImplementedError:  # remote interpreter: formulas are not sent with the book
             formulas = None
+        if formulas is not None and (not isinstance(formulas, (list, tuple)) or not isinstance(formulas[0], (list, tuple))):
+            formulas = [formulas] if isinstance(formulas, (list, tuple)) else [[formulas]]
         for r, row in enumerate(values, start=1):
             for c, v in enumerate(row, start=1):
                 f = formulas[r - 1][c - 1] if formulas is not None else None

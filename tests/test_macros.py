@@ -1,0 +1,353 @@
+"""The ribbon entry points (xl_ecom.macros) driven through real xlwings objects.
+
+There is no Excel here, so the book is xlwings' own remote-interpreter Book, ``xw.Book(json=…)``
+(the engine xlwings Server / xlwings Lite run): the same ``xlwings.Book``/``Sheet``/``Range`` API
+the entries use under Excel, which records every write as an action (``book.json()``) instead of
+sending it to Excel.  The payload is made from the real city workbook (xl_ecom.build, filled with
+openpyxl); the recorded actions are replayed into a sheet model and compared, cell for cell, with
+what the CLI twin writes to the file.  xlwings PRO's remote engine is licensed here under the
+PolyForm Noncommercial licence (a government bureau's use is permitted), XLWINGS_LICENSE_KEY=noncommercial.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+import re
+import shutil
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+os.environ.setdefault("XLWINGS_LICENSE_KEY", "noncommercial")
+
+import xlwings as xw  # noqa: E402
+
+from xl_ecom import layout, macros, refresh  # noqa: E402
+from xl_ecom.policy import load_plan  # noqa: E402
+
+from test_refresh import BAD, FIXTURE, city_workbook, sheet_values  # noqa: E402
+
+PLAN = load_plan()
+
+
+# ---------------------------------------------------------------------------------------------
+# a remote-interpreter Book from a workbook file, and a replay of its recorded actions
+# ---------------------------------------------------------------------------------------------
+
+
+def _json_value(v):
+    if v is None:
+        return ""
+    if isinstance(v, dt.datetime):
+        return v.strftime("%Y-%m-%dT%H:%M:%S") + ".000Z"
+    if isinstance(v, dt.date):
+        return v.isoformat() + "T00:00:00.000Z"
+    return v
+
+
+def payload(path: Path, overrides: dict | None = None) -> dict:
+    """The JSON the xlwings client sends with a call: book name, sheets and their values."""
+    wb = openpyxl.load_workbook(path)
+    sheets = []
+    for ws in wb.worksheets:
+        rows = [[_json_value(c.value) for c in row] for row in ws.iter_rows()]
+        for (r, c), v in (overrides or {}).get(ws.title, {}).items():
+            while len(rows) < r:
+                rows.append([""] * (len(rows[0]) if rows else c))
+            for row in rows:
+                row.extend([""] * (c - len(row)))
+            rows[r - 1][c - 1] = _json_value(v)
+        sheets.append({"name": ws.title, "values": rows or [[]], "pictures": [], "tables": [], "charts": [],
+                       "shapes": [], "notes": [], "print_area": None})
+    return {
+        "client": "Microsoft Office Scripts",
+        "version": xw.__version__,
+        "book": {"name": str(path), "active_sheet_index": 0, "selection": "A1"},
+        "names": [],
+        "sheets": sheets,
+    }
+
+
+def remote_book(path: Path, overrides: dict | None = None):
+    return xw.Book(json=payload(path, overrides))
+
+
+def _client_value(v):
+    """A value as Excel stores it after the client writes it: the engine sends dates as ISO text,
+    which Excel enters as dates."""
+    if isinstance(v, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2})?", v):
+        return dt.datetime.fromisoformat(v)
+    return v
+
+
+class Replay:
+    """What the recorded actions do to the workbook: sheet order, cell values, merges, charts."""
+
+    def __init__(self, book_payload: dict, actions: list[dict]):
+        self.names = [s["name"] for s in book_payload["sheets"]]
+        self.values: dict[str, dict] = {}
+        for s in book_payload["sheets"]:
+            grid = {}
+            for r, row in enumerate(s["values"], start=1):
+                for c, v in enumerate(row, start=1):
+                    if v != "":
+                        grid[(r, c)] = v
+            self.values[s["name"]] = grid
+        self.charts: dict[str, list] = {}
+        self.merges: dict[str, list] = {}
+        self.funcs = [a["func"] for a in actions]
+        self.alerts = [a["args"][0] for a in actions if a["func"] == "alert"]
+        for a in actions:
+            f = a["func"]
+            if f == "addSheet":
+                ix, name = a["args"]
+                self.names.insert(ix, name)
+                self.values[name] = {}
+                continue
+            if f == "sheetDelete":
+                name = self.names.pop(a["sheet_position"])
+                self.values.pop(name, None)
+                continue
+            if a.get("sheet_position") is None:
+                continue
+            name = self.names[a["sheet_position"]]
+            if f in ("sheetClear", "sheetClearContents"):
+                self.values[name] = {}
+            elif f == "setValues":
+                r0, c0 = a["start_row"] + 1, a["start_column"] + 1
+                for i, row in enumerate(a["values"]):
+                    for j, v in enumerate(row):
+                        if v == "" or v is None:
+                            self.values[name].pop((r0 + i, c0 + j), None)
+                        else:
+                            self.values[name][(r0 + i, c0 + j)] = _client_value(v)
+            elif f == "addChart":
+                self.charts.setdefault(name, []).append(a["args"])
+            elif f == "rangeMerge":
+                self.merges.setdefault(name, []).append((a["start_row"] + 1, a["start_column"] + 1, a["row_count"], a["column_count"]))
+
+
+def normalised(grid: dict) -> dict:
+    out = {}
+    for k, v in grid.items():
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        out[k] = v
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# 刷新
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory):
+    return city_workbook(tmp_path_factory.mktemp("macros"))
+
+
+def test_refresh_in_excel_writes_what_the_cli_writes(filled, tmp_path):
+    book = remote_book(filled)
+    result = macros.refresh(book=book)
+    assert result is not None, macros.LAST_UI.alerts
+    replay = Replay(payload(filled), book.json()["actions"])
+    # the CLI twin on a copy of the same file
+    cli_copy = tmp_path / filled.name
+    shutil.copy(filled, cli_copy)
+    refresh.refresh_workbook(cli_copy, backup=False)
+    cli = openpyxl.load_workbook(cli_copy)
+    assert replay.names == cli.sheetnames  # the generated sheets land in the same places
+    for name in refresh.GENERATED_SHEETS:
+        assert normalised(replay.values[name]) == normalised(sheet_values(cli[name])), name
+    # the annex: only the 完成数 cells of the county rows were written
+    writes = [a for a in book.json()["actions"] if a["func"] == "setValues" and a["sheet_position"] == replay.names.index(layout.SHEET_ANNEX)]
+    first, _, _ = layout.annex_rows(len(PLAN.counties))
+    cells = {(a["start_row"] + 1, a["start_column"] + 1) for a in writes}
+    assert cells == {(first + i, layout.annex_col(b, "完成数")) for i in range(len(PLAN.counties)) for b in range(len(PLAN.annex_columns))}
+    for (r, c) in cells:
+        assert replay.values[layout.SHEET_ANNEX][(r, c)] == cli[layout.SHEET_ANNEX].cell(row=r, column=c).value
+    # nothing else: no input table, 设置 or 通讯录 is written
+    touched = {replay.names[a["sheet_position"]] for a in book.json()["actions"] if a.get("sheet_position") is not None}
+    assert touched == set(refresh.GENERATED_SHEETS) | {layout.SHEET_ANNEX}
+    # a native chart over the progress block, and a message for the clerk
+    assert len(replay.charts[layout.SHEET_PROGRESS]) == 1
+    args = replay.charts[layout.SHEET_PROGRESS][0]
+    assert args[1] == "ColumnClustered" and args[2] == layout.SHEET_PROGRESS
+    assert replay.alerts and replay.alerts[-1].startswith("刷新完成")
+    # official number formats on the generated sheets: money columns of 奖补明细, percentages of 完成情况
+    formats = {(replay.names[a["sheet_position"]], a["start_column"] + 1, a["args"][0])
+               for a in book.json()["actions"] if a["func"] == "setNumberFormat"}
+    assert (layout.SHEET_AWARDS, 8, "#,##0.00") in formats
+    assert (layout.SHEET_PROGRESS, 4, "0.0%") in formats
+    # status bar texts, in order (the remote engine has no status bar: the texts are recorded)
+    msgs = macros.LAST_UI.messages
+    assert msgs[0] == "刷新：开始……"
+    assert any(m.startswith("刷新：读取“企业销售”（1/9）") for m in msgs)
+    assert any("写入“完成情况”" in m for m in msgs)
+
+
+def test_refresh_in_excel_uses_the_values_excel_shows(filled):
+    """Excel hands over computed values: a formula typed in an input cell is read as its value
+    there (the CLI, which cannot compute formulas, reports it instead)."""
+    row = layout.INPUT_FIRST_ROW + len(FIXTURE["T_POOR_SITE"])
+    book = remote_book(filled, {"贫困村网点": {(row, 1): "寿县", (row, 2): "三号网点", (row, 4): 120000.0}})
+    result = macros.refresh(book=book)
+    assert result is not None
+    got = result.awards[(result.awards["sheet"] == "贫困村网点") & (result.awards["row"] == row)]
+    assert got["cents"].tolist() == [1_000_000]
+
+
+def test_refresh_in_excel_reports_bad_input_and_writes_nothing(tmp_path):
+    path = city_workbook(tmp_path, BAD)
+    book = remote_book(path)
+    assert macros.refresh(book=book) is None
+    actions = book.json()["actions"]
+    assert [a["func"] for a in actions] == ["alert"]
+    text = actions[0]["args"][0]
+    assert actions[0]["args"][1] == macros.TITLE
+    assert text.startswith("刷新未完成")
+    assert "“企业销售”单元格 D4" in text and "一千万" in text
+    assert "“促销活动”单元格 A4" in text
+    assert "Traceback" not in text
+
+
+def test_refresh_second_time_reuses_the_generated_sheets(filled):
+    book = remote_book(filled)
+    macros.refresh(book=book)
+    first = Replay(payload(filled), book.json()["actions"])
+    # a book that already has the generated sheets (as Excel would after the first refresh)
+    data = payload(filled)
+    for name in refresh.SHEET_ORDER[::-1]:
+        grid = first.values[name]
+        rmax = max(r for r, _ in grid)
+        cmax = max(c for _, c in grid)
+        values = [[grid.get((r, c), "") for c in range(1, cmax + 1)] for r in range(1, rmax + 1)]
+        ix = [s["name"] for s in data["sheets"]].index(layout.SHEET_ANNEX) + 1
+        data["sheets"].insert(ix, {"name": name, "values": values, "pictures": [], "tables": [], "charts": [], "shapes": [], "notes": [], "print_area": None})
+    book2 = xw.Book(json=data)
+    assert macros.refresh(book=book2) is not None
+    funcs = [a["func"] for a in book2.json()["actions"]]
+    assert "addSheet" not in funcs and funcs.count("sheetClear") == 3
+    again = Replay(data, book2.json()["actions"])
+    for name in refresh.GENERATED_SHEETS:
+        assert again.values[name] == first.values[name]
+
+
+def test_entry_outside_excel_says_so_without_a_traceback(capsys):
+    assert macros.refresh() is None
+    err = capsys.readouterr().err
+    assert "找不到调用它的 Excel 工作簿" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------------------------
+# 校验数据, 生成部门任务表, 生成县区工作簿, 汇总县区报表, 发送邮件
+# ---------------------------------------------------------------------------------------------
+
+
+def test_validate_in_excel_writes_the_validation_sheet(tmp_path):
+    from xl_ecom import validate
+
+    path = city_workbook(tmp_path, BAD)
+    book = remote_book(path)
+    problems = macros.validate(book=book)
+    cli = validate.validate_workbook(path)
+    assert [(p.sheet, p.cell, p.message) for p in problems] == [(p.sheet, p.cell, p.message) for p in cli]
+    replay = Replay(payload(path), book.json()["actions"])
+    sheet = replay.values[layout.SHEET_VALIDATION]
+    listed = {(sheet.get((r, 4)), sheet.get((r, 5))) for r in range(4, 4 + len(problems))}
+    assert ("企业销售", "D4") in listed and ("促销活动", "A4") in listed
+    assert "错误" in replay.alerts[-1]
+
+
+def _settings_override(path: Path, out: Path) -> dict:
+    wb = openpyxl.load_workbook(path)
+    ws = wb["设置"]
+    row = next(r for r in range(1, ws.max_row + 1) if ws.cell(row=r, column=1).value == "输出文件夹")
+    return {"设置": {(row, 2): str(out)}}
+
+
+def test_make_departments_in_excel_writes_the_cli_files(filled, tmp_path):
+    from xl_ecom import departments
+
+    out = tmp_path / "输出"
+    book = remote_book(filled, _settings_override(filled, out))
+    paths = macros.make_departments(book=book)
+    assert paths and all(p.parent == out / departments.SUBDIR for p in paths)
+    twin = departments.make_department_sheets(tmp_path / "cli", on=dt.date(2020, 12, 31))
+    assert [p.name for p in paths] == [p.name for p in twin]
+    for a, b in zip(paths, twin):
+        assert a.read_bytes() == b.read_bytes(), a.name
+    alerts = Replay(payload(filled), book.json()["actions"]).alerts
+    assert alerts[-1].startswith(f"已生成部门任务表{len(paths)}个")
+
+
+def test_make_counties_in_excel_writes_the_cli_files(filled, tmp_path):
+    from xl_ecom import counties
+
+    out = tmp_path / "输出"
+    book = remote_book(filled, _settings_override(filled, out))
+    paths = macros.make_counties(book=book)
+    assert len(paths) == len(PLAN.counties)
+    twin = counties.make_county_workbooks(tmp_path / "cli", on=dt.date(2020, 12, 31))
+    assert sorted(p.name for p in paths) == sorted(p.name for p in twin)
+    for a in paths:
+        b = next(p for p in twin if p.name == a.name)
+        wa, wb_ = openpyxl.load_workbook(a), openpyxl.load_workbook(b)
+        assert wa.sheetnames == wb_.sheetnames
+        for name in wa.sheetnames:
+            assert sheet_values(wa[name]) == sheet_values(wb_[name]), (a.name, name)
+
+
+def test_collect_in_excel_merges_what_the_cli_merges(tmp_path):
+    from xl_ecom import collect as collect_mod
+    from xl_ecom import counties
+
+    from test_roundtrip import fill_county_workbook, fixture_for
+
+    city = city_workbook(tmp_path, None)
+    blank = counties.make_county_workbooks(tmp_path / "gen")
+    folder = tmp_path / "报回"
+    folder.mkdir()
+    for p in blank[:3]:
+        county = next(c for c in PLAN.counties if c in p.stem)
+        fill_county_workbook(p, fixture_for(county), folder / p.name)
+    book = remote_book(city)
+    report = macros.collect(book=book, folder=folder)
+    assert report is not None and report.written, macros.LAST_UI.alerts
+    replay = Replay(payload(city), book.json()["actions"])
+    twin_city = tmp_path / "twin.xlsm"
+    shutil.copy(city, twin_city)
+    twin = collect_mod.collect(folder, into=twin_city)
+    assert twin.written
+    cli = openpyxl.load_workbook(twin_city)
+    from xl_ecom.tables import TABLES
+
+    for t in TABLES:
+        n = len(t.columns)
+        got = {k: v for k, v in normalised(replay.values[t.sheet]).items() if k[0] >= layout.INPUT_FIRST_ROW and k[1] <= n}
+        want = {k: v for k, v in normalised(sheet_values(cli[t.sheet])).items() if k[0] >= layout.INPUT_FIRST_ROW and k[1] <= n}
+        got = {k: (v.replace(tzinfo=None) if isinstance(v, dt.datetime) else v) for k, v in got.items()}
+        assert got == want, t.sheet
+    assert "已汇总" in replay.alerts[-1] and "尚未保存" in replay.alerts[-1]
+
+
+def test_collect_in_excel_without_the_folder_creates_it_and_explains(filled, tmp_path):
+    out = tmp_path / "输出"
+    book = remote_book(filled, _settings_override(filled, out))
+    assert macros.collect(book=book) is None
+    assert (out / macros.COLLECT_SUBDIR).is_dir()
+    alerts = Replay(payload(filled), book.json()["actions"]).alerts
+    assert str(out / macros.COLLECT_SUBDIR) in alerts[-1]
+
+
+def test_send_mail_in_excel_reports_missing_server_in_chinese(filled, tmp_path):
+    out = tmp_path / "输出"
+    (out / "部门任务表").mkdir(parents=True)
+    book = remote_book(filled, _settings_override(filled, out))
+    assert macros.send_mail(book=book) is None
+    alerts = Replay(payload(filled), book.json()["actions"]).alerts
+    assert alerts and all("Traceback" not in a for a in alerts)
+    assert any("发件人邮箱" in a for a in alerts), alerts  # mail's own check of 设置, shown as a message box
