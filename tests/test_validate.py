@@ -212,4 +212,8 @@ def test_award_cells_typed_over_are_reported(city):
     assert "上行奖励(元)不是公式（现为“99999”）" in problems[0].message
     # the same through an openpyxl workbook in formula mode
     wb = openpyxl.load_workbook(city)
-    assert [(p.sheet, p.cell) for p in validate.validate_workbook(wb, include_plan=False)] == [("企业销售", "G4")]
+    assert [(p.sheet, p.cell) for p in validate.validate_workbook(wb, include_plan=False, check_awards=True)] == [("企业销售", "G4")]
+    # workbook objects may be value snapshots: no award check unless asked for
+    assert validate.validate_workbook(wb, include_plan=False) == []
+    values_only = openpyxl.load_workbook(city, data_only=True)
+    assert validate.validate_workbook(values_only, include_plan=False, check_awards=True) == []

@@ -463,10 +463,12 @@ def write_table(ws, table: InputTable, rows: list, old_data_last: int | None = N
         _extend_validations(ws, first, table_last, new_last, ncol)
 
 
-def merge_into_workbook(wb, report: CollectReport, plan: Plan | None = None) -> list[str]:
+def merge_into_workbook(wb, report: CollectReport, plan: Plan | None = None, options: dict | None = None) -> list[str]:
     """Merge the files that can be merged into an openpyxl workbook; returns the change lines.
 
-    A county's rows are replaced table by table with the rows of its returned file."""
+    A county's rows are replaced table by table with the rows of its returned file.  ``options``:
+    extra arguments for :func:`xl_ecom.sheets.award_formula` (default: :func:`formula_options` of
+    ``wb``, i.e. its 设置 policy date once the compiler takes one)."""
     plan = plan or load_plan()
     files = [f for f in report.files if f.mergeable]
     # the city workbook must have every input table with the expected header
@@ -477,7 +479,7 @@ def merge_into_workbook(wb, report: CollectReport, plan: Plan | None = None) -> 
         if bad:
             raise CollectError(f"市级工作簿的录入表“{table.sheet}”结构已改动：{bad[0].cell} {bad[0].message}")
     changes: list[str] = []
-    options = formula_options(wb)
+    options = formula_options(wb) if options is None else options
     replaced = {f.county for f in files}
     order = {c: i for i, c in enumerate(plan.counties)}
     for table in TABLES:

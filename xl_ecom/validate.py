@@ -464,12 +464,23 @@ def plan_problems(plan: Plan | None = None) -> list[Problem]:
     return out
 
 
-def validate_workbook(path_or_wb, plan: Plan | None = None, *, tables=TABLES, include_plan: bool = True) -> list[Problem]:
+def validate_workbook(
+    path_or_wb,
+    plan: Plan | None = None,
+    *,
+    tables=TABLES,
+    include_plan: bool = True,
+    check_awards: bool | None = None,
+) -> list[Problem]:
     """Every problem in the input tables of the city workbook, then the plan's own warnings.
 
     ``path_or_wb``: a path (opened for values, through the untrusted-file checks: formulas are
     reported with their saved results), an openpyxl Workbook, or an xlwings Book (the values Excel
-    shows)."""
+    shows).
+
+    ``check_awards``: report award cells that are not formulas (typed over).  By default on for a
+    path (formulas are read from the file) and off for workbook objects, which may be snapshots
+    holding values only; pass True for an openpyxl workbook loaded with its formulas."""
     plan = plan or load_plan()
     counties = plan.counties
     formulas_by_sheet = None
@@ -480,8 +491,10 @@ def validate_workbook(path_or_wb, plan: Plan | None = None, *, tables=TABLES, in
         wb = path_or_wb
     else:  # xlwings Book
         wb = _XlwingsBook(path_or_wb)
-    # award cells can be told from typed-over numbers in a file and in a formula-mode workbook
-    check_awards = formulas_by_sheet is not None or (hasattr(wb, "sheetnames") and not getattr(wb, "_data_only", False) and not isinstance(wb, _XlwingsBook))
+    if check_awards is None:
+        check_awards = formulas_by_sheet is not None
+    if formulas_by_sheet is None and (getattr(wb, "_data_only", False) or isinstance(wb, _XlwingsBook)):
+        check_awards = False  # values only: a formula cannot be told from a typed number
     problems: list[Problem] = []
     for table in tables:
         if table.sheet not in wb.sheetnames:
