@@ -557,3 +557,23 @@ def test_a_part_openpyxl_cannot_keep_is_reported(city, folder, county_bytes):
     assert find(report, "目标任务分解表.xlsm", "警告", "customXml中的 .xml 部件（原1个，现0个）")
     with zipfile.ZipFile(report.backup) as z:
         assert "customXml/item1.xml" in z.namelist()  # the backup still has it
+
+
+def test_a_blank_returned_workbook_never_wipes_a_county(city, folder, county_bytes):
+    fill(folder / "寿县.xlsx", county_bytes("寿县"), SHOU)
+    assert collect.collect(folder, into=city).exit_code == 0
+    fill(folder / "寿县.xlsx", county_bytes("寿县"), {})
+    report = collect.collect(folder, into=city)
+    assert find(report, "寿县.xlsx", "警告", "没有填写任何数据，未汇总")
+    assert report.files[0].status == collect.NOT_MERGED and not report.written
+    assert rows_of(city, "T_SALES") == SHOU["T_SALES"]
+
+
+def test_rows_with_errors_are_counted_in_the_change_lines(city, folder, county_bytes):
+    fill(folder / "寿县.xlsx", county_bytes("寿县"), SHOU)
+    assert collect.collect(folder, into=city).exit_code == 0
+    fill(folder / "寿县.xlsx", county_bytes("寿县"), {"T_SALES": [["寿县", "新企业", None, -1, None, None]], "T_DEMO": SHOU["T_DEMO"]})
+    report = collect.collect(folder, into=city)
+    assert "寿县：“企业销售”原有2行，已替换为报来的0行；另有1行有错未汇总（见上）" in report.changes
+    assert "寿县：“促销活动”原有2行，已替换为报来的0行（报表中该表为空，原有行已删除）" in report.changes
+    assert rows_of(city, "T_SALES") == [] and rows_of(city, "T_DEMO") == SHOU["T_DEMO"]

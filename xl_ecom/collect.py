@@ -14,7 +14,9 @@ What a clerk can rely on:
 - **a county's returned workbook replaces that county's rows** in the city workbook, table by
   table (a resubmitted report supersedes the earlier one); the report says, per county and table,
   how many rows were there and how many are now; rows of other counties and rows without a county
-  are kept where they are; the previous workbook is kept as a dated backup beside it;
+  are kept where they are; the previous workbook is kept as a dated backup beside it; a returned
+  workbook with no data at all is not merged (a blank file attached by mistake never wipes a
+  county), and rows left out for errors are counted in the change lines;
 - text beginning with = + - @ is written as text, never as a formula;
 - the city .xlsm keeps its VBA project and its ribbon; it is written atomically and not at all
   while Excel has it open (``~$`` lock file).
@@ -64,6 +66,7 @@ class FileResult:
     problems: list[Problem] = field(default_factory=list)  # file-level
     checks: dict[str, TableCheck] = field(default_factory=dict)  # table key -> check
     notes: list[str] = field(default_factory=list)
+    empty: bool = False  # no data row at all: not merged (a blank workbook never wipes a county)
 
     @property
     def name(self) -> str:
@@ -81,7 +84,12 @@ class FileResult:
 
     @property
     def mergeable(self) -> bool:
-        return not any(p.is_error for p in self.problems) and all(c.structure_ok for c in self.checks.values()) and bool(self.county)
+        return (
+            not self.empty
+            and not any(p.is_error for p in self.problems)
+            and all(c.structure_ok for c in self.checks.values())
+            and bool(self.county)
+        )
 
     def accepted_rows(self, table_key: str) -> list[dict]:
         check = self.checks.get(table_key)
@@ -247,6 +255,11 @@ def check_file(path: Path, plan: Plan) -> FileResult:
         result.reject("表格结构已改动（见上面的表头问题），整个文件未汇总")
 
     wb.close()
+    if result.mergeable and not any(c.rows for c in result.checks.values()):
+        result.empty = True
+        result.problems.append(
+            Problem("", "", WARNING, "报表中没有填写任何数据，未汇总；市级工作簿中该县区原有的数据保持不变", path.name)
+        )
     return result
 
 
@@ -509,14 +522,21 @@ def merge_into_workbook(wb, report: CollectReport, plan: Plan | None = None, opt
         for county in sorted(replaced - placed, key=lambda c: order.get(c, 99)):
             merged.extend(new_by_county[county])
         write_table(ws, table, merged, old_data_last, options)
+        rejected = {f.county: len(f.checks[table.key].rejected) if table.key in f.checks else 0 for f in files}
         for county in sorted(replaced, key=lambda c: order.get(c, 99)):
             old, new = old_counts.get(county, 0), len(new_by_county[county])
-            if old and old == new:
-                changes.append(f"{county}：“{table.sheet}”原有{old}行，已替换为报来的{new}行")
-            elif old:
-                changes.append(f"{county}：“{table.sheet}”原有{old}行，已替换为报来的{new}行" + ("（报表中该表为空，原有行已删除）" if new == 0 else ""))
+            if old:
+                line = f"{county}：“{table.sheet}”原有{old}行，已替换为报来的{new}行"
+                if new == 0 and not rejected[county]:
+                    line += "（报表中该表为空，原有行已删除）"
             elif new:
-                changes.append(f"{county}：“{table.sheet}”新增{new}行")
+                line = f"{county}：“{table.sheet}”新增{new}行"
+            else:
+                line = ""
+            if line and rejected[county]:
+                line += f"；另有{rejected[county]}行有错未汇总（见上）"
+            if line:
+                changes.append(line)
     for f in files:
         f.status = MERGED
     return changes
