@@ -175,7 +175,9 @@ def test_merged_workbook_recalculates_to_the_engine_figures(city, folder, county
 
     fill(folder / "寿县.xlsx", county_bytes("寿县"), SHOU)
     fill(folder / "凤台县.xlsx", county_bytes("凤台县"), FENGTAI)
-    assert collect.collect(folder, into=city).exit_code == 0
+    injected = [["大通区", "=1+1", "省级电商示范村", '=HYPERLINK("http://evil.example","x")']]
+    fill(folder / "大通区.xlsx", county_bytes("大通区"), {"T_DEMO": injected})
+    assert collect.collect(folder, into=city).exit_code == 1  # the injection warnings
     xlsx = tmp_path / "calc.xlsx"
     with zipfile.ZipFile(city) as z:  # LibreOffice converts the macro workbook as is
         xlsx.write_bytes(city.read_bytes())
@@ -202,6 +204,10 @@ def test_merged_workbook_recalculates_to_the_engine_figures(city, folder, county
     got = [wb[tp.sheet].cell(row=layout.INPUT_FIRST_ROW + i, column=len(tp.columns) + 1).value for i in range(2)]
     assert [round(g * 100) for g in got] == expected
     assert checked >= 10
+    # LibreOffice shows the injected text as text: nothing evaluated
+    demo = wb[table("T_DEMO").sheet]
+    row = layout.INPUT_FIRST_ROW + len(SHOU["T_DEMO"])
+    assert [demo.cell(row=row, column=c).value for c in (1, 2, 4)] == ["大通区", "=1+1", '=HYPERLINK("http://evil.example","x")']
 
 
 # --- existing rows in the city workbook ---------------------------------------------------------------
