@@ -179,8 +179,7 @@ def test_merged_workbook_recalculates_to_the_engine_figures(city, folder, county
     fill(folder / "大通区.xlsx", county_bytes("大通区"), {"T_DEMO": injected})
     assert collect.collect(folder, into=city).exit_code == 1  # the injection warnings
     xlsx = tmp_path / "calc.xlsx"
-    with zipfile.ZipFile(city) as z:  # LibreOffice converts the macro workbook as is
-        xlsx.write_bytes(city.read_bytes())
+    xlsx.write_bytes(city.read_bytes())  # LibreOffice converts the macro workbook as it is
     (out,) = libreoffice.recalculated([xlsx], tmp_path / "lo")
     wb = openpyxl.load_workbook(out, data_only=True)
     checked = 0

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import io
-import os
 from pathlib import Path
 
 import openpyxl

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import inspect
 import io
-from collections import Counter
 import re
 import zipfile
+from collections import Counter
 from copy import copy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,7 +126,8 @@ class CollectReport:
         return 1 if self.all_problems() else 0
 
     def rows(self) -> dict[str, dict[str, list[dict]]]:
-        """table key -> county -> accepted rows (clean values by column key), merged files only."""
+        """table key -> county -> accepted rows (clean values by column key) of the files merged
+        (or, without --into, the files that would be)."""
         out: dict[str, dict[str, list[dict]]] = {t.key: {} for t in TABLES}
         for f in self.files:
             if f.status in (MERGED, READY):
