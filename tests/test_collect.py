@@ -582,3 +582,11 @@ def test_rows_with_errors_are_counted_in_the_change_lines(city, folder, county_b
     assert "寿县：“企业销售”原有2行，已替换为报来的0行；另有1行有错未汇总（见上）" in report.changes
     assert "寿县：“促销活动”原有2行，已替换为报来的0行（报表中该表为空，原有行已删除）" in report.changes
     assert rows_of(city, "T_SALES") == [] and rows_of(city, "T_DEMO") == SHOU["T_DEMO"]
+
+
+def test_a_sheet_reaching_far_down_is_refused(city, folder, county_bytes):
+    """One stray cell in row 1,000,000 would make every reader walk a million empty rows."""
+    fill(folder / "寿县.xlsx", county_bytes("寿县"), SHOU, edit=lambda wb: wb[table("T_EXPO").sheet].cell(row=1_000_000, column=2, value="x"))
+    report = collect.collect(folder, into=city)
+    assert find(report, "寿县.xlsx", "展销活动", "用到了第1000000行，超过县区报表的上限100000行")
+    assert not report.written

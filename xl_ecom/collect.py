@@ -46,6 +46,7 @@ from xl_ecom.tables import TABLES, InputTable
 from xl_ecom.validate import ERROR, WARNING, Problem, TableCheck, check_header, check_table
 
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
+MAX_ROWS = 100_000  # rows per input sheet of one returned county workbook (10,000 is a big county)
 OLD_SUFFIXES = (".xls", ".et", ".ods", ".csv")
 
 MERGED = "已汇总"
@@ -243,6 +244,13 @@ def check_file(path: Path, plan: Plan) -> FileResult:
         if table.sheet not in wb.sheetnames:
             continue
         ws = wb[table.sheet]
+        if ws.max_row > MAX_ROWS:
+            result.reject(
+                f"工作表“{ws.title}”用到了第{ws.max_row}行，超过县区报表的上限{MAX_ROWS}行，疑为异常文件，整个文件未汇总；"
+                "请删除表格下方多余的内容后再报送",
+                ws.title,
+            )
+            continue
         check = check_table(
             ws,
             table,
