@@ -316,8 +316,17 @@ def test_progress_against_the_annex(refreshed):
     texts = [progress.cell(row=r, column=2).value for r in range(1, progress.max_row + 1)]
     for t in PLAN.targets:
         assert t.text in texts
+    header = texts.index("目标（方案原文）") + 1
+    col = {progress.cell(row=header, column=c).value: c for c in range(1, progress.max_column + 1) if progress.cell(row=header, column=c).value}
     row = texts.index(PLAN.target("T_UPLINK_ENTERPRISES").text) + 1
-    assert progress.cell(row=row, column=7).value == "已达到"
+    assert progress.cell(row=row, column=col["是否达到"]).value == "已达到"
+    assert progress.cell(row=row, column=col["实际完成"]).value == 4
+    # a rate shows as a percentage and money as money, not as a rounded count
+    rate_row = texts.index(PLAN.target("T_EMPLOYMENT_RATE").text) + 1
+    assert progress.cell(row=rate_row, column=col["目标值"]).number_format == "0.0%"
+    money_row = texts.index(PLAN.target("T_ONLINE_SALES").text) + 1
+    assert progress.cell(row=money_row, column=col["实际完成"]).number_format == "#,##0.00"
+    assert f"B{row}:E{row}" in {str(r) for r in progress.merged_cells.ranges}
 
 
 def test_progress_chart_is_a_native_bar_chart_of_the_counties(refreshed):

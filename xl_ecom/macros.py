@@ -21,7 +21,6 @@ The module imports xlwings lazily so the rest of the package does not depend on 
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 import traceback
 import warnings
@@ -266,6 +265,10 @@ def _render(sheet, spec) -> None:
                 fmt = _FORMATS.get(kind)
                 if fmt:
                     sheet.range((b.first_body_row, j), (b.last_row, j)).number_format = fmt
+            for (i, j), kind in sorted(b.overrides.items()):
+                sheet.range((b.first_body_row + i, j + 1)).number_format = _FORMATS.get(kind, "General")
+            if b.row_height:
+                sheet.range((b.first_body_row, 1), (b.last_row, 1)).row_height = b.row_height
             if b.total_rows:
                 sheet.range((b.last_row - b.total_rows + 1, 1), (b.last_row, width)).font.bold = True
     if spec.chart:

@@ -1,25 +1,32 @@
 """刷新 (``xl-ecom refresh WORKBOOK``): recompute everything generated from the plan and the input tables.
 
-One implementation, three layers:
+One implementation, three layers, used by the CLI (on the file) and by the ribbon (through xlwings,
+:mod:`xl_ecom.macros`):
 
 1. **read** the input tables into DataFrames (one per :data:`xl_ecom.tables.TABLES` sheet: header
-   at ``layout.INPUT_HEADER_ROW``, data from ``layout.INPUT_FIRST_ROW``, fully blank rows skipped),
-   either from an openpyxl workbook (:func:`read_tables`) or from plain rows of cell values
-   (:func:`frames_from_rows`, used by the xlwings layer in :mod:`xl_ecom.macros`);
+   at ``layout.INPUT_HEADER_ROW``, data from ``layout.INPUT_FIRST_ROW``, fully blank rows skipped)
+   from rows of cell values (:func:`frames_from_rows`): the CLI gets them from the package
+   (:meth:`Package.rows`, which reads what openpyxl reads, several times faster), Excel from
+   xlwings ranges, tests also from openpyxl (:func:`read_tables`);
 2. **compute** (:func:`compute`): check every value (sheet, cell and a Chinese reason for each bad
-   one), then the awards per row with the vectorised engine (``engine.calculate_columns_cents``,
-   cumulative caps grouped by county), totals per county and per clause, progress per county
-   against the annex (counts per :data:`xl_ecom.tables.ACTUALS`; the “超1000万元” count applies the
-   rule's own condition as resolved by the engine) and the city totals against the text's targets
-   (boundary words through :func:`xl_ecom.boundaries.holds`);
+   one, worded by :func:`xl_ecom.validate.check_value`), then the awards per row with the
+   vectorised engine (``engine.calculate_columns_cents``; cumulative caps grouped by county), totals
+   per county and per clause, progress per county against the annex (counts per
+   :data:`xl_ecom.tables.ACTUALS`; the “超1000万元” count applies the rule's own condition as the
+   engine resolves it) and the city totals against the text's targets (boundary words through
+   :func:`xl_ecom.boundaries.holds`);
 3. **lay out** (:func:`generated_sheets`, :func:`annex_updates`): the three generated sheets
-   (奖补明细, 奖补汇总, 完成情况) as neutral cell grids plus the 完成数 cells of 目标任务分解表,
-   rendered by :func:`write_openpyxl` here and by the xlwings writer in :mod:`xl_ecom.macros`.
+   (完成情况 with a native bar chart, 奖补汇总, 奖补明细) as neutral cell grids plus the 完成数
+   cells of 目标任务分解表, rendered into the package (:func:`write_package`), into an openpyxl
+   workbook (:func:`write_openpyxl`) or into the open book (:func:`xl_ecom.macros.write_xlwings`).
 
-Nothing else in the workbook is written: input tables, 设置, 通讯录 and every other cell stay as
-they were.  From the CLI the file is written atomically (temporary file, then ``os.replace``),
-the previous version is kept beside it (``<name>.备份YYYYmmdd-HHMMSS.xlsm``, as collect does),
-the VBA project and the ribbon are kept, and a workbook open in Excel (``~$`` lock file) is refused.
+Nothing else in the workbook is written.  The CLI edits the package itself: the generated sheets,
+their drawing and chart, the new cell styles and the annex sheet's 完成数 cells are replaced as
+parts; every other part (input tables, 设置, 通讯录, vbaProject.bin, the ribbon) is copied byte for
+byte.  The file is written atomically (temporary file, then ``os.replace``, by
+:func:`xl_ecom.safeio.write_atomically`), the previous version is kept beside it
+(``<name>.备份YYYYmmdd-HHMMSS.xlsm``, as collect does), and a workbook open in Excel or WPS
+(``~$`` lock file) is refused.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ import zipfile
 from copy import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -288,7 +295,7 @@ class RefreshResult:
     targets: dict
     city: list[CityTarget]
     rows_read: dict  # table key -> number of non-blank rows
-    warnings: list[Problem] = field(default_factory=list)
+    labels: dict = field(default_factory=dict)  # annex key -> its short Chinese name
 
     @property
     def total_cents(self) -> int:
@@ -419,7 +426,8 @@ def compute(
     actuals, targets = _progress(frames, checked, plan, on)
     city = _city_targets(plan, actuals, tourism_counts, frames, checked)
     rows_read = {k: len(fr.data) for k, fr in frames.items()}
-    return RefreshResult(on, tuple(counties), awards, by_county, by_rule, actuals, targets, city, rows_read)
+    labels = {col["key"]: col["short"] for col in plan.annex_columns}
+    return RefreshResult(on, tuple(counties), awards, by_county, by_rule, actuals, targets, city, rows_read, labels)
 
 
 def _sheet_of(table_key: str) -> str:
@@ -533,8 +541,13 @@ class Block:
     headers: list  # list of header rows (lists)
     rows: list  # body rows (lists of values)
     kinds: list  # per column: text | center | money | count | percent
-    merges: list = field(default_factory=list)  # (row, col, row, col), absolute, in the header rows
+    merges: list = field(default_factory=list)  # (row, col, row, col), absolute (header or body rows)
     total_rows: int = 0  # the last N body rows are totals (bold)
+    overrides: dict = field(default_factory=dict)  # (body row index, column index 0-based) -> kind
+    row_height: float | None = None  # body rows (for wrapped text)
+
+    def kind(self, i: int, j: int) -> str:
+        return self.overrides.get((i, j)) or (self.kinds[j] if j < len(self.kinds) else "text")
 
     @property
     def first_body_row(self) -> int:
@@ -649,7 +662,7 @@ def _summary_sheet(result: RefreshResult, plan: Plan) -> SheetSpec:
         count, cents = result.by_rule[r]
         rows2.append([rule.clause, rule.name, rule.payment, units[0], "、".join(units[1:]) or None, count, _yuan(cents)])
     rows2.append(["合计", None, None, None, None, sum(result.by_rule[r][0] for r in rules), _yuan(result.total_cents)])
-    second = Block(top2, [head2], rows2, ["center", "text", "text", "text", "text", "count", "money"], total_rows=1)
+    second = Block(top2, [head2], rows2, ["center", "text", "text", "text", "text", "count", "money"], total_rows=1, row_height=30)
     ncols = max(len(head), len(head2))
     widths = [12] + [16] * (ncols - 1)
     return SheetSpec(
@@ -706,14 +719,25 @@ def _progress_sheet(result: RefreshResult, plan: Plan) -> SheetSpec:
     rows.append(total)
     first = Block(3, [group, sub], rows, kinds, merges=merges, total_rows=1)
 
+    ncols = max(1 + 4 * len(cols), 11)
+    # city targets: 条款 | 目标（方案原文） over 4 columns | 界限用语 | 目标值 | 单位 | 实际完成 | 是否达到 | 说明 over the rest
     top2 = first.last_row + 3
-    head2 = ["条款", "目标（方案原文）", "界限用语", "目标值", "单位", "实际完成", "是否达到", "说明"]
-    rows2 = []
-    for t in result.city:
+    span_text, span_note = (2, 5), (11, ncols)
+    head2 = ["条款", "目标（方案原文）", None, None, None, "界限用语", "目标值", "单位", "实际完成", "是否达到", "说明"]
+    head2 += [None] * (ncols - len(head2))
+    rows2, overrides, merges2 = [], {}, []
+    for i, t in enumerate(result.city):
         state = "—" if t.met is None else ("已达到" if t.met else "未达到")
-        rows2.append([t.clause, t.text, t.word, t.value, t.unit, t.actual, state, t.note])
-    second = Block(top2, [head2], rows2, ["center", "text", "center", "count", "center", "count", "center", "text"])
-    ncols = 1 + 4 * len(cols)
+        row = [t.clause, t.text, None, None, None, t.word, t.value, t.unit, t.actual, state, t.note]
+        rows2.append(row + [None] * (ncols - len(row)))
+        value_kind = {"元": "money", "比例": "percent"}.get(t.unit, "count")
+        overrides[(i, 6)] = overrides[(i, 8)] = value_kind
+    for r in range(top2, top2 + 1 + len(rows2)):
+        merges2.append((r, span_text[0], r, span_text[1]))
+        merges2.append((r, span_note[0], r, span_note[1]))
+    kinds2 = ["center", "text", "text", "text", "text", "center", "count", "center", "count", "center", "text"]
+    kinds2 += ["text"] * (ncols - len(kinds2))
+    second = Block(top2, [head2], rows2, kinds2, merges=merges2, overrides=overrides, row_height=30)
     top3 = second.last_row + 3
     head3 = ["县区"] + [f"{col['short']}完成率" for col in cols]
     rows3 = [[c] + [progress_rate(result.actuals[c].get(col["key"], 0), result.targets[c][col["key"]]) for col in cols] for c in result.counties]
@@ -726,7 +750,7 @@ def _progress_sheet(result: RefreshResult, plan: Plan) -> SheetSpec:
         f"A{third.last_row + 3}",
     )
     widths = [12] + [11] * (ncols - 1)
-    widths[1] = max(widths[1], 28)  # 目标（方案原文） in the second block
+    widths[6] = widths[8] = 16  # 目标值 / 实际完成 of the city block can be amounts in yuan (6亿元)
     return SheetSpec(
         layout.SHEET_PROGRESS,
         "目标任务完成情况",
@@ -783,7 +807,6 @@ def write_openpyxl(wb, specs: Sequence[SheetSpec], updates: dict) -> None:
 
 
 def _recreate_sheet(wb, spec: SheetSpec, after: str) -> None:
-    from openpyxl.chart import BarChart, Reference
     from openpyxl.styles import Font
     from openpyxl.utils import get_column_letter
 
@@ -824,12 +847,14 @@ def _recreate_sheet(wb, spec: SheetSpec, after: str) -> None:
         for i, row in enumerate(b.rows):
             r = first + i
             is_total = i >= ntot
+            if b.row_height:
+                ws.row_dimensions[r].height = b.row_height
             for j, v in enumerate(row, start=1):
                 cell = ws.cell(row=r, column=j, value=None if v == "" else v)
-                key = (j, is_total)
+                key = (b.kind(i, j - 1), is_total)
                 proto = protos.get(key)
                 if proto is None:
-                    sheets.body_cell(cell, b.kinds[j - 1] if j - 1 < len(b.kinds) else "text")
+                    sheets.body_cell(cell, key[0])
                     if is_total:
                         cell.font = bold
                     protos[key] = cell
@@ -839,25 +864,7 @@ def _recreate_sheet(wb, spec: SheetSpec, after: str) -> None:
     if spec.freeze:
         ws.freeze_panes = spec.freeze
     if spec.chart:
-        ch = spec.chart
-        chart = BarChart()
-        chart.type = "col"
-        chart.grouping = "clustered"
-        chart.title = ch.title
-        chart.y_axis.title = ch.y_title
-        chart.y_axis.numFmt = "0%"
-        chart.width = ch.width_cm
-        chart.height = ch.height_cm
-        cols = [sr[0] for sr in ch.series]
-        hrow, r1, r2 = ch.series[0][1], ch.series[0][2], ch.series[0][3]
-        data = Reference(ws, min_col=min(cols), max_col=max(cols), min_row=hrow, max_row=r2)
-        chart.add_data(data, titles_from_data=True)
-        cats = Reference(ws, min_col=ch.categories[0], min_row=ch.categories[1], max_row=ch.categories[2])
-        chart.set_categories(cats)
-        # axes visible in recent Excel (openpyxl 3.1 hides them unless delete is False)
-        chart.x_axis.delete = False
-        chart.y_axis.delete = False
-        ws.add_chart(chart, ch.anchor)
+        ws.add_chart(_bar_chart(ws, spec.chart), spec.chart.anchor)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -881,7 +888,7 @@ class RefreshReport:
         lines.append(f"奖补合计：{r.total_cents / 100:,.2f} 元（{sum(n for n, _ in r.by_rule.values())}笔）")
         for c in r.counties:
             total = int(r.by_county.loc[c].sum()) if len(r.by_county.columns) else 0
-            done = "，".join(f"{k} {r.actuals[c].get(k, 0)}/{r.targets[c][k]}" for k in r.targets[c])
+            done = "，".join(f"{r.labels.get(k, k)} {r.actuals[c].get(k, 0)}/{r.targets[c][k]}" for k in r.targets[c])
             lines.append(f"  {c}：奖补 {total / 100:,.2f} 元；完成/目标 {done}")
         for t in r.city:
             if t.met is not None:
@@ -915,8 +922,6 @@ def _check_kept(before: bytes, after: bytes, name: str) -> None:
 
 def refresh_workbook(path, plan: Plan | None = None, on=None, progress: Progress | None = None, backup: bool = True) -> RefreshReport:
     """Refresh the workbook file at ``path`` in place (atomic write, backup, lock check)."""
-    from openpyxl import load_workbook
-
     started = time.perf_counter()
     plan = plan or load_plan()
     path = Path(path)
@@ -1579,10 +1584,16 @@ def _sheet_xml(spec: SheetSpec, styles: _Styles, code_name: str | None, with_dra
         for (r1, c1, r2, c2) in b.merges:
             merges.append(f"{letters[c1 - 1]}{r1}:{letters[c2 - 1]}{r2}")
         ntot = len(b.rows) - b.total_rows
-        col_s = [[body_s[(b.kinds[j] if j < len(b.kinds) else "text", tot)] for j in range(width)] for tot in (False, True)]
+        col_s = [[body_s[(b.kind(-1, j), tot)] for j in range(width)] for tot in (False, True)]
+        special = {i for i, _ in b.overrides}
         first = b.first_body_row
         for i, row in enumerate(b.rows):
-            rows[first + i] = body_row(first + i, row, col_s[i >= ntot])
+            ss = col_s[i >= ntot]
+            if i in special:
+                ss = [body_s[(b.kind(i, j), i >= ntot)] for j in range(width)]
+            rows[first + i] = body_row(first + i, row, ss)
+            if b.row_height:
+                heights[first + i] = b.row_height
     parts = ['<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n',
              f'<worksheet xmlns="{_NS}" xmlns:r="{_R}">']
     code = f' codeName="{_esc_attr(code_name)}"' if code_name else ""
@@ -1654,6 +1665,7 @@ def _bar_chart(ws, ch: ChartSpec):
     hrow, r2 = ch.series[0][1], ch.series[0][3]
     chart.add_data(Reference(ws, min_col=min(cols), max_col=max(cols), min_row=hrow, max_row=r2), titles_from_data=True)
     chart.set_categories(Reference(ws, min_col=ch.categories[0], min_row=ch.categories[1], max_row=ch.categories[2]))
+    # axes shown in current Excel (openpyxl 3.1 writes them deleted unless told otherwise)
     chart.x_axis.delete = False
     chart.y_axis.delete = False
     chart.anchor = ch.anchor
