@@ -164,6 +164,8 @@ class CollectReport:
             lines.append("未指定 --into，只检查，未写入任何工作簿。")
         elif not self.fatal:
             lines.append(f"没有可汇总的数据，未改动“{self.into.name}”。")
+        if self.fatal and not self.files:
+            return "\n".join(lines)
         errors = sum(p.is_error for p in self.all_problems())
         warnings = len(self.all_problems()) - errors
         merged = sum(f.status == MERGED for f in self.files)
