@@ -215,3 +215,13 @@ def test_award_cells_typed_over_are_reported(city):
     assert validate.validate_workbook(wb, include_plan=False) == []
     values_only = openpyxl.load_workbook(city, data_only=True)
     assert validate.validate_workbook(values_only, include_plan=False, check_awards=True) == []
+
+
+def test_text_values_excel_cannot_hold():
+    t = table("T_DEMO")
+    row = validate.check_row(t, 4, {"county": "寿县", "name": "x" * 40_000, "kind": "省级电商示范村"}, counties=("寿县",))
+    assert [(p.cell, p.severity) for p in row.problems] == [("B4", validate.ERROR)]
+    assert "40000个字符，超过 Excel 单元格上限32767个字符" in row.problems[0].message
+    row = validate.check_row(t, 5, {"county": "寿县", "name": "正阳\x07关镇", "kind": "省级电商示范镇"}, counties=("寿县",))
+    assert row.ok and row.values["name"] == "正阳关镇"
+    assert "含有不可见的控制字符，已删除" in row.problems[0].message

@@ -30,6 +30,7 @@ ERROR = "错误"
 WARNING = "警告"
 
 ERROR_VALUES = {"#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A", "#GETTING_DATA", "#SPILL!", "#CALC!"}
+EXCEL_TEXT_LIMIT = 32767  # characters in one cell
 VALIDATION_HEADERS = ("序号", "级别", "文件", "工作表", "单元格", "问题")
 
 
@@ -139,6 +140,12 @@ def check_value(column: Column, raw, counties) -> tuple[object, list[tuple[str, 
         if isinstance(raw, bool):
             return ("是" if raw else "否"), []
         text = raw if isinstance(raw, str) else _shown(raw)
+        if len(text) > EXCEL_TEXT_LIMIT:
+            return text, [(ERROR, f"{label}有{len(text)}个字符，超过 Excel 单元格上限{EXCEL_TEXT_LIMIT}个字符")]
+        cleaned = safeio.clean_text(text)
+        if cleaned != text:
+            issues.append((WARNING, f"{label}“{cleaned}”含有不可见的控制字符，已删除"))
+            text = cleaned
         if safeio.is_formula_like(text):
             issues.append((WARNING, f"{label}“{text}”以公式符号开头，已按文本保存，不会作为公式执行"))
         return text, issues
