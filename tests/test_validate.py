@@ -225,3 +225,22 @@ def test_text_values_excel_cannot_hold():
     row = validate.check_row(t, 5, {"county": "寿县", "name": "正阳\x07关镇", "kind": "省级电商示范镇"}, counties=("寿县",))
     assert row.ok and row.values["name"] == "正阳关镇"
     assert "含有不可见的控制字符，已删除" in row.problems[0].message
+
+
+def test_validation_sheet_through_xlwings_clears_an_existing_one(monkeypatch):
+    xw = remote_xlwings(monkeypatch)
+    book = xw.Book(json={
+        "client": "Microsoft Office Scripts", "version": xw.__version__,
+        "book": {"name": layout.WORKBOOK_NAME, "active_sheet_index": 0, "selection": "A1"}, "names": [],
+        "sheets": [
+            {"name": "说明", "values": [["x"]], "pictures": [], "tables": []},
+            {"name": layout.SHEET_VALIDATION, "values": [["旧结果"], ["旧结果"]], "pictures": [], "tables": []},
+        ],
+    })
+    problem = validate.Problem("企业销售", "B4", validate.ERROR, "=1+1 开头的说明", "=evil.xlsx")
+    validate.write_validation_sheet(book, [problem])
+    actions = book.json()["actions"]
+    assert actions[0]["func"] == "sheetClear" and actions[0]["sheet_position"] == 1
+    assert not any(a["func"] == "addSheet" for a in actions)
+    rows = [a["values"] for a in actions if a["func"] == "setValues"]
+    assert [[1, "错误", "'=evil.xlsx", "企业销售", "B4", "'=1+1 开头的说明"]] in rows  # text stays text
