@@ -12,7 +12,6 @@ PolyForm Noncommercial licence (a government bureau's use is permitted), XLWINGS
 from __future__ import annotations
 
 import datetime as dt
-import io
 import os
 import re
 import shutil
@@ -351,3 +350,13 @@ def test_send_mail_in_excel_reports_missing_server_in_chinese(filled, tmp_path):
     alerts = Replay(payload(filled), book.json()["actions"]).alerts
     assert alerts and all("Traceback" not in a for a in alerts)
     assert any("发件人邮箱" in a for a in alerts), alerts  # mail's own check of 设置, shown as a message box
+
+
+def test_refresh_in_excel_writes_formula_like_names_as_text(tmp_path):
+    rows = {"T_POOR_SITE": [{"county": "寿县", "site": "=HYPERLINK(\"http://x\",\"点我\")", "sales": 100000}]}
+    path = city_workbook(tmp_path, rows)
+    book = remote_book(path)
+    assert macros.refresh(book=book) is not None
+    replay = Replay(payload(path), book.json()["actions"])
+    names = [v for (r, c), v in replay.values[layout.SHEET_AWARDS].items() if c == 5 and r >= 4]
+    assert "'=HYPERLINK(\"http://x\",\"点我\")" in names  # Excel's quote prefix: shown and kept as text

@@ -696,3 +696,51 @@ def test_package_writer_and_openpyxl_writer_agree(refreshed):
         assert wb[name].print_title_rows == other[name].print_title_rows
         assert wb[name]["A4"].number_format == other[name]["A4"].number_format
     assert other.sheetnames == wb.sheetnames
+
+
+def test_formula_like_names_stay_text_in_the_generated_sheets(tmp_path):
+    rows = {"T_POOR_SITE": [{"county": "寿县", "site": "=HYPERLINK(\"http://x\",\"点我\")", "sales": 100000},
+                            {"county": "寿县", "site": "@SUM(1)", "sales": 200000}]}
+    path = city_workbook(tmp_path, rows)
+    refresh.refresh_workbook(path, backup=False)
+    wb = openpyxl.load_workbook(path)
+    ws = wb[layout.SHEET_AWARDS]
+    names = {ws.cell(row=r, column=5).value: ws.cell(row=r, column=5).data_type for r in range(4, 6)}
+    assert names == {'=HYPERLINK("http://x","点我")': "s", "@SUM(1)": "s"}
+    # the openpyxl writer too
+    wb2 = openpyxl.load_workbook(path)
+    problems = []
+    result = refresh.compute(refresh.read_tables(wb2, problems), on=POLICY_DATE)
+    refresh.write_openpyxl(wb2, refresh.generated_sheets(result), refresh.annex_updates(result))
+    assert wb2[layout.SHEET_AWARDS].cell(row=4, column=5).data_type == "s"
+
+
+def test_a_workbook_saved_by_libreoffice_refreshes_to_the_same_figures(refreshed, tmp_path):
+    """Another writer's XML (LibreOffice: shared strings, its own attribute layout) is read alike."""
+    from libreoffice import convert
+
+    path, before, report = refreshed
+    src = tmp_path / "原件.xlsm"
+    src.write_bytes(before)
+    (lo,) = convert([src], tmp_path / "lo", "xlsx")
+    with zipfile.ZipFile(lo) as z:
+        assert "xl/sharedStrings.xml" in z.namelist()
+    again = refresh.refresh_workbook(lo, backup=False)
+    assert again.result.total_cents == report.result.total_cents
+    assert again.result.by_county.equals(report.result.by_county)
+    assert again.result.actuals == report.result.actuals
+    a = again.result.awards.sort_values(["sheet", "row", "rule"]).reset_index(drop=True)
+    b = report.result.awards.sort_values(["sheet", "row", "rule"]).reset_index(drop=True)
+    assert a[["sheet", "row", "county", "name", "rule", "cents"]].equals(b[["sheet", "row", "county", "name", "rule", "cents"]])
+    openpyxl.load_workbook(lo)  # still a valid workbook after the package edit
+
+
+def test_reader_falls_back_to_openpyxl_for_unusual_xml(refreshed):
+    """Cells without references (allowed by the format) are read through openpyxl instead."""
+    path, _, _ = refreshed
+    pkg = refresh.Package(path.read_bytes())
+    name = table("T_SALES").sheet
+    expected = pkg.rows(name, layout.INPUT_HEADER_ROW, 12)
+    part = pkg.sheet_part(name)
+    pkg.parts[part] = re.sub(rb'(<c) r="[A-Z]+\d+"', rb"\1", pkg.parts[part])
+    assert pkg.rows(name, layout.INPUT_HEADER_ROW, 12) == expected

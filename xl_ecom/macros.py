@@ -197,7 +197,12 @@ _HEADER_COLOR = (217, 225, 242)  # sheets.HEADER_FILL
 
 
 def _xl_value(v):
-    return "" if v is None else v
+    """A value for ``range.value``: text that Excel would take for a formula keeps the quote prefix."""
+    from xl_ecom.safeio import safe_text
+
+    if v is None:
+        return ""
+    return safe_text(v) if isinstance(v, str) else v
 
 
 def _sheet_for(book, name: str, after: str | None):

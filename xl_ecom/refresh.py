@@ -850,7 +850,9 @@ def _recreate_sheet(wb, spec: SheetSpec, after: str) -> None:
             if b.row_height:
                 ws.row_dimensions[r].height = b.row_height
             for j, v in enumerate(row, start=1):
-                cell = ws.cell(row=r, column=j, value=None if v == "" else v)
+                cell = ws.cell(row=r, column=j)
+                if v is not None and v != "":
+                    safeio.write_cell_value(cell, v)  # text stays text, never a formula
                 key = (b.kind(i, j - 1), is_total)
                 proto = protos.get(key)
                 if proto is None:
