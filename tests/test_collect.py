@@ -590,3 +590,77 @@ def test_a_sheet_reaching_far_down_is_refused(city, folder, county_bytes):
     report = collect.collect(folder, into=city)
     assert find(report, "寿县.xlsx", "展销活动", "用到了第1000000行，超过县区报表的上限100000行")
     assert not report.written
+
+
+# --- the whole round trip -----------------------------------------------------------------------
+
+
+def _fixture(county: str, k: int) -> dict:
+    """Rows a county clerk types: every table, a cumulative cap, and one bad row."""
+    return {
+        "T_SALES": [
+            [county, f"{county}上行企业", None, 10_000_000 + 250_000 * k, 4_000_000 + k, 300_000 * (k + 1)],
+            [county, f"{county}小网店", None, 3_000_000, None, 50_000],
+            [county, f"{county}负数企业", None, -1, None, None],  # rejected, reported
+        ],
+        "T_LINKAGE": [[county, f"{county}上行企业", f"{county}合作社", 2 + k % 2, 500_000 + 10_000 * k, 300_000]],
+        "T_EXPO": [[county, f"{county}上行企业", "中国农交会", 12_000 + k, 3_000]],
+        "T_PROMO": [[county, f"{county}活动{i}", None, v] for i, v in enumerate((1_000_000, 2_500_000 + k, 700_000))],
+        "T_TRAINING": [[county, f"{county}基础班", "基础", 40 + k, 30_000], [county, f"{county}高管班", "高管", 20, 50_000 + k]],
+        "T_FACILITY": [[county, f"{county}冷链公司", "冷库", 900_000 + k, 60_000]],
+        "T_POOR_SITE": [[county, f"{county}网点", "某村", 200_000 + 1_000 * k]],
+        "T_PURCHASE": [[county, f"{county}收购商", 150_000 + k, "是" if k % 2 else "否"]],
+        "T_DEMO": [
+            [county, f"{county}示范镇", "省级电商示范镇", None],
+            *([[county, f"{county}示范村", "省级电商示范村", None]] if k % 2 else []),
+            [county, f"{county}旅游名镇", "省级特色旅游名镇", None],
+        ],
+    }
+
+
+def test_round_trip_build_counties_collect_refresh_equals_the_engine(tmp_path, city_bytes):
+    """build → counties → fill each county file through openpyxl → collect → refresh: the refreshed
+    totals per rule and the annex counts equal the engine's figures computed from the fixture."""
+    from xl_ecom import refresh
+    from xl_ecom.policy import load_plan
+
+    plan = load_plan()
+    city = tmp_path / layout.WORKBOOK_NAME
+    city.write_bytes(city_bytes)
+    paths = counties.make_county_workbooks(tmp_path / "out")
+    returned = tmp_path / "县区报表"
+    returned.mkdir()
+    data = {}
+    for k, path in enumerate(paths):
+        data[path.stem] = _fixture(path.stem, k)
+        fill(returned / path.name, path.read_bytes(), data[path.stem])
+    report = collect.collect(returned, into=city)
+    assert report.exit_code == 1 and all(f.status == collect.MERGED for f in report.files)
+    assert {p.message for p in report.all_problems()} == {"上行网络销售额(元)“-1”不能为负数"}
+    assert len(report.all_problems()) == len(paths)
+
+    result = refresh.refresh_workbook(city).result
+    on = result.on
+    expected: dict[str, int] = {}
+    for t in TABLES:
+        for award in t.awards:
+            rule = engine.get_rule(award.rule)
+            for county, tables_ in data.items():
+                rows = [dict(zip([c.key for c in t.columns], r)) for r in tables_.get(t.key, []) if not (t.key == "T_SALES" and r[3] == -1)]
+                args = [[row.get(award.inputs.get(name)) for name in rule.input_names] for row in rows]
+                if award.cumulative_by:
+                    cents = engine.calculate_sequence(award.rule, args, on=on)
+                else:
+                    cents = [engine.calculate_cents(award.rule, *a, on=on) for a in args]
+                expected[award.rule] = expected.get(award.rule, 0) + sum(c for c in cents if c)
+    for county, tables_ in data.items():
+        kinds = [r[2] for r in tables_["T_DEMO"]]
+        tourism = engine.calculate_cents("AWARD_TOURISM", kinds.count("省级特色旅游名镇"), kinds.count("省级特色旅游名村"), on=on)
+        expected["AWARD_TOURISM"] = expected.get("AWARD_TOURISM", 0) + (tourism or 0)
+        assert result.actuals[county]["demo_towns"] == kinds.count("省级电商示范镇")
+        assert result.actuals[county]["demo_villages"] == kinds.count("省级电商示范村")
+    got = {rule: cents for rule, (_, cents) in result.by_rule.items()}
+    assert {r: c for r, c in got.items() if c} == {r: c for r, c in expected.items() if c}
+    assert len([c for c in expected.values() if c]) >= 10  # the fixture reaches (almost) every rule
+    assert result.total_cents == sum(expected.values()) > 0
+    assert len(plan.counties) == len(paths)
