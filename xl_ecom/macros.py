@@ -1,19 +1,26 @@
 """The ribbon's entry points: ``RunPython "import xl_ecom.macros; xl_ecom.macros.<entry>()"``.
 
 Each entry takes the workbook from ``xw.Book.caller()`` (or the ``book`` argument, for tests and
-for calling from Python) and runs the same implementation as its CLI twin.  The layer is thin:
+for calling from Python) and runs the same implementation as its CLI twin.  The layer is thin and
+works on the open book through xlwings ranges, never on its file:
 
-- it **reads** cell values through xlwings ranges (one 2-D read per sheet) and hands them to the
-  file-independent core of the CLI implementation (:func:`xl_ecom.refresh.frames_from_rows`,
-  :func:`xl_ecom.refresh.compute`, :func:`xl_ecom.settings.settings_from_rows`,
-  :func:`xl_ecom.validate.validate_workbook` on an in-memory snapshot);
-- it **writes** what the core laid out (:func:`xl_ecom.refresh.generated_sheets`,
-  :func:`xl_ecom.refresh.annex_updates`) through xlwings ranges, so the workbook open in Excel is
-  updated in place — Excel holds the file open, so rewriting the file underneath it (the CLI's
-  openpyxl path) is not possible while the book is open, and closing the calling book from its
-  own macro would end the macro;
+- Excel holds the file open (and may hold unsaved edits), so the CLI's way — rewrite the file —
+  is not available while the book is open, and closing and reopening the calling book from its
+  own macro would end the macro.  So the entries **read** cell values through xlwings (one 2-D
+  read per sheet, values as Excel computed them) and hand them to the file-independent core of
+  the CLI implementation:
+  refresh → :func:`xl_ecom.refresh.frames_from_rows` and :func:`xl_ecom.refresh.compute`;
+  validate → :func:`xl_ecom.validate.validate_workbook` on an in-memory openpyxl copy of the
+  input tables (:func:`snapshot`); collect → :func:`xl_ecom.collect.check_folder` and
+  :func:`xl_ecom.collect.merge_into_workbook` on an in-memory copy of the input tables (formulas
+  kept where the engine can read them);
+- they **write** what that core produced back through xlwings ranges: refresh's layout
+  (:func:`xl_ecom.refresh.generated_sheets`, :func:`xl_ecom.refresh.annex_updates`, rendered by
+  :func:`write_xlwings`), validate's sheet (its own xlwings writer), collect's merged tables;
+  formula-like text always keeps Excel's quote prefix;
 - buttons that only produce other files (部门任务表, 县区工作簿) call the file-producing function
-  directly, with the output folder and dates from the book's 设置 sheet.
+  itself, with the output folder and dates from the book's 设置 sheet; 发送邮件 is mail's own
+  workbook entry (:func:`xl_ecom.mail.send_mail_from_book`).
 
 Progress goes to Excel's status bar; every error becomes a Chinese message box, never a traceback.
 The module imports xlwings lazily so the rest of the package does not depend on it.
@@ -369,23 +376,17 @@ def make_counties(book=None):
     """生成县区工作簿: one .xlsx per county in <输出文件夹>/县区工作簿 (same function as ``xl-ecom counties``)."""
 
     def work(book, ui: Ui):
-        import inspect
-
-        from xl_ecom import counties as mod
+        from xl_ecom.counties import SUBDIR, make_county_workbooks
 
         settings = _settings(book)
         out = _output_dir(book, settings)
-        kwargs = {}
-        params = inspect.signature(mod.make_county_workbooks).parameters
-        if "on" in params:
-            kwargs["on"] = settings.get("政策日期")
-        if "due" in params:
-            kwargs["due"] = settings.get("报送截止日期")
-        if "progress" in params:
-            kwargs["progress"] = lambda i, n, name: ui.status(f"生成县区工作簿：{name}（{i}/{n}）")
-        paths = mod.make_county_workbooks(out, **kwargs)
-        subdir = getattr(mod, "SUBDIR", "")
-        ui.alert(f"已生成县区工作簿{len(paths)}个，在：\n{out / subdir}")
+        paths = make_county_workbooks(
+            out,
+            on=settings.get("政策日期"),
+            due=settings.get("报送截止日期"),
+            progress=lambda i, n, name: ui.status(f"生成县区工作簿：{name}（{i}/{n}）"),
+        )
+        ui.alert(f"已生成县区工作簿{len(paths)}个，在：\n{out / SUBDIR}")
         return paths
 
     return _run(book, "生成县区工作簿", work)
