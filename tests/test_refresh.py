@@ -744,3 +744,20 @@ def test_reader_falls_back_to_openpyxl_for_unusual_xml(refreshed):
     part = pkg.sheet_part(name)
     pkg.parts[part] = re.sub(rb'(<c) r="[A-Z]+\d+"', rb"\1", pkg.parts[part])
     assert pkg.rows(name, layout.INPUT_HEADER_ROW, 12) == expected
+
+
+def test_generated_sheets_print_officially(refreshed):
+    path, _, _ = refreshed
+    wb = openpyxl.load_workbook(path)
+    for name, titles in ((layout.SHEET_AWARDS, "$3:$3"), (layout.SHEET_SUMMARY, "$3:$3"), (layout.SHEET_PROGRESS, "$3:$4")):
+        ws = wb[name]
+        assert str(ws.page_setup.paperSize) == ws.PAPERSIZE_A4 and ws.page_setup.orientation == "landscape"
+        assert ws.sheet_properties.pageSetUpPr.fitToPage and ws.page_setup.fitToWidth == 1
+        assert ws.print_title_rows == titles
+        assert "&P" in ws.oddFooter.center.text and "&N" in ws.oddFooter.center.text
+        assert ws["A1"].font.name == "宋体" and ws["A1"].font.b
+        body = ws.cell(row=int(titles.split(":")[1][1:]) + 1, column=1)
+        assert body.font.name == "仿宋" and body.border.left.style == "thin"
+        assert ws["A3"].fill.fgColor.rgb.endswith("D9E1F2")
+    assert wb[layout.SHEET_AWARDS].freeze_panes == "A4"
+    assert wb[layout.SHEET_AWARDS]["H4"].number_format == "#,##0.00"

@@ -1620,14 +1620,24 @@ def _sheet_xml(spec: SheetSpec, styles: _Styles, code_name: str | None, with_dra
     parts.append("</sheetData>")
     if merges:
         parts.append(f'<mergeCells count="{len(merges)}">' + "".join(f'<mergeCell ref="{m}"/>' for m in merges) + "</mergeCells>")
-    parts.append('<printOptions horizontalCentered="1"/>')
-    parts.append('<pageMargins left="0.5" right="0.5" top="0.75" bottom="0.75" header="0.3" footer="0.3"/>')
-    parts.append('<pageSetup paperSize="9" orientation="landscape" fitToWidth="1" fitToHeight="0"/>')
-    parts.append('<headerFooter><oddFooter>&amp;C&amp;"仿宋,Regular"&amp;10第 &amp;P 页 共 &amp;N 页</oddFooter></headerFooter>')
+    parts.extend(_page_setup_xml(spec.print_rows))
     if with_drawing:
         parts.append('<drawing r:id="rId1"/>')
     parts.append("</worksheet>")
     return "".join(parts).encode("utf-8")
+
+
+def _page_setup_xml(print_rows: str | None) -> list[str]:
+    """printOptions, pageMargins, pageSetup, headerFooter exactly as :func:`xl_ecom.sheets.page_setup`
+    sets them (applied to a scratch openpyxl sheet and serialised by openpyxl)."""
+    from openpyxl import Workbook
+    from openpyxl.xml.functions import tostring
+
+    from xl_ecom import sheets
+
+    ws = Workbook().active
+    sheets.page_setup(ws, print_rows)
+    return [tostring(o.to_tree()).decode("utf-8") for o in (ws.print_options, ws.page_margins, ws.page_setup, ws.HeaderFooter)]
 
 
 def _chart_parts(spec: SheetSpec):
