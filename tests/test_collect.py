@@ -664,3 +664,26 @@ def test_round_trip_build_counties_collect_refresh_equals_the_engine(tmp_path, c
     assert len([c for c in expected.values() if c]) >= 10  # the fixture reaches (almost) every rule
     assert result.total_cents == sum(expected.values()) > 0
     assert len(plan.counties) == len(paths)
+
+
+def test_a_county_file_saved_by_libreoffice_is_collected(city, folder, county_bytes, tmp_path):
+    """Clerks fill the workbook in WPS or LibreOffice: after LibreOffice saved it (its own package,
+    cached formula results), the marker, headers and values still come through."""
+    import libreoffice
+
+    typed = tmp_path / "typed"
+    typed.mkdir()
+    def formula(wb):  # a formula the clerk typed; LibreOffice saves its result with it
+        wb[table("T_SALES").sheet]["D5"].value = "=1000*2"
+
+    fill(typed / "寿县.xlsx", county_bytes("寿县"), {
+        "T_SALES": [SHOU["T_SALES"][0], ["寿县", '=HYPERLINK("http://x.example")', None, None, None, None]],
+        "T_DEMO": SHOU["T_DEMO"],
+    }, edit=formula)
+    (saved,) = libreoffice.convert([typed / "寿县.xlsx"], folder)
+    report = collect.collect(folder, into=city)
+    assert report.files[0].status == collect.MERGED, report.to_text()
+    assert find(report, "企业销售", "D5", "警告", "是公式“=1000*2”，已按其保存的计算结果“2000”读取")
+    assert find(report, "企业销售", "B5", "警告", "以公式符号开头，已按文本保存")
+    assert rows_of(city, "T_SALES") == [SHOU["T_SALES"][0], ["寿县", '=HYPERLINK("http://x.example")', None, 2000, None, None]]
+    assert rows_of(city, "T_DEMO") == SHOU["T_DEMO"]

@@ -169,7 +169,9 @@ class CollectReport:
         errors = sum(p.is_error for p in self.all_problems())
         warnings = len(self.all_problems()) - errors
         merged = sum(f.status == MERGED for f in self.files)
-        lines.append(f"共{len(self.files)}个文件，汇总{merged}个；{errors}个错误，{warnings}个警告。")
+        ready = sum(f.status == READY for f in self.files)
+        done = f"可汇总{ready}个" if ready and not merged else f"汇总{merged}个"
+        lines.append(f"共{len(self.files)}个文件，{done}；{errors}个错误，{warnings}个警告。")
         return "\n".join(lines)
 
 
