@@ -687,3 +687,19 @@ def test_a_county_file_saved_by_libreoffice_is_collected(city, folder, county_by
     assert find(report, "企业销售", "B5", "警告", "以公式符号开头，已按文本保存")
     assert rows_of(city, "T_SALES") == [SHOU["T_SALES"][0], ["寿县", '=HYPERLINK("http://x.example")', None, 2000, None, None]]
     assert rows_of(city, "T_DEMO") == SHOU["T_DEMO"]
+
+
+def test_award_formulas_follow_the_workbooks_policy_date_when_the_compiler_takes_one(city, folder, county_bytes, monkeypatch):
+    from xl_ecom import settings
+
+    fill(folder / "寿县.xlsx", county_bytes("寿县"), SHOU)  # before the compiler is replaced
+    original = sheets.award_formula
+    seen = set()
+
+    def award_formula(table_, award, row, first_row, on=None):
+        seen.add(on)
+        return original(table_, award, row, first_row)
+
+    monkeypatch.setattr(sheets, "award_formula", award_formula)
+    assert collect.collect(folder, into=city).exit_code == 0
+    assert seen == {settings.read_settings(city)["政策日期"]}
