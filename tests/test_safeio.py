@@ -331,3 +331,22 @@ def test_a_dtd_in_any_part_is_refused(tmp_path, member):
     with pytest.raises(safeio.UntrustedFileError) as exc:
         safeio.open_untrusted(bad)
     assert member in str(exc.value) and "DTD" in str(exc.value)
+
+
+def test_a_dtd_in_a_part_not_named_xml_is_refused(tmp_path):
+    """openpyxl follows relationships whatever the target is called: the worksheet moved to a
+    '.dat' part (relationship and content type updated) is still scanned."""
+    src = _plain_xlsx(tmp_path / "a.xlsx")
+    renamed = tmp_path / "b.xlsx"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(renamed, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            name = info.filename
+            if name == "xl/worksheets/sheet1.xml":
+                name, data = "xl/worksheets/sheet1.dat", BILLION_LAUGHS.encode()
+            elif name in ("xl/_rels/workbook.xml.rels", "[Content_Types].xml"):
+                data = data.replace(b"sheet1.xml", b"sheet1.dat")
+            zout.writestr(name, data)
+    with pytest.raises(safeio.UntrustedFileError) as exc:
+        safeio.open_untrusted(renamed)
+    assert "xl/worksheets/sheet1.dat" in str(exc.value) and "DTD" in str(exc.value)

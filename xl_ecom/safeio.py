@@ -193,8 +193,21 @@ def check_xml_prolog(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> 
         raise UntrustedFileError(f"文件“{path.name}”的部件“{info.filename}”无法解压（{exc}），文件已损坏") from None
 
 
-def _is_xml_part(name: str) -> bool:
-    return name.lower().endswith((".xml", ".rels", ".vml"))
+def _is_xml_part(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bool:
+    """XML by name, or by content: openpyxl follows relationships whatever a part is called."""
+    if info.filename.lower().endswith((".xml", ".rels", ".vml")):
+        return True
+    if info.file_size == 0:
+        return False
+    try:
+        with zf.open(info) as fh:
+            head = fh.read(64)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        raise UntrustedFileError(f"部件“{info.filename}”无法解压（{exc}），文件已损坏") from None
+    for bom in (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff"):
+        if head.startswith(bom):
+            return True
+    return head.lstrip(b" \t\r\n").startswith(b"<")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,7 +230,7 @@ def inspect_package(path, *, max_bytes: int = MAX_FILE_BYTES) -> OpenReport:
         with zipfile.ZipFile(path) as zf:
             infos = check_zip(path, zf)
             for info in infos:
-                if _is_xml_part(info.filename):
+                if _is_xml_part(zf, info):
                     check_xml_prolog(path, zf, info)
     except zipfile.BadZipFile:
         raise UntrustedFileError(f"文件“{path.name}”不是有效的 Excel 工作簿（zip 结构损坏）") from None
