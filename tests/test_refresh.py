@@ -761,3 +761,17 @@ def test_generated_sheets_print_officially(refreshed):
         assert ws["A3"].fill.fgColor.rgb.endswith("D9E1F2")
     assert wb[layout.SHEET_AWARDS].freeze_panes == "A4"
     assert wb[layout.SHEET_AWARDS]["H4"].number_format == "#,##0.00"
+
+
+def test_a_plain_xlsx_city_workbook_refreshes_too(tmp_path):
+    from xl_ecom import build
+
+    path = tmp_path / "目标任务分解表.xlsx"
+    path.write_bytes(build.build_xlsx_bytes())
+    write_rows(path, {"T_POOR_SITE": FIXTURE["T_POOR_SITE"]}, keep_ribbon=False)
+    report = refresh.refresh_workbook(path, backup=False)
+    assert report.result.total_cents == 1_000_000
+    wb = openpyxl.load_workbook(path)
+    assert wb[layout.SHEET_AWARDS]["E4"].value == "一号网点"
+    with zipfile.ZipFile(path) as z:
+        assert xlsm.VBA_PROJECT_PART not in z.namelist()
