@@ -703,3 +703,25 @@ def test_award_formulas_follow_the_workbooks_policy_date_when_the_compiler_takes
     monkeypatch.setattr(sheets, "award_formula", award_formula)
     assert collect.collect(folder, into=city).exit_code == 0
     assert seen == {settings.read_settings(city)["政策日期"]}
+
+
+def test_collect_into_a_plain_xlsx_and_a_failed_write(tmp_path, folder, county_bytes, monkeypatch):
+    city = tmp_path / "市级汇总.xlsx"
+    city.write_bytes(build.build_xlsx_bytes())
+    fill(folder / "寿县.xlsx", county_bytes("寿县"), SHOU)
+    report = collect.collect(folder, into=city)
+    assert report.exit_code == 0 and rows_of(city, "T_SALES") == SHOU["T_SALES"]
+    with zipfile.ZipFile(city) as z:
+        assert xlsm.VBA_PROJECT_PART not in z.namelist()
+
+    before = city.read_bytes()
+
+    def refuse(*_a, **_k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(safeio, "write_atomically", refuse)
+    fill(folder / "寿县.xlsx", county_bytes("寿县"), {"T_DEMO": SHOU["T_DEMO"]})
+    report = collect.collect(folder, into=city)
+    assert report.exit_code == 2 and "无法写入“市级汇总.xlsx”（Permission denied），原文件未改动" == report.fatal
+    assert report.files[0].status == collect.NOT_MERGED and report.changes == []
+    assert city.read_bytes() == before

@@ -666,12 +666,15 @@ def collect(folder, into=None, plan: Plan | None = None) -> CollectReport:
         data, warnings = save_city_workbook(wb, into, original)
         report.problems.extend(Problem("", "", WARNING, w, into.name) for w in warnings)
         report.backup = safeio.write_atomically(into, data)
-    except (CollectError, safeio.FileBusyError) as exc:
+    except (CollectError, safeio.FileBusyError, OSError) as exc:
         for f in report.files:
             if f.status in (MERGED, READY):
                 f.status = NOT_MERGED
         report.changes = []
-        report.fatal = str(exc)
+        if isinstance(exc, OSError):
+            report.fatal = f"无法写入“{into.name}”（{exc.strerror or exc}），原文件未改动"
+        else:
+            report.fatal = str(exc)
         return report
     report.written = True
     return report
