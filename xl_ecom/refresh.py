@@ -324,6 +324,8 @@ def compute(
     counties = plan.counties
     problems: list[Problem] = []
     checked: dict[str, dict[str, np.ndarray]] = {}
+    if progress:
+        progress("检查数据……")
     for table in TABLES:
         fr = frames.get(table.key)
         if fr is None:
