@@ -10,7 +10,6 @@ native formulas the recipients without Python rely on; they must agree with the 
 
 from __future__ import annotations
 
-import io
 from decimal import Decimal
 from pathlib import Path
 
