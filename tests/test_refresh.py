@@ -775,3 +775,21 @@ def test_a_plain_xlsx_city_workbook_refreshes_too(tmp_path):
     assert wb[layout.SHEET_AWARDS]["E4"].value == "一号网点"
     with zipfile.ZipFile(path) as z:
         assert xlsm.VBA_PROJECT_PART not in z.namelist()
+
+
+def test_set_numbers_fills_missing_cells_in_column_order():
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "表"
+    ws["A5"], ws["E5"], ws["B6"] = "寿县", "后", 1
+    ws["D5"].number_format = "0.0"
+    buf = io.BytesIO()
+    wb.save(buf)
+    pkg = refresh.Package(buf.getvalue())
+    pkg.set_numbers("表", {(5, 3): 7, (5, 4): 2.5, (5, 6): 1, (6, 2): 9})
+    out = openpyxl.load_workbook(io.BytesIO(pkg.to_bytes()))["表"]
+    assert [out.cell(row=5, column=c).value for c in range(1, 7)] == ["寿县", None, 7, 2.5, "后", 1]
+    assert out["D5"].number_format == "0.0"  # the cell keeps its style
+    assert out["B6"].value == 9
+    with pytest.raises(refresh.RefreshError, match="第9行不存在"):
+        pkg.set_numbers("表", {(9, 1): 1})
