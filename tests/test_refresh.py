@@ -793,3 +793,22 @@ def test_set_numbers_fills_missing_cells_in_column_order():
     assert out["B6"].value == 9
     with pytest.raises(refresh.RefreshError, match="第9行不存在"):
         pkg.set_numbers("表", {(9, 1): 1})
+
+
+def test_totals_per_clause_add_up_the_rules_of_each_clause(refreshed):
+    path, _, _ = refreshed
+    ws = openpyxl.load_workbook(path)[layout.SHEET_SUMMARY]
+    header = next(r for r in range(1, ws.max_row + 1) if ws.cell(row=r, column=2).value == "任务")
+    got = {}
+    for r in range(header + 1, ws.max_row + 1):
+        clause = ws.cell(row=r, column=1).value
+        if clause and clause != "合计":
+            got[clause] = Decimal(str(ws.cell(row=r, column=5).value)).quantize(Decimal("0.01"))
+    expected = {}
+    for (_, _, rule), cents in expected_awards().items():
+        clause = PLAN.rules[rule].clause
+        expected[clause] = expected.get(clause, 0) + cents
+    assert got == {c: yuan(v) for c, v in expected.items() if v}
+    titles = {t["id"]: t["title"] for t in PLAN.tasks}
+    for r in range(header + 1, ws.max_row):
+        assert ws.cell(row=r, column=2).value == titles[ws.cell(row=r, column=1).value]

@@ -665,6 +665,17 @@ def _summary_sheet(result: RefreshResult, plan: Plan) -> SheetSpec:
         rows2.append([rule.clause, rule.name, rule.payment, units[0], "、".join(units[1:]) or None, count, _yuan(cents)])
     rows2.append(["合计", None, None, None, None, sum(result.by_rule[r][0] for r in rules), _yuan(result.total_cents)])
     second = Block(top2, [head2], rows2, ["center", "text", "text", "text", "text", "count", "money"], total_rows=1, row_height=30)
+
+    # per clause (条款 of the plan, in its order): the rules of one clause added up
+    top3 = second.last_row + 3
+    head3 = ["条款", "任务", "奖补项目数", "笔数", "金额(元)"]
+    rows3 = []
+    for task in plan.tasks:
+        ids = [r for r in rules if plan.rules[r].clause == task["id"]]
+        if ids:
+            rows3.append([task["id"], task["title"], len(ids), sum(result.by_rule[r][0] for r in ids), _yuan(sum(result.by_rule[r][1] for r in ids))])
+    rows3.append(["合计", None, len(rules), sum(result.by_rule[r][0] for r in rules), _yuan(result.total_cents)])
+    third = Block(top3, [head3], rows3, ["center", "text", "count", "count", "money"], total_rows=1)
     ncols = max(len(head), len(head2))
     widths = [12] + [16] * (ncols - 1)
     return SheetSpec(
@@ -673,7 +684,7 @@ def _summary_sheet(result: RefreshResult, plan: Plan) -> SheetSpec:
         _subtitle(result, "单位：元。"),
         ncols,
         widths,
-        [first, second],
+        [first, second, third],
         print_rows="3:3",
     )
 
