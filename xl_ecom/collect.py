@@ -555,42 +555,6 @@ def merge_into_workbook(wb, report: CollectReport, plan: Plan | None = None, opt
     return changes
 
 
-def _ribbon_parts(package: zipfile.ZipFile) -> dict[str, bytes]:
-    names = set(package.namelist())
-    if xlsm.PACKAGE_RELS_PART not in names:
-        return {}
-    out = {}
-    for rel in xlsm._relationships(package.read(xlsm.PACKAGE_RELS_PART)):
-        if rel.get("Type") == xlsm.CUSTOM_UI_REL_TYPE:
-            part = xlsm._resolve("", rel["Target"])
-            if part in names:
-                out[part] = package.read(part)
-    return out
-
-
-def _restore_ribbon(data: bytes, ribbon: dict[str, bytes]) -> bytes:
-    """openpyxl (keep_vba) copies customUI/ but drops its relationship from _rels/.rels: put it back."""
-    if not ribbon:
-        return data
-    with zipfile.ZipFile(io.BytesIO(data)) as z:
-        order = z.namelist()
-        parts = {n: z.read(n) for n in order}
-    rels = parts[xlsm.PACKAGE_RELS_PART]
-    for part, content in ribbon.items():
-        if part not in parts:
-            order.append(part)
-        parts[part] = content
-        present = {xlsm._resolve("", r["Target"]) for r in xlsm._relationships(rels) if r.get("Type") == xlsm.CUSTOM_UI_REL_TYPE}
-        if part not in present:
-            rels = xlsm._add_relationship(rels, xlsm.CUSTOM_UI_REL_TYPE, part)
-    parts[xlsm.PACKAGE_RELS_PART] = rels
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as out:
-        for name in order:
-            out.writestr(name, parts[name])
-    return buf.getvalue()
-
-
 # parts openpyxl rebuilds or Excel recreates: not worth a warning when they do not survive
 _REBUILT = re.compile(r"^(xl/calcChain\.xml|xl/printerSettings/.*|docProps/thumbnail\..*)$")
 
@@ -612,13 +576,13 @@ def save_city_workbook(wb, path: Path, original: bytes) -> tuple[bytes, list[str
     checked to hold the VBA project and the ribbon when the original did.  Returns (bytes, warnings)."""
     with zipfile.ZipFile(io.BytesIO(original)) as before:
         old_names = set(before.namelist())
-        ribbon = _ribbon_parts(before)
+        ribbon = xlsm.ribbon_parts(before)
     buf = io.BytesIO()
     wb.save(buf)
-    data = _restore_ribbon(buf.getvalue(), ribbon)
+    data = xlsm.restore_ribbon(buf.getvalue(), ribbon)
     with zipfile.ZipFile(io.BytesIO(data)) as after:
         new_names = set(after.namelist())
-        ribbon_after = _ribbon_parts(after)
+        ribbon_after = xlsm.ribbon_parts(after)
     if xlsm.VBA_PROJECT_PART in old_names and xlsm.VBA_PROJECT_PART not in new_names:
         raise CollectError(f"保存“{path.name}”时宏（vbaProject.bin）会丢失，已停止写入，原文件未改动")
     if set(ribbon) != set(ribbon_after):

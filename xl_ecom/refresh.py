@@ -1053,8 +1053,8 @@ class Package:
         except (zipfile.BadZipFile, KeyError, OSError):
             raise RefreshError(f"“{name}”不是有效的 Excel 工作簿（.xlsx/.xlsm）") from None
         try:
-            self.main = xlsm._main_part(self.parts)
-            self.main_rels = xlsm._rels_part_of(self.main)
+            self.main = xlsm.find_main_part(self.parts)
+            self.main_rels = xlsm.rels_part_of(self.main)
             self._load_sheets()
         except Exception:
             raise RefreshError(f"“{name}”不是有效的 Excel 工作簿（缺少工作簿主部件）") from None
@@ -1066,13 +1066,13 @@ class Package:
     def _load_sheets(self) -> None:
         from defusedxml import ElementTree as SafeET
 
-        rels = {r["Id"]: r for r in xlsm._relationships(self.parts[self.main_rels])}
+        rels = {r["Id"]: r for r in xlsm.relationships(self.parts[self.main_rels])}
         self.rels = rels
         root = SafeET.fromstring(self.parts[self.main])
         self.sheets = []  # (name, part, rId)
         for s in root.iter(f"{{{_NS}}}sheet"):
             rid = s.get(f"{{{_R}}}id")
-            self.sheets.append((s.get("name"), xlsm._resolve(self.main, rels[rid]["Target"]), rid))
+            self.sheets.append((s.get("name"), xlsm.resolve_target(self.main, rels[rid]["Target"]), rid))
 
     @property
     def sheet_names(self) -> list[str]:
@@ -1087,7 +1087,7 @@ class Package:
     def _rel_target(self, rel_type: str) -> str | None:
         for r in self.rels.values():
             if r.get("Type") == rel_type:
-                return xlsm._resolve(self.main, r["Target"])
+                return xlsm.resolve_target(self.main, r["Target"])
         return None
 
     def shared_strings(self) -> list[str]:
@@ -1259,18 +1259,18 @@ class Package:
 
     def _drop_sheet_extras(self, sheet_part: str) -> None:
         """Remove what an earlier refresh attached to a generated sheet (drawing, chart, rels)."""
-        rels_part = xlsm._rels_part_of(sheet_part)
+        rels_part = xlsm.rels_part_of(sheet_part)
         if rels_part not in self.parts:
             return
-        for rel in xlsm._relationships(self.parts[rels_part]):
+        for rel in xlsm.relationships(self.parts[rels_part]):
             if rel.get("TargetMode") == "External":
                 continue
-            target = xlsm._resolve(sheet_part, rel["Target"])
-            sub = xlsm._rels_part_of(target)
+            target = xlsm.resolve_target(sheet_part, rel["Target"])
+            sub = xlsm.rels_part_of(target)
             if sub in self.parts:
-                for r2 in xlsm._relationships(self.parts[sub]):
+                for r2 in xlsm.relationships(self.parts[sub]):
                     if r2.get("TargetMode") != "External":
-                        self._drop(xlsm._resolve(target, r2["Target"]))
+                        self._drop(xlsm.resolve_target(target, r2["Target"]))
                 self._drop(sub)
             self._drop(target)
         self._drop(rels_part)
@@ -1319,9 +1319,9 @@ class Package:
                 f'<Relationship Id="rId{i}" Type="{_REL}chart" Target="{posixpath.relpath(c, posixpath.dirname(drawing))}"/>'
                 for i, c in enumerate(chart_names, start=1)
             )
-            self._put(xlsm._rels_part_of(drawing), _rels_xml(rels))
+            self._put(xlsm.rels_part_of(drawing), _rels_xml(rels))
             self._put(
-                xlsm._rels_part_of(part),
+                xlsm.rels_part_of(part),
                 _rels_xml(f'<Relationship Id="rId1" Type="{_DRAWING_REL}" Target="{posixpath.relpath(drawing, posixpath.dirname(part))}"/>'),
             )
         return index
@@ -1409,7 +1409,7 @@ class Package:
 
 def _add_rel(xml: bytes, rel_type: str, target: str) -> tuple[bytes, str]:
     """``xml`` (a .rels part) with one more relationship, and its new Id."""
-    ids = {r.get("Id", "") for r in xlsm._relationships(xml)}
+    ids = {r.get("Id", "") for r in xlsm.relationships(xml)}
     n = 1
     while f"rId{n}" in ids:
         n += 1

@@ -74,25 +74,25 @@ class PackageError(XlEcomError, ValueError):
 # ---------------------------------------------------------------------------
 
 
-def _rels_part_of(part: str) -> str:
+def rels_part_of(part: str) -> str:
     folder, _, name = part.rpartition("/")
     return f"{folder}/_rels/{name}.rels" if folder else f"_rels/{name}.rels"
 
 
-def _relationships(xml: bytes) -> list[dict[str, str]]:
+def relationships(xml: bytes) -> list[dict[str, str]]:
     root = SafeET.fromstring(xml)
     return [dict(element.attrib) for element in root.iter(f"{_RELS_NS}Relationship")]
 
 
-def _resolve(source_part: str, target: str) -> str:
+def resolve_target(source_part: str, target: str) -> str:
     if target.startswith("/"):
         return target[1:]
     folder = source_part.rpartition("/")[0]
     return posixpath.normpath(posixpath.join(folder, target))
 
 
-def _add_relationship(xml: bytes, rel_type: str, target: str) -> bytes:
-    existing = _relationships(xml)
+def add_relationship(xml: bytes, rel_type: str, target: str) -> bytes:
+    existing = relationships(xml)
     if any(rel.get("Type") == rel_type for rel in existing):
         raise PackageError(f"工作簿中已经有类型为 {rel_type} 的关系，不能再添加。")
     ids = {rel.get("Id", "") for rel in existing}
@@ -195,27 +195,27 @@ def sheet_code_names(xlsx_bytes: bytes) -> list[tuple[str, str]]:
     otherwise ``Sheet<n>``/``Chart<n>`` by position, as Excel names them)."""
     with zipfile.ZipFile(io.BytesIO(xlsx_bytes)) as package:
         parts = {name: package.read(name) for name in package.namelist()}
-    main_part = _main_part(parts)
+    main_part = find_main_part(parts)
     return [(name, code) for name, _, code in _sheets(parts, main_part)]
 
 
-def _main_part(parts: dict[str, bytes]) -> str:
+def find_main_part(parts: dict[str, bytes]) -> str:
     if PACKAGE_RELS_PART not in parts:
         raise PackageError("工作簿包中没有 _rels/.rels。")
-    for rel in _relationships(parts[PACKAGE_RELS_PART]):
+    for rel in relationships(parts[PACKAGE_RELS_PART]):
         if rel.get("Type") == OFFICE_DOCUMENT_REL_TYPE:
-            return _resolve("", rel["Target"])
+            return resolve_target("", rel["Target"])
     raise PackageError("_rels/.rels 中没有指向工作簿主部件的关系。")
 
 
 def _sheets(parts: dict[str, bytes], main_part: str) -> list[tuple[str, str, str]]:
     """``(sheet name, sheet part, code name)`` in workbook order."""
-    rels = {rel["Id"]: rel for rel in _relationships(parts[_rels_part_of(main_part)])}
+    rels = {rel["Id"]: rel for rel in relationships(parts[rels_part_of(main_part)])}
     workbook = SafeET.fromstring(parts[main_part])
     result = []
     for position, sheet in enumerate(workbook.iter(f"{_MAIN_NS}sheet"), start=1):
         rel = rels[sheet.get(f"{_R_NS}id", "")]
-        part = _resolve(main_part, rel["Target"])
+        part = resolve_target(main_part, rel["Target"])
         if rel["Type"] == WORKSHEET_REL_TYPE:
             prefix = "Sheet"
         elif rel["Type"] == CHARTSHEET_REL_TYPE:
@@ -258,8 +258,8 @@ def assemble_xlsm(
         if part in parts:
             raise PackageError(f"传入的工作簿已经含有 {part}；请传入 openpyxl 写出的、不含宏和功能区的 .xlsx。")
 
-    main_part = _main_part(parts)
-    main_rels = _rels_part_of(main_part)
+    main_part = find_main_part(parts)
+    main_rels = rels_part_of(main_part)
     parts[CONTENT_TYPES_PART] = _content_types(parts[CONTENT_TYPES_PART], main_part)
 
     # Code names: the workbook and every sheet, as the VBA project's document modules are named.
@@ -280,11 +280,11 @@ def assemble_xlsm(
             "请用同一个 .xlsx 调用 build_vba_project 生成 vbaProject.bin。"
         )
 
-    parts[main_rels] = _add_relationship(parts[main_rels], VBA_PROJECT_REL_TYPE, posixpath.relpath(VBA_PROJECT_PART, posixpath.dirname(main_part)))
+    parts[main_rels] = add_relationship(parts[main_rels], VBA_PROJECT_REL_TYPE, posixpath.relpath(VBA_PROJECT_PART, posixpath.dirname(main_part)))
     parts[VBA_PROJECT_PART] = vba_project_bin
 
     core = next(
-        (_resolve("", rel["Target"]) for rel in _relationships(parts[PACKAGE_RELS_PART]) if rel.get("Type") == CORE_PROPERTIES_REL_TYPE),
+        (resolve_target("", rel["Target"]) for rel in relationships(parts[PACKAGE_RELS_PART]) if rel.get("Type") == CORE_PROPERTIES_REL_TYPE),
         None,
     )
     if core is None or core not in parts:
@@ -292,7 +292,7 @@ def assemble_xlsm(
     parts[core] = _pin_core_properties(parts[core], timestamp)
 
     # The ribbon last: its relationship and its part.
-    parts[PACKAGE_RELS_PART] = _add_relationship(parts[PACKAGE_RELS_PART], CUSTOM_UI_REL_TYPE, CUSTOM_UI_PART)
+    parts[PACKAGE_RELS_PART] = add_relationship(parts[PACKAGE_RELS_PART], CUSTOM_UI_REL_TYPE, CUSTOM_UI_PART)
     parts[CUSTOM_UI_PART] = custom_ui_xml
 
     first = [CONTENT_TYPES_PART, PACKAGE_RELS_PART]
@@ -333,3 +333,45 @@ def build_xlsm(
     modules = vba_modules(udf_module)
     project = build_vba_project(xlsx_bytes, modules)
     return assemble_xlsm(xlsx_bytes, project, ribbon_xml(), timestamp=timestamp)
+
+
+# ---------------------------------------------------------------------------
+# Keeping the ribbon through an openpyxl save (used by collect)
+# ---------------------------------------------------------------------------
+
+
+def ribbon_parts(package: zipfile.ZipFile) -> dict[str, bytes]:
+    """The ribbon (customUI) parts a package holds, by part name."""
+    names = set(package.namelist())
+    if PACKAGE_RELS_PART not in names:
+        return {}
+    out = {}
+    for rel in relationships(package.read(PACKAGE_RELS_PART)):
+        if rel.get("Type") == CUSTOM_UI_REL_TYPE:
+            part = resolve_target("", rel["Target"])
+            if part in names:
+                out[part] = package.read(part)
+    return out
+
+
+def restore_ribbon(data: bytes, ribbon: dict[str, bytes]) -> bytes:
+    """openpyxl (keep_vba) copies customUI/ but drops its relationship from _rels/.rels: put it back."""
+    if not ribbon:
+        return data
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        order = z.namelist()
+        parts = {n: z.read(n) for n in order}
+    rels = parts[PACKAGE_RELS_PART]
+    for part, content in ribbon.items():
+        if part not in parts:
+            order.append(part)
+        parts[part] = content
+        present = {resolve_target("", r["Target"]) for r in relationships(rels) if r.get("Type") == CUSTOM_UI_REL_TYPE}
+        if part not in present:
+            rels = add_relationship(rels, CUSTOM_UI_REL_TYPE, part)
+    parts[PACKAGE_RELS_PART] = rels
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as out:
+        for name in order:
+            out.writestr(name, parts[name])
+    return buf.getvalue()
