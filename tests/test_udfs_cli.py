@@ -91,3 +91,12 @@ def test_every_front_end_registers_its_subcommand():
     for name in ("calc", "clauses", "check", "run", "build", "departments", "counties", "collect", "validate",
                  "refresh", "mail"):
         assert name in sub.choices, name
+
+
+def test_cli_run_is_the_main_job(tmp_path, capsys):
+    assert cli.main(["run", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "示范村" in out and "14" in out
+    assert (tmp_path / "目标任务分解表.xlsm").exists()
+    assert len(list((tmp_path / "输出" / "部门任务表").glob("*.xlsx"))) == 17
+    assert len(list((tmp_path / "输出" / "县区工作簿").glob("*.xlsx"))) == 8

@@ -84,7 +84,7 @@ def cmd_check(args) -> int:
 
 def cmd_run(args) -> int:
     """The main job on the built-in plan: check it, build the workbook, write department and county files."""
-    from xl_ecom import build, counties, departments
+    from xl_ecom import build, counties, departments, settings
     from xl_ecom.check import WARNING, check_plan
 
     out = Path(args.out)
@@ -95,10 +95,14 @@ def cmd_run(args) -> int:
         _out(f"  {f}")
     wb = build.build_workbook(out / "目标任务分解表.xlsm")
     _out(f"工作簿：{wb}")
-    deps = departments.make_department_sheets(out)
-    _out(f"部门任务表：{len(deps)}个，在 {out / '部门任务表'}")
-    cts = counties.make_county_workbooks(out)
-    _out(f"县区工作簿：{len(cts)}个，在 {out / '县区工作簿'}")
+    # the files go where the workbook's 设置 says, so its buttons and `xl-ecom mail` find them
+    values = settings.read_settings(wb)
+    folder = settings.output_dir(values, wb)
+    on = values.get("政策日期")
+    deps = departments.make_department_sheets(folder, on=on)
+    _out(f"部门任务表：{len(deps)}个，在 {folder / departments.SUBDIR}")
+    cts = counties.make_county_workbooks(folder, on=on)
+    _out(f"县区工作簿：{len(cts)}个，在 {folder / counties.SUBDIR}")
     return 0
 
 
@@ -127,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("run", help="一次完成：检查方案、生成工作簿、部门任务表和县区工作簿")
-    p.add_argument("--out", default="输出", help="输出文件夹（默认 ./输出）")
+    p.add_argument("--out", default=".", help="工作簿所在文件夹（默认当前文件夹）；生成的文件放在工作簿“设置”表的输出文件夹（默认其下的“输出”）")
     p.set_defaults(func=cmd_run)
 
     for name in FRONT_ENDS:

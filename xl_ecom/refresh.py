@@ -907,7 +907,8 @@ class RefreshReport:
             lines.append(f"  {c}：奖补 {total / 100:,.2f} 元；完成/目标 {done}")
         for t in r.city:
             if t.met is not None:
-                lines.append(f"  {t.text}：实际 {describe(t.actual)}，{'已达到' if t.met else '未达到'}")
+                actual = f"{t.actual:,.2f}元" if t.unit == "元" else f"{describe(t.actual)}{t.unit}"
+                lines.append(f"  {t.text}：实际 {actual}，{'已达到' if t.met else '未达到'}")
         lines.append(f"用时 {self.seconds:.2f} 秒")
         return "\n".join(lines)
 
