@@ -1289,7 +1289,7 @@ class Package:
         else:
             part = self._free("xl/worksheets/sheet{}.xml")
             self._put(part, xml, _WORKSHEET_CT)
-            rels, rid = _add_rel(self.parts[self.main_rels], _REL + "worksheet", posixpath.relpath(part, posixpath.dirname(self.main)))
+            rels, rid = xlsm.append_relationship(self.parts[self.main_rels], _REL + "worksheet", posixpath.relpath(part, posixpath.dirname(self.main)))
             self.parts[self.main_rels] = rels
             tags = list(re.finditer(r"<sheet\b[^>]*?/>", wb_xml))
             index = self.sheet_names.index(after) + 1 if after in self.sheet_names else len(tags)
@@ -1406,22 +1406,6 @@ class Package:
                 # big sheets: fast compression (a few percent larger, several times faster)
                 out.writestr(n, data, compresslevel=1 if len(data) > 1_000_000 else 6)
         return buf.getvalue()
-
-
-def _add_rel(xml: bytes, rel_type: str, target: str) -> tuple[bytes, str]:
-    """``xml`` (a .rels part) with one more relationship, and its new Id."""
-    ids = {r.get("Id", "") for r in xlsm.relationships(xml)}
-    n = 1
-    while f"rId{n}" in ids:
-        n += 1
-    rid = f"rId{n}"
-    element = f'<Relationship Id="{rid}" Type="{rel_type}" Target="{_esc_attr(target)}"/>'
-    text = xml.decode("utf-8")
-    if "</Relationships>" in text:
-        text = text.replace("</Relationships>", element + "</Relationships>", 1)
-    else:
-        text = re.sub(r"<Relationships\b([^>]*)/>", lambda m: f"<Relationships{m.group(1)}>{element}</Relationships>", text, 1)
-    return text.encode("utf-8"), rid
 
 
 def _rels_xml(inner: str) -> bytes:

@@ -20,6 +20,7 @@ method and level, no extra fields, the same file attributes for every member. Sa
 
 from __future__ import annotations
 
+import html
 import io
 import posixpath
 import re
@@ -91,21 +92,27 @@ def resolve_target(source_part: str, target: str) -> str:
     return posixpath.normpath(posixpath.join(folder, target))
 
 
-def add_relationship(xml: bytes, rel_type: str, target: str) -> bytes:
-    existing = relationships(xml)
-    if any(rel.get("Type") == rel_type for rel in existing):
-        raise PackageError(f"工作簿中已经有类型为 {rel_type} 的关系，不能再添加。")
-    ids = {rel.get("Id", "") for rel in existing}
+def append_relationship(xml: bytes, rel_type: str, target: str) -> tuple[bytes, str]:
+    """``xml`` (a .rels part) with one more relationship, and the new relationship's Id."""
+    ids = {rel.get("Id", "") for rel in relationships(xml)}
     number = 1
     while f"rId{number}" in ids:
         number += 1
-    element = f'<Relationship Id="rId{number}" Type="{rel_type}" Target="{target}"/>'
+    rid = f"rId{number}"
+    element = f'<Relationship Id="{rid}" Type="{rel_type}" Target="{html.escape(target, quote=True)}"/>'
     text = xml.decode("utf-8")
     if "</Relationships>" in text:
         text = text.replace("</Relationships>", element + "</Relationships>", 1)
     else:
         text = re.sub(r"<Relationships\b([^>]*)/>", lambda m: f"<Relationships{m.group(1)}>{element}</Relationships>", text, 1)
-    return text.encode("utf-8")
+    return text.encode("utf-8"), rid
+
+
+def add_relationship(xml: bytes, rel_type: str, target: str) -> bytes:
+    """Add the one relationship of ``rel_type`` a package part may have (refused if present)."""
+    if any(rel.get("Type") == rel_type for rel in relationships(xml)):
+        raise PackageError(f"工作簿中已经有类型为 {rel_type} 的关系，不能再添加。")
+    return append_relationship(xml, rel_type, target)[0]
 
 
 def _attribute(tag: str, name: str) -> str | None:
