@@ -24,7 +24,6 @@ What a clerk can rely on:
 
 from __future__ import annotations
 
-import inspect
 import io
 import re
 import zipfile
@@ -422,10 +421,7 @@ class AwardFormulas:
 
 
 def formula_options(wb) -> dict:
-    """Extra arguments for sheets.award_formula: the workbook's policy date (设置), when the
-    formula compiler takes one."""
-    if "on" not in inspect.signature(sheets.award_formula).parameters:
-        return {}
+    """Extra arguments for sheets.award_formula: the workbook's policy date (设置)."""
     from xl_ecom.settings import read_settings
 
     try:

@@ -534,7 +534,8 @@ def _collect_work(book, ui: Ui, folder):
     if any(f.mergeable for f in report.files):
         ui.status("汇总县区报表：读取本工作簿的输入表……")
         wb, last_rows = _input_snapshot(book, TABLES)
-        report.changes = core.merge_into_workbook(wb, report, plan)
+        # the in-memory copy has no 设置 sheet: award formulas follow the open book's policy date
+        report.changes = core.merge_into_workbook(wb, report, plan, options={"on": settings.get("政策日期")})
         ui.screen_updating(False)
         for table in TABLES:
             if any(table.sheet in line for line in report.changes):
