@@ -11,7 +11,6 @@ import copy
 import datetime as dt
 import re
 import zipfile
-from collections import Counter
 from pathlib import Path
 
 import pytest

@@ -26,7 +26,7 @@ import openpyxl
 import pytest
 from openpyxl.utils import get_column_letter
 
-from xl_ecom import build, engine, formulas, layout, settings
+from xl_ecom import build, engine, formulas, layout
 from xl_ecom.errors import InputError
 from xl_ecom.policy import load_plan
 from xl_ecom.tables import TABLES

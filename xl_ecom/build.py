@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import math
-import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path

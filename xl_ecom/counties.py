@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 from openpyxl import Workbook
@@ -33,13 +32,13 @@ from xl_ecom.departments import (
     _add_common,
     _date_text,
     check_not_open,
-    cli_context,
     fit_height,
     pin_properties,
+    run_export_cli,
     save_workbook,
     write_task_sheet,
 )
-from xl_ecom.errors import InputError, XlEcomError
+from xl_ecom.errors import InputError
 from xl_ecom.policy import Plan, load_plan
 from xl_ecom.tables import ACTUALS, TABLES, TOURISM_COUNTS, InputTable, table as get_table
 
@@ -442,18 +441,7 @@ def make_county_workbooks(out_dir, plan: Plan | None = None, on=None, *, due=Non
 # --- command line ---------------------------------------------------------------------------------------
 
 def run_cli(args, stdout=None, stderr=None) -> int:
-    out = stdout or sys.stdout
-    err = stderr or sys.stderr
-    try:
-        folder, on, due = cli_context(args)
-        paths = make_county_workbooks(folder, on=on, due=due)
-    except XlEcomError as exc:
-        print(f"错误：{exc}", file=err)
-        return 2
-    print(f"已生成县区工作簿{len(paths)}个，在 {folder / SUBDIR}：", file=out)
-    for p in paths:
-        print(f"  {p.name}", file=out)
-    return 0
+    return run_export_cli(args, make_county_workbooks, "县区工作簿", SUBDIR, stdout, stderr)
 
 
 def add_cli(subparsers):

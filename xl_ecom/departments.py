@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from openpyxl import Workbook
-from openpyxl.styles import Alignment, Font
+from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
@@ -571,19 +571,24 @@ def _add_common(parser) -> None:
     parser.add_argument("--workbook", metavar="WB", help="市级工作簿：从其“设置”表读取政策日期、输出文件夹和报送截止日期")
 
 
-def run_cli(args, stdout=None, stderr=None) -> int:
+def run_export_cli(args, make, label: str, subdir: str, stdout=None, stderr=None) -> int:
+    """Shared body of `xl-ecom departments` and `xl-ecom counties`: ``make(folder, on=, due=)``."""
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     try:
         folder, on, due = cli_context(args)
-        paths = make_department_sheets(folder, on=on, due=due)
+        paths = make(folder, on=on, due=due)
     except XlEcomError as exc:
         print(f"错误：{exc}", file=err)
         return 2
-    print(f"已生成部门任务表{len(paths)}个，在 {folder / SUBDIR}：", file=out)
+    print(f"已生成{label}{len(paths)}个，在 {folder / subdir}：", file=out)
     for p in paths:
         print(f"  {p.name}", file=out)
     return 0
+
+
+def run_cli(args, stdout=None, stderr=None) -> int:
+    return run_export_cli(args, make_department_sheets, "部门任务表", SUBDIR, stdout, stderr)
 
 
 def add_cli(subparsers) -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@ input it is; the rule itself lives in plan.yaml.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from xl_ecom.policy import load_plan
 
