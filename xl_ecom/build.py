@@ -774,10 +774,7 @@ def write_contacts(ws, plan: Plan) -> None:
         ws.row_dimensions[r].height = 20
     if "类别" in headers:
         col = get_column_letter(headers.index("类别") + 1)
-        dv = DataValidation(type="list", formula1='"' + ",".join(settings.CONTACT_CATEGORIES) + '"', allow_blank=True)
-        dv.error = f"类别只能填写：{'、'.join(settings.CONTACT_CATEGORIES)}"
-        dv.errorTitle = "输入有误"
-        dv.showErrorMessage = True
+        dv = sheets.list_validation(settings.CONTACT_CATEGORIES, f"类别只能填写：{'、'.join(settings.CONTACT_CATEGORIES)}")
         ws.add_data_validation(dv)
         dv.add(f"{col}4:{col}{last + 50}")
     ws.freeze_panes = "A4"
@@ -800,10 +797,7 @@ def write_settings(ws) -> None:
         sheets.body_cell(c)
         _fit_row(ws, r, [(note, 70)])
         if key in ("加密方式",):
-            dv = DataValidation(type="list", formula1='"' + ",".join(settings.SECURITY_CHOICES) + '"', allow_blank=True)
-            dv.error = f"加密方式只能填写：{'、'.join(settings.SECURITY_CHOICES)}"
-            dv.errorTitle = "输入有误"
-            dv.showErrorMessage = True
+            dv = sheets.list_validation(settings.SECURITY_CHOICES, f"加密方式只能填写：{'、'.join(settings.SECURITY_CHOICES)}")
             ws.add_data_validation(dv)
             dv.add(f"B{r}")
         if "端口" in key:

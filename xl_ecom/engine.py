@@ -162,10 +162,6 @@ class _ScalarOps:
         room = cap - paid_before
         return raw if raw <= room else max(room, 0)
 
-    @staticmethod
-    def all_true(n):
-        return True
-
 
 class _VectorOps:
     vector = True
@@ -481,7 +477,7 @@ def _column(spec, data, n: int):
     col = data.get(spec.name) if hasattr(data, "get") else None
     if col is None:
         return None
-    if np.isscalar(col) or col is None:
+    if np.isscalar(col):
         col = [col] * n
     return col
 

@@ -178,17 +178,25 @@ def write_input_table(
     page_setup(ws, f"{layout.INPUT_HEADER_ROW}:{layout.INPUT_HEADER_ROW}")
 
 
+def list_validation(choices, error: str) -> DataValidation:
+    """A drop-down of ``choices`` that refuses anything else with a Chinese message."""
+    dv = DataValidation(type="list", formula1='"' + ",".join(choices) + '"', allow_blank=True)
+    dv.error = error
+    dv.errorTitle = "输入有误"
+    dv.showErrorMessage = True
+    dv.errorStyle = "stop"
+    return dv
+
+
 def add_validation(ws, table: InputTable, counties, first: int, last: int) -> None:
     for c, col in enumerate(table.columns, start=1):
         letter = get_column_letter(c)
         rng = f"{letter}{first}:{letter}{last}"
         dv = None
         if col.kind == "county":
-            dv = DataValidation(type="list", formula1='"' + ",".join(counties) + '"', allow_blank=True)
-            dv.error = "请从下拉列表选择县区"
+            dv = list_validation(counties, "请从下拉列表选择县区")
         elif col.kind == "choice":
-            dv = DataValidation(type="list", formula1='"' + ",".join(col.choices) + '"', allow_blank=True)
-            dv.error = f"{col.header}只能填写：{'、'.join(col.choices)}"
+            dv = list_validation(col.choices, f"{col.header}只能填写：{'、'.join(col.choices)}")
         elif col.kind == "money" or col.kind == "years":
             dv = DataValidation(type="decimal", operator="greaterThanOrEqual", formula1="0", allow_blank=True)
             dv.error = f"{col.header}应为不小于0的数值（以元为单位）" if col.kind == "money" else f"{col.header}应为不小于0的数值"
