@@ -651,7 +651,7 @@ def test_libreoffice_recalculates_the_annex_from_refreshed_counts(refreshed, tmp
 # package writer and the openpyxl writer lay out the same cells
 # ---------------------------------------------------------------------------------------------
 
-OWNED = {"xl/workbook.xml", "xl/_rels/workbook.xml.rels", "[Content_Types].xml", "xl/styles.xml"}
+OWNED = {"xl/workbook.xml", "xl/_rels/workbook.xml.rels", "[Content_Types].xml", "xl/styles.xml", "docProps/app.xml", "xl/calcChain.xml"}
 
 
 def test_every_part_refresh_does_not_own_is_byte_identical(refreshed):

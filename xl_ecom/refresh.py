@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import posixpath
 import re
 import sys
 import time
@@ -1065,15 +1064,11 @@ class Package:
     # --- reading -------------------------------------------------------------------------
 
     def _load_sheets(self) -> None:
-        from defusedxml import ElementTree as SafeET
+        from xl_ecom.ooxml import workbook
 
-        rels = {r["Id"]: r for r in xlsm.relationships(self.parts[self.main_rels])}
-        self.rels = rels
-        root = SafeET.fromstring(self.parts[self.main])
-        self.sheets = []  # (name, part, rId)
-        for s in root.iter(f"{{{_NS}}}sheet"):
-            rid = s.get(f"{{{_R}}}id")
-            self.sheets.append((s.get("name"), xlsm.resolve_target(self.main, rels[rid]["Target"]), rid))
+        self.rels = {r["Id"]: r for r in xlsm.relationships(self.parts[self.main_rels])}
+        self.sheet_refs = workbook.sheets(self.parts, self.main)
+        self.sheets = [(s.name, s.part, s.rid) for s in self.sheet_refs]  # (name, part, rId)
 
     @property
     def sheet_names(self) -> list[str]:
@@ -1239,11 +1234,9 @@ class Package:
         return pattern.format(n)
 
     def _content_type(self, part: str, content_type: str | None) -> None:
-        ct = self.parts["[Content_Types].xml"].decode("utf-8")
-        ct = re.sub(rf'<Override\b[^>]*PartName="/{re.escape(part)}"[^>]*/>', "", ct)
-        if content_type:
-            ct = ct.replace("</Types>", f'<Override PartName="/{part}" ContentType="{content_type}"/></Types>')
-        self.parts["[Content_Types].xml"] = ct.encode("utf-8")
+        from xl_ecom.ooxml import contenttypes
+
+        self.parts["[Content_Types].xml"] = contenttypes.set_override(self.parts["[Content_Types].xml"], part, content_type)
 
     def _put(self, part: str, data: bytes, content_type: str | None = None) -> None:
         if part not in self.parts:
@@ -1280,7 +1273,8 @@ class Package:
         """Put sheet ``name`` (new, right after ``after``; or replaced in place). Returns its index.
 
         ``extras`` is (drawing xml, drawing rels xml, [(chart part name, chart xml)]) or None."""
-        wb_xml = self.parts[self.main].decode("utf-8")
+        from xl_ecom.ooxml import relationships, workbook
+
         if name in self.sheet_names:
             part = self.sheet_part(name)
             self._drop_sheet_extras(part)
@@ -1289,22 +1283,11 @@ class Package:
         else:
             part = self._free("xl/worksheets/sheet{}.xml")
             self._put(part, xml, _WORKSHEET_CT)
-            rels, rid = xlsm.append_relationship(self.parts[self.main_rels], _REL + "worksheet", posixpath.relpath(part, posixpath.dirname(self.main)))
+            rels, rid = xlsm.append_relationship(self.parts[self.main_rels], _REL + "worksheet", xlsm.relative_target(self.main, part))
             self.parts[self.main_rels] = rels
-            tags = list(re.finditer(r"<sheet\b[^>]*?/>", wb_xml))
-            index = self.sheet_names.index(after) + 1 if after in self.sheet_names else len(tags)
-            ids = [int(x) for x in re.findall(r'<sheet\b[^>]*?\bsheetId="(\d+)"', wb_xml)]
-            tag = f'<sheet name="{_esc_attr(name)}" sheetId="{max(ids, default=0) + 1}" r:id="{rid}"/>'
-            if 'xmlns:r="' + _R + '"' not in wb_xml[: wb_xml.index(">", wb_xml.index("<workbook")) + 1]:
-                tag = tag.replace(' r:id="', f' xmlns:r="{_R}" r:id="')
-            at = tags[index - 1].end() if index > 0 else tags[0].start()
-            wb_xml = wb_xml[:at] + tag + wb_xml[at:]
+            index = self.sheet_names.index(after) + 1 if after in self.sheet_names else len(self.sheets)
             # sheet-scoped names (print titles) and the active tab follow their sheets
-            wb_xml = re.sub(
-                r'localSheetId="(\d+)"', lambda m: f'localSheetId="{int(m.group(1)) + (1 if int(m.group(1)) >= index else 0)}"', wb_xml
-            )
-            wb_xml = re.sub(r'activeTab="(\d+)"', lambda m: f'activeTab="{int(m.group(1)) + (1 if int(m.group(1)) >= index else 0)}"', wb_xml)
-            self.parts[self.main] = wb_xml.encode("utf-8")
+            self.parts[self.main] = workbook.insert_sheet(self.parts[self.main], name, rid, index)
             self._load_sheets()
         if extras:
             drawing_xml, chart_parts = extras
@@ -1316,86 +1299,51 @@ class Package:
                 self._put(chart, chart_xml, _CHART_CT)
                 chart_names.append(chart)
             self._put(drawing, drawing_xml(chart_names))
-            rels = "".join(
-                f'<Relationship Id="rId{i}" Type="{_REL}chart" Target="{posixpath.relpath(c, posixpath.dirname(drawing))}"/>'
-                for i, c in enumerate(chart_names, start=1)
-            )
-            self._put(xlsm.rels_part_of(drawing), _rels_xml(rels))
-            self._put(
-                xlsm.rels_part_of(part),
-                _rels_xml(f'<Relationship Id="rId1" Type="{_DRAWING_REL}" Target="{posixpath.relpath(drawing, posixpath.dirname(part))}"/>'),
-            )
+            rels = [(f"rId{i}", _REL + "chart", relationships.relative_target(drawing, c)) for i, c in enumerate(chart_names, start=1)]
+            self._put(xlsm.rels_part_of(drawing), relationships.new_rels(rels))
+            self._put(xlsm.rels_part_of(part), relationships.new_rels([("rId1", _DRAWING_REL, relationships.relative_target(part, drawing))]))
         return index
 
     def set_print_titles(self, name: str, rows: str | None) -> None:
-        index = self.sheet_names.index(name)
-        wb_xml = self.parts[self.main].decode("utf-8")
-        wb_xml = re.sub(rf'<definedName\b[^>]*name="_xlnm\.Print_Titles"[^>]*localSheetId="{index}"[^>]*>.*?</definedName>', "", wb_xml)
-        wb_xml = re.sub(rf'<definedName\b[^>]*localSheetId="{index}"[^>]*name="_xlnm\.Print_Titles"[^>]*>.*?</definedName>', "", wb_xml)
-        if rows:
-            a, b = rows.split(":")
-            quoted = "'" + name.replace("'", "''") + "'"
-            element = f'<definedName name="_xlnm.Print_Titles" localSheetId="{index}">{_esc(quoted)}!${a}:${b}</definedName>'
-            if "<definedNames>" in wb_xml:
-                wb_xml = wb_xml.replace("</definedNames>", element + "</definedNames>", 1)
-            elif "<definedNames/>" in wb_xml:
-                wb_xml = wb_xml.replace("<definedNames/>", f"<definedNames>{element}</definedNames>", 1)
-            else:
-                wb_xml = re.sub(r"(</sheets>)", r"\1" + f"<definedNames>{element}</definedNames>".replace("\\", "\\\\"), wb_xml, 1)
-        wb_xml = wb_xml.replace("<definedNames></definedNames>", "")
-        self.parts[self.main] = wb_xml.encode("utf-8")
+        from xl_ecom.ooxml import workbook
+
+        self.parts[self.main] = workbook.set_print_titles(self.parts[self.main], self.sheet_names.index(name), name, rows)
 
     def full_calc_on_load(self) -> None:
         """Excel and LibreOffice recalculate the annex formulas (完成率, 差额, 合计) on opening."""
-        wb_xml = self.parts[self.main].decode("utf-8")
-        m = re.search(r"<calcPr\b[^>]*?/>", wb_xml)
-        if m:
-            tag = m.group()
-            tag = re.sub(r'\sfullCalcOnLoad="[^"]*"', "", tag)
-            tag = tag[:-2].rstrip() + ' fullCalcOnLoad="1"/>'
-            wb_xml = wb_xml[: m.start()] + tag + wb_xml[m.end() :]
-        else:
-            for anchor in ("</definedNames>", "</sheets>"):
-                if anchor in wb_xml:
-                    wb_xml = wb_xml.replace(anchor, anchor + '<calcPr calcId="124519" fullCalcOnLoad="1"/>', 1)
-                    break
-        self.parts[self.main] = wb_xml.encode("utf-8")
+        from xl_ecom.ooxml import workbook
+
+        self.parts[self.main] = workbook.full_calc_on_load(self.parts[self.main])
 
     def set_numbers(self, name: str, values: dict) -> None:
         """Write numbers into cells {(row, col): number} of sheet ``name``, keeping each cell's style."""
-        from openpyxl.utils import get_column_letter
+        from xl_ecom.ooxml import worksheet
 
         part = self.sheet_part(name)
-        xml = self.parts[part].decode("utf-8")
-        by_row: dict[int, dict[int, Any]] = {}
-        for (r, c), v in values.items():
-            by_row.setdefault(r, {})[c] = v
-        for r, cols in sorted(by_row.items()):
-            m = re.search(rf'<row\b[^>]*?\br="{r}"[^>]*?(?:/>|>(.*?)</row>)', xml, re.S)
-            if m is None:
-                raise RefreshError(f"“{name}”第{r}行不存在，表格结构被改动，无法写入完成数")
-            body = m.group(1) or ""
-            for c, v in sorted(cols.items()):
-                ref = f"{get_column_letter(c)}{r}"
-                num = _num_text(v)
-                cm = re.search(rf'<c\b[^>]*?\br="{ref}"[^>]*?(?:/>|>.*?</c>)', body, re.S)
-                if cm:
-                    s = re.search(r'\bs="(\d+)"', cm.group().split(">", 1)[0])
-                    style = f' s="{s.group(1)}"' if s else ""
-                    body = body[: cm.start()] + f'<c r="{ref}"{style}><v>{num}</v></c>' + body[cm.end() :]
-                else:  # a cell Excel never wrote: insert it in column order
-                    pos = len(body)
-                    for other in _CELL_RE.finditer(body):
-                        oref = _REF_RE.match(dict(_ATTR_RE.findall(other.group(1))).get("r", ""))
-                        if oref and _col_number(oref.group(1)) > c:
-                            pos = other.start()
-                            break
-                    body = body[:pos] + f'<c r="{ref}"><v>{num}</v></c>' + body[pos:]
-            head = m.group()[: m.group().index(">") + 1]
-            if head.endswith("/>"):
-                head = head[:-2] + ">"
-            xml = xml[: m.start()] + head + body + "</row>" + xml[m.end() :]
-        self.parts[part] = xml.encode("utf-8")
+        try:
+            self.parts[part] = worksheet.set_numbers(self.parts[part], {k: _num_text(v) for k, v in values.items()})
+        except worksheet.MissingRowError as exc:
+            raise RefreshError(f"“{name}”第{exc.args[0]}行不存在，表格结构被改动，无法写入完成数") from None
+
+    def finish(self, changed: Sequence[str]) -> None:
+        """Bookkeeping after the sheets named ``changed`` were rewritten: calcChain keeps only
+        formulas that still exist (dropped when none is left), docProps/app.xml lists the sheets."""
+        from xl_ecom.ooxml import app, calcchain, relationships, worksheet
+        from xl_ecom.ooxml.namespaces import APP_PART, REL_CALC_CHAIN
+
+        chain = self._rel_target(REL_CALC_CHAIN)
+        if chain and chain in self.parts:
+            ids = {s.name: s.sheet_id for s in self.sheet_refs}
+            formulas = {ids[n]: worksheet.formula_cells(self.parts[self.sheet_part(n)]) for n in changed if n in ids}
+            data = calcchain.rewrite(self.parts[chain], formulas)
+            if data is None:
+                self._drop(chain)
+                self.parts[self.main_rels], _ = relationships.remove_relationships(self.parts[self.main_rels], REL_CALC_CHAIN)
+                self.rels = {r["Id"]: r for r in xlsm.relationships(self.parts[self.main_rels])}
+            else:
+                self.parts[chain] = data
+        if APP_PART in self.parts:
+            self.parts[APP_PART] = app.with_sheets(self.parts[APP_PART], self.sheet_names)
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
@@ -1406,13 +1354,6 @@ class Package:
                 # big sheets: fast compression (a few percent larger, several times faster)
                 out.writestr(n, data, compresslevel=1 if len(data) > 1_000_000 else 6)
         return buf.getvalue()
-
-
-def _rels_xml(inner: str) -> bytes:
-    return (
-        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-        f'<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">{inner}</Relationships>'
-    ).encode("utf-8")
 
 
 def _num_text(v) -> str:
@@ -1683,11 +1624,25 @@ def _bar_chart(ws, ch: ChartSpec):
 
 
 def _existing_code_name(pkg: Package, name: str) -> str | None:
+    from xl_ecom.ooxml import worksheet
+
     if name not in pkg.sheet_names:
         return None
-    head = pkg.parts[pkg.sheet_part(name)][:4000].decode("utf-8", "replace")
-    m = re.search(r'<sheetPr\b[^>]*\bcodeName="([^"]*)"', head)
-    return m.group(1) if m else None
+    return worksheet.code_name(pkg.parts[pkg.sheet_part(name)])
+
+
+def _code_name_for(pkg: Package, name: str) -> str:
+    """The sheet's code name; a new sheet gets the first ``Sheet<n>`` no other sheet uses."""
+    from xl_ecom.ooxml import worksheet
+
+    existing = _existing_code_name(pkg, name)
+    if existing:
+        return existing
+    used = {worksheet.code_name(pkg.parts[part]) for _, part, _ in pkg.sheets if part in pkg.parts}
+    n = len(pkg.sheets) + 1
+    while f"Sheet{n}" in used:
+        n += 1
+    return f"Sheet{n}"
 
 
 def write_package(pkg: Package, specs: Sequence[SheetSpec], updates: dict) -> None:
@@ -1696,13 +1651,14 @@ def write_package(pkg: Package, specs: Sequence[SheetSpec], updates: dict) -> No
     after = layout.SHEET_ANNEX
     for spec in sorted(specs, key=lambda sp: SHEET_ORDER.index(sp.name)):
         extras = _chart_parts(spec) if spec.chart else None
-        xml = _sheet_xml(spec, styles, _existing_code_name(pkg, spec.name), bool(extras))
+        xml = _sheet_xml(spec, styles, _code_name_for(pkg, spec.name), bool(extras))
         pkg.replace_sheet(spec.name, xml, after, extras)
         pkg.set_print_titles(spec.name, spec.print_rows)
         after = spec.name
     styles.save()
     pkg.set_numbers(layout.SHEET_ANNEX, updates)
     pkg.full_calc_on_load()
+    pkg.finish([spec.name for spec in specs] + [layout.SHEET_ANNEX])
 
 
 # ---------------------------------------------------------------------------------------------

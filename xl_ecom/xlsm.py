@@ -75,37 +75,8 @@ class PackageError(XlEcomError, ValueError):
 # ---------------------------------------------------------------------------
 
 
-def rels_part_of(part: str) -> str:
-    folder, _, name = part.rpartition("/")
-    return f"{folder}/_rels/{name}.rels" if folder else f"_rels/{name}.rels"
-
-
-def relationships(xml: bytes) -> list[dict[str, str]]:
-    root = SafeET.fromstring(xml)
-    return [dict(element.attrib) for element in root.iter(f"{_RELS_NS}Relationship")]
-
-
-def resolve_target(source_part: str, target: str) -> str:
-    if target.startswith("/"):
-        return target[1:]
-    folder = source_part.rpartition("/")[0]
-    return posixpath.normpath(posixpath.join(folder, target))
-
-
-def append_relationship(xml: bytes, rel_type: str, target: str) -> tuple[bytes, str]:
-    """``xml`` (a .rels part) with one more relationship, and the new relationship's Id."""
-    ids = {rel.get("Id", "") for rel in relationships(xml)}
-    number = 1
-    while f"rId{number}" in ids:
-        number += 1
-    rid = f"rId{number}"
-    element = f'<Relationship Id="{rid}" Type="{rel_type}" Target="{html.escape(target, quote=True)}"/>'
-    text = xml.decode("utf-8")
-    if "</Relationships>" in text:
-        text = text.replace("</Relationships>", element + "</Relationships>", 1)
-    else:
-        text = re.sub(r"<Relationships\b([^>]*)/>", lambda m: f"<Relationships{m.group(1)}>{element}</Relationships>", text, 1)
-    return text.encode("utf-8"), rid
+# the relationship helpers live in the OOXML layer; re-exported here for the callers of xlsm
+from xl_ecom.ooxml.relationships import append_relationship, relationships, rels_part_of, relative_target, resolve_target  # noqa: E402,F401
 
 
 def add_relationship(xml: bytes, rel_type: str, target: str) -> bytes:

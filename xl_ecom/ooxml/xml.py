@@ -1,0 +1,42 @@
+"""The one XML parser of the project: lxml with DTDs, entities and network access off.
+
+A part with a DOCTYPE is refused outright (no OOXML part has one; a DOCTYPE is how entity
+expansion and external-entity attacks start).  ``huge_tree=False`` keeps libxml2's limits on
+depth and text size.
+"""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from xl_ecom.errors import XlEcomError
+
+
+class XmlError(XlEcomError, ValueError):
+    """A part is not XML this project accepts (the message is Chinese)."""
+
+
+def _parser() -> etree.XMLParser:
+    return etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False, remove_comments=False
+    )
+
+
+_PARSER = _parser()
+
+
+def parse(data: bytes, what: str = "XML 部件") -> etree._Element:
+    """The root element of ``data``; refused if it is not well-formed or has a DOCTYPE."""
+    try:
+        root = etree.fromstring(data, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise XmlError(f"“{what}”不是合法的 XML：{exc}") from None
+    info = root.getroottree().docinfo
+    if info.doctype or info.internalDTD is not None or info.externalDTD is not None:
+        raise XmlError(f"“{what}”含有 DOCTYPE（文档类型声明），出于安全原因拒绝读取")
+    return root
+
+
+def to_bytes(root: etree._Element) -> bytes:
+    """``root`` serialised as Excel writes parts: UTF-8, standalone declaration, no pretty-printing."""
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", standalone=True)
