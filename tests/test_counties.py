@@ -126,8 +126,9 @@ def fill(path, data, dest):
     wb.save(dest)
 
 
-def expected_awards(data) -> dict[tuple[str, str], list]:
-    """(table, award) -> cents per row from the engine, with cumulative caps per county in row order."""
+def expected_awards(data, county: str) -> dict[tuple[str, str], list]:
+    """(table, award) -> cents per row from the engine, with cumulative caps per county in row order;
+    a row of another county shows counties.FLAG_COUNTY in ``county``'s workbook."""
     out = {}
     for t in TABLES:
         rows = data.get(t.key, [])
@@ -135,6 +136,9 @@ def expected_awards(data) -> dict[tuple[str, str], list]:
             paid = defaultdict(int)
             values = []
             for row in rows:
+                if row.get("county") not in (None, county):
+                    values.append(counties.FLAG_COUNTY)
+                    continue
                 kwargs = {name: row.get(col) for name, col in a.inputs.items()}
                 group = row.get(a.cumulative_by) if a.cumulative_by else None
                 cents = engine.calculate_cents(a.rule, on=ON, paid_before=paid[group], **kwargs)
@@ -309,7 +313,7 @@ def test_recalculated_awards_agree_with_engine(filled, lo):
     checked = 0
     for county, (path, data) in filled.items():
         wb = load_workbook(lo[path], data_only=True)
-        for (tkey, akey), cents in expected_awards(data).items():
+        for (tkey, akey), cents in expected_awards(data, county).items():
             t = table(tkey)
             col = len(t.columns) + 1 + [a.key for a in t.awards].index(akey)
             ws = wb[t.sheet]
@@ -318,6 +322,8 @@ def test_recalculated_awards_agree_with_engine(filled, lo):
                 where = f"{county} {t.sheet} row {layout.INPUT_FIRST_ROW + i} {akey}"
                 if expected is None:
                     assert _num(got) is None, where
+                elif isinstance(expected, str):
+                    assert got == expected, (where, got)
                 else:
                     assert isinstance(got, (int, float)), (where, got)
                     assert round(got * 100) == expected, (where, got, expected)
@@ -335,15 +341,17 @@ def test_recalculated_summary_and_progress_agree_with_engine(filled, lo):
     for county, (path, data) in filled.items():
         wb = load_workbook(lo[path], data_only=True)
         ws = wb["奖补汇总"]
-        expected = expected_awards(data)
+        expected = expected_awards(data, county)
         total = 0
         for i, (kind, key) in enumerate(summary):
             r = counties.SUMMARY_FIRST_ROW + i
             if kind == "award":
                 tkey, akey = key.split("/")
-                own = [c for row, c in zip(data[tkey], expected[(tkey, akey)]) if row["county"] == county and c is not None]
+                own = [c for row, c in zip(data[tkey], expected[(tkey, akey)]) if row["county"] == county and isinstance(c, int)]
                 assert round(ws.cell(row=r, column=6).value * 100) == sum(own), (county, key)
                 assert ws.cell(row=r, column=5).value == sum(1 for c in own if c > 0), (county, key)
+                flagged = sum(1 for c in expected[(tkey, akey)] if isinstance(c, str))
+                assert ws.cell(row=r, column=counties.SUMMARY_LEFT_OUT_COL).value == flagged, (county, key)
                 total += sum(own)
                 if akey == "subsidy_promo":
                     cap = RAW["rules"]["SUBSIDY_PROMO"]["body"]["cap"]["values"]

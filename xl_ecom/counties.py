@@ -158,6 +158,65 @@ def actual_formula(annex_key: str, county: str, on=None, plan: Plan | None = Non
     return "=COUNTIFS(" + ",".join(parts) + ")"
 
 
+#: what an award cell of a county workbook shows instead of an amount (text, so SUM/SUMIFS skip it)
+FLAG_NUMBER = "请填数字"  # a money/number cell holds text such as "50万" (= formulas' own guard, if any)
+FLAG_COUNTY = "县区不符"  # the row names another county: collect does not merge it
+NUMERIC_KINDS = ("money", "count", "years", "rate")
+
+
+def _county_group(county: str) -> list[str]:
+    """SUMIFS/COUNTIFS criteria whose rows belong to ``county`` in its own workbook: the county's
+    name and a blank 县区 (collect fills a blank 县区 with the workbook's county)."""
+    return [_q(county), '""']
+
+
+def award_formula(table: InputTable, award, row: int, county: str, on=None, plan: Plan | None = None) -> str:
+    """The native award formula of one row of an input sheet of ``county``'s workbook.
+
+    Differs from the city's (sheets.award_formula) in three ways a county clerk needs:
+    - a blank 县区 counts as the workbook's county (as collect reads it), so a promo row with a
+      blank 县区 shares the county's cumulative cap instead of starting a fresh one;
+    - a row naming another county shows FLAG_COUNTY (collect rejects such a row);
+    - a number column holding text ("50万") shows FLAG_NUMBER instead of #VALUE!.
+    """
+    first = layout.INPUT_FIRST_ROW
+    keys = [c.key for c in table.columns]
+    refs = {name: f"{get_column_letter(keys.index(key) + 1)}{row}" for name, key in award.inputs.items()}
+    prior = None
+    if award.cumulative_by:
+        own = _award_col(table, award.key)
+        grp = _col(table, award.cumulative_by)
+        if row == first:
+            prior = "0"
+        else:
+            prior = "(" + "+".join(
+                f"SUMIFS({own}${first}:{own}{row - 1},{grp}${first}:{grp}{row - 1},{crit})" for crit in _county_group(county)
+            ) + ")"
+    body = formulas.compile_rule(award.rule, refs, on=on, plan=plan, prior_paid=prior)[1:]
+    if FLAG_NUMBER not in body:
+        numeric = [
+            refs[name]
+            for name, key in award.inputs.items()
+            if table.column(key).kind in NUMERIC_KINDS
+        ]
+        if numeric:
+            tests = [f'AND({r}<>"",NOT(ISNUMBER({r})))' for r in numeric]
+            test = tests[0] if len(tests) == 1 else f"OR({','.join(tests)})"
+            body = f"IF({test},{_q(FLAG_NUMBER)},{body})"
+    c = f"{_col(table, 'county')}{row}"
+    return f'=IF(AND({c}<>"",{c}<>{_q(county)}),{_q(FLAG_COUNTY)},{body})'
+
+
+def _write_award_formulas(ws, table: InputTable, county: str, on, plan: Plan) -> None:
+    """(Re)write the award columns of an input sheet for ``county`` (every pre-formatted row)."""
+    first = layout.INPUT_FIRST_ROW
+    last = max(ws.max_row, first)
+    for award in table.awards:
+        col = len(table.columns) + 1 + [a.key for a in table.awards].index(award.key)
+        for r in range(first, last + 1):
+            ws.cell(row=r, column=col).value = award_formula(table, award, r, county, on=on, plan=plan)
+
+
 # --- sheets ------------------------------------------------------------------------------------------
 
 def _check_county(county: str, plan: Plan) -> str:
@@ -194,7 +253,7 @@ def _write_readme(ws, county: str, plan: Plan, on, due) -> None:
     lines = [
         f"1. 本工作簿供{county}填报农村电商提质增效工作情况，填好后按原文件名保存为 .xlsx 报市商务局。“县区”“结构版本”两项用于汇总核对，请勿修改；请勿增删、重命名工作表，勿改动表头。",
         f"2. “{SHEET_TARGETS}”表为本县区的目标任务（方案附件），完成数由各填报表自动统计；“{SHEET_TASKS}”表为方案分配给各县区人民政府的工作措施，请填写进展情况、完成时间、责任人和联系电话。",
-        f"3. 各填报表从第{layout.INPUT_FIRST_ROW}行起逐行填写，“县区”一列从下拉列表选择“{county}”；金额以元为单位填写数字（不要写“万元”）。",
+        f"3. 各填报表从第{layout.INPUT_FIRST_ROW}行起逐行填写，“县区”一列从下拉列表选择“{county}”（留空的按{county}计入，与市级汇总一致）；金额以元为单位填写数字（不要写“万元”“50万”等文字，否则奖补金额列显示“{FLAG_NUMBER}”，该行不计入本县区合计）。",
         "4. 灰底列为奖补金额，按方案条款用普通公式自动计算（无需宏，Excel、WPS 均可）；结果仅供测算，以有关部门认定为准。",
         f"5. “{SHEET_SUMMARY}”表按奖补项目自动汇总本县区金额。",
     ]
@@ -270,8 +329,10 @@ def _write_targets(ws, county: str, plan: Plan, on) -> None:
     sheets.page_setup(ws, f"{TARGET_HEADER_ROW}:{TARGET_HEADER_ROW}")
 
 
-SUMMARY_HEADERS = ("序号", "条款", "奖补项目", "数据来源", "笔数/个数", "金额(元)")
-SUMMARY_WIDTHS = (6, 10, 28, 36, 12, 16)
+SUMMARY_HEADERS = ("序号", "条款", "奖补项目", "数据来源", "笔数/个数", "金额(元)", "未计入(行)")
+SUMMARY_WIDTHS = (6, 10, 28, 36, 12, 16, 10)
+#: 奖补汇总 columns: E count, F amount, G rows left out (award cell shows a flag instead of an amount)
+SUMMARY_COUNT_COL, SUMMARY_AMOUNT_COL, SUMMARY_LEFT_OUT_COL = 5, 6, 7
 SUMMARY_HEADER_ROW = 3
 SUMMARY_FIRST_ROW = 4
 
@@ -301,7 +362,8 @@ def _write_summary(ws, county: str, plan: Plan, on) -> None:
                 cell.fill = sheets.FORMULA_FILL
         ws.row_dimensions[r].height = fit_height(values[:4], SUMMARY_WIDTHS[:4])
 
-    kinds = ("center", "center", "text", "text", "count", "money")
+    kinds = ("center", "center", "text", "text", "count", "money", "count")
+    group = _county_group(county)
     for t in TABLES:
         county_rng = _range(t, _col(t, "county"))
         for a in t.awards:
@@ -309,13 +371,16 @@ def _write_summary(ws, county: str, plan: Plan, on) -> None:
             rule = plan.rules[a.rule]
             amount = _range(t, _award_col(t, a.key))
             source = f"“{t.sheet}”表“{a.header}”列"
+            # a blank 县区 is this county (as collect reads it); SUMIFS skips text flags, and the
+            # rows whose award cell shows a flag (any text but "") are counted as left out
             values = [
                 n,
                 rule.clause,
                 rule.name,
                 source,
-                f'=COUNTIFS({county_rng},{_q(county)},{amount},">0")',
-                f"=SUMIFS({amount},{county_rng},{_q(county)})",
+                "=" + "+".join(f'COUNTIFS({county_rng},{g},{amount},">0")' for g in group),
+                "=" + "+".join(f"SUMIFS({amount},{county_rng},{g})" for g in group),
+                "=" + "+".join(f'COUNTIFS({county_rng},{g},{amount},"?*")' for g in group),
             ]
             put(values, kinds)
             money_rows.append(r)
@@ -323,8 +388,10 @@ def _write_summary(ws, county: str, plan: Plan, on) -> None:
     labels = {"towns": "新培育省级特色旅游名镇", "villages": "新培育省级特色旅游名村"}
     for key, (tkey, kind_col, kind_value) in TOURISM_COUNTS.items():
         t = get_table(tkey)
-        count = f"=COUNTIFS({_range(t, _col(t, 'county'))},{_q(county)},{_range(t, _col(t, kind_col))},{_q(kind_value)})"
-        values = ["", "", f"{labels.get(key, kind_value)}（个）", f"“{t.sheet}”表中类型为“{kind_value}”的行数", count, None]
+        count = "=" + "+".join(
+            f"COUNTIFS({_range(t, _col(t, 'county'))},{g},{_range(t, _col(t, kind_col))},{_q(kind_value)})" for g in group
+        )
+        values = ["", "", f"{labels.get(key, kind_value)}（个）", f"“{t.sheet}”表中类型为“{kind_value}”的行数", count, None, None]
         put(values, kinds)
         count_rows[key] = r
         r += 1
@@ -338,16 +405,30 @@ def _write_summary(ws, county: str, plan: Plan, on) -> None:
         "按上两行个数计算",
         "=" + "+".join(f"E{row}" for row in count_rows.values()),
         formulas.compile_rule("AWARD_TOURISM", refs, on=on, plan=plan),
+        None,
     ]
     put(values, kinds)
     money_rows.append(r)
     r += 1
-    values = ["合计", "", "", "", None, "=" + "+".join(f"F{row}" for row in money_rows)]
+    values = [
+        "合计",
+        "",
+        "",
+        "",
+        None,
+        "=SUM(" + ",".join(f"F{row}" for row in money_rows) + ")",
+        "=SUM(" + ",".join(f"G{row}" for row in money_rows) + ")",
+    ]
     put(values, kinds)
     for c in range(1, ncols + 1):
         ws.cell(row=r, column=c).font = sheets.HEADER_FONT
     ws.merge_cells(start_row=r, start_column=1, end_row=r, end_column=4)
-    note = "注：" + "".join(
+    note = (
+        f"注：“未计入(行)”为奖补金额列显示提示文字而非金额的行数（“{FLAG_NUMBER}”：金额等数值列填了文字，如“50万”；"
+        f"“{FLAG_COUNTY}”：县区不是{county}），这些行未计入金额合计，请按提示改正后再报送。"
+        f"市级汇总时，“50万”这类文字金额会按识别出的数值计入并提示，县区名不符的行不予汇总。"
+        f"“县区”留空的行按{county}计入（与市级汇总一致），并参与累计封顶。"
+    ) + "".join(
         f"{plan.rules[a.rule].name}按县区累计封顶（“{plan.rules[a.rule].text}”），按“{t.sheet}”表中的行序累计。"
         for t in TABLES
         for a in t.awards
@@ -385,6 +466,7 @@ def _write_county_sheets(wb, county: str, plan: Plan, on, due) -> None:
         write(wb.create_sheet(name, index))
     for t in TABLES:
         wb[t.sheet]["A2"].value = _input_subtitle(county)
+        _write_award_formulas(wb[t.sheet], t, county, on, plan)
     _set_marker(wb, county)
     pin_properties(wb, f"{county}农村电商提质增效工作报表")
     wb.active = 0
