@@ -300,6 +300,37 @@ def _pct(rate) -> str:
     return f"{d.normalize():f}%"
 
 
+def _body_inputs(body: dict) -> set:
+    """The inputs a (parsed or resolved) rule body reads: its conditions and its amount's basis."""
+    used = {c["input"] for c in body["conditions"]}
+    a = body["amount"]
+    kind = a["type"]
+    if kind in ("rate", "factor"):
+        used |= set(a["basis"])
+    elif kind == "tiers":
+        used.add(a["basis"])
+    elif kind == "per_unit":
+        used |= {u["input"] for u in a["units"]}
+    elif kind == "fixed":
+        pass
+    else:
+        raise TypeError(f"unhandled amount kind {kind!r}")
+    return used
+
+
+def required_inputs(rule: Rule, variant: str = "") -> tuple[str, ...]:
+    """Inputs whose blank gives a blank result for ``variant``: the required inputs (not optional,
+    no default_input) that the variant's conditions or basis read, plus those no variant reads.
+    So 高管 training, which has no headcount condition, needs no 参训人数."""
+    used_any = set().union(*(_body_inputs(b) for b in rule.variants.values()))
+    used = _body_inputs(rule.variants[variant])
+    return tuple(
+        s.name
+        for s in rule.inputs
+        if not s.optional and not s.default_input and (s.name in used or s.name not in used_any)
+    )
+
+
 def _normalise(rule: Rule, args: Sequence, kwargs: Mapping) -> dict | None:
     names = rule.input_names
     if len(args) > len(names):
@@ -312,11 +343,12 @@ def _normalise(rule: Rule, args: Sequence, kwargs: Mapping) -> dict | None:
     values: dict = {}
     for spec in rule.inputs:
         values[spec.name] = _scalar_value(spec, raw.get(spec.name))
+    required = required_inputs(rule, values[rule.switch] if rule.switch else "")
     for spec in rule.inputs:
         if values[spec.name] is None:
             if spec.default_input:
                 values[spec.name] = values[spec.default_input]
-            elif not spec.optional:
+            elif spec.name in required:
                 return None  # a blank required input gives a blank result
     return values
 
@@ -576,9 +608,17 @@ def calculate_columns_cents(rule_id, data, on=None, plan=None, groups=None) -> n
                 values[spec.name] = other if arr is None else np.where(np.isnan(arr), other, arr)
                 continue
         if not spec.optional:
+            needed_by = [v for v in rule.variants if spec.name in required_inputs(rule, v)]
+            if not needed_by:
+                continue
             if arr is None:
-                raise InputError(f"{rule.id} 缺少必填输入“{spec.label}”")
-            blank |= np.isnan(arr)
+                if len(needed_by) == len(rule.variants):
+                    raise InputError(f"{rule.id} 缺少必填输入“{spec.label}”")
+                arr = values[spec.name] = np.full(n, np.nan)
+            if len(needed_by) == len(rule.variants):
+                blank |= np.isnan(arr)
+            else:
+                blank |= np.isnan(arr) & _variant_mask(values[rule.switch], needed_by)
     work = {k: (np.nan_to_num(a, nan=0.0) if isinstance(a, np.ndarray) and a.dtype.kind == "f" and k not in _rate_inputs(rule) else a) for k, a in values.items()}
     out = np.zeros(n, dtype="float64")
     variant_key = values[rule.switch] if rule.switch else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from xl_ecom.boundaries import boundary
-from xl_ecom.engine import get_rule, percent, resolve
+from xl_ecom.engine import get_rule, percent, required_inputs, resolve
 from xl_ecom.policy import Plan, load_plan
 
 
@@ -33,13 +33,26 @@ def _quote(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
-def compile_rule(rule_id: str, refs: dict[str, str], on=None, plan: Plan | None = None, prior_paid: str | None = None) -> str:
+#: what a formula shows when a number input holds text such as "50万" (instead of #VALUE!)
+FLAG_NUMBER = "请填数字"
+NUMERIC_KINDS = ("money", "count", "years", "rate")
+
+
+def compile_rule(
+    rule_id: str,
+    refs: dict[str, str],
+    on=None,
+    plan: Plan | None = None,
+    prior_paid: str | None = None,
+    guard_text: bool = True,
+) -> str:
     """``=`` formula computing the rule in yuan.
 
     refs maps rule input names to cell references or expressions.  Optional inputs may be left
     out (rate: the ceiling; choice: its default; default_input: the other input).  For a rule with
     a cumulative cap, ``prior_paid`` is an expression for what earlier rows already received
-    (e.g. ``SUMIFS(F$4:F4,A$4:A4,A5)``).  A blank required input gives "".
+    (e.g. ``SUMIFS(F$4:F4,A$4:A4,A5)``).  A blank required input gives "".  With ``guard_text``
+    a number input (money/count/years/rate) holding text such as "50万" gives FLAG_NUMBER.
     """
     plan = plan or load_plan()
     rule = get_rule(rule_id, plan)
@@ -96,28 +109,49 @@ def compile_rule(rule_id: str, refs: dict[str, str], on=None, plan: Plan | None 
             raw = f"IF({check[0]},{check[1]},{raw})"
         return raw
 
+    common = _common_required(rule)
+
+    def variant_formula(name: str) -> str:
+        # an input only this variant uses (基础 training's 参训人数) is required only here
+        own = set(required_inputs(rule, name)) - common
+        return _blank_guard(rule, refs, own, body_formula(resolved.variants[name]))
+
     if rule.switch:
         spec = rule.input(rule.switch)
         ref = refs.get(rule.switch)
         names = list(resolved.variants)
         default = spec.default if spec.default is not None else ""
         if ref is None:
-            expr = body_formula(resolved.variants[default])
+            expr = variant_formula(default)
         else:
             # the default variant last, reached by a blank cell or its own name
             others = [n for n in names if n != default]
-            expr = body_formula(resolved.variants[default])
+            expr = variant_formula(default)
             for name in reversed(others):
-                expr = f"IF({ref}={_quote(name)},{body_formula(resolved.variants[name])},{expr})"
+                expr = f"IF({ref}={_quote(name)},{variant_formula(name)},{expr})"
             valid = ",".join(f"{ref}={_quote(n)}" for n in names if n)
             expr = f'IF(OR({ref}="",{valid}),{expr},{_quote(spec.label + "填写无效")})'
     else:
         expr = body_formula(resolved.variants[""])
-    required = [refs[s.name] for s in rule.inputs if not s.optional and not s.default_input and s.name in refs]
-    if required:
-        blank = required[0] + '=""' if len(required) == 1 else "OR(" + ",".join(f'{r}=""' for r in required) + ")"
-        expr = f'IF({blank},"",{expr})'
-    return "=" + expr
+    numeric = [refs[s.name] for s in rule.inputs if s.kind in NUMERIC_KINDS and s.name in refs]
+    if guard_text and numeric:
+        bad = ",".join(f'AND({r}<>"",NOT(ISNUMBER({r})))' for r in numeric)
+        test = bad if len(numeric) == 1 else f"OR({bad})"
+        expr = f"IF({test},{_quote(FLAG_NUMBER)},{expr})"
+    return "=" + _blank_guard(rule, refs, common, expr)
+
+
+def _common_required(rule) -> set:
+    return set.intersection(*(set(required_inputs(rule, v)) for v in rule.variants))
+
+
+def _blank_guard(rule, refs: dict[str, str], names: set, expr: str) -> str:
+    """``IF(<one of the inputs ``names`` is blank>,"",expr)``."""
+    required = [refs[s.name] for s in rule.inputs if s.name in names and s.name in refs]
+    if not required:
+        return expr
+    blank = required[0] + '=""' if len(required) == 1 else "OR(" + ",".join(f'{r}=""' for r in required) + ")"
+    return f'IF({blank},"",{expr})'
 
 
 def condition_criteria(rule_id: str, input_name: str, on=None, plan: Plan | None = None) -> str:
