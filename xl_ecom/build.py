@@ -638,10 +638,25 @@ def _input_value(spec, value):
     return value
 
 
+#: text an xlwings UDF cell shows when Python did not answer: xlwings' VBA wrapper puts the error's
+#: description (the Python exception text, "Error"/"Traceback ...", or xlwings' own message) into the
+#: cell; "#N/A waiting..." and similar start with "#".  SEARCH is case-insensitive.
+UDF_ERROR_MARKS = ("xlwings", "python", "error", "错误", "traceback", "exception")
+
+
 def agreement_formula(udf: str, native: str) -> str:
+    """The 核对 cell of 奖补测算: "一致" / "不一致" between the UDF and its native twin, and
+    "未启用Python" when the UDF cell holds an error value or xlwings' error text instead of an
+    answer.  A UDF text that contains the native cell's own flag (the engine raising the same
+    message, e.g. a rate above its ceiling) counts as 一致."""
+    u, n = udf, native
+    marks = ",".join([f'LEFT({u},1)="#"'] + [f'ISNUMBER(SEARCH("{m}",{u}))' for m in UDF_ERROR_MARKS])
     return (
-        f'=IF(ISERROR({udf}),"未启用Python",IF(AND(ISNUMBER({udf}),ISNUMBER({native})),'
-        f'IF(ABS({udf}-{native})<0.005,"一致","不一致"),IF({udf}&""={native}&"","一致","不一致")))'
+        f'=IF(ISERROR({u}),"未启用Python",IF(AND(ISNUMBER({u}),ISNUMBER({n})),'
+        f'IF(ABS({u}-{n})<0.005,"一致","不一致"),IF({u}&""={n}&"","一致",'
+        f'IF(AND(ISTEXT({u}),ISTEXT({n}),{n}<>""),IF(ISNUMBER(SEARCH({n},{u})),"一致",'
+        f'IF(OR({marks}),"未启用Python","不一致")),'
+        f'IF(AND(ISTEXT({u}),OR({marks})),"未启用Python","不一致")))))'
     )
 
 

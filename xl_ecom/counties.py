@@ -154,7 +154,8 @@ def actual_formula(annex_key: str, county: str, on=None, plan: Plan | None = Non
         rule_id, column = actual.rule_condition
         award = next(a for a in t.awards if a.rule == rule_id)
         input_name = next(name for name, key in award.inputs.items() if key == column)
-        parts += [_range(t, _col(t, column)), formulas.condition_criteria(rule_id, input_name, on=on, plan=plan)]
+        # the award's own condition on the amount rounded to the cent (as the award cell tests it)
+        parts += [_range(t, _col(t, column)), formulas.count_criteria(rule_id, input_name, on=on, plan=plan)]
     return "=COUNTIFS(" + ",".join(parts) + ")"
 
 
@@ -193,18 +194,24 @@ def award_formula(table: InputTable, award, row: int, county: str, on=None, plan
                 f"SUMIFS({own}${first}:{own}{row - 1},{grp}${first}:{grp}{row - 1},{crit})" for crit in _county_group(county)
             ) + ")"
     body = formulas.compile_rule(award.rule, refs, on=on, plan=plan, prior_paid=prior)[1:]
-    if FLAG_NUMBER not in body:
-        numeric = [
-            refs[name]
-            for name, key in award.inputs.items()
-            if table.column(key).kind in NUMERIC_KINDS
-        ]
-        if numeric:
-            tests = [f'AND({r}<>"",NOT(ISNUMBER({r})))' for r in numeric]
-            test = tests[0] if len(tests) == 1 else f"OR({','.join(tests)})"
-            body = f"IF({test},{_q(FLAG_NUMBER)},{body})"
+    # outermost, so the flag wins over a blank input of the same row whatever compile_rule checks inside
+    numeric = [refs[name] for name, key in award.inputs.items() if table.column(key).kind in NUMERIC_KINDS]
+    if numeric:
+        tests = [f'AND({r}<>"",NOT(ISNUMBER({r})))' for r in numeric]
+        test = tests[0] if len(tests) == 1 else f"OR({','.join(tests)})"
+        body = f"IF({test},{_q(FLAG_NUMBER)},{body})"
     c = f"{_col(table, 'county')}{row}"
     return f'=IF(AND({c}<>"",{c}<>{_q(county)}),{_q(FLAG_COUNTY)},{body})'
+
+
+def _left_out_formula(table: InputTable, award) -> str:
+    """How many data rows of an award column show something other than an amount or "" (a flag
+    such as FLAG_NUMBER / FLAG_COUNTY, or a value typed over the formula): cells − numbers − blanks,
+    as COUNTBLANK also counts formulas giving "".  No wildcards (LibreOffice may read them as
+    regular expressions), over every row from the first data row down (rows a clerk adds below)."""
+    letter = _award_col(table, award.key)
+    rng = f"{quote_sheetname(table.sheet)}!${letter}${layout.INPUT_FIRST_ROW}:${letter}$1048576"
+    return f"=ROWS({rng})-COUNT({rng})-COUNTBLANK({rng})"
 
 
 def _write_award_formulas(ws, table: InputTable, county: str, on, plan: Plan) -> None:
@@ -372,7 +379,7 @@ def _write_summary(ws, county: str, plan: Plan, on) -> None:
             amount = _range(t, _award_col(t, a.key))
             source = f"“{t.sheet}”表“{a.header}”列"
             # a blank 县区 is this county (as collect reads it); SUMIFS skips text flags, and the
-            # rows whose award cell shows a flag (any text but "") are counted as left out
+            # rows whose award cell shows a flag are counted as left out
             values = [
                 n,
                 rule.clause,
@@ -380,7 +387,7 @@ def _write_summary(ws, county: str, plan: Plan, on) -> None:
                 source,
                 "=" + "+".join(f'COUNTIFS({county_rng},{g},{amount},">0")' for g in group),
                 "=" + "+".join(f"SUMIFS({amount},{county_rng},{g})" for g in group),
-                "=" + "+".join(f'COUNTIFS({county_rng},{g},{amount},"?*")' for g in group),
+                _left_out_formula(t, a),
             ]
             put(values, kinds)
             money_rows.append(r)
