@@ -164,3 +164,31 @@ def condition_criteria(rule_id: str, input_name: str, on=None, plan: Plan | None
             kind = rule.input(input_name).kind
             return _quote(boundary(c["word"]).symbol + _threshold(kind, c["threshold"]))
     raise KeyError(f"{rule_id} has no condition on {input_name}")
+
+
+def count_criteria(rule_id: str, input_name: str, on=None, plan: Plan | None = None) -> str:
+    """A COUNTIFS criterion equal to the award's own condition on the value rounded to the cent.
+
+    The award tests ``ROUND(x,2)>10000000``; a raw ``">10000000"`` would count 10,000,000.004 as
+    meeting it while the award pays nothing.  For money, ROUND(x,2) op T (half away from zero, x
+    ≥ 0) is x op' T±0.005: ``>T`` ⇔ ``>=T+0.005``, ``>=T`` ⇔ ``>=T-0.005``, ``<T`` ⇔ ``<T-0.005``,
+    ``<=T`` ⇔ ``<T+0.005``.  COUNTIFS keeps whole-column ranges and skips text cells.
+    """
+    plan = plan or load_plan()
+    rule = get_rule(rule_id, plan)
+    body = next(iter(resolve(rule.id, on=on, plan=plan).variants.values()))
+    for c in body["conditions"]:
+        if c["input"] != input_name:
+            continue
+        kind = rule.input(input_name).kind
+        symbol = boundary(c["word"]).symbol
+        if kind != "money":
+            return _quote(symbol + _threshold(kind, c["threshold"]))
+        half = Decimal(int(c["threshold"])) / 100
+        shifted = {">": (">=", half + Decimal("0.005")), ">=": (">=", half - Decimal("0.005")),
+                   "<": ("<", half - Decimal("0.005")), "<=": ("<", half + Decimal("0.005"))}
+        if symbol not in shifted:
+            raise ValueError(f"unhandled comparison {symbol!r}")
+        op, value = shifted[symbol]
+        return _quote(op + _num(value))
+    raise KeyError(f"{rule_id} has no condition on {input_name}")

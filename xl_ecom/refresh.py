@@ -458,7 +458,10 @@ def _condition_mask(rule_id: str, column: str, values: np.ndarray, on, plan: Pla
             continue
         found = True
         kind = rule.input(column).kind
-        v = np.round(np.nan_to_num(values, nan=0.0) * 100.0) if kind == "money" else np.nan_to_num(values, nan=0.0)
+        # rounded to the cent half up exactly as the award rounds (np.round would be half-even)
+        from xl_ecom.money import to_cents_array
+
+        v = to_cents_array(np.nan_to_num(values, nan=0.0), rule.input(column).label) if kind == "money" else np.nan_to_num(values, nan=0.0)
         mask &= holds(v, c["word"], float(c["threshold"]))
     if not found:
         raise XlEcomError(f"规则 {rule_id} 没有关于“{column}”的门槛，无法计数")
