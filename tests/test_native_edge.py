@@ -205,7 +205,7 @@ def lo(tmp_path_factory):
     wb = counties.county_workbook(county, plan, on=ON)
     fill(wb, data, county)
     src = tmp_path_factory.mktemp("edge")
-    book = src / "edge.xlsx"
+    book = src / f"{county}.xlsx"
     wb.save(book)
     agree = src / "agree.xlsx"
     agreement_book(agree)
@@ -214,6 +214,7 @@ def lo(tmp_path_factory):
         "county": county,
         "data": data,
         "expected": expected(data, county),
+        "path": out[0],
         "book": load_workbook(out[0], data_only=True),
         "agree": load_workbook(out[1], data_only=True),
     }
@@ -305,3 +306,42 @@ def test_agreement_cell_says_python_is_off_on_xlwings_error_text(lo):
     got = [(udf, native, ws.cell(row=i, column=3).value) for i, (udf, native, _) in enumerate(AGREEMENT_CASES, start=1)]
     want = [(udf, native, w) for udf, native, w in AGREEMENT_CASES]
     assert got == want
+
+
+def test_collect_reads_the_returned_file_as_the_county_file_shows_it(lo):
+    """collect (the city) on the recalculated file: rows of another county, which the county file
+    flags FLAG_COUNTY, are not merged; a blank 县区 is merged as the file's county, as the county
+    file counts it; every merged row without a text amount gets the amount the county cell shows.
+    Text amounts are where they differ by design: the county cell flags FLAG_NUMBER and leaves the
+    row out of the county total, collect reads "50万" as 500000 with a warning (the 奖补汇总 note
+    says so) and rejects what it cannot read ("五十万")."""
+    from xl_ecom import collect
+
+    county, data, exp = lo["county"], lo["data"], lo["expected"]
+    result = collect.check_file(lo["path"], load_plan())
+    assert result.county == county and result.mergeable
+    compared = parsed_text = 0
+    for t in TABLES:
+        by_row = {r.row: r for r in result.checks[t.key].rows}
+        for i, row in enumerate(data[t.key]):
+            rr = by_row.get(layout.INPUT_FIRST_ROW + i)
+            merged = rr is not None and rr.ok
+            if row["county"] not in (None, county):
+                assert not merged, (t.sheet, i, row)
+                continue
+            if not merged:
+                continue
+            assert rr.values["county"] == county
+            for a in t.awards:
+                want = exp[(t.key, a.key)][i]
+                if want == counties.FLAG_NUMBER:
+                    parsed_text += 1
+                    continue
+                if a.cumulative_by:
+                    continue
+                kwargs = {name: rr.values.get(key) for name, key in a.inputs.items()}
+                got = engine.calculate_cents(a.rule, on=ON, **kwargs)
+                assert got == want, (t.sheet, i, row, got, want)
+                compared += 1
+    assert compared >= 10_000
+    assert parsed_text >= 100
