@@ -345,3 +345,14 @@ def test_collect_reads_the_returned_file_as_the_county_file_shows_it(lo):
                 compared += 1
     assert compared >= 10_000
     assert parsed_text >= 100
+
+
+def test_the_sheets_tell_the_clerk_how_blanks_and_text_are_treated(lo):
+    county, wb = lo["county"], lo["book"]
+    readme = " ".join(str(c.value) for row in wb[counties.SHEET_README].iter_rows() for c in row if c.value)
+    assert f"留空的按{county}计入" in readme and counties.FLAG_NUMBER in readme and "50万" in readme
+    ws = wb[counties.SHEET_SUMMARY]
+    assert ws.cell(row=counties.SUMMARY_HEADER_ROW, column=counties.SUMMARY_LEFT_OUT_COL).value == "未计入(行)"
+    notes = " ".join(str(c.value) for row in ws.iter_rows() for c in row if isinstance(c.value, str) and c.value.startswith("注"))
+    for words in (counties.FLAG_NUMBER, counties.FLAG_COUNTY, f"“县区”留空的行按{county}计入", "累计封顶", "市级汇总时"):
+        assert words in notes, words
