@@ -70,6 +70,8 @@ def yaml_figures(rule: dict, on: dt.date = ON) -> list[float]:
         a = body["amount"]
         if a["type"] == "rate":
             out.append(yaml_param(a["rate"], on))
+        elif a["type"] == "factor":
+            out.append(yaml_param(a["factor"], on))
         elif a["type"] == "fixed":
             out.append(yaml_param(a["amount"], on))
         elif a["type"] == "tiers":
@@ -93,6 +95,8 @@ def yaml_figures_by_kind(rule: dict, on: dt.date = ON):
         a = body["amount"]
         if a["type"] == "rate":
             rates.append(yaml_param(a["rate"], on))
+        elif a["type"] == "factor":
+            rates.append(yaml_param(a["factor"], on))
         elif a["type"] == "fixed":
             money.append(yaml_param(a["amount"], on))
         elif a["type"] == "tiers":

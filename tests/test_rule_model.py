@@ -85,3 +85,134 @@ def test_native_executive_training_and_text_guard(tmp_path):
 
 def test_text_guard_can_be_turned_off():
     assert "请填数字" not in formulas.compile_rule("AWARD_UPLINK", {"sales": "A1"}, guard_text=False)
+
+
+# --- the strict plan loader ----------------------------------------------------------------------
+
+import copy  # noqa: E402
+import datetime as dt  # noqa: E402
+
+import yaml  # noqa: E402
+
+from xl_ecom import build, departments  # noqa: E402
+from xl_ecom.errors import PlanError  # noqa: E402
+from xl_ecom.policy import PLAN_PATH, _AMOUNT_KEYS, parse_plan  # noqa: E402
+
+RAW = yaml.safe_load(PLAN_PATH.read_text(encoding="utf-8"))
+D = dt.date(2020, 1, 1)
+
+
+def _error(data) -> str:
+    with pytest.raises(PlanError) as err:
+        parse_plan(data, "revised.yaml")
+    return str(err.value)
+
+
+def test_a_misspelt_key_names_file_rule_and_key():
+    data = copy.deepcopy(RAW)
+    cap = data["rules"]["SUBSIDY_PROMO"]["body"]["cap"]
+    cap["cumulatve"] = cap.pop("cumulative")
+    msg = _error(data)
+    assert "revised.yaml" in msg and "SUBSIDY_PROMO" in msg and "“cumulatve”" in msg and "未知键" in msg
+
+
+def test_a_missing_key_names_file_rule_and_key():
+    data = copy.deepcopy(RAW)
+    del data["rules"]["AWARD_PLATFORM"]["body"]["amount"]["rate"]["unit"]
+    msg = _error(data)
+    assert "revised.yaml" in msg and "AWARD_PLATFORM" in msg and "缺少键“unit”" in msg
+    data = copy.deepcopy(RAW)
+    del data["rules"]["AWARD_POOR_SITE"]["text"]
+    msg = _error(data)
+    assert "AWARD_POOR_SITE" in msg and "缺少键“text”" in msg
+
+
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        (lambda r: r["AWARD_UPLINK"]["body"]["cap"]["values"].__setitem__(D, "100万"), "values"),
+        (lambda r: r["AWARD_UPLINK"]["body"]["cap"].__setitem__("unit", "万元"), "unit"),
+        (lambda r: r["AWARD_UPLINK"]["inputs"][0].__setitem__("optional", "是"), "optional"),
+        (lambda r: r["AWARD_UPLINK"]["body"]["conditions"][0].__setitem__("input", "salse"), "input"),
+        (lambda r: r["AWARD_UPLINK"]["body"]["amount"].__setitem__("type", "percent"), "percent"),
+    ],
+)
+def test_a_wrong_type_names_file_rule_and_key(edit, key):
+    data = copy.deepcopy(RAW)
+    edit(data["rules"])
+    msg = _error(data)
+    assert "revised.yaml" in msg and "AWARD_UPLINK" in msg and key in msg
+
+
+def test_plan_readings_live_in_the_data():
+    plan = load_plan()
+    assert plan.rules["SUBSIDY_PROMO"].cumulative_by == "county"
+    from xl_ecom.tables import TABLES
+
+    promo = [a for t in TABLES for a in t.awards if a.rule == "SUBSIDY_PROMO"]
+    assert promo and all(a.cumulative_by == "county" for a in promo)
+    assert set(plan.rules["AWARD_TOURISM"].paid_per["counts"]) == {"towns", "villages"}
+    assert plan.target("T_ONLINE_SALES").actual["column"] == "uplink_sales"
+    assert refresh.ONLINE_SALES_TARGET == ("T_ONLINE_SALES", "T_SALES", "uplink_sales")
+    # 上浮20% is one factor parameter, shared by the three region variants
+    text = PLAN_PATH.read_text(encoding="utf-8")
+    assert text.count("reference: 上浮20%") == 1
+    uplift = plan.rules["REGION_UPLIFT"].variants
+    assert uplift["贫困县"]["amount"]["type"] == "factor"
+    assert engine.calculate("REGION_UPLIFT", 1000, "贫困县") == Decimal("1200.00")
+
+
+# --- every consumer handles every amount kind ----------------------------------------------------
+
+def _p(value, unit="元", **kw):
+    return {"values": {D: value}, "unit": unit, "reference": "测试", **kw}
+
+
+SAMPLES = {
+    "rate": {"type": "rate", "basis": "x", "rate": _p(0.1, "比例")},
+    "fixed": {"type": "fixed", "amount": _p(500)},
+    "tiers": {"type": "tiers", "basis": "x", "tiers": [{"word": "以上", "threshold": _p(1000), "amount": _p(300)}]},
+    "per_unit": {"type": "per_unit", "units": [{"input": "n", "amount": _p(20)}]},
+    "factor": {"type": "factor", "basis": "x", "factor": _p(1.2, "系数")},
+}
+
+
+def _kind_plan():
+    data = copy.deepcopy(RAW)
+    for kind, amount in SAMPLES.items():
+        data["rules"][f"K_{kind.upper()}"] = {
+            "clause": "二（一）",
+            "measure": "二（一）-1",
+            "name": f"测试{kind}",
+            "text": "测试",
+            "inputs": [{"name": "x", "label": "金额", "kind": "money"}, {"name": "n", "label": "个数", "kind": "count"}],
+            "body": {
+                "conditions": [{"input": "x", "word": "超", "threshold": _p(100)}],
+                "amount": amount,
+                "cap": _p(100000, word="最高"),
+            },
+        }
+    return parse_plan(data)
+
+
+def test_every_amount_kind_has_a_sample():
+    assert set(SAMPLES) == set(_AMOUNT_KEYS)
+
+
+@pytest.mark.parametrize("kind", sorted(SAMPLES))
+def test_every_consumer_handles_every_kind(kind):
+    plan = _kind_plan()
+    rid = f"K_{kind.upper()}"
+    on = D
+    cents = engine.calculate_cents(rid, 2000, 3, on=on, plan=plan)
+    expected = {"rate": 20000, "fixed": 50000, "tiers": 30000, "per_unit": 6000, "factor": 240000}[kind]
+    assert cents == expected
+    col = engine.calculate_columns_cents(rid, {"x": [2000.0, 50.0], "n": [3.0, 3.0]}, on=on, plan=plan)
+    assert col.tolist() == [expected, 0]
+    assert engine.explain(rid, 2000, 3, on=on, plan=plan).to_text().endswith(f"{expected // 100:,}.00元")
+    assert formulas.compile_rule(rid, {"x": "A1", "n": "B1"}, on=on, plan=plan).startswith("=IF(")
+    assert departments.rule_terms(rid, on=on, plan=plan)
+    assert departments.rule_summary(rid, on=on, plan=plan)
+    assert build.rule_cases(rid, on=on, plan=plan)
+    assert refresh._condition_mask(rid, "x", np.array([100.004, 100.005]), on, plan).tolist() == [False, True]
+    assert formulas.count_criteria(rid, "x", on=on, plan=plan) == '">=100.005"'

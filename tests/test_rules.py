@@ -102,8 +102,8 @@ def test_revised_plan_is_data_not_code(tmp_path, plan):
 
     text = PLAN_PATH.read_text(encoding="utf-8")
     revised = text.replace(
-        "rate: {word: 以内, values: {2020-01-01: 0.01}, reference: 1%以内}",
-        "rate: {word: 以内, values: {2020-01-01: 0.01, 2021-01-01: 0.02}, reference: 1%以内}",
+        "rate: {word: 以内, values: {2020-01-01: 0.01}, unit: 比例, reference: 1%以内}",
+        "rate: {word: 以内, values: {2020-01-01: 0.01, 2021-01-01: 0.02}, unit: 比例, reference: 1%以内}",
     )
     assert revised != text
     path = tmp_path / "plan-2021.yaml"

@@ -513,7 +513,7 @@ def rule_cases(rule_id: str, *, on=POLICY_DATE, plan: Plan | None = None) -> lis
                 add(f"{prefix}{reference}：{text}", v, on_sheet=show)
 
         # cap edges (a rate amount reaching its cap)
-        if a["type"] == "rate" and body["cap"] is not None and not body["cumulative"]:
+        if a["type"] in ("rate", "factor") and body["cap"] is not None and not body["cumulative"]:
             basis = a["basis"][0]
             edge_cents = Decimal(body["cap"]) / a["rate"]
             if edge_cents == edge_cents.to_integral_value():
@@ -528,7 +528,7 @@ def rule_cases(rule_id: str, *, on=POLICY_DATE, plan: Plan | None = None) -> lis
             add(f"{prefix}{body['cap_ref']}：远超上限", v)
 
         # half-cent rounding of a rate amount
-        if a["type"] == "rate":
+        if a["type"] in ("rate", "factor"):
             basis = a["basis"][0]
             spec = rule.input(basis)
             seed = base.get(basis) if base.get(basis) is not None else base.get(spec.default_input or "")
@@ -556,7 +556,7 @@ def rule_cases(rule_id: str, *, on=POLICY_DATE, plan: Plan | None = None) -> lis
             add(f"{prefix}各1", {u["input"]: 1 for u in a["units"]})
 
         # cumulative cap: a sequence of events reaching it
-        if body["cumulative"] and a["type"] == "rate":
+        if body["cumulative"] and a["type"] in ("rate", "factor"):
             basis = a["basis"][0]
             half = _yuan_of_cents(Decimal(body["cap"]) / a["rate"] / 2)
             rows = []

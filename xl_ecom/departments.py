@@ -143,7 +143,7 @@ def _body_terms(rule, variant: str, body: dict) -> list[RuleTerm]:
         text = f"{spec.label}{boundary(c['word']).chinese}{_value_text(spec.kind, c['threshold'])}（{_word_note(c['word'])}）"
         terms.append(RuleTerm(rule.id, variant, "门槛", spec.label, c["word"], value, spec.kind, c["reference"] or "", text))
     a = body["amount"]
-    if a["type"] == "rate":
+    if a["type"] in ("rate", "factor"):
         subject = "+".join(rule.input(n).label for n in a["basis"])
         word = a.get("rate_word") or ""
         text = f"按{subject}的{percent(a['rate'])}" + ("以内（为最高比例）" if word == "以内" else "")
@@ -158,10 +158,12 @@ def _body_terms(rule, variant: str, body: dict) -> list[RuleTerm]:
             text = f"{spec.label}{sym}{_value_text(spec.kind, t['threshold'])}（{_word_note(t['word'])}）的，给予{money_text(t['amount'])}"
             terms.append(RuleTerm(rule.id, variant, "分档门槛", spec.label, t["word"], thr, spec.kind, t["ref"] or "", text))
             terms.append(RuleTerm(rule.id, variant, "分档金额", spec.label, "", _yuan(t["amount"]), "money", t["ref"] or "", f"给予{money_text(t['amount'])}"))
-    else:  # per_unit
+    elif a["type"] == "per_unit":
         for u in a["units"]:
             label = rule.input(u["input"]).label
             terms.append(RuleTerm(rule.id, variant, "单价", label, "", _yuan(u["amount"]), "money", "", f"{label}每个{money_text(u['amount'])}"))
+    else:
+        raise TypeError(f"unhandled amount kind {a['type']!r}")
     if body["cap"] is not None:
         item = "累计上限" if body["cumulative"] else "上限"
         word = body["cap_word"] or ""
@@ -189,7 +191,7 @@ def _body_sentence(rule, body: dict, terms: list[RuleTerm]) -> str:
         amount = "按" + "、".join(t.text for t in terms if t.item == "单价")
     else:
         amount = next(t.text for t in terms if t.item in ("比例", "定额"))
-        if a["type"] == "rate":
+        if a["type"] in ("rate", "factor"):
             amount += "计（可按核定比例，不超过该比例）" if a.get("rate_input") else "计"
     caps = [t.text for t in terms if t.item in ("上限", "累计上限")]
     text = ("且".join(conds) + "的，") if conds else ""

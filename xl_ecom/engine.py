@@ -95,6 +95,13 @@ def _resolve_body(rule: Rule, body: dict, on: dt.date) -> dict:
         res["rate_word"] = a["rate"].word
         res["rate_ref"] = a["rate"].reference
         res["rate_input"] = a.get("rate_input")
+    elif kind == "factor":
+        # basis × a declared coefficient (上浮20% = 1.2); runs as a rate with no clerk-typed rate
+        res["basis"] = a["basis"]
+        res["rate"] = Decimal(str(a["factor"].at(on)))
+        res["rate_word"] = None
+        res["rate_ref"] = a["factor"].reference
+        res["rate_input"] = None
     elif kind == "fixed":
         res["amount"] = _internal("money", a["amount"].at(on))
         res["ref"] = a["amount"].reference
@@ -112,6 +119,8 @@ def _resolve_body(rule: Rule, body: dict, on: dt.date) -> dict:
         ]
     elif kind == "per_unit":
         res["units"] = [{"input": u["input"], "amount": _internal("money", u["amount"].at(on))} for u in a["units"]]
+    else:
+        raise TypeError(f"unhandled amount kind {kind!r}")
     out["amount"] = res
     if body["cap"] is not None:
         out["cap"] = _internal("money", body["cap"].at(on))
@@ -203,7 +212,7 @@ def _run(body: dict, v: Mapping[str, Any], ops, *, cum_state=None, trace: list |
             trace.append(("condition", c, v[c["input"]], bool(ok)))
     a = body["amount"]
     kind = a["type"]
-    if kind == "rate":
+    if kind in ("rate", "factor"):
         basis = v[a["basis"][0]]
         for name in a["basis"][1:]:
             basis = basis + v[name]
@@ -211,7 +220,7 @@ def _run(body: dict, v: Mapping[str, Any], ops, *, cum_state=None, trace: list |
         rate = a["rate"] if chosen is None else chosen
         raw = ops.mul_rate(basis, rate)
         if trace is not None:
-            trace.append(("rate", a, basis, rate))
+            trace.append((kind, a, basis, rate))
     elif kind == "fixed":
         raw = a["amount"]
         if ops.vector:
@@ -222,12 +231,14 @@ def _run(body: dict, v: Mapping[str, Any], ops, *, cum_state=None, trace: list |
         raw = ops.select(conds, [t["amount"] for t in a["tiers"]], 0)
         if trace is not None:
             trace.append(("tiers", a, basis, raw))
-    else:  # per_unit
+    elif kind == "per_unit":
         raw = 0
         for u in a["units"]:
             raw = raw + v[u["input"]] * u["amount"]
         if trace is not None:
             trace.append(("per_unit", a, {u["input"]: v[u["input"]] for u in a["units"]}, raw))
+    else:
+        raise TypeError(f"unhandled amount kind {kind!r}")
     raw = ops.where(eligible, raw, 0)
     if body["cap"] is None:
         return raw
@@ -429,6 +440,13 @@ def _fmt_step(rule: Rule, step) -> str:
             how = f"比例 {_pct(rate)}（原文“{a['rate_ref']}”）"
         labels = "+".join(rule.input(n).label for n in a["basis"])
         return f"计算基数：{labels} {_money(basis)}元；{how}；{_money(basis)} × {_pct(rate)} = {_money(mul_rate(basis, Decimal(str(rate))))}元（四舍五入到分）"
+    if kind == "factor":
+        _, a, basis, factor = step
+        labels = "+".join(rule.input(n).label for n in a["basis"])
+        return (
+            f"计算基数：{labels} {_money(basis)}元；系数 {Decimal(str(factor)).normalize():f}（原文“{a['rate_ref']}”）；"
+            f"{_money(basis)} × {Decimal(str(factor)).normalize():f} = {_money(mul_rate(basis, Decimal(str(factor))))}元（四舍五入到分）"
+        )
     if kind == "tiers":
         _, a, basis, raw = step
         parts = "；".join(f"{boundary(t['word']).chinese}{_money(t['threshold'])}元给予{_money(t['amount'])}元（原文“{t['ref']}”）" for t in a["tiers"])

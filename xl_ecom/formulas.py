@@ -75,7 +75,8 @@ def compile_rule(
             kind = rule.input(c["input"]).kind
             conds.append(f"{ex[c['input']]}{boundary(c['word']).symbol}{_threshold(kind, c['threshold'])}")
         a = body["amount"]
-        if a["type"] == "rate":
+        check = None
+        if a["type"] in ("rate", "factor"):
             basis = "+".join(ex[n] for n in a["basis"])
             if len(a["basis"]) > 1:
                 basis = f"({basis})"
@@ -93,8 +94,10 @@ def compile_rule(
             raw = "0"
             for t in reversed(a["tiers"]):
                 raw = f"IF({ex[a['basis']]}{boundary(t['word']).symbol}{_money(t['threshold'])},{_money(t['amount'])},{raw})"
-        else:
+        elif a["type"] == "per_unit":
             raw = "+".join(f"{ex[u['input']]}*{_money(u['amount'])}" for u in a["units"])
+        else:
+            raise TypeError(f"unhandled amount kind {a['type']!r}")
         if body["cap"] is not None:
             cap = _money(body["cap"])
             if body["cumulative"]:
@@ -105,7 +108,7 @@ def compile_rule(
         if conds:
             test = conds[0] if len(conds) == 1 else f"AND({','.join(conds)})"
             raw = f"IF({test},{raw},0)"
-        if a["type"] == "rate" and check:
+        if check:
             raw = f"IF({check[0]},{check[1]},{raw})"
         return raw
 

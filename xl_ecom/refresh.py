@@ -55,12 +55,12 @@ from xl_ecom.tables import ACTUALS, TABLES, TOURISM_COUNTS, InputTable
 
 Progress = Callable[[str], None]
 
-#: The AWARD_TOURISM rule is paid per county from counts of T_DEMO rows (TOURISM_COUNTS).
+#: The AWARD_TOURISM rule is paid per county from counts of T_DEMO rows (its ``paid_per`` in plan.yaml).
 TOURISM_RULE = "AWARD_TOURISM"
-#: Which text target each TOURISM_COUNTS key counts towards.
-TOURISM_TARGETS = {"towns": "T_TOURISM_TOWNS", "villages": "T_TOURISM_VILLAGES"}
-#: 全市农村产品网络销售额: the only figure the tables report is the enterprises' uplink sales.
-ONLINE_SALES_TARGET = ("T_ONLINE_SALES", "T_SALES", "uplink_sales")
+#: Which text target each TOURISM_COUNTS key counts towards (plan.yaml: paid_per.counts.*.target).
+TOURISM_TARGETS = {k: c["target"] for k, c in (load_plan().rules[TOURISM_RULE].paid_per or {"counts": {}})["counts"].items()}
+#: 全市农村产品网络销售额: the target whose ``actual`` in plan.yaml sums a money column.
+ONLINE_SALES_TARGET = next(((t.id, t.actual["table"], t.actual["column"]) for t in load_plan().targets if t.actual), None)
 
 GENERATED_SHEETS = (layout.SHEET_AWARDS, layout.SHEET_SUMMARY, layout.SHEET_PROGRESS)
 #: Where new generated sheets go: right after 目标任务分解表, in this order (existing ones stay put).
@@ -514,12 +514,15 @@ def _city_targets(plan: Plan, actuals, tourism_counts, frames, checked) -> list[
         elif t.id in tourism_for_target:
             actual = float(sum(tourism_counts[tourism_for_target[t.id]].values()))
             note = "“示范创建”表中认定的个数合计"
-        elif t.id == ONLINE_SALES_TARGET[0]:
-            fr = frames.get(ONLINE_SALES_TARGET[1])
+        elif t.actual is not None:
+            fr = frames.get(t.actual["table"])
             if fr is not None:
-                vals = checked[ONLINE_SALES_TARGET[1]][ONLINE_SALES_TARGET[2]]
-                actual = float(np.round(np.nansum(np.round(vals * 100.0)) ) / 100.0) if len(vals) else 0.0
-                note = "已填报企业的上行网络销售额合计（仅含填报企业，供参考）"
+                from xl_ecom.money import to_cents_array
+
+                vals = checked[t.actual["table"]][t.actual["column"]]
+                # each amount to the cent half up (as the awards), then summed exactly
+                actual = float(np.nansum(to_cents_array(vals, t.name))) / 100.0 if len(vals) else 0.0
+                note = t.actual.get("note") or f"{t.actual['table']}.{t.actual['column']}合计"
         else:
             note = "输入表中没有对应数据，请由牵头单位填报"
         met = None

@@ -34,7 +34,11 @@ class Award:
     inputs: dict
     header: str
     key: str
-    cumulative_by: str | None = None  # column key whose value groups a cumulative cap (county)
+
+    @property
+    def cumulative_by(self) -> str | None:
+        """The column grouping the rule's cumulative cap, as plan.yaml declares it (``group_by``)."""
+        return load_plan().rules[self.rule].cumulative_by
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,7 @@ TABLES: tuple[InputTable, ...] = (
             Column("event_sales", "活动网销额(元)", "money", width=16),
         ),
         awards=(
-            Award("SUBSIDY_PROMO", {"event_sales": "event_sales"}, "活动补助(元)", "subsidy_promo", cumulative_by="county"),
+            Award("SUBSIDY_PROMO", {"event_sales": "event_sales"}, "活动补助(元)", "subsidy_promo"),
         ),
         unique=("county", "event", "date"),
         note="每县区累计补助封顶，按表中行序累计。",
@@ -238,8 +242,14 @@ ACTUALS: tuple[Actual, ...] = (
     Actual("uplink_enterprises", "T_SALES", rule_condition=("AWARD_UPLINK", "uplink_sales")),
 )
 
-# 旅游名镇名村奖补按县区汇总计算（每镇、每村定额）。
-TOURISM_COUNTS = {"towns": ("T_DEMO", "kind", "省级特色旅游名镇"), "villages": ("T_DEMO", "kind", "省级特色旅游名村")}
+def tourism_counts(plan=None) -> dict:
+    """旅游名镇名村奖补按县区汇总计算（每镇、每村定额）：input -> (table, column, value), from the
+    rule's ``paid_per`` in plan.yaml."""
+    rule = (plan or load_plan()).rules["AWARD_TOURISM"]
+    return {k: (c["table"], c["column"], c["value"]) for k, c in (rule.paid_per or {"counts": {}})["counts"].items()}
+
+
+TOURISM_COUNTS = tourism_counts()
 
 
 def counties() -> tuple[str, ...]:

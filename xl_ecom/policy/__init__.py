@@ -21,29 +21,77 @@ from xl_ecom.errors import InputError, PlanError
 PLAN_PATH = Path(__file__).with_name("plan.yaml")
 
 
+UNITS = ("元", "比例", "系数", "人", "个", "年")
+INPUT_KINDS = ("money", "count", "years", "rate", "choice")
+
+
+def _keys(raw, where: str, required: tuple = (), optional: tuple = ()) -> dict:
+    """Check a mapping of the plan: every required key present, no key outside the allowed ones."""
+    if not isinstance(raw, dict):
+        raise PlanError(f"{where}：应为映射（键: 值），实为“{raw!r}”")
+    allowed = (*required, *optional)
+    for key in raw:
+        if key not in allowed:
+            raise PlanError(f"{where}：未知键“{key}”（可用：{'、'.join(map(str, allowed))}）")
+    for key in required:
+        if key not in raw:
+            raise PlanError(f"{where}：缺少键“{key}”")
+    return raw
+
+
+def _typed(raw: dict, key: str, types, where: str, what: str):
+    value = raw.get(key)
+    if value is not None and (not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types))):
+        raise PlanError(f"{where}：键“{key}”应为{what}，实为“{value!r}”")
+    return value
+
+
+def _as_tuple(types) -> tuple:
+    return types if isinstance(types, tuple) else (types,)
+
+
 @dataclass(frozen=True)
 class Param:
-    """A dated parameter: {word, values: {date: value}, reference}."""
+    """A dated parameter: {word, values: {date: value}, unit, reference}; a cap may be cumulative
+    (``cumulative: true``) and then declares the column grouping it (``group_by: county``)."""
 
     values: tuple[tuple[dt.date, Any], ...]
     word: str | None = None
     reference: str | None = None
     cumulative: bool = False
+    unit: str | None = None
+    group_by: str | None = None
+    description: str | None = None
+
+    _KEYS = ("word", "reference", "unit", "description")
+    _CAP_KEYS = ("cumulative", "group_by")
 
     @classmethod
-    def parse(cls, raw: dict, where: str) -> "Param":
-        if not isinstance(raw, dict) or "values" not in raw:
-            raise PlanError(f"{where}：参数缺少 values")
+    def parse(cls, raw: dict, where: str, cap: bool = False) -> "Param":
+        _keys(raw, where, ("values", "unit"), cls._KEYS + (cls._CAP_KEYS if cap else ()))
+        if not isinstance(raw["values"], dict) or not raw["values"]:
+            raise PlanError(f"{where}：键“values”应为 {{生效日期: 数值}}，实为“{raw['values']!r}”")
         values = []
         for since, value in raw["values"].items():
             if not isinstance(since, dt.date):
                 raise PlanError(f"{where}：生效日期“{since}”不是日期")
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise PlanError(f"{where}：键“values”中{since}的值应为数值，实为“{value!r}”")
             values.append((since, value))
         values.sort()
-        word = raw.get("word")
+        word = _typed(raw, "word", str, where, "界限用语")
         if word is not None:
             boundary(word)  # fail early on an unknown word
-        return cls(tuple(values), word, raw.get("reference"), bool(raw.get("cumulative", False)))
+        _typed(raw, "reference", str, where, "原文短语")
+        _typed(raw, "description", str, where, "文字")
+        unit = raw["unit"]
+        if unit not in UNITS:
+            raise PlanError(f"{where}：键“unit”的单位“{unit}”无效（可用：{'、'.join(UNITS)}）")
+        cumulative = _typed(raw, "cumulative", bool, where, "true/false") or False
+        group_by = _typed(raw, "group_by", str, where, "列名")
+        if group_by and not cumulative:
+            raise PlanError(f"{where}：键“group_by”只用于累计上限（cumulative: true）")
+        return cls(tuple(values), word, raw.get("reference"), cumulative, unit, group_by, raw.get("description"))
 
     def at(self, on: dt.date):
         chosen = None
@@ -94,6 +142,7 @@ class Target:
     lead: str | None
     cooperating: tuple[str, ...]
     note: str | None
+    actual: dict | None = None  # {table, column}: the actual figure is the sum of that money column
 
 
 @dataclass(frozen=True)
@@ -119,6 +168,7 @@ class Rule:
     switch: str | None
     variants: dict  # choice value -> body dict (parsed: conditions/amount/cap with Param objects)
     note: str | None = None
+    paid_per: dict | None = None  # {group: county, counts: {input: {table, column, value, target}}}
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -133,6 +183,14 @@ class Rule:
     @property
     def cumulative(self) -> bool:
         return any(b.get("cap") is not None and b["cap"].cumulative for b in self.variants.values())
+
+    @property
+    def cumulative_by(self) -> str | None:
+        """The column a cumulative cap is grouped by (declared in the plan as ``group_by``)."""
+        for b in self.variants.values():
+            if b.get("cap") is not None and b["cap"].cumulative and b["cap"].group_by:
+                return b["cap"].group_by
+        return None
 
 
 @dataclass(frozen=True, eq=False)
@@ -188,59 +246,131 @@ class Plan:
         return [t["id"] for t in self.tasks]
 
 
-def _parse_body(raw: dict, where: str) -> dict:
+_AMOUNT_KEYS = {
+    # type: (required keys besides type, optional keys)
+    "rate": (("basis", "rate"), ("rate_input",)),
+    "fixed": (("amount",), ()),
+    "tiers": (("basis", "tiers"), ()),
+    "per_unit": (("units",), ()),
+    "factor": (("basis", "factor"), ()),
+}
+
+
+def _input_ref(name, inputs: tuple, where: str, key: str) -> str:
+    if not isinstance(name, str) or name not in inputs:
+        raise PlanError(f"{where}：键“{key}”引用的输入“{name}”不在 inputs 中（可用：{'、'.join(inputs)}）")
+    return name
+
+
+def _parse_body(raw: dict, where: str, inputs: tuple = ()) -> dict:
+    _keys(raw, where, ("amount",), ("conditions", "cap"))
     body: dict = {"conditions": [], "amount": None, "cap": None}
-    for i, cond in enumerate(raw.get("conditions", []) or []):
+    conditions = raw.get("conditions") or []
+    if not isinstance(conditions, list):
+        raise PlanError(f"{where}：键“conditions”应为列表")
+    for i, cond in enumerate(conditions):
+        w = f"{where} 门槛{i + 1}"
+        _keys(cond, w, ("input", "word", "threshold"))
         boundary(cond["word"])
         body["conditions"].append(
-            {"input": cond["input"], "word": cond["word"], "threshold": Param.parse(cond["threshold"], f"{where} 门槛{i + 1}")}
+            {"input": _input_ref(cond["input"], inputs, w, "input"), "word": cond["word"], "threshold": Param.parse(cond["threshold"], w)}
         )
-    amount = dict(raw["amount"])
+    amount = dict(_keys(raw["amount"], f"{where} amount", ("type",), ("basis", "rate", "rate_input", "amount", "tiers", "units", "factor")))
     kind = amount["type"]
-    if kind == "rate":
-        amount["rate"] = Param.parse(amount["rate"], f"{where} 比例")
+    if kind not in _AMOUNT_KEYS:
+        raise PlanError(f"{where}：未知计算方式“{kind}”（可用：{'、'.join(_AMOUNT_KEYS)}）")
+    req, opt = _AMOUNT_KEYS[kind]
+    _keys(amount, f"{where} amount（{kind}）", ("type", *req), opt)
+    if kind in ("rate", "factor"):
+        amount[kind] = Param.parse(amount[kind], f"{where} {'比例' if kind == 'rate' else '系数'}")
         basis = amount["basis"]
-        amount["basis"] = tuple(basis) if isinstance(basis, list) else (basis,)
+        basis = tuple(basis) if isinstance(basis, list) else (basis,)
+        amount["basis"] = tuple(_input_ref(b, inputs, where, "basis") for b in basis)
+        if amount.get("rate_input") is not None:
+            _input_ref(amount["rate_input"], inputs, where, "rate_input")
     elif kind == "fixed":
         amount["amount"] = Param.parse(amount["amount"], f"{where} 定额")
     elif kind == "tiers":
+        _input_ref(amount["basis"], inputs, where, "basis")
         amount["tiers"] = tuple(
             {
-                "word": t["word"],
+                "word": _keys(t, f"{where} 分档{i + 1}", ("word", "threshold", "amount"))["word"],
                 "threshold": Param.parse(t["threshold"], f"{where} 分档门槛"),
                 "amount": Param.parse(t["amount"], f"{where} 分档金额"),
             }
-            for t in amount["tiers"]
+            for i, t in enumerate(amount["tiers"])
         )
-    elif kind == "per_unit":
+        for t in amount["tiers"]:
+            boundary(t["word"])
+    else:  # per_unit
         amount["units"] = tuple(
-            {"input": u["input"], "amount": Param.parse(u["amount"], f"{where} 单价")} for u in amount["units"]
+            {
+                "input": _input_ref(_keys(u, f"{where} 单价{i + 1}", ("input", "amount"))["input"], inputs, where, "input"),
+                "amount": Param.parse(u["amount"], f"{where} 单价"),
+            }
+            for i, u in enumerate(amount["units"])
         )
-    else:
-        raise PlanError(f"{where}：未知计算方式“{kind}”")
     body["amount"] = amount
     if raw.get("cap") is not None:
-        body["cap"] = Param.parse(raw["cap"], f"{where} 上限")
+        body["cap"] = Param.parse(raw["cap"], f"{where} 上限", cap=True)
     return body
 
 
+_INPUT_KEYS = (("name", "label", "kind"), ("optional", "default", "default_input", "choices", "ceiling_of"))
+_RULE_KEYS = (("clause", "measure", "name", "text", "inputs"), ("payment", "body", "switch", "variants", "note", "paid_per"))
+
+
+def _parse_paid_per(raw, where: str, inputs: tuple) -> dict | None:
+    """A rule paid per county from counts of input rows: {group, counts: {input: {table, column, value, target}}}."""
+    if raw is None:
+        return None
+    _keys(raw, where, ("group", "counts"))
+    counts = {}
+    for name, c in _keys(raw["counts"], f"{where} counts", (), inputs).items():
+        _keys(c, f"{where} counts {name}", ("table", "column", "value", "target"))
+        counts[name] = dict(c)
+    return {"group": raw["group"], "counts": counts}
+
+
 def _parse_rule(rule_id: str, raw: dict) -> Rule:
-    inputs = tuple(
-        InputSpec(
-            name=i["name"],
-            label=i["label"],
-            kind=i["kind"],
-            optional=bool(i.get("optional", False)),
-            default=i.get("default"),
-            default_input=i.get("default_input"),
-            choices=tuple(i.get("choices", ()) or ()),
+    where = f"规则 {rule_id}"
+    _keys(raw, where, *_RULE_KEYS)
+    for key in ("clause", "measure", "name", "text"):
+        _typed(raw, key, str, where, "文字")
+    if not isinstance(raw["inputs"], list) or not raw["inputs"]:
+        raise PlanError(f"{where}：键“inputs”应为非空列表")
+    specs = []
+    for n, i in enumerate(raw["inputs"]):
+        w = f"{where} 输入{n + 1}"
+        _keys(i, w, *_INPUT_KEYS)
+        if i["kind"] not in INPUT_KINDS:
+            raise PlanError(f"{w}：键“kind”的类型“{i['kind']}”无效（可用：{'、'.join(INPUT_KINDS)}）")
+        _typed(i, "optional", bool, w, "true/false")
+        _typed(i, "choices", list, w, "列表")
+        specs.append(
+            InputSpec(
+                name=i["name"],
+                label=i["label"],
+                kind=i["kind"],
+                optional=bool(i.get("optional", False)),
+                default=i.get("default"),
+                default_input=i.get("default_input"),
+                choices=tuple(i.get("choices", ()) or ()),
+            )
         )
-        for i in raw["inputs"]
-    )
+    inputs = tuple(specs)
+    names = tuple(i.name for i in inputs)
+    if ("body" in raw) == ("variants" in raw):
+        raise PlanError(f"{where}：应有键“body”或“variants”之一")
     if "variants" in raw:
-        variants = {str(k): _parse_body(v, f"{rule_id}/{k}") for k, v in raw["variants"].items()}
+        if "switch" not in raw:
+            raise PlanError(f"{where}：有 variants 时缺少键“switch”")
+        _input_ref(raw["switch"], names, where, "switch")
+        variants = {str(k): _parse_body(v, f"{where}/{k}", names) for k, v in _keys(raw["variants"], f"{where} variants", (), tuple(raw["variants"])).items()}
     else:
-        variants = {"": _parse_body(raw["body"], rule_id)}
+        if "switch" in raw:
+            raise PlanError(f"{where}：键“switch”只用于 variants")
+        variants = {"": _parse_body(raw["body"], where, names)}
     return Rule(
         id=rule_id,
         clause=raw["clause"],
@@ -252,13 +382,35 @@ def _parse_rule(rule_id: str, raw: dict) -> Rule:
         switch=raw.get("switch"),
         variants=variants,
         note=raw.get("note"),
+        paid_per=_parse_paid_per(raw.get("paid_per"), f"{where} paid_per", names),
     )
 
 
-def parse_plan(data: dict) -> Plan:
+_TOP_KEYS = (("meta", "departments", "annex", "targets", "tasks", "rules"), ())
+_TARGET_KEYS = (("id", "clause", "name", "text", "word", "value", "unit"), ("measure", "deadline", "departments", "note", "actual"))
+_TASK_KEYS = (("id", "title", "measures"), ("source_label", "revision_basis", "note"))
+_MEASURE_KEYS = (("id", "text", "lead"), ("cooperating", "deadline", "note"))
+
+
+def parse_plan(data: dict, source: str | os.PathLike | None = None) -> Plan:
+    """The plan from its YAML data.  Any unknown or missing key, or a value of the wrong type,
+    raises a PlanError naming the file, the rule (or target/measure) and the key."""
+    name = Path(source).name if source else PLAN_PATH.name
+    try:
+        return _parse_plan(data)
+    except PlanError as exc:
+        raise PlanError(f"方案文件“{name}”{exc}") from None
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise PlanError(f"方案文件“{name}”结构有误：{exc!r}") from None
+
+
+def _parse_plan(data: dict) -> Plan:
+    _keys(data, "顶层", *_TOP_KEYS)
     measures = []
     for task in data["tasks"]:
+        _keys(task, f"任务 {task.get('id', '?')}", *_TASK_KEYS)
         for m in task["measures"]:
+            _keys(m, f"措施 {m.get('id', '?')}", *_MEASURE_KEYS)
             measures.append(
                 Measure(
                     id=m["id"],
@@ -275,6 +427,12 @@ def parse_plan(data: dict) -> Plan:
             )
     targets = []
     for t in data["targets"]:
+        w = f"目标 {t.get('id', '?')}"
+        _keys(t, w, *_TARGET_KEYS)
+        if isinstance(t["value"], bool) or not isinstance(t["value"], (int, float)):
+            raise PlanError(f"{w}：键“value”应为数值，实为“{t['value']!r}”")
+        if t.get("actual") is not None:
+            _keys(t["actual"], f"{w} actual", ("table", "column"), ("note",))
         deps = t.get("departments")
         if deps is None and t.get("measure"):
             m = next(x for x in measures if x.id == t["measure"])
@@ -294,6 +452,7 @@ def parse_plan(data: dict) -> Plan:
                 lead=deps.get("lead"),
                 cooperating=tuple(deps.get("cooperating", []) or []),
                 note=t.get("note"),
+                actual=t.get("actual"),
             )
         )
     rules = {rid: _parse_rule(rid, raw) for rid, raw in data["rules"].items()}
@@ -312,7 +471,7 @@ def parse_plan(data: dict) -> Plan:
 @lru_cache(maxsize=8)
 def _load(path: str) -> Plan:
     with open(path, encoding="utf-8") as fh:
-        return parse_plan(yaml.safe_load(fh))
+        return parse_plan(yaml.safe_load(fh), path)
 
 
 def load_plan(path: str | os.PathLike | None = None) -> Plan:
