@@ -216,3 +216,20 @@ def test_every_consumer_handles_every_kind(kind):
     assert build.rule_cases(rid, on=on, plan=plan)
     assert refresh._condition_mask(rid, "x", np.array([100.004, 100.005]), on, plan).tolist() == [False, True]
     assert formulas.count_criteria(rid, "x", on=on, plan=plan) == '">=100.005"'
+
+
+def test_model_kinds_match_the_loader_kinds_and_unknown_kinds_fail_loudly():
+    from xl_ecom.rules import AMOUNT_KINDS, Body
+
+    assert {k.type for k in AMOUNT_KINDS} == set(SAMPLES) == set(_AMOUNT_KEYS)
+
+    class Bogus:
+        type = "bogus"
+
+    plan = load_plan()
+    rule = plan.rules["AWARD_POOR_SITE"]
+    body = Body((), Bogus())
+    with pytest.raises(TypeError, match="unhandled amount kind"):
+        engine._run(body, {"sales": 1}, engine._SCALAR)
+    with pytest.raises(TypeError, match="unhandled amount kind"):
+        departments._body_terms(rule, "", body)

@@ -38,6 +38,7 @@ from xl_ecom.boundaries import boundary
 from xl_ecom.engine import percent, resolve
 from xl_ecom.errors import InputError, XlEcomError
 from xl_ecom.policy import Measure, Plan, Target, load_plan
+from xl_ecom.rules.model import Factor, Fixed, PerUnit, Rate, Tiers
 
 SUBDIR = "部门任务表"  # <out>/部门任务表/<单位>.xlsx (mail relies on it; = settings.DEPARTMENT_SUBDIR)
 DEFAULT_OUT = "输出"
@@ -143,27 +144,28 @@ def _body_terms(rule, variant: str, body: dict) -> list[RuleTerm]:
         text = f"{spec.label}{boundary(c['word']).chinese}{_value_text(spec.kind, c['threshold'])}（{_word_note(c['word'])}）"
         terms.append(RuleTerm(rule.id, variant, "门槛", spec.label, c["word"], value, spec.kind, c["reference"] or "", text))
     a = body["amount"]
-    if a["type"] in ("rate", "factor"):
-        subject = "+".join(rule.input(n).label for n in a["basis"])
-        word = a.get("rate_word") or ""
-        text = f"按{subject}的{percent(a['rate'])}" + ("以内（为最高比例）" if word == "以内" else "")
-        terms.append(RuleTerm(rule.id, variant, "比例", subject, word, Decimal(str(a["rate"])), "rate", a.get("rate_ref") or "", text))
-    elif a["type"] == "fixed":
-        terms.append(RuleTerm(rule.id, variant, "定额", "每个", "", _yuan(a["amount"]), "money", a.get("ref") or "", f"给予{money_text(a['amount'])}"))
-    elif a["type"] == "tiers":
-        spec = rule.input(a["basis"])
-        for t in a["tiers"]:
-            sym = boundary(t["word"]).chinese
-            thr = _yuan(t["threshold"]) if spec.kind == "money" else Decimal(str(t["threshold"]))
-            text = f"{spec.label}{sym}{_value_text(spec.kind, t['threshold'])}（{_word_note(t['word'])}）的，给予{money_text(t['amount'])}"
-            terms.append(RuleTerm(rule.id, variant, "分档门槛", spec.label, t["word"], thr, spec.kind, t["ref"] or "", text))
-            terms.append(RuleTerm(rule.id, variant, "分档金额", spec.label, "", _yuan(t["amount"]), "money", t["ref"] or "", f"给予{money_text(t['amount'])}"))
-    elif a["type"] == "per_unit":
-        for u in a["units"]:
-            label = rule.input(u["input"]).label
-            terms.append(RuleTerm(rule.id, variant, "单价", label, "", _yuan(u["amount"]), "money", "", f"{label}每个{money_text(u['amount'])}"))
-    else:
-        raise TypeError(f"unhandled amount kind {a['type']!r}")
+    match a:
+        case Rate() | Factor():
+            subject = "+".join(rule.input(n).label for n in a.basis)
+            word = a.rate_word or ""
+            text = f"按{subject}的{percent(a.rate)}" + ("以内（为最高比例）" if word == "以内" else "")
+            terms.append(RuleTerm(rule.id, variant, "比例", subject, word, Decimal(str(a.rate)), "rate", a.rate_ref or "", text))
+        case Fixed():
+            terms.append(RuleTerm(rule.id, variant, "定额", "每个", "", _yuan(a.amount), "money", a.ref or "", f"给予{money_text(a.amount)}"))
+        case Tiers():
+            spec = rule.input(a.basis)
+            for t in a.tiers:
+                sym = boundary(t.word).chinese
+                thr = _yuan(t.threshold) if spec.kind == "money" else Decimal(str(t.threshold))
+                text = f"{spec.label}{sym}{_value_text(spec.kind, t.threshold)}（{_word_note(t.word)}）的，给予{money_text(t.amount)}"
+                terms.append(RuleTerm(rule.id, variant, "分档门槛", spec.label, t.word, thr, spec.kind, t.ref or "", text))
+                terms.append(RuleTerm(rule.id, variant, "分档金额", spec.label, "", _yuan(t.amount), "money", t.ref or "", f"给予{money_text(t.amount)}"))
+        case PerUnit():
+            for u in a.units:
+                label = rule.input(u.input).label
+                terms.append(RuleTerm(rule.id, variant, "单价", label, "", _yuan(u.amount), "money", "", f"{label}每个{money_text(u.amount)}"))
+        case _:
+            raise TypeError(f"unhandled amount kind {a!r}")
     if body["cap"] is not None:
         item = "累计上限" if body["cumulative"] else "上限"
         word = body["cap_word"] or ""
@@ -185,14 +187,18 @@ def rule_terms(rule_id: str, on=None, plan: Plan | None = None) -> list[RuleTerm
 def _body_sentence(rule, body: dict, terms: list[RuleTerm]) -> str:
     conds = [t.text for t in terms if t.item == "门槛"]
     a = body["amount"]
-    if a["type"] == "tiers":
-        amount = "；".join(t.text for t in terms if t.item == "分档门槛")
-    elif a["type"] == "per_unit":
-        amount = "按" + "、".join(t.text for t in terms if t.item == "单价")
-    else:
-        amount = next(t.text for t in terms if t.item in ("比例", "定额"))
-        if a["type"] in ("rate", "factor"):
-            amount += "计（可按核定比例，不超过该比例）" if a.get("rate_input") else "计"
+    match a:
+        case Tiers():
+            amount = "；".join(t.text for t in terms if t.item == "分档门槛")
+        case PerUnit():
+            amount = "按" + "、".join(t.text for t in terms if t.item == "单价")
+        case Rate() | Factor():
+            amount = next(t.text for t in terms if t.item == "比例")
+            amount += "计（可按核定比例，不超过该比例）" if a.rate_input else "计"
+        case Fixed():
+            amount = next(t.text for t in terms if t.item == "定额")
+        case _:
+            raise TypeError(f"unhandled amount kind {a!r}")
     caps = [t.text for t in terms if t.item in ("上限", "累计上限")]
     text = ("且".join(conds) + "的，") if conds else ""
     text += amount

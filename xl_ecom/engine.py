@@ -29,6 +29,7 @@ from xl_ecom.money import (
     to_cents_array,
 )
 from xl_ecom.policy import Plan, Rule, load_plan
+from xl_ecom.rules.model import Body, Cap, Condition, Factor, Fixed, PerUnit, Rate, Tier, Tiers, Unit
 
 _TRUE = {"是", "true", "TRUE", "True", "1", "y", "Y", "yes", "有"}
 _FALSE = {"否", "false", "FALSE", "False", "0", "n", "N", "no", "无"}
@@ -74,60 +75,42 @@ class _Resolved:
     variants: dict  # choice -> resolved body
 
 
-def _resolve_body(rule: Rule, body: dict, on: dt.date) -> dict:
-    out = {"conditions": [], "amount": {}, "cap": None, "cumulative": False, "cap_word": None, "cap_ref": None}
-    for c in body["conditions"]:
-        kind = rule.input(c["input"]).kind
-        out["conditions"].append(
-            {
-                "input": c["input"],
-                "word": c["word"],
-                "threshold": _internal(kind, c["threshold"].at(on)),
-                "reference": c["threshold"].reference,
-            }
-        )
-    a = body["amount"]
-    kind = a["type"]
-    res: dict = {"type": kind}
-    if kind == "rate":
-        res["basis"] = a["basis"]
-        res["rate"] = Decimal(str(a["rate"].at(on)))
-        res["rate_word"] = a["rate"].word
-        res["rate_ref"] = a["rate"].reference
-        res["rate_input"] = a.get("rate_input")
-    elif kind == "factor":
-        # basis × a declared coefficient (上浮20% = 1.2); runs as a rate with no clerk-typed rate
-        res["basis"] = a["basis"]
-        res["rate"] = Decimal(str(a["factor"].at(on)))
-        res["rate_word"] = None
-        res["rate_ref"] = a["factor"].reference
-        res["rate_input"] = None
-    elif kind == "fixed":
-        res["amount"] = _internal("money", a["amount"].at(on))
-        res["ref"] = a["amount"].reference
-    elif kind == "tiers":
-        basis_kind = rule.input(a["basis"]).kind
-        res["basis"] = a["basis"]
-        res["tiers"] = [
-            {
-                "word": t["word"],
-                "threshold": _internal(basis_kind, t["threshold"].at(on)),
-                "amount": _internal("money", t["amount"].at(on)),
-                "ref": t["threshold"].reference,
-            }
-            for t in a["tiers"]
-        ]
-    elif kind == "per_unit":
-        res["units"] = [{"input": u["input"], "amount": _internal("money", u["amount"].at(on))} for u in a["units"]]
-    else:
-        raise TypeError(f"unhandled amount kind {kind!r}")
-    out["amount"] = res
-    if body["cap"] is not None:
-        out["cap"] = _internal("money", body["cap"].at(on))
-        out["cumulative"] = body["cap"].cumulative
-        out["cap_word"] = body["cap"].word
-        out["cap_ref"] = body["cap"].reference
-    return out
+def _resolve_amount(rule: Rule, a: dict, on: dt.date):
+    """The parsed amount of plan.yaml as a typed amount kind of xl_ecom.rules, as of ``on``."""
+    match a["type"]:
+        case "rate":
+            p = a["rate"]
+            return Rate(tuple(a["basis"]), Decimal(str(p.at(on))), p.word, p.reference, a.get("rate_input"))
+        case "factor":
+            p = a["factor"]
+            return Factor(tuple(a["basis"]), Decimal(str(p.at(on))), p.reference)
+        case "fixed":
+            return Fixed(_internal("money", a["amount"].at(on)), a["amount"].reference)
+        case "tiers":
+            basis_kind = rule.input(a["basis"]).kind
+            return Tiers(
+                a["basis"],
+                tuple(
+                    Tier(t["word"], _internal(basis_kind, t["threshold"].at(on)), _internal("money", t["amount"].at(on)), t["threshold"].reference)
+                    for t in a["tiers"]
+                ),
+            )
+        case "per_unit":
+            return PerUnit(tuple(Unit(u["input"], _internal("money", u["amount"].at(on))) for u in a["units"]))
+        case kind:
+            raise TypeError(f"unhandled amount kind {kind!r}")
+
+
+def _resolve_body(rule: Rule, body: dict, on: dt.date) -> Body:
+    conditions = tuple(
+        Condition(c["input"], c["word"], _internal(rule.input(c["input"]).kind, c["threshold"].at(on)), c["threshold"].reference)
+        for c in body["conditions"]
+    )
+    cap = body["cap"]
+    limit = None
+    if cap is not None:
+        limit = Cap(_internal("money", cap.at(on)), cap.word, cap.reference, cap.cumulative, cap.group_by)
+    return Body(conditions, _resolve_amount(rule, body["amount"], on), limit)
 
 
 @lru_cache(maxsize=256)
@@ -210,35 +193,35 @@ def _run(body: dict, v: Mapping[str, Any], ops, *, cum_state=None, trace: list |
         eligible = ok if eligible is True else (eligible & ok)
         if trace is not None:
             trace.append(("condition", c, v[c["input"]], bool(ok)))
-    a = body["amount"]
-    kind = a["type"]
-    if kind in ("rate", "factor"):
-        basis = v[a["basis"][0]]
-        for name in a["basis"][1:]:
-            basis = basis + v[name]
-        chosen = v.get(a["rate_input"]) if a.get("rate_input") else None
-        rate = a["rate"] if chosen is None else chosen
-        raw = ops.mul_rate(basis, rate)
-        if trace is not None:
-            trace.append((kind, a, basis, rate))
-    elif kind == "fixed":
-        raw = a["amount"]
-        if ops.vector:
-            raw = np.full(np.shape(eligible) or (len(next(iter(v.values()))),), float(raw))
-    elif kind == "tiers":
-        basis = v[a["basis"]]
-        conds = [holds(basis, t["word"], t["threshold"]) for t in a["tiers"]]
-        raw = ops.select(conds, [t["amount"] for t in a["tiers"]], 0)
-        if trace is not None:
-            trace.append(("tiers", a, basis, raw))
-    elif kind == "per_unit":
-        raw = 0
-        for u in a["units"]:
-            raw = raw + v[u["input"]] * u["amount"]
-        if trace is not None:
-            trace.append(("per_unit", a, {u["input"]: v[u["input"]] for u in a["units"]}, raw))
-    else:
-        raise TypeError(f"unhandled amount kind {kind!r}")
+    a = body.amount
+    match a:
+        case Rate() | Factor():
+            basis = v[a.basis[0]]
+            for name in a.basis[1:]:
+                basis = basis + v[name]
+            chosen = v.get(a.rate_input) if a.rate_input else None
+            rate = a.rate if chosen is None else chosen
+            raw = ops.mul_rate(basis, rate)
+            if trace is not None:
+                trace.append((a.type, a, basis, rate))
+        case Fixed():
+            raw = a.amount
+            if ops.vector:
+                raw = np.full(np.shape(eligible) or (len(next(iter(v.values()))),), float(raw))
+        case Tiers():
+            basis = v[a.basis]
+            conds = [holds(basis, t.word, t.threshold) for t in a.tiers]
+            raw = ops.select(conds, [t.amount for t in a.tiers], 0)
+            if trace is not None:
+                trace.append(("tiers", a, basis, raw))
+        case PerUnit():
+            raw = 0
+            for u in a.units:
+                raw = raw + v[u.input] * u.amount
+            if trace is not None:
+                trace.append(("per_unit", a, {u.input: v[u.input] for u in a.units}, raw))
+        case _:
+            raise TypeError(f"unhandled amount kind {a!r}")
     raw = ops.where(eligible, raw, 0)
     if body["cap"] is None:
         return raw

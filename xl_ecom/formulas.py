@@ -13,6 +13,7 @@ from decimal import Decimal
 from xl_ecom.boundaries import boundary
 from xl_ecom.engine import get_rule, percent, required_inputs, resolve
 from xl_ecom.policy import Plan, load_plan
+from xl_ecom.rules.model import Factor, Fixed, PerUnit, Rate, Tiers
 
 
 def _num(value) -> str:
@@ -76,28 +77,28 @@ def compile_rule(
             conds.append(f"{ex[c['input']]}{boundary(c['word']).symbol}{_threshold(kind, c['threshold'])}")
         a = body["amount"]
         check = None
-        if a["type"] in ("rate", "factor"):
-            basis = "+".join(ex[n] for n in a["basis"])
-            if len(a["basis"]) > 1:
-                basis = f"({basis})"
-            rate = _num(a["rate"])
-            check = None
-            if a.get("rate_input") and a["rate_input"] in refs:
-                r = refs[a["rate_input"]]
-                msg = _quote(f"{rule.input(a['rate_input']).label}超过上限{percent(a['rate'])}")
-                check = f'AND({r}<>"",{r}>{rate})', msg
-                rate = f'IF({r}="",{rate},{r})'
-            raw = f"ROUND({basis}*{rate},2)"
-        elif a["type"] == "fixed":
-            raw = _money(a["amount"])
-        elif a["type"] == "tiers":
-            raw = "0"
-            for t in reversed(a["tiers"]):
-                raw = f"IF({ex[a['basis']]}{boundary(t['word']).symbol}{_money(t['threshold'])},{_money(t['amount'])},{raw})"
-        elif a["type"] == "per_unit":
-            raw = "+".join(f"{ex[u['input']]}*{_money(u['amount'])}" for u in a["units"])
-        else:
-            raise TypeError(f"unhandled amount kind {a['type']!r}")
+        match a:
+            case Rate() | Factor():
+                basis = "+".join(ex[n] for n in a.basis)
+                if len(a.basis) > 1:
+                    basis = f"({basis})"
+                rate = _num(a.rate)
+                if a.rate_input and a.rate_input in refs:
+                    r = refs[a.rate_input]
+                    msg = _quote(f"{rule.input(a.rate_input).label}超过上限{percent(a.rate)}")
+                    check = f'AND({r}<>"",{r}>{rate})', msg
+                    rate = f'IF({r}="",{rate},{r})'
+                raw = f"ROUND({basis}*{rate},2)"
+            case Fixed():
+                raw = _money(a.amount)
+            case Tiers():
+                raw = "0"
+                for t in reversed(a.tiers):
+                    raw = f"IF({ex[a.basis]}{boundary(t.word).symbol}{_money(t.threshold)},{_money(t.amount)},{raw})"
+            case PerUnit():
+                raw = "+".join(f"{ex[u.input]}*{_money(u.amount)}" for u in a.units)
+            case _:
+                raise TypeError(f"unhandled amount kind {a!r}")
         if body["cap"] is not None:
             cap = _money(body["cap"])
             if body["cumulative"]:
