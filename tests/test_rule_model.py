@@ -233,3 +233,21 @@ def test_model_kinds_match_the_loader_kinds_and_unknown_kinds_fail_loudly():
         engine._run(body, {"sales": 1}, engine._SCALAR)
     with pytest.raises(TypeError, match="unhandled amount kind"):
         departments._body_terms(rule, "", body)
+
+
+def test_native_compiler_and_case_generator_fail_loudly_on_an_unknown_kind(monkeypatch):
+    from xl_ecom.rules import Body
+
+    class Bogus:
+        type = "bogus"
+
+    plan = load_plan()
+    resolved = engine.resolve("AWARD_POOR_SITE", plan=plan)
+    fake = engine._Resolved(resolved.rule, resolved.on, {"": Body((), Bogus())})
+    monkeypatch.setattr(engine, "_resolve_cached", lambda *a: fake)
+    with pytest.raises(TypeError, match="unhandled amount kind"):
+        formulas.compile_rule("AWARD_POOR_SITE", {"sales": "A1"}, plan=plan)
+    with pytest.raises(TypeError, match="unhandled amount kind"):
+        build.rule_cases("AWARD_POOR_SITE", plan=plan)
+    with pytest.raises(TypeError, match="unhandled amount kind"):
+        departments.rule_terms("AWARD_POOR_SITE", plan=plan)

@@ -34,6 +34,7 @@ from xl_ecom.boundaries import APPROXIMATE_WORDS, boundary
 from xl_ecom.engine import get_rule, percent, resolve
 from xl_ecom.errors import XlEcomError
 from xl_ecom.policy import Plan, load_plan
+from xl_ecom.rules.model import Factor, Fixed, PerUnit, Rate, Tiers
 from xl_ecom.tables import TABLES
 
 TEMPLATES_DIR = resources.TEMPLATES_DIR
@@ -494,8 +495,13 @@ def rule_cases(rule_id: str, *, on=POLICY_DATE, plan: Plan | None = None) -> lis
             t = _external(kind, c["threshold"])
             base[c["input"]] = (t * Decimal("1.5")).quantize(Decimal("0.01")) if kind == "money" else t + 1
         a = body["amount"]
-        if a["type"] == "tiers":
-            base[a["basis"]] = _external("money", a["tiers"][0]["threshold"]) * 2
+        match a:  # every kind gets its general case; the probes below add kind-specific edges
+            case Rate() | Factor() | Fixed() | PerUnit():
+                pass
+            case Tiers():
+                base[a.basis] = _external("money", a.tiers[0].threshold) * 2
+            case _:
+                raise TypeError(f"unhandled amount kind {a!r}")
         cases.append(Case(rule.id, f"{prefix}一般情形", tuple(base.get(n) for n in names), on_sheet=True))
 
         # thresholds of conditions and tiers

@@ -448,7 +448,7 @@ def _fmt_step(rule: Rule, step) -> str:
         return f"上限：{_money(body['cap'])}元（原文“{body['cap_ref']}”）→ " + (
             "上限起作用" if paid < raw else "未触及上限"
         )
-    return str(step)
+    raise TypeError(f"unhandled explanation step {kind!r}")
 
 
 def _evaluate(rule_id, args, kwargs, on, plan, paid_before=0, want_trace=False):
