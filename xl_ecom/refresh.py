@@ -52,6 +52,7 @@ from xl_ecom.errors import InputError, XlEcomError
 from xl_ecom.money import MAX_YUAN, describe, parse_number
 from xl_ecom.policy import Plan, load_plan
 from xl_ecom.tables import ACTUALS, TABLES, TOURISM_COUNTS, InputTable
+from xl_ecom.tables import tourism_counts as tourism_counts_of
 
 Progress = Callable[[str], None]
 
@@ -385,19 +386,20 @@ def compute(
             )
 
     # county-level award: 省级特色旅游名镇名村 per county from the counts of T_DEMO rows
-    tourism_counts = {k: _count_by_county(frames, checked, t, c, v, counties) for k, (t, c, v) in TOURISM_COUNTS.items()}
+    tourism_rows = tourism_counts_of(plan)  # plan.yaml: AWARD_TOURISM paid_per.counts
+    tourism_counts = {k: _count_by_county(frames, checked, t, c, v, counties) for k, (t, c, v) in tourism_rows.items()}
     if TOURISM_RULE in plan.rules:
         rule = plan.rules[TOURISM_RULE]
-        data = {k: np.array([tourism_counts[k][c] for c in counties], dtype="float64") for k in TOURISM_COUNTS}
+        data = {k: np.array([tourism_counts[k][c] for c in counties], dtype="float64") for k in tourism_rows}
         cents = calculate_columns_cents(TOURISM_RULE, data, on=on, plan=plan)
         labels = [
-            "、".join(f"{TOURISM_COUNTS[k][2]}{int(tourism_counts[k][c])}个" for k in TOURISM_COUNTS) for c in counties
+            "、".join(f"{tourism_rows[k][2]}{int(tourism_counts[k][c])}个" for k in tourism_rows) for c in counties
         ]
         parts.append(
             pd.DataFrame(
                 {
-                    "table": TOURISM_COUNTS[next(iter(TOURISM_COUNTS))][0],
-                    "sheet": _sheet_of(TOURISM_COUNTS[next(iter(TOURISM_COUNTS))][0]),
+                    "table": tourism_rows[next(iter(tourism_rows))][0],
+                    "sheet": _sheet_of(tourism_rows[next(iter(tourism_rows))][0]),
                     "row": 0,
                     "county": list(counties),
                     "name": labels,
@@ -502,7 +504,8 @@ def _award_for(rule_id: str):
 
 def _city_targets(plan: Plan, actuals, tourism_counts, frames, checked) -> list[CityTarget]:
     annex_for_target = {col["target"]: col["key"] for col in plan.annex_columns if col.get("target")}
-    tourism_for_target = {t: k for k, t in TOURISM_TARGETS.items()}
+    paid_per = plan.rules[TOURISM_RULE].paid_per if TOURISM_RULE in plan.rules else None
+    tourism_for_target = {c["target"]: k for k, c in (paid_per or {"counts": {}})["counts"].items()}
     out = []
     for t in plan.targets:
         actual = None
