@@ -25,8 +25,30 @@ def _parser() -> etree.XMLParser:
 _PARSER = _parser()
 
 
+def _has_doctype(data: bytes) -> bool:
+    """Whether the prolog (declaration, comments, processing instructions before the root element)
+    holds a ``<!DOCTYPE``; checked before libxml2 sees the document."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        data = data.decode("utf-16").encode("utf-8")
+    at = 0
+    while True:
+        at = data.find(b"<", at)
+        if at < 0:
+            return False
+        if data.startswith(b"<?", at):
+            at = data.find(b"?>", at) + 2
+        elif data.startswith(b"<!--", at):
+            at = data.find(b"-->", at) + 3
+        else:
+            return data[at : at + 9].upper() == b"<!DOCTYPE"
+        if at < 2:
+            return False
+
+
 def parse(data: bytes, what: str = "XML 部件") -> etree._Element:
     """The root element of ``data``; refused if it is not well-formed or has a DOCTYPE."""
+    if _has_doctype(data):
+        raise XmlError(f"“{what}”含有 DOCTYPE（文档类型声明），出于安全原因拒绝读取")
     try:
         root = etree.fromstring(data, _PARSER)
     except etree.XMLSyntaxError as exc:
