@@ -135,6 +135,8 @@ def test_a_missing_key_names_file_rule_and_key():
         (lambda r: r["AWARD_UPLINK"]["inputs"][0].__setitem__("optional", "是"), "optional"),
         (lambda r: r["AWARD_UPLINK"]["body"]["conditions"][0].__setitem__("input", "salse"), "input"),
         (lambda r: r["AWARD_UPLINK"]["body"]["amount"].__setitem__("type", "percent"), "percent"),
+        (lambda r: r["AWARD_UPLINK"]["body"]["conditions"][0]["threshold"].__setitem__("unit", "比例"), "unit"),
+        (lambda r: r["AWARD_UPLINK"]["body"]["cap"].__setitem__("cumulatve", True), "cumulatve"),
     ],
 )
 def test_a_wrong_type_names_file_rule_and_key(edit, key):

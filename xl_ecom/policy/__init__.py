@@ -63,7 +63,7 @@ class Param:
     group_by: str | None = None
     description: str | None = None
 
-    _KEYS = ("word", "reference", "unit", "description")
+    _KEYS = ("word", "reference", "description")
     _CAP_KEYS = ("cumulative", "group_by")
 
     @classmethod
@@ -256,13 +256,25 @@ _AMOUNT_KEYS = {
 }
 
 
+#: the units a parameter compared with (or multiplying) an input of each kind may declare
+_KIND_UNITS = {"money": ("元",), "count": ("人", "个"), "years": ("年",), "rate": ("比例",)}
+
+
+def _unit_for(param: "Param", kind: str | None, where: str) -> "Param":
+    allowed = _KIND_UNITS.get(kind or "", ())
+    if allowed and param.unit not in allowed:
+        raise PlanError(f"{where}：键“unit”为“{param.unit}”，与输入类型不符（应为：{'、'.join(allowed)}）")
+    return param
+
+
 def _input_ref(name, inputs: tuple, where: str, key: str) -> str:
     if not isinstance(name, str) or name not in inputs:
         raise PlanError(f"{where}：键“{key}”引用的输入“{name}”不在 inputs 中（可用：{'、'.join(inputs)}）")
     return name
 
 
-def _parse_body(raw: dict, where: str, inputs: tuple = ()) -> dict:
+def _parse_body(raw: dict, where: str, inputs: tuple = (), kinds: dict | None = None) -> dict:
+    kinds = kinds or {}
     _keys(raw, where, ("amount",), ("conditions", "cap"))
     body: dict = {"conditions": [], "amount": None, "cap": None}
     conditions = raw.get("conditions") or []
@@ -272,9 +284,9 @@ def _parse_body(raw: dict, where: str, inputs: tuple = ()) -> dict:
         w = f"{where} 门槛{i + 1}"
         _keys(cond, w, ("input", "word", "threshold"))
         boundary(cond["word"])
-        body["conditions"].append(
-            {"input": _input_ref(cond["input"], inputs, w, "input"), "word": cond["word"], "threshold": Param.parse(cond["threshold"], w)}
-        )
+        name = _input_ref(cond["input"], inputs, w, "input")
+        threshold = _unit_for(Param.parse(cond["threshold"], w), kinds.get(name), w)
+        body["conditions"].append({"input": name, "word": cond["word"], "threshold": threshold})
     amount = dict(_keys(raw["amount"], f"{where} amount", ("type",), ("basis", "rate", "rate_input", "amount", "tiers", "units", "factor")))
     kind = amount["type"]
     if kind not in _AMOUNT_KEYS:
@@ -282,21 +294,24 @@ def _parse_body(raw: dict, where: str, inputs: tuple = ()) -> dict:
     req, opt = _AMOUNT_KEYS[kind]
     _keys(amount, f"{where} amount（{kind}）", ("type", *req), opt)
     if kind in ("rate", "factor"):
-        amount[kind] = Param.parse(amount[kind], f"{where} {'比例' if kind == 'rate' else '系数'}")
+        w = f"{where} {'比例' if kind == 'rate' else '系数'}"
+        amount[kind] = _unit_for(Param.parse(amount[kind], w), "rate" if kind == "rate" else None, w)
+        if kind == "factor" and amount[kind].unit != "系数":
+            raise PlanError(f"{w}：键“unit”应为“系数”")
         basis = amount["basis"]
         basis = tuple(basis) if isinstance(basis, list) else (basis,)
         amount["basis"] = tuple(_input_ref(b, inputs, where, "basis") for b in basis)
         if amount.get("rate_input") is not None:
             _input_ref(amount["rate_input"], inputs, where, "rate_input")
     elif kind == "fixed":
-        amount["amount"] = Param.parse(amount["amount"], f"{where} 定额")
+        amount["amount"] = _unit_for(Param.parse(amount["amount"], f"{where} 定额"), "money", f"{where} 定额")
     elif kind == "tiers":
         _input_ref(amount["basis"], inputs, where, "basis")
         amount["tiers"] = tuple(
             {
                 "word": _keys(t, f"{where} 分档{i + 1}", ("word", "threshold", "amount"))["word"],
-                "threshold": Param.parse(t["threshold"], f"{where} 分档门槛"),
-                "amount": Param.parse(t["amount"], f"{where} 分档金额"),
+                "threshold": _unit_for(Param.parse(t["threshold"], f"{where} 分档门槛"), kinds.get(amount["basis"]), f"{where} 分档门槛"),
+                "amount": _unit_for(Param.parse(t["amount"], f"{where} 分档金额"), "money", f"{where} 分档金额"),
             }
             for i, t in enumerate(amount["tiers"])
         )
@@ -306,13 +321,13 @@ def _parse_body(raw: dict, where: str, inputs: tuple = ()) -> dict:
         amount["units"] = tuple(
             {
                 "input": _input_ref(_keys(u, f"{where} 单价{i + 1}", ("input", "amount"))["input"], inputs, where, "input"),
-                "amount": Param.parse(u["amount"], f"{where} 单价"),
+                "amount": _unit_for(Param.parse(u["amount"], f"{where} 单价"), "money", f"{where} 单价"),
             }
             for i, u in enumerate(amount["units"])
         )
     body["amount"] = amount
     if raw.get("cap") is not None:
-        body["cap"] = Param.parse(raw["cap"], f"{where} 上限", cap=True)
+        body["cap"] = _unit_for(Param.parse(raw["cap"], f"{where} 上限", cap=True), "money", f"{where} 上限")
     return body
 
 
@@ -360,17 +375,18 @@ def _parse_rule(rule_id: str, raw: dict) -> Rule:
         )
     inputs = tuple(specs)
     names = tuple(i.name for i in inputs)
+    kinds = {i.name: i.kind for i in inputs}
     if ("body" in raw) == ("variants" in raw):
         raise PlanError(f"{where}：应有键“body”或“variants”之一")
     if "variants" in raw:
         if "switch" not in raw:
             raise PlanError(f"{where}：有 variants 时缺少键“switch”")
         _input_ref(raw["switch"], names, where, "switch")
-        variants = {str(k): _parse_body(v, f"{where}/{k}", names) for k, v in _keys(raw["variants"], f"{where} variants", (), tuple(raw["variants"])).items()}
+        variants = {str(k): _parse_body(v, f"{where}/{k}", names, kinds) for k, v in _keys(raw["variants"], f"{where} variants", (), tuple(raw["variants"])).items()}
     else:
         if "switch" in raw:
             raise PlanError(f"{where}：键“switch”只用于 variants")
-        variants = {"": _parse_body(raw["body"], where, names)}
+        variants = {"": _parse_body(raw["body"], where, names, kinds)}
     return Rule(
         id=rule_id,
         clause=raw["clause"],
@@ -399,7 +415,7 @@ def parse_plan(data: dict, source: str | os.PathLike | None = None) -> Plan:
     try:
         return _parse_plan(data)
     except PlanError as exc:
-        raise PlanError(f"方案文件“{name}”{exc}") from None
+        raise PlanError(f"方案文件“{name}”，{exc}") from None
     except (KeyError, TypeError, AttributeError) as exc:
         raise PlanError(f"方案文件“{name}”结构有误：{exc!r}") from None
 
