@@ -253,3 +253,10 @@ def test_native_compiler_and_case_generator_fail_loudly_on_an_unknown_kind(monke
         build.rule_cases("AWARD_POOR_SITE", plan=plan)
     with pytest.raises(TypeError, match="unhandled amount kind"):
         departments.rule_terms("AWARD_POOR_SITE", plan=plan)
+
+
+def test_executive_training_udf():
+    from xl_ecom import udfs
+
+    assert udfs.TRAINING_SUBSIDY(None, 68000, "高管") == 68000
+    assert udfs.TRAINING_SUBSIDY(None, 68000, "基础") in ("", None)
