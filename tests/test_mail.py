@@ -269,7 +269,7 @@ def test_plan_reports_every_unsendable_unit(tmp_path, city):
         Contact("市商务局", "部门", "", ("SWJ1@hn.example.cn", "swj1@hn.example.cn")),  # 重复的地址
     ]
     plan = mail.plan_messages(settings.read_settings(city.workbook), contacts, city.out_dir)
-    reasons = {(p.unit, p.address): p.reason for p in plan.problems}
+    reasons = {(p.subject, p.address): p.message for p in plan.problems}
     assert "找不到附件" in reasons[("市农业农村局", "")]
     assert "没有邮箱地址" in reasons[("市财政局", "")]
     assert "不是有效邮箱地址" in reasons[("寿县", "not-an-address")]

@@ -87,7 +87,7 @@ def test_a_clean_workbook_has_only_the_plans_warnings(city):
     plan_warnings = [f for f in check.check_plan() if f.severity == check.WARNING]
     assert plan_warnings, "the plan document has known flaws the check reports"
     assert [p.message for p in problems] == [f.message for f in plan_warnings]
-    assert all(p.sheet == "方案" and p.severity == validate.WARNING for p in problems)
+    assert all(p.file == "方案" and p.subject and p.severity == validate.WARNING for p in problems)
 
 
 def test_rate_over_the_plans_ceiling_is_an_error():
@@ -197,7 +197,7 @@ def test_cli(city, capsys, tmp_path):
     put_rows(city, BAD_ROWS)
     assert args.func(args) == 1
     out = capsys.readouterr().out
-    assert "[错误] “企业销售” D5：上行网络销售额(元)“-5”不能为负数" in out
+    assert "[错误] 工作表“企业销售”单元格 D5：上行网络销售额(元)“-5”不能为负数" in out
     args = parser.parse_args(["validate", str(tmp_path / "无.xlsm")])
     assert args.func(args) == 2
     assert "不存在" in capsys.readouterr().out
@@ -237,7 +237,7 @@ def test_validation_sheet_through_xlwings_clears_an_existing_one(monkeypatch):
             {"name": layout.SHEET_VALIDATION, "values": [["旧结果"], ["旧结果"]], "pictures": [], "tables": []},
         ],
     })
-    problem = validate.Problem("企业销售", "B4", validate.ERROR, "=1+1 开头的说明", "=evil.xlsx")
+    problem = validate.Problem("企业销售", "B4", "=1+1 开头的说明", validate.ERROR, "=evil.xlsx")
     validate.write_validation_sheet(book, [problem])
     actions = book.json()["actions"]
     assert actions[0]["func"] == "sheetClear" and actions[0]["sheet_position"] == 1

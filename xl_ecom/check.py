@@ -8,26 +8,19 @@ over and never a crash.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from xl_ecom.boundaries import APPROXIMATE_WORDS, boundary
+from xl_ecom.problems import NOTICE, WARNING, Problem
 from xl_ecom.policy import Plan, load_plan
 
 _CN_NUM = "一二三四五六七八九十"
 
-WARNING = "警告"
-NOTICE = "提示"
 
 
-@dataclass(frozen=True)
-class Finding:
-    severity: str  # 警告 | 提示
-    where: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"[{self.severity}] {self.where}：{self.message}"
+def Finding(severity: str, where: str, message: str) -> Problem:  # noqa: N802 (was a class)
+    """A plan finding (警告 | 提示) about a plan item: the one :class:`xl_ecom.problems.Problem`."""
+    return Problem(message=message, severity=severity, subject=where)
 
 
 def annex_totals(plan: Plan) -> dict[str, int]:

@@ -79,7 +79,7 @@ class FileResult:
         return out
 
     def reject(self, message: str, sheet: str = "", cell: str = "") -> None:
-        self.problems.append(Problem(sheet, cell, ERROR, message, self.name))
+        self.problems.append(Problem(sheet, cell, message, ERROR, self.name))
         self.status = NOT_MERGED
 
     @property
@@ -199,11 +199,11 @@ def check_file(path: Path, plan: Plan) -> FileResult:
         wb = safeio.open_untrusted(path)
     except safeio.UntrustedFileError as exc:
         result.status = REFUSED
-        result.problems.append(Problem("", "", ERROR, str(exc), path.name))
+        result.problems.append(Problem("", "", str(exc), ERROR, path.name))
         return result
     report = wb.untrusted_report
     for note in report.notes:  # macros and other active content: ignored, never run
-        result.problems.append(Problem("", "", WARNING, note, path.name))
+        result.problems.append(Problem("", "", note, WARNING, path.name))
 
     # which county: the workbook's marker, checked against the file name
     by_name = county_in_name(path.stem, counties)
@@ -270,7 +270,7 @@ def check_file(path: Path, plan: Plan) -> FileResult:
     if result.mergeable and not any(c.rows for c in result.checks.values()):
         result.empty = True
         result.problems.append(
-            Problem("", "", WARNING, "报表中没有填写任何数据，未汇总；市级工作簿中该县区原有的数据保持不变", path.name)
+            Problem("", "", "报表中没有填写任何数据，未汇总；市级工作簿中该县区原有的数据保持不变", WARNING, path.name)
         )
     return result
 
@@ -300,10 +300,10 @@ def check_folder(folder, plan: Plan | None = None, into: Path | None = None) -> 
         return report
     for path in sorted(folder.iterdir(), key=lambda p: p.name):
         if path.is_dir():
-            report.problems.append(Problem("", "", WARNING, "是子文件夹，未读取（请把县区工作簿直接放在所选文件夹中）", path.name))
+            report.problems.append(Problem("", "", "是子文件夹，未读取（请把县区工作簿直接放在所选文件夹中）", WARNING, path.name))
             continue
         if path.name.startswith(("~$", ".~lock.")):
-            report.problems.append(Problem("", "", WARNING, "是 Excel/WPS 的临时锁定文件，已跳过（对应工作簿可能仍在打开）", path.name))
+            report.problems.append(Problem("", "", "是 Excel/WPS 的临时锁定文件，已跳过（对应工作簿可能仍在打开）", WARNING, path.name))
             continue
         if path.name.startswith(".") or _is_own_file(path, report.into):
             continue
@@ -311,13 +311,13 @@ def check_folder(folder, plan: Plan | None = None, into: Path | None = None) -> 
         if suffix in EXCEL_SUFFIXES or suffix in OLD_SUFFIXES:
             if suffix in OLD_SUFFIXES:
                 report.files.append(FileResult(path, status=REFUSED, problems=[Problem(
-                    "", "", ERROR, f"是 {suffix} 格式，无法汇总；请用 Excel 或 WPS 另存为 .xlsx 后重新汇总", path.name)]))
+                    "", "", f"是 {suffix} 格式，无法汇总；请用 Excel 或 WPS 另存为 .xlsx 后重新汇总", ERROR, path.name)]))
                 continue
             report.files.append(check_file(path, plan))
         else:
-            report.problems.append(Problem("", "", WARNING, "不是 Excel 工作簿（.xlsx/.xlsm），已跳过", path.name))
+            report.problems.append(Problem("", "", "不是 Excel 工作簿（.xlsx/.xlsm），已跳过", WARNING, path.name))
     if not report.files:
-        report.problems.append(Problem("", "", WARNING, f"文件夹“{folder}”中没有 .xlsx/.xlsm 县区工作簿"))
+        report.problems.append(Problem("", "", f"文件夹“{folder}”中没有 .xlsx/.xlsm 县区工作簿", WARNING))
 
     # a second file for the same county: neither is merged
     by_county: dict[str, list[FileResult]] = {}
@@ -624,7 +624,7 @@ def collect(folder, into=None, plan: Plan | None = None) -> CollectReport:
     try:
         report.changes = merge_into_workbook(wb, report, plan)
         data, warnings = save_city_workbook(wb, into, original)
-        report.problems.extend(Problem("", "", WARNING, w, into.name) for w in warnings)
+        report.problems.extend(Problem("", "", w, WARNING, into.name) for w in warnings)
         report.backup = safeio.write_atomically(into, data)
     except (CollectError, safeio.FileBusyError, OSError) as exc:
         for f in report.files:

@@ -517,7 +517,7 @@ def make_county_workbooks(out_dir, plan: Plan | None = None, on=None, *, due=Non
     previous = None
     for i, (county, path) in enumerate(zip(names, paths), start=1):
         if progress:
-            progress(i, len(names), county)
+            progress(county, i, len(names))
         if wb is None:
             wb = county_workbook(county, plan, on=on, due=due)
         else:

@@ -531,7 +531,7 @@ def save_workbook(wb: Workbook, path: Path) -> Path:
 
 # --- export ---------------------------------------------------------------------------------------------
 
-Progress = Callable[[int, int, str], None]
+from xl_ecom.progress import Progress  # noqa: E402 (the one progress protocol)
 
 
 def make_department_sheets(out_dir, plan: Plan | None = None, on=None, *, due=None, progress: Progress | None = None) -> list[Path]:
@@ -544,7 +544,7 @@ def make_department_sheets(out_dir, plan: Plan | None = None, on=None, *, due=No
     written = []
     for i, (d, path) in enumerate(targets, start=1):
         if progress:
-            progress(i, len(targets), d.get("short") or d["name"])
+            progress(d.get("short") or d["name"], i, len(targets))
         save_workbook(department_workbook(d["name"], plan, on=on, due=due), path)
         written.append(path)
     return written

@@ -5,7 +5,7 @@ class XlEcomError(Exception):
     """Base class: the message is user-facing Chinese text."""
 
     def __str__(self) -> str:  # pragma: no cover - trivial
-        return self.args[0] if self.args else ""
+        return str(self.args[0]) if self.args else ""
 
 
 class InputError(XlEcomError, ValueError):

@@ -36,6 +36,7 @@ from typing import Any, Callable, Sequence
 
 from xl_ecom import layout
 from xl_ecom.errors import XlEcomError
+from xl_ecom.progress import status_text
 
 TITLE = "农村电商"
 LAST_UI = None  # the Ui of the latest entry run (its status texts and messages), for diagnosis
@@ -339,7 +340,7 @@ def refresh(book=None):
         problems += core.check_annex(lambda r, c: annex.range((r, c)).value, plan)
         if problems:
             raise core.RefreshError(f"工作簿结构有{len(problems)}处问题，未刷新：", problems)
-        result = core.compute(frames, on=on, plan=plan, progress=lambda m: ui.status(f"刷新：{m}"))
+        result = core.compute(frames, on=on, plan=plan, progress=lambda m, i=None, n=None: ui.status(status_text(f"刷新：{m}", i, n)))
         ui.screen_updating(False)
         write_xlwings(book, core.generated_sheets(result, plan), core.annex_updates(result, plan), ui)
         ui.screen_updating(True)
@@ -364,7 +365,7 @@ def make_departments(book=None):
             out,
             on=settings.get("政策日期"),
             due=settings.get("报送截止日期"),
-            progress=lambda i, n, name: ui.status(f"生成部门任务表：{name}（{i}/{n}）"),
+            progress=lambda name, i=None, n=None: ui.status(status_text(f"生成部门任务表：{name}", i, n)),
         )
         ui.alert(f"已生成部门任务表{len(paths)}个，在：\n{out / SUBDIR}")
         return paths
@@ -384,7 +385,7 @@ def make_counties(book=None):
             out,
             on=settings.get("政策日期"),
             due=settings.get("报送截止日期"),
-            progress=lambda i, n, name: ui.status(f"生成县区工作簿：{name}（{i}/{n}）"),
+            progress=lambda name, i=None, n=None: ui.status(status_text(f"生成县区工作簿：{name}", i, n)),
         )
         ui.alert(f"已生成县区工作簿{len(paths)}个，在：\n{out / SUBDIR}")
         return paths

@@ -43,7 +43,10 @@ from email.utils import formataddr, formatdate, make_msgid
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from xl_ecom import resources
+from xl_ecom import resources, textsafe
+from xl_ecom.errors import XlEcomError
+from xl_ecom.problems import Problem
+from xl_ecom.progress import Progress
 from xl_ecom.settings import (
     CONTACT_CATEGORIES,
     CONTACTS_SHEET,
@@ -136,7 +139,7 @@ _BAD_FILENAME_CHARS = re.compile(r'[\\/:*?"<>|]')
 _DOMAIN_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
 
 
-class MailError(Exception):
+class MailError(XlEcomError):
     """输入或配置有误，无法开始发送；消息是给用户看的中文。"""
 
 
@@ -178,17 +181,6 @@ class OutgoingMessage:
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.unit, self.address.casefold(), self.sha256)
-
-
-@dataclass(frozen=True)
-class Problem:
-    """规划时发现、无法发送的情况（缺地址、地址无效、缺附件……）。"""
-
-    unit: str
-    reason: str
-    address: str = ""
-    file_label: str = ""
-    sha256: str = ""
 
 
 @dataclass
@@ -430,24 +422,24 @@ def plan_messages(
         unit = contact.unit
         where = f"（{contact.source}）" if contact.source else ""
         if _BAD_FILENAME_CHARS.search(unit) or unit.startswith(".") or not unit.isprintable():
-            problems.append(Problem(unit, f"单位名称“{unit}”含有不能用作文件名的字符{where}，无法对应生成的文件。"))
+            problems.append(Problem(subject=unit, message=f"单位名称“{unit}”含有不能用作文件名的字符{where}，无法对应生成的文件。"))
             continue
         category, reason = _resolve_category(contact, out_dir)
         if reason:
-            problems.append(Problem(unit, reason + where))
+            problems.append(Problem(subject=unit, message=reason + where))
             continue
         path = unit_file(out_dir, category, unit)
         label = _file_label(path, out_dir)
         if not path.is_file():
-            problems.append(Problem(unit, f"找不到附件 {path}，请先生成{_kind(category)}。", file_label=label))
+            problems.append(Problem(subject=unit, message=f"找不到附件 {path}，请先生成{_kind(category)}。", file=label))
             continue
         if path not in file_cache:
             data = path.read_bytes()
             file_cache[path] = (data, hashlib.sha256(data).hexdigest())
         data, digest = file_cache[path]
         if not contact.addresses:
-            problems.append(Problem(unit, f"“{unit}”没有邮箱地址{where}，请在通讯录中填写。",
-                                    file_label=label, sha256=digest))
+            problems.append(Problem(subject=unit, message=f"“{unit}”没有邮箱地址{where}，请在通讯录中填写。",
+                                    file=label, sha256=digest))
             continue
         template = templates[category]
         values = {
@@ -473,8 +465,8 @@ def plan_messages(
             try:
                 address = normalize_address(raw)
             except ValueError as exc:
-                problems.append(Problem(unit, f"{exc}{where}", address=_one_line(raw),
-                                        file_label=label, sha256=digest))
+                problems.append(Problem(subject=unit, message=f"{exc}{where}", address=_one_line(raw),
+                                        file=label, sha256=digest))
                 continue
             if (unit, address.casefold()) in seen:
                 continue
@@ -708,7 +700,7 @@ def send_batch(
     password: str | None,
     *,
     on_record: Callable[[SendRecord], None] | None = None,
-    on_progress: Callable[[int, int, OutgoingMessage], None] | None = None,
+    on_progress: Progress | None = None,
     sleep: Callable[[float], None] = time.sleep,
     retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
     ssl_context: ssl.SSLContext | None = None,
@@ -737,7 +729,7 @@ def send_batch(
     try:
         for index, message in enumerate(messages):
             if on_progress is not None:
-                on_progress(index, total, message)
+                on_progress(f"正在发送：{message.unit} <{message.address}>", index, total)
             message_id = make_msgid(domain=sender.address.rpartition("@")[2])
             raw = message_bytes(build_message(message, sender, message_id=message_id))
             attempt = 0
@@ -785,7 +777,7 @@ def send_batch(
                     result.sent.append(message)
                     break
         if on_progress is not None and total:
-            on_progress(total, total, messages[-1])
+            on_progress("完成", total, total)
     finally:
         _quit(smtp)
     return result
@@ -800,7 +792,7 @@ def _abort(remaining: Sequence[OutgoingMessage], reason: str,
 
 def problem_records(problems: Iterable[Problem]) -> list[SendRecord]:
     now = _now()
-    return [SendRecord(now, p.unit, p.address, p.file_label, p.sha256, RESULT_NOT_SENT, p.reason)
+    return [SendRecord(now, p.subject, p.address, p.file, p.sha256, RESULT_NOT_SENT, p.message)
             for p in problems]
 
 
@@ -826,7 +818,7 @@ def execute_plan(
     prior_records: Iterable[SendRecord] = (),
     resend_failed: bool = False,
     on_record: Callable[[SendRecord], None] | None = None,
-    on_progress: Callable[[int, int, OutgoingMessage], None] | None = None,
+    on_progress: Progress | None = None,
     sleep: Callable[[float], None] = time.sleep,
     retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
     ssl_context: ssl.SSLContext | None = None,
@@ -1069,13 +1061,11 @@ class _ProgressLine:
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.used = False
 
-    def __call__(self, done: int, total: int, message: OutgoingMessage) -> None:
+    def __call__(self, message: str, done: int | None = None, total: int | None = None) -> None:
+        done, total = done or 0, total or 0
         filled = int(self.width * done / total) if total else self.width
         bar = "#" * filled + "-" * (self.width - filled)
-        if done < total:
-            line = f"[{bar}] {done}/{total} 正在发送：{message.unit} <{message.address}>"
-        else:
-            line = f"[{bar}] {done}/{total} 完成"
+        line = f"[{bar}] {done}/{total} {message}"
         self.used = True
         if self.tty:
             self.stream.write("\r\x1b[K" + line)
@@ -1094,7 +1084,7 @@ def _print_problems(problems: Sequence[Problem], out: Any) -> None:
         return
     print(f"有 {len(problems)} 处无法发送：", file=out)
     for problem in problems:
-        print(f"  {problem.unit}：{problem.reason}", file=out)
+        print(f"  {problem.subject}：{problem.message}", file=out)
 
 
 def _print_summary(result: BatchResult, out: Any) -> None:
@@ -1173,9 +1163,9 @@ def send_mail_from_book(
         if csv_log is not None:
             csv_log.append(record)
 
-    def progress(done: int, total: int, message: OutgoingMessage) -> None:
-        if done < total:
-            app.status_bar = f"正在发送邮件 {done + 1}/{total}：{message.unit} <{message.address}>"
+    def progress(message: str, done: int | None = None, total: int | None = None) -> None:
+        if done is not None and total is not None and done < total:
+            app.status_bar = f"正在发送邮件 {done + 1}/{total}：{message.removeprefix('正在发送：')}"
 
     try:
         result = execute_plan(plan, config, password, prior_records=prior, resend_failed=resend_failed,
@@ -1256,13 +1246,6 @@ def _one_line(text: str) -> str:
     return " ".join(cleaned.split())
 
 
-_FORMULA_START = ("=", "+", "-", "@")
-
-
-def _neutralize(value: str) -> str:
-    """CSV/表格里以 = + - @ 开头的文本前加 '，Excel 打开时不会当作公式。"""
-    return "'" + value if value.startswith(_FORMULA_START) else value
-
-
-def _unneutralize(value: str) -> str:
-    return value[1:] if value.startswith("'") and value[1:].startswith(_FORMULA_START) else value
+# CSV/表格里的公式样文本：统一由 xl_ecom.textsafe 处理（含全角＝＋－＠、前导空格、制表/回车前缀）。
+_neutralize = textsafe.neutralise
+_unneutralize = textsafe.unneutralise

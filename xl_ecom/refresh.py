@@ -51,10 +51,11 @@ from xl_ecom.engine import calculate_columns_cents, policy_date, resolve
 from xl_ecom.errors import InputError, XlEcomError
 from xl_ecom.money import MAX_YUAN, describe, parse_number
 from xl_ecom.policy import Plan, load_plan
+from xl_ecom.problems import Problem
+from xl_ecom.progress import Progress
+from xl_ecom.settings import SETTINGS_SHEET
 from xl_ecom.tables import ACTUALS, TABLES, TOURISM_COUNTS, InputTable
 from xl_ecom.tables import tourism_counts as tourism_counts_of
-
-Progress = Callable[[str], None]
 
 #: The AWARD_TOURISM rule is paid per county from counts of T_DEMO rows (its ``paid_per`` in plan.yaml).
 TOURISM_RULE = "AWARD_TOURISM"
@@ -71,17 +72,6 @@ SHEET_ORDER = (layout.SHEET_PROGRESS, layout.SHEET_SUMMARY, layout.SHEET_AWARDS)
 # ---------------------------------------------------------------------------------------------
 # problems and errors
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Problem:
-    sheet: str
-    cell: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"工作表“{self.sheet}”" + (f"单元格 {self.cell}" if self.cell else "")
-        return f"{where}：{self.message}"
 
 
 class RefreshError(XlEcomError):
@@ -919,9 +909,6 @@ class RefreshReport:
                 lines.append(f"  {t.text}：实际 {actual}，{'已达到' if t.met else '未达到'}")
         lines.append(f"用时 {self.seconds:.2f} 秒")
         return "\n".join(lines)
-
-
-SETTINGS_SHEET = "设置"  # = xl_ecom.settings.SETTINGS_SHEET
 
 
 def _policy_date_from_rows(rows) -> dt.date | None:

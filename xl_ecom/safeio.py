@@ -53,8 +53,7 @@ MAX_RATIO = 200  # uncompressed : compressed, for members above RATIO_FLOOR
 RATIO_FLOOR = 1024 * 1024
 MAX_PROLOG_BYTES = 1024 * 1024  # an XML part must reach its root element within this
 
-FORMULA_PREFIXES = ("=", "+", "-", "@", "＝", "＋", "－", "＠")
-CONTROL_PREFIXES = ("\t", "\r", "\n")
+from xl_ecom.textsafe import CONTROL_PREFIXES, FORMULA_PREFIXES, is_formula_like, neutralise  # noqa: E402,F401 (one neutraliser)
 
 # parts of a package that can carry active content; none is loaded, each is reported
 _ACTIVE_PARTS = (
@@ -389,21 +388,10 @@ def _formula_cells(path: Path) -> dict[str, dict[str, str]]:
 # ---------------------------------------------------------------------------------------------
 
 
-def is_formula_like(value) -> bool:
-    """Text that a spreadsheet could take for a formula (= + - @, also after tab/CR/spaces)."""
-    if not isinstance(value, str) or not value:
-        return False
-    if value.startswith(CONTROL_PREFIXES):
-        return True
-    return value.lstrip(" \u3000\t\r\n").startswith(FORMULA_PREFIXES)
-
-
 def safe_text(value):
     """``value`` made safe where the cell type cannot be chosen (xlwings ``range.value``, CSV):
-    formula-like text gets Excel's quote prefix ``'`` so it is shown and kept as text."""
-    if is_formula_like(value):
-        return "'" + value
-    return value
+    formula-like text gets Excel's quote prefix ``'`` (:func:`xl_ecom.textsafe.neutralise`)."""
+    return neutralise(value)
 
 
 def clean_text(value: str) -> str:

@@ -19,6 +19,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from xl_ecom.errors import InputError
+
 __all__ = [
     "SETTINGS_SHEET",
     "SETTINGS_HEADERS",
@@ -93,7 +95,7 @@ _CHOICE_KEYS = {"加密方式"}
 _PASSWORD_KEY = re.compile(r"密码|口令|授权码|password|passwd|pwd", re.IGNORECASE)
 
 
-class SettingsError(ValueError):
+class SettingsError(InputError):
     """“设置”表里的值无效；消息是给用户看的中文。"""
 
 
@@ -251,7 +253,7 @@ _CATEGORY_ALIASES = {
 }
 
 
-class ContactsError(ValueError):
+class ContactsError(InputError):
     """通讯录无法读取；消息是给用户看的中文。"""
 
 

@@ -24,39 +24,13 @@ from xl_ecom.check import check_plan
 from xl_ecom.errors import InputError, XlEcomError
 from xl_ecom.money import MAX_YUAN, describe, parse_number, to_cents
 from xl_ecom.policy import Plan, load_plan
+from xl_ecom.problems import ERROR, WARNING, Problem
 from xl_ecom.tables import TABLES, Column, InputTable
 
-ERROR = "错误"
-WARNING = "警告"
 
 ERROR_VALUES = {"#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A", "#GETTING_DATA", "#SPILL!", "#CALC!"}
 EXCEL_TEXT_LIMIT = 32767  # characters in one cell
 VALIDATION_HEADERS = ("序号", "级别", "文件", "工作表", "单元格", "问题")
-
-
-@dataclass(frozen=True)
-class Problem:
-    sheet: str
-    cell: str
-    severity: str  # 错误 | 警告
-    message: str
-    file: str = ""
-
-    @property
-    def is_error(self) -> bool:
-        return self.severity == ERROR
-
-    @property
-    def place(self) -> str:
-        parts = [p for p in (self.file, self.sheet) if p]
-        where = " ".join(f"“{p}”" for p in parts)
-        if self.cell:
-            where += f" {self.cell}"
-        return where.strip()
-
-    def __str__(self) -> str:
-        place = self.place
-        return f"[{self.severity}] {place}：{self.message}" if place else f"[{self.severity}] {self.message}"
 
 
 @dataclass
@@ -226,7 +200,7 @@ def _rule_issues(table: InputTable, values: dict, cells: dict, sheet: str, file:
             engine.calculate(award.rule, **kwargs)
         except InputError as exc:
             key = next(k for k in rate_keys if values.get(k) is not None)
-            out.append(Problem(sheet, cells[key], ERROR, str(exc), file))
+            out.append(Problem(sheet, cells[key], str(exc), ERROR, file))
     return out
 
 
@@ -257,26 +231,26 @@ def check_row(
         value = raw.get(col.key)
         if col.kind == "county" and expected_county and _blank(value) and ref not in formulas:
             result.values[col.key] = expected_county
-            result.problems.append(Problem(sheet, ref, WARNING, f"县区为空，按本文件所属的“{expected_county}”计入", file))
+            result.problems.append(Problem(sheet, ref, f"县区为空，按本文件所属的“{expected_county}”计入", WARNING, file))
             continue
         formula = formulas.get(ref)
         if formula is not None:
             if value is None:
                 result.problems.append(
-                    Problem(sheet, ref, ERROR, f"{col.header}是公式“{formula}”，没有保存的计算结果，无法核对（公式不予执行），请改填数值", file)
+                    Problem(sheet, ref, f"{col.header}是公式“{formula}”，没有保存的计算结果，无法核对（公式不予执行），请改填数值", ERROR, file)
                 )
                 result.values[col.key] = None
                 continue
             result.problems.append(
-                Problem(sheet, ref, WARNING, f"{col.header}是公式“{formula}”，已按其保存的计算结果“{_shown(value)}”读取（公式不予执行）", file)
+                Problem(sheet, ref, f"{col.header}是公式“{formula}”，已按其保存的计算结果“{_shown(value)}”读取（公式不予执行）", WARNING, file)
             )
         clean, issues = check_value(col, value, counties)
         result.values[col.key] = clean
         for severity, message in issues:
-            result.problems.append(Problem(sheet, ref, severity, message, file))
+            result.problems.append(Problem(sheet, ref, message, severity, file))
         if col.kind == "county" and expected_county and clean and not issues and clean != expected_county:
             result.problems.append(
-                Problem(sheet, ref, ERROR, f"县区“{clean}”与本文件所属的“{expected_county}”不符，该行未汇总", file)
+                Problem(sheet, ref, f"县区“{clean}”与本文件所属的“{expected_county}”不符，该行未汇总", ERROR, file)
             )
     if all(p.severity != ERROR for p in result.problems):
         result.problems.extend(_rule_issues(table, result.values, cells, sheet, file))
@@ -307,7 +281,7 @@ def mark_duplicates(table: InputTable, rows: list[RowResult], sheet: str, file: 
         if key in seen:
             shown = "、".join(f"{table.column(k).header}“{v}”" for k, v in zip(keys, key) if v)
             ref = f"{get_column_letter(first_col + col0)}{r.row}"
-            r.problems.append(Problem(sheet, ref, ERROR, f"与第{seen[key]}行重复（{shown}），重复行未计入", file))
+            r.problems.append(Problem(sheet, ref, f"与第{seen[key]}行重复（{shown}），重复行未计入", ERROR, file))
         else:
             seen[key] = r.row
 
@@ -328,8 +302,8 @@ def check_header(ws, table: InputTable, file: str = "") -> list[Problem]:
                 Problem(
                     ws.title,
                     ref,
-                    ERROR,
                     f"表头应为“{expected}”，现为“{text or '（空白）'}”：表格结构被改动（插入、删除或改名了列），该表无法读取",
+                    ERROR,
                     file,
                 )
             )
@@ -397,7 +371,7 @@ def check_table(
             if not is_formula:
                 shown = "空白" if cell is None or cell.value is None else f"“{_shown(cell.value)}”"
                 row.problems.append(
-                    Problem(ws.title, ref, WARNING, f"{award.header}不是公式（现为{shown}），可能被手工改写；请用“刷新”或重新汇总恢复按方案计算的公式", file)
+                    Problem(ws.title, ref, f"{award.header}不是公式（现为{shown}），可能被手工改写；请用“刷新”或重新汇总恢复按方案计算的公式", WARNING, file)
                 )
         result.rows.append(row)
     mark_duplicates(table, result.rows, ws.title, file)
@@ -467,7 +441,7 @@ def plan_problems(plan: Plan | None = None) -> list[Problem]:
     out = []
     for finding in check_plan(plan):
         if finding.severity == PLAN_WARNING:
-            out.append(Problem("方案", finding.where, WARNING, finding.message))
+            out.append(Problem(message=finding.message, severity=WARNING, file="方案", subject=finding.subject))
     return out
 
 
@@ -505,7 +479,7 @@ def validate_workbook(
     problems: list[Problem] = []
     for table in tables:
         if table.sheet not in wb.sheetnames:
-            problems.append(Problem(table.sheet, "", ERROR, f"缺少录入表“{table.sheet}”（{table.title}）"))
+            problems.append(Problem(table.sheet, "", f"缺少录入表“{table.sheet}”（{table.title}）", ERROR))
             continue
         ws = wb[table.sheet]
         formulas = None if formulas_by_sheet is None else formulas_by_sheet.get(ws.title, {})
@@ -539,7 +513,7 @@ def _fresh_openpyxl_sheet(wb, name: str):
 
 
 def validation_rows(problems: list[Problem]) -> list[list]:
-    return [[i, p.severity, p.file, p.sheet, p.cell, p.message] for i, p in enumerate(problems, start=1)]
+    return [[i, p.severity, p.file, p.sheet, p.cell or p.subject, p.message] for i, p in enumerate(problems, start=1)]
 
 
 def write_validation_sheet(wb, problems: list[Problem], when: dt.datetime | None = None):

@@ -57,8 +57,11 @@ def code_name(data: bytes) -> str | None:
     return None
 
 
-class MissingRowError(KeyError):
-    pass
+class MissingRowError(xml.XmlError, KeyError):
+    """A row :func:`set_numbers` was asked to write does not exist; ``args[0]`` is its number."""
+
+    def __str__(self) -> str:
+        return f"工作表中没有第{self.args[0]}行"
 
 
 def set_numbers(data: bytes, values: dict[tuple[int, int], str]) -> bytes:
