@@ -56,3 +56,68 @@ def test_vector_cents_match_scalar_on_half_cases():
 def test_unreadable_or_negative(bad):
     with pytest.raises(InputError, match=f"“{bad}”"):
         to_cents(bad, "金额")
+
+
+# --- issue #8: text amounts, NaN and ±inf ------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "text, yuan",
+    [("1,000", "1000"), ("1,000,000.5", "1000000.5"), ("５０．５万", "505000"), ("１，０００", "1000"),
+     ("\u3000３．５\u3000万元\u3000", "35000"), ("1e5", "100000")],
+)
+def test_well_formed_text_amounts(text, yuan):
+    assert parse_number(text, "金额") == Decimal(yuan)
+    assert to_cents(text, "金额") == int(Decimal(yuan) * 100)
+
+
+def test_full_width_amount_is_505000_yuan():
+    assert to_cents("５０．５万", "金额") == 50_500_000
+
+
+@pytest.mark.parametrize("bad", ["10,00", "1,0000", "1_000", "1,00.5", ",100", "1,000,00", "NaN", "Infinity"])
+def test_malformed_text_amounts_are_errors(bad):
+    with pytest.raises(InputError, match=f"金额“{bad}”无法识别为数值"):
+        to_cents(bad, "金额")
+
+
+@pytest.mark.parametrize("text", ["50%", "５０％", "1.5 %"])
+def test_percent_is_not_money(text):
+    with pytest.raises(InputError, match=f"金额“{text}”是百分比"):
+        to_cents(text, "金额")
+    with pytest.raises(InputError, match="是百分比"):
+        parse_number(text, "人数", percent_ok=False)
+
+
+def test_percent_still_a_rate():
+    assert parse_number("1%", "比例") == Decimal("0.01")
+    assert parse_number("１．５％", "比例") == Decimal("0.015")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), np.float64("nan")])
+def test_scalar_nan_and_inf_are_errors_naming_the_value(value):
+    with pytest.raises(InputError, match=f"“{value}”不是有限数值"):
+        to_cents(value, "金额", nan_blank=False)
+    with pytest.raises(InputError, match=f"“{value}”不是有限数值"):
+        parse_number(value, "比例", nan_blank=False)
+
+
+def test_vector_nan_is_still_a_blank():
+    got = to_cents_array(np.array([1.0, np.nan]), "金额")
+    assert got[0] == 100 and np.isnan(got[1])
+    with pytest.raises(InputError, match="“inf”不是有限数值"):
+        to_cents_array(np.array([1.0, np.inf]), "金额")
+
+
+def test_engine_scalar_nan_rate_is_an_error_not_the_ceiling():
+    from xl_ecom import engine, udfs
+
+    for call in (lambda: udfs.AWARD_UPLINK(2e7, float("nan")),
+                 lambda: engine.calculate_cents("AWARD_UPLINK", 2e7, float("nan"))):
+        with pytest.raises(InputError, match="“nan”不是有限数值"):
+            call()
+    with pytest.raises(InputError, match="“inf”不是有限数值"):
+        udfs.AWARD_UPLINK(float("inf"))
+    with pytest.raises(InputError, match="“50%”是百分比"):
+        udfs.AWARD_UPLINK("50%")
+    assert udfs.AWARD_UPLINK(2e7, "1%") == udfs.AWARD_UPLINK(2e7) == 200000.0
+    assert udfs.AWARD_UPLINK("２０００万") == 200000.0

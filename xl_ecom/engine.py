@@ -257,10 +257,10 @@ def _choice(spec, value):
 
 def _scalar_value(spec, value):
     if spec.kind == "money":
-        return to_cents(value, spec.label)
+        return to_cents(value, spec.label, nan_blank=False)
     if spec.kind == "choice":
         return _choice(spec, value)
-    dec = parse_number(value, spec.label)
+    dec = parse_number(value, spec.label, percent_ok=spec.kind == "rate", nan_blank=False)
     if dec is None:
         return None
     if dec < 0:
@@ -550,7 +550,7 @@ def _variant_mask(column, names) -> np.ndarray:
 def _number_column(spec, col) -> np.ndarray:
     arr = np.asarray(col)
     if arr.dtype.kind not in "fiu":
-        vals = [parse_number(x, spec.label) for x in arr.tolist()]
+        vals = [parse_number(x, spec.label, percent_ok=spec.kind == "rate") for x in arr.tolist()]
         arr = np.array([np.nan if v is None else float(v) for v in vals], dtype="float64")
     arr = arr.astype("float64")
     fin = arr[np.isfinite(arr)]

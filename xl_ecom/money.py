@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+import unicodedata
+from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
 
@@ -21,8 +22,11 @@ MAX_YUAN = Decimal("1000000000000")  # 1万亿元: anything larger is a typing e
 MAX_CENTS = int(MAX_YUAN * 100)
 
 _UNIT = {"": 1, "元": 1, "万": 10_000, "万元": 10_000, "亿": 100_000_000, "亿元": 100_000_000}
-_AMOUNT_RE = re.compile(r"^([+-]?)(\d[\d,，]*(?:\.\d+)?|\.\d+)\s*(亿元|万元|亿|万|元)?$")
-_PERCENT_RE = re.compile(r"^([+-]?\d+(?:\.\d+)?)\s*[%％]$")
+_NUMBER = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+"  # thousands groups of exactly 3
+_AMOUNT_RE = re.compile(rf"^([+-]?)({_NUMBER})\s*(亿元|万元|亿|万|元)?$")
+_PERCENT_RE = re.compile(r"^([+-]?\d+(?:\.\d+)?)\s*%$")
+_SCIENTIFIC_RE = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)[eE][+-]?\d+$")
+_UNREADABLE = "无法识别为数值（可写作 500000、500,000、50万 或 1.2亿元）"
 
 
 def describe(value) -> str:
@@ -32,10 +36,21 @@ def describe(value) -> str:
     return str(value)
 
 
-def parse_number(value, label: str, *, allow_units: bool = True) -> Decimal | None:
+def _normalise_text(value: str) -> str:
+    """Full-width digits, ．，％ and the ideographic space become their ASCII forms (NFKC)."""
+    if value.isascii():
+        return value.strip()
+    return unicodedata.normalize("NFKC", value).strip()
+
+
+def parse_number(value, label: str, *, allow_units: bool = True, percent_ok: bool = True,
+                 nan_blank: bool = True) -> Decimal | None:
     """Read what a clerk typed: numbers, '50万', '1.2亿元', '500,000', '500000元', '1%'.
 
     Returns None for a blank cell.  Raises InputError naming the value otherwise.
+    ``percent_ok=False`` refuses '50%' (money and counts are not rates).  ``nan_blank=False`` (the
+    scalar path: Excel passes None for a blank, so a NaN can only come from a program) makes a
+    float NaN an error instead of a blank.
     """
     if value is None:
         return None
@@ -45,32 +60,33 @@ def parse_number(value, label: str, *, allow_units: bool = True) -> Decimal | No
         dec = Decimal(value)
     elif isinstance(value, (float, np.floating)):
         if math.isnan(value):
-            return None
+            if nan_blank:
+                return None
+            raise InputError(f"{label}“{value}”不是有限数值（空白请留空）")
         if math.isinf(value):
             raise InputError(f"{label}“{value}”不是有限数值")
         dec = Decimal(repr(float(value)))
     elif isinstance(value, (np.integer,)):
         dec = Decimal(int(value))
     elif isinstance(value, str):
-        text = value.strip().replace("\u3000", "")
+        text = _normalise_text(value)
         if text == "":
             return None
         m = _PERCENT_RE.match(text)
         if m:
+            if not percent_ok:
+                raise InputError(f"{label}“{value}”是百分比，此处应填数值（如 500000 或 50万），百分比只用于比例")
             return Decimal(m.group(1)) / 100
-        m = _AMOUNT_RE.match(text) if allow_units else None
-        if not m:
-            try:
-                dec = Decimal(text.replace(",", ""))
-            except InvalidOperation:
-                dec = None
-            if dec is None or not dec.is_finite():
-                raise InputError(f"{label}“{value}”无法识别为数值（可写作 500000、500,000、50万 或 1.2亿元）")
-        else:
+        m = _AMOUNT_RE.match(text)
+        if m and (allow_units or not m.group(3)):
             sign, digits, unit = m.groups()
-            dec = Decimal(digits.replace(",", "").replace("，", "")) * _UNIT[unit or ""]
+            dec = Decimal(digits.replace(",", "")) * _UNIT[unit or ""]
             if sign == "-":
                 dec = -dec
+        elif _SCIENTIFIC_RE.match(text):
+            dec = Decimal(text)  # Decimal would also take '1_000', 'NaN', 'Infinity': refused above
+        else:
+            raise InputError(f"{label}“{value}”{_UNREADABLE}")
     else:
         raise InputError(f"{label}“{value}”不是数值")
     if not dec.is_finite():
@@ -78,9 +94,9 @@ def parse_number(value, label: str, *, allow_units: bool = True) -> Decimal | No
     return dec
 
 
-def to_cents(value, label: str) -> int | None:
-    """A non-negative money amount in integer cents (None for blank)."""
-    dec = parse_number(value, label)
+def to_cents(value, label: str, *, nan_blank: bool = True) -> int | None:
+    """A non-negative money amount in integer cents (None for blank).  '50%' is not money."""
+    dec = parse_number(value, label, percent_ok=False, nan_blank=nan_blank)
     if dec is None:
         return None
     if dec < 0:
