@@ -178,31 +178,29 @@ def sheet_code_names(xlsx_bytes: bytes) -> list[tuple[str, str]]:
 
 
 def find_main_part(parts: dict[str, bytes]) -> str:
-    if PACKAGE_RELS_PART not in parts:
-        raise PackageError("工作簿包中没有 _rels/.rels。")
-    for rel in relationships(parts[PACKAGE_RELS_PART]):
-        if rel.get("Type") == OFFICE_DOCUMENT_REL_TYPE:
-            return resolve_target("", rel["Target"])
-    raise PackageError("_rels/.rels 中没有指向工作簿主部件的关系。")
+    from xl_ecom.ooxml import workbook
+
+    try:
+        return workbook.find_main_part(parts)
+    except workbook.WorkbookPartError as exc:
+        raise PackageError(str(exc)) from None
 
 
 def _sheets(parts: dict[str, bytes], main_part: str) -> list[tuple[str, str, str]]:
-    """``(sheet name, sheet part, code name)`` in workbook order."""
-    rels = {rel["Id"]: rel for rel in relationships(parts[rels_part_of(main_part)])}
-    workbook = SafeET.fromstring(parts[main_part])
+    """``(sheet name, sheet part, code name)`` in workbook order (the sheet list of
+    :func:`xl_ecom.ooxml.workbook.sheets`; a missing code name is ``Sheet<n>``/``Chart<n>`` by position)."""
+    from xl_ecom.ooxml import workbook, worksheet
+
     result = []
-    for position, sheet in enumerate(workbook.iter(f"{_MAIN_NS}sheet"), start=1):
-        rel = rels[sheet.get(f"{_R_NS}id", "")]
-        part = resolve_target(main_part, rel["Target"])
-        if rel["Type"] == WORKSHEET_REL_TYPE:
+    for position, sheet in enumerate(workbook.sheets(parts, main_part), start=1):
+        if sheet.rel_type == WORKSHEET_REL_TYPE:
             prefix = "Sheet"
-        elif rel["Type"] == CHARTSHEET_REL_TYPE:
+        elif sheet.rel_type == CHARTSHEET_REL_TYPE:
             prefix = "Chart"
         else:
-            raise PackageError(f"工作表“{sheet.get('name')}”的类型 {rel['Type']} 不支持。")
-        found = re.search(rb"<sheetPr\b[^>]*>", parts[part])
-        present = _attribute(found.group().decode("utf-8"), "codeName") if found else None
-        result.append((sheet.get("name", ""), part, present or f"{prefix}{position}"))
+            raise PackageError(f"工作表“{sheet.name}”的类型 {sheet.rel_type} 不支持。")
+        present = worksheet.code_name(parts[sheet.part])
+        result.append((sheet.name, sheet.part, present or f"{prefix}{position}"))
     return result
 
 

@@ -73,4 +73,4 @@ def with_sheets(data: bytes | None, sheet_names: list[str]) -> bytes:
     else:
         anchor.addnext(tp)
         anchor.addnext(hp)
-    return xml.to_bytes(root)
+    return xml.to_bytes(root, data)

@@ -46,4 +46,4 @@ def rewrite(data: bytes, formulas: dict[int, set[str]]) -> bytes | None:
         elif "i" in c.attrib:
             del c.attrib["i"]
         previous = sheet
-    return xml.to_bytes(root)
+    return xml.to_bytes(root, data)

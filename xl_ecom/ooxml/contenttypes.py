@@ -24,4 +24,4 @@ def set_override(data: bytes, part: str, content_type: str | None) -> bytes:
             root.remove(el)
     if content_type:
         etree.SubElement(root, _OVERRIDE, PartName=name, ContentType=content_type)
-    return xml.to_bytes(root)
+    return xml.to_bytes(root, data)

@@ -50,7 +50,7 @@ def append_relationship(data: bytes, rel_type: str, target: str) -> tuple[bytes,
         number += 1
     rid = f"rId{number}"
     etree.SubElement(root, _REL, Id=rid, Type=rel_type, Target=target)
-    return xml.to_bytes(root), rid
+    return xml.to_bytes(root, data), rid
 
 
 def remove_relationships(data: bytes, rel_type: str) -> tuple[bytes, list[str]]:
@@ -61,4 +61,4 @@ def remove_relationships(data: bytes, rel_type: str) -> tuple[bytes, list[str]]:
         if el.get("Type") == rel_type:
             targets.append(el.get("Target", ""))
             root.remove(el)
-    return (xml.to_bytes(root) if targets else data), targets
+    return (xml.to_bytes(root, data) if targets else data), targets

@@ -87,4 +87,4 @@ class Styles:
             for el in _fragment("".join(self.new[kind])):
                 holder.append(el)
             holder.set("count", str(len([el for el in holder if isinstance(el.tag, str)])))
-        self.pkg.parts[self.part] = xml.to_bytes(root)
+        self.pkg.parts[self.part] = xml.to_bytes(root, self.pkg.parts[self.part])

@@ -74,7 +74,7 @@ def insert_sheet(data: bytes, name: str, rid: str, index: int) -> bytes:
         tab = view.get("activeTab")
         if tab is not None and int(tab) >= index:
             view.set("activeTab", str(int(tab) + 1))
-    return xml.to_bytes(root)
+    return xml.to_bytes(root, data)
 
 
 def set_print_titles(data: bytes, index: int, sheet_name: str, rows: str | None) -> bytes:
@@ -94,7 +94,7 @@ def set_print_titles(data: bytes, index: int, sheet_name: str, rows: str | None)
         dn.text = "'" + sheet_name.replace("'", "''") + f"'!${a}:${b}"
     if names is not None and len(names) == 0:
         root.remove(names)
-    return xml.to_bytes(root)
+    return xml.to_bytes(root, data)
 
 
 #: children of <workbook> that come after calcPr (CT_Workbook sequence)
@@ -114,4 +114,4 @@ def full_calc_on_load(data: bytes) -> bytes:
         else:
             root.append(calc)
     calc.set("fullCalcOnLoad", "1")
-    return xml.to_bytes(root)
+    return xml.to_bytes(root, data)

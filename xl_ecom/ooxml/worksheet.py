@@ -94,4 +94,4 @@ def set_numbers(data: bytes, values: dict[tuple[int, int], str]) -> bytes:
         if style is not None:
             cell.set("s", style)
         etree.SubElement(cell, _V).text = text
-    return xml.to_bytes(root)
+    return xml.to_bytes(root, data)

@@ -59,6 +59,27 @@ def parse(data: bytes, what: str = "XML 部件") -> etree._Element:
     return root
 
 
-def to_bytes(root: etree._Element) -> bytes:
-    """``root`` serialised as Excel writes parts: UTF-8, standalone declaration, no pretty-printing."""
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", standalone=True)
+def _prolog(data: bytes) -> bytes:
+    """What comes before the root element of ``data`` (declaration, comments), as it was."""
+    at = 0
+    while True:
+        at = data.find(b"<", at)
+        if at < 0:
+            return b""
+        if data.startswith(b"<?", at):
+            at = data.find(b"?>", at) + 2
+        elif data.startswith(b"<!--", at):
+            at = data.find(b"-->", at) + 3
+        else:
+            return data[:at]
+        if at < 2:
+            return b""
+
+
+def to_bytes(root: etree._Element, like: bytes | None = None) -> bytes:
+    """``root`` serialised as UTF-8 without pretty-printing.  With ``like`` (the part as it was
+    read) its prolog is kept byte for byte, so an edit changes only what it edits; otherwise the
+    standalone declaration Excel writes."""
+    if like is None or like[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return etree.tostring(root, xml_declaration=True, encoding="UTF-8", standalone=True)
+    return _prolog(like) + etree.tostring(root, encoding="UTF-8", xml_declaration=False)
