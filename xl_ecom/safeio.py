@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import posixpath
 import re
 import tempfile
 import xml.parsers.expat
@@ -287,37 +286,36 @@ def open_untrusted(path, *, max_bytes: int = MAX_FILE_BYTES, report: OpenReport 
     return wb
 
 
-_PKG_RELS_NS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
-_MAIN_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
-_DOC_REL_NS = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+class _ZipParts:
+    """The members of an open zip as a read-only mapping of parts (read on demand)."""
 
+    def __init__(self, zf: zipfile.ZipFile):
+        self.zf = zf
+        self.names = set(zf.namelist())
 
-def _rels(zf: zipfile.ZipFile, part: str) -> dict[str, tuple[str, str]]:
-    folder, _, name = part.rpartition("/")
-    rels_part = f"{folder}/_rels/{name}.rels" if folder else f"_rels/{name}.rels"
-    if rels_part not in zf.namelist():
-        return {}
-    root = SafeET.fromstring(zf.read(rels_part))
-    out = {}
-    for rel in root.iter(f"{_PKG_RELS_NS}Relationship"):
-        target = rel.get("Target", "")
-        resolved = target[1:] if target.startswith("/") else posixpath.normpath(posixpath.join(folder, target))
-        out[rel.get("Id", "")] = (rel.get("Type", ""), resolved)
-    return out
+    def __contains__(self, name) -> bool:
+        return name in self.names
+
+    def __getitem__(self, name: str) -> bytes:
+        if name not in self.names:
+            raise KeyError(name)
+        return self.zf.read(name)
 
 
 def _worksheet_parts(zf: zipfile.ZipFile) -> list[tuple[str, str]]:
-    """(sheet name, worksheet part) in workbook order."""
-    main = next((t for kind, t in _rels(zf, "").values() if kind.endswith("/officeDocument")), None)
-    if main is None or main not in zf.namelist():
+    """(sheet name, worksheet part) in workbook order (:func:`xl_ecom.ooxml.workbook.sheets`)."""
+    from xl_ecom.ooxml import workbook
+    from xl_ecom.ooxml.namespaces import REL_WORKSHEET
+
+    parts = _ZipParts(zf)
+    try:
+        main = workbook.find_main_part(parts)
+        if main not in parts:
+            return []
+        sheets = workbook.sheets(parts, main)
+    except (workbook.WorkbookPartError, KeyError):
         return []
-    rels = _rels(zf, main)
-    out = []
-    for sheet in SafeET.fromstring(zf.read(main)).iter(f"{_MAIN_NS}sheet"):
-        kind, part = rels.get(sheet.get(f"{_DOC_REL_NS}id", ""), ("", ""))
-        if kind.endswith("/worksheet") and part in zf.namelist():
-            out.append((sheet.get("name", ""), part))
-    return out
+    return [(s.name, s.part) for s in sheets if s.rel_type == REL_WORKSHEET and s.part in parts]
 
 
 def _scan_formulas(fh) -> dict[str, str]:
