@@ -43,7 +43,7 @@ from email.utils import formataddr, formatdate, make_msgid
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from xl_ecom import resources, textsafe
+from xl_ecom import layout, resources, textsafe
 from xl_ecom.errors import XlEcomError
 from xl_ecom.problems import Problem
 from xl_ecom.progress import Progress
@@ -117,7 +117,7 @@ __all__ = [
 TEMPLATE_DIR = resources.TEMPLATES_DIR / "mail"
 TEMPLATE_FILES = {DEPARTMENT: "部门.txt", COUNTY: "县区.txt"}
 
-RECORD_SHEET = "发送记录"
+RECORD_SHEET = layout.SHEET_MAIL_LOG
 RECORD_HEADERS = ("时间", "单位", "地址", "文件", "SHA-256", "结果", "服务器回复", "Message-ID")
 
 PASSWORD_ENV = "XL_ECOM_SMTP_PASSWORD"

@@ -19,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from xl_ecom import layout
 from xl_ecom.errors import InputError
 
 __all__ = [
@@ -56,7 +57,7 @@ __all__ = [
 # 设置
 # ---------------------------------------------------------------------------
 
-SETTINGS_SHEET = "设置"
+SETTINGS_SHEET = layout.SHEET_SETTINGS
 SETTINGS_HEADERS = ("项目", "值", "说明")
 
 #: 加密方式的取值
@@ -230,7 +231,7 @@ def _to_security(key: str, value: Any) -> str:
 # 通讯录
 # ---------------------------------------------------------------------------
 
-CONTACTS_SHEET = "通讯录"
+CONTACTS_SHEET = layout.SHEET_CONTACTS
 CONTACT_HEADERS = ("单位", "类别", "联系人", "邮箱", "电话")
 DEPARTMENT = "部门"
 COUNTY = "县区"
