@@ -489,3 +489,32 @@ def test_xlwings_conf_sheet_reads_back_as_xlwings_reads_it():
     assert config["UDF MODULES"] == "xl_ecom.udfs"
     assert config["INTERPRETER_WIN"] == "pythonw"
     assert "USE UDF SERVER" in config
+
+
+def test_project_has_no_performance_cache_and_no_pcode():
+    """MS-OVBA 2.3.4.1: _VBA_PROJECT is CC 61 FF FF 00 + Reserved3 and nothing else; every
+    module stream is its compressed source at MODULEOFFSET 0 (no p-code, document modules too)."""
+    import olefile
+    from oletools.olevba import decompress_stream
+    from pyopenvba.cfb import CFB
+    from pyopenvba.vba import parse_vba_project
+
+    modules = vba.vba_modules()
+    built = vba.build_vba_project(small_xlsx(), modules)
+    ole = olefile.OleFileIO(built)
+    try:
+        head = ole.openstream("VBA/_VBA_PROJECT").read()
+        assert len(head) == 7 and head[:5] == b"\xcc\x61\xff\xff\x00"
+        project = parse_vba_project(CFB.from_bytes(built))
+        names = {m.name for m in project.modules}
+        assert {"ThisWorkbook", "Sheet1", "Ribbon", "xlwings"} <= names
+        sources = {m.name: m.source for m in modules}
+        for module in project.modules:
+            assert module.text_offset == 0, module.name
+            raw = ole.openstream(f"VBA/{module.stream_name}").read()
+            text = decompress_stream(bytearray(raw)).decode("latin-1")
+            assert text == module.source, module.name
+            if module.name in sources and module.name != "ThisWorkbook":
+                assert text == sources[module.name], module.name
+    finally:
+        ole.close()

@@ -635,7 +635,36 @@ def build_vba_project(xlsx_bytes: bytes, modules: list[VBAModuleSource] | None =
                 book.add_reference("Office")
             book.save(target_path)
         with zipfile.ZipFile(target_path) as package:
-            return package.read("xl/vbaProject.bin")
+            return strict_vba_project(package.read("xl/vbaProject.bin"))
+
+
+#: ``_VBA_PROJECT`` as MS-OVBA 2.3.4.1 defines it for a writer that keeps no
+#: compiled state: Reserved1 0x61CC, Version 0xFFFF ("the project has no
+#: performance cache; recompile from source"), Reserved2 0x00, Reserved3 (any
+#: u16, written 0), and no PerformanceCache.
+VBA_PROJECT_STREAM = b"\xcc\x61\xff\xff\x00\x00\x00"
+
+
+def strict_vba_project(vba_project_bin: bytes) -> bytes:
+    """``vba_project_bin`` with no compiled state, as MS-OVBA lets a writer emit it.
+
+    pyOpenVBA keeps the header of the ``_VBA_PROJECT`` stream it was given
+    (version 0x00B5 and a zeroed cache) and the p-code template of the new
+    project's document modules (``Sheet1``'s stream starts with 819 bytes of
+    it). Here ``_VBA_PROJECT`` becomes :data:`VBA_PROJECT_STREAM` and every
+    module stream is just its compressed source, at MODULEOFFSET 0.
+    """
+    from pyopenvba.cfb import CFB
+    from pyopenvba.vba import compress, parse_vba_project, serialize_dir_stream, write_back_modules
+
+    cfb = CFB.from_bytes(vba_project_bin)
+    project = parse_vba_project(cfb)
+    for module in project.modules:
+        module.dirty = True
+    write_back_modules(cfb, project)  # every stream = compressed source; offsets set to 0
+    cfb.write_stream_in_storage("VBA", "dir", compress(serialize_dir_stream(project)))
+    cfb.write_stream_in_storage("VBA", "_VBA_PROJECT", VBA_PROJECT_STREAM)
+    return cfb.to_bytes()
 
 
 def project_modules(vba_project_bin: bytes) -> dict[str, tuple[ModuleKind, str]]:
