@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 
+import numpy as np
 import xlwings as xw
 
 from xl_ecom import engine, lookup
@@ -70,13 +71,53 @@ def call_rule(rule_id: str, *args):
         n = s[0] * (s[1] if len(s) == 2 else 1)
         if n != size:
             raise InputError(f"参数区域大小不一致（{_dims(shape)} 与 {_dims(s)}），请选择同样大小的区域")
-    columns = [_flat(a, s) if s is not None else [a] * size for a, s in zip(args, shapes)]
-    rows = list(zip(*columns))
-    cents = engine.calculate_sequence(rule_id, rows)
-    out = [_yuan(c) for c in cents]
+    columns = [_flat(a, s) if s is not None else a for a, s in zip(args, shapes)]
+    try:
+        out = _vector(rule_id, columns, size)
+    except InputError:
+        # report the first bad cell exactly as the per-cell path does (row order, same message)
+        rows = list(zip(*(c if isinstance(c, list) else [c] * size for c in columns)))
+        out = [_yuan(c) for c in engine.calculate_sequence(rule_id, rows)]
     if len(shape) == 2:
         cols = shape[1]
         return [out[r * cols:(r + 1) * cols] for r in range(shape[0])]
+    return out
+
+
+def _as_column(spec, col, size: int):
+    """An xlwings column (or a broadcast scalar) as the engine's vector API wants it.
+
+    Numbers and blanks become one float array (None → NaN, the vector path's blank); a NaN a
+    program put in the range is an error, as in the scalar path.  Anything else (text, booleans)
+    stays an object column for the engine to parse cell by cell.
+    """
+    if not isinstance(col, list):
+        col = [col] * size
+    if spec.kind == "choice":
+        return np.array(col, dtype=object)
+    types = set(map(type, col))
+    if types <= {float, int, type(None)}:
+        arr = np.array(col, dtype="float64")
+        if float in types:
+            nan = np.isnan(arr)
+            if nan.any():
+                blank = np.fromiter((x is None for x in col), dtype=bool, count=len(col))
+                bad = nan & ~blank
+                if bad.any():
+                    raise InputError(f"{spec.label}“nan”不是有限数值（空白请留空）")
+        return arr
+    return np.array(col, dtype=object)
+
+
+def _vector(rule_id: str, columns, size: int) -> list:
+    rule = _RULES[rule_id]
+    data = {spec.name: _as_column(spec, col, size) for spec, col in zip(rule.inputs, columns)}
+    cents = engine.calculate_columns_cents(rule_id, data)
+    out = (cents / 100.0).tolist()
+    blank = np.isnan(cents)
+    if blank.any():
+        for i in np.flatnonzero(blank).tolist():
+            out[i] = BLANK
     return out
 
 
@@ -235,3 +276,4 @@ def EXPLAIN(udf_name, *args):
 
 
 RULE_UDFS = {name: globals()[name] for name in load_plan().rules}
+_RULES = dict(load_plan().rules)
