@@ -16,6 +16,7 @@ the same decorator that applies ``@xw.func``/``@xw.arg``: off Windows xlwings ma
 from __future__ import annotations
 
 import inspect
+from itertools import chain
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +35,7 @@ def _shape(value):
     if isinstance(value, (list, tuple)):
         if value and isinstance(value[0], (list, tuple)):
             rows, cols = len(value), len(value[0])
-            if any(len(r) != cols for r in value):
+            if cols != 1 and len(set(map(len, value))) != 1:
                 raise InputError("区域各行长度不一致")
             return (rows, cols)
         return (len(value),)
@@ -45,7 +46,10 @@ def _flat(value, shape):
     if shape is None:
         return None
     if len(shape) == 2:
-        return [x for row in value for x in row]
+        flat = list(chain.from_iterable(value))
+        if len(flat) != shape[0] * shape[1]:  # a ragged one-column range
+            raise InputError("区域各行长度不一致")
+        return flat
     return list(value)
 
 
@@ -80,6 +84,8 @@ def call_rule(rule_id: str, *args):
         out = [_yuan(c) for c in engine.calculate_sequence(rule_id, rows)]
     if len(shape) == 2:
         cols = shape[1]
+        if cols == 1:
+            return [[x] for x in out]
         return [out[r * cols:(r + 1) * cols] for r in range(shape[0])]
     return out
 
@@ -111,14 +117,19 @@ def _as_column(spec, col, size: int):
 
 def _vector(rule_id: str, columns, size: int) -> list:
     rule = _RULES[rule_id]
-    data = {spec.name: _as_column(spec, col, size) for spec, col in zip(rule.inputs, columns)}
+    # a blank scalar argument (an omitted optional input) is left out: the engine applies its default
+    data = {
+        spec.name: _as_column(spec, col, size)
+        for spec, col in zip(rule.inputs, columns)
+        if not (col is None or (isinstance(col, str) and col.strip() == ""))
+    }
     cents = engine.calculate_columns_cents(rule_id, data)
-    out = (cents / 100.0).tolist()
     blank = np.isnan(cents)
-    if blank.any():
-        for i in np.flatnonzero(blank).tolist():
-            out[i] = BLANK
-    return out
+    if not blank.any():
+        return (cents / 100.0).tolist()
+    out = np.where(blank, 0.0, cents / 100.0).astype(object)
+    out[blank] = BLANK
+    return out.tolist()
 
 
 def _dims(shape) -> str:
