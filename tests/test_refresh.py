@@ -495,7 +495,7 @@ def test_cli_refuses_a_workbook_open_in_excel(tmp_path, capsys):
     before = path.read_bytes()
     (tmp_path / f"~${path.name}").write_bytes(b"owner")
     code, out, err = run_cli(["refresh", str(path)], capsys)
-    assert code == 1
+    assert code == 2
     assert "正在 Excel" in err and f"~${path.name}" in err
     assert path.read_bytes() == before
     assert not list(tmp_path.glob("*备份*"))
@@ -516,7 +516,7 @@ def test_bad_input_is_reported_by_cell_and_nothing_is_written(tmp_path, capsys):
     path = city_workbook(tmp_path, BAD)
     before = path.read_bytes()
     code, out, err = run_cli(["refresh", str(path)], capsys)
-    assert code == 1
+    assert code == 2
     assert "Traceback" not in err + out
     assert "未刷新" in err
     expected = [
@@ -536,7 +536,7 @@ def test_bad_input_is_reported_by_cell_and_nothing_is_written(tmp_path, capsys):
 def test_formula_typed_in_an_input_cell_is_explained(tmp_path, capsys):
     path = city_workbook(tmp_path, {"T_POOR_SITE": [{"county": "寿县", "site": "网点", "sales": "=50000*2"}]})
     code, _, err = run_cli(["refresh", str(path)], capsys)
-    assert code == 1 and "“贫困村网点”单元格 D4" in err and "公式" in err
+    assert code == 2 and "“贫困村网点”单元格 D4" in err and "公式" in err
 
 
 def test_policy_date_comes_from_the_settings_sheet(tmp_path, capsys):
@@ -549,18 +549,18 @@ def test_policy_date_comes_from_the_settings_sheet(tmp_path, capsys):
 
     path.write_bytes(save_city_workbook(wb, path, path.read_bytes())[0])
     code, _, err = run_cli(["refresh", str(path)], capsys)
-    assert code == 1 and "2019-06-30" in err and "生效日期" in err and "Traceback" not in err
+    assert code == 2 and "2019-06-30" in err and "生效日期" in err and "Traceback" not in err
     code, out, _ = run_cli(["refresh", str(path), "--date", "2020-12-31"], capsys)
     assert code == 0 and "政策日期：2020-12-31" in out
 
 
 def test_missing_file_and_wrong_workbook(tmp_path, capsys):
     code, _, err = run_cli(["refresh", str(tmp_path / "无.xlsm")], capsys)
-    assert code == 1 and "找不到工作簿" in err
+    assert code == 2 and "找不到工作簿" in err
     other = tmp_path / "其他.xlsx"
     openpyxl.Workbook().save(other)
     code, _, err = run_cli(["refresh", str(other)], capsys)
-    assert code == 1 and "目标任务分解表" in err
+    assert code == 2 and "目标任务分解表" in err
 
 
 # ---------------------------------------------------------------------------------------------

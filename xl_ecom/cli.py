@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -21,6 +23,102 @@ FRONT_ENDS = (
     "xl_ecom.refresh",
     "xl_ecom.mail",
 )
+
+
+# Exit codes, the same for every subcommand (documented in the README):
+DONE = 0  # 完成
+DONE_WITH_PROBLEMS = 1  # 完成，但有问题（如 check --strict 有警告、校验发现错误）
+ERROR = 2  # 出错，未完成（错误信息以“错误：”开头，写到标准错误）
+
+# argparse's own (gettext) strings, in Chinese
+_ARGPARSE_ZH = {
+    "usage: ": "用法：",
+    "positional arguments": "位置参数",
+    "options": "选项",
+    "optional arguments": "选项",
+    "show this help message and exit": "显示本帮助并退出",
+    "show program's version number and exit": "显示版本号并退出",
+    "%(prog)s: error: %(message)s\n": "%(prog)s：错误：%(message)s\n",
+    "the following arguments are required: %s": "缺少必填参数：%s",
+    "invalid choice: %(value)r (choose from %(choices)s)": "无效的选项值 %(value)r（可选：%(choices)s）",
+    "unrecognized arguments: %s": "无法识别的参数：%s",
+    "argument %(argument_name)s: %(message)s": "参数 %(argument_name)s：%(message)s",
+    "expected one argument": "需要一个值",
+    "expected at least one argument": "至少需要一个值",
+    "expected at most one argument": "至多一个值",
+    "ambiguous option: %(option)s could match %(matches)s": "选项 %(option)s 有歧义，可能是 %(matches)s",
+    "invalid %(type)s value: %(value)r": "无效的 %(type)s 值：%(value)r",
+    "not allowed with argument %s": "不能与参数 %s 同时使用",
+    "ignored explicit argument %r": "忽略了多余的值 %r",
+    "one of the arguments %s is required": "参数 %s 必须给出其中之一",
+    "unknown parser %(parser_name)r (choices: %(choices)s)": "未知命令 %(parser_name)r（可选：%(choices)s）",
+    "can't open '%(filename)s': %(error)s": "无法打开“%(filename)s”：%(error)s",
+    "unexpected option string: %s": "意外的选项：%s",
+}
+_ARGPARSE_ZH_PLURAL = {
+    "expected %s argument": "需要 %s 个值",
+    "conflicting option string: %s": "选项冲突：%s",
+}
+
+
+def _zh(message: str) -> str:
+    return _ARGPARSE_ZH.get(message, message)
+
+
+def _zh_plural(singular: str, plural: str, n: int) -> str:
+    return _ARGPARSE_ZH_PLURAL.get(singular, singular if n == 1 else plural)
+
+
+@contextlib.contextmanager
+def _chinese_argparse():
+    """Swap argparse's gettext lookups for Chinese ones, only while our parser works."""
+    saved = argparse._, argparse.ngettext
+    argparse._, argparse.ngettext = _zh, _zh_plural
+    try:
+        yield
+    finally:
+        argparse._, argparse.ngettext = saved
+
+
+class ChineseArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage, help and error messages are Chinese; errors exit with 2."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("add_help", False)
+        add_help = kwargs.pop("add_help")
+        with _chinese_argparse():
+            super().__init__(*args, add_help=False, **kwargs)
+            if not add_help:
+                self.add_argument("-h", "--help", action="help", default=argparse.SUPPRESS, help="显示本帮助并退出")
+
+    def parse_args(self, *args, **kwargs):
+        with _chinese_argparse():
+            return super().parse_args(*args, **kwargs)
+
+    def parse_known_args(self, *args, **kwargs):
+        with _chinese_argparse():
+            return super().parse_known_args(*args, **kwargs)
+
+    def format_usage(self):
+        with _chinese_argparse():
+            return super().format_usage()
+
+    def format_help(self):
+        with _chinese_argparse():
+            return super().format_help()
+
+    def add_argument_group(self, *args, **kwargs):
+        with _chinese_argparse():
+            return super().add_argument_group(*args, **kwargs)
+
+    def add_subparsers(self, **kwargs):
+        with _chinese_argparse():
+            return super().add_subparsers(**kwargs)
+
+    def error(self, message):
+        with _chinese_argparse():
+            self.print_usage(sys.stderr)
+            self.exit(ERROR, f"错误：{message}\n")
 
 
 def _out(text: str = "") -> None:
@@ -107,11 +205,11 @@ def cmd_run(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ChineseArgumentParser(
         prog="xl-ecom",
         description="淮南市农村电商提质增效工作方案：奖补测算、目标任务分解、部门任务表、县区工作簿与邮件发送。",
     )
-    parser.add_argument("--version", action="version", version=f"xl-ecom {__version__}")
+    parser.add_argument("--version", action="version", version=f"xl-ecom {__version__}", help="显示版本号并退出")
     sub = parser.add_subparsers(dest="command", metavar="命令")
 
     p = sub.add_parser("calc", help="按条款计算一项奖补，如 xl-ecom calc AWARD_LIVESTREAM 800000")

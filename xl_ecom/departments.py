@@ -519,6 +519,9 @@ def save_workbook(wb: Workbook, path: Path) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        from xl_ecom.safeio import umask_mode
+
+        os.chmod(tmp, umask_mode())  # mkstemp makes 0600; generated files follow the user's umask
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -1238,15 +1238,16 @@ def cmd_refresh(args, out=None, err=None) -> int:
     try:
         report = refresh_workbook(args.workbook, on=args.date, backup=not args.no_backup,
                                   progress=(lambda m: print(m, file=err)) if args.verbose else None)
-    except RefreshError as exc:
-        print(exc.to_text(), file=err)
-        return 1
+    except RefreshError as exc:  # exit codes as in cli: 2 = error, nothing written
+        text = exc.to_text()
+        print(text if text.startswith("错误：") else f"错误：{text}", file=err)
+        return 2
     except XlEcomError as exc:
         print(f"错误：{exc}", file=err)
-        return 1
+        return 2
     except PermissionError as exc:
         print(f"错误：无法写入“{exc.filename}”（文件可能正被其他程序占用或没有写权限）", file=err)
-        return 1
+        return 2
     print(report.to_text(), file=out)
     return 0
 

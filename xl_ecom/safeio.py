@@ -450,6 +450,13 @@ def backup_path(path: Path, when: dt.datetime | None = None) -> Path:
     return candidate
 
 
+def umask_mode(mode: int = 0o666) -> int:
+    """``mode`` as the user's umask would make a newly created file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask
+
+
 def write_atomically(path, data: bytes, *, backup: bool = True) -> Path | None:
     """Replace ``path`` with ``data``: temporary file in the same folder, fsync, ``os.replace``.
 
@@ -467,11 +474,10 @@ def write_atomically(path, data: bytes, *, backup: bool = True) -> Path | None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        if path.exists():
-            try:
-                os.chmod(tmp, path.stat().st_mode & 0o777)
-            except OSError:
-                pass
+        try:  # mkstemp makes 0600; keep the old file's mode, or the user's umask for a new file
+            os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else umask_mode())
+        except OSError:
+            pass
         os.replace(tmp, path)
     except BaseException:
         try:
