@@ -8,7 +8,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SOURCE = ROOT.parent / "shared" / "policy" / "农村电商提质增效工作方案.txt"
+#: The plan text the tests compare plan.yaml with: the copy inside the repository.
+SOURCE = ROOT / "xl_ecom" / "policy" / "source.txt"
+#: The originals beside the repository (CI lays shared/ there); when present the copies must equal them.
+SHARED = ROOT.parent / "shared"
 
 
 @pytest.fixture(scope="session")

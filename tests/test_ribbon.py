@@ -12,8 +12,8 @@ from defusedxml import ElementTree as SafeET
 
 from xl_ecom import vba, xlsm
 
-# ../shared/schemas beside the repository, as the issue names it.
-SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "schemas" / "customui14.xsd"
+# Microsoft's customUI14.xsd, a copy of ../shared/schemas/customui14.xsd kept in the repository.
+SCHEMA = Path(__file__).resolve().parent / "fixtures" / "customui14.xsd"
 NS = {"ui": xlsm.CUSTOM_UI_NAMESPACE}
 
 #: label -> Python entry point in xl_ecom.macros, in ribbon order (issue 3).

@@ -132,14 +132,13 @@ def check_source(plan: Plan, source: str) -> list[Finding]:
     return out
 
 
+#: The plan document, a verbatim copy kept inside the package (so the project is self-contained).
+SOURCE_PATH = Path(__file__).resolve().parent / "policy" / "source.txt"
+
+
 def default_source_path() -> Path | None:
-    """The plan document shipped beside the project (../shared/policy/…), when present."""
-    here = Path(__file__).resolve()
-    for base in (here.parents[1], here.parents[2], Path.cwd(), Path.cwd().parent):
-        p = base / "shared" / "policy" / "农村电商提质增效工作方案.txt"
-        if p.exists():
-            return p
-    return None
+    """The plan document: the copy shipped in the package (xl_ecom/policy/source.txt)."""
+    return SOURCE_PATH if SOURCE_PATH.exists() else None
 
 
 def check_plan(plan: Plan | None = None, source_text: str | None = None) -> list[Finding]:
