@@ -78,3 +78,15 @@ def test_column_shape_and_errors_name_the_cell():
         assert "“nan”" in str(e)
     else:
         raise AssertionError("expected an error")
+
+
+def test_an_omitted_choice_column_takes_its_default_before_required_inputs_are_judged():
+    # found by hypothesis: TRAINING_SUBSIDY(range of blanks, 0) — 基础 needs 参训人数, so the result is blank
+    import numpy as np
+
+    from xl_ecom import engine, udfs
+
+    cents = engine.calculate_columns_cents("TRAINING_SUBSIDY", {"attendees": np.array([np.nan, np.nan]), "costs": np.array([0.0, 0.0])})
+    assert np.isnan(cents).all()
+    assert udfs.TRAINING_SUBSIDY([[None], [None]], 0) == [[""], [""]]
+    assert udfs.TRAINING_SUBSIDY([[None], [None]], 0, "高管") == [[0.0], [0.0]]

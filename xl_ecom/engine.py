@@ -597,11 +597,12 @@ def calculate_columns_cents(rule_id, data, on=None, plan=None, groups=None) -> n
         else:
             arr = _number_column(spec, col)
         values[spec.name] = arr
+    for spec in rule.inputs:  # an omitted choice column takes its default before any variant mask reads it
+        if spec.kind == "choice" and values[spec.name] is None:
+            values[spec.name] = np.full(n, spec.default if spec.default is not None else "", dtype=object)
     for spec in rule.inputs:
         arr = values[spec.name]
         if spec.kind == "choice":
-            if arr is None:
-                values[spec.name] = np.full(n, spec.default if spec.default is not None else "", dtype=object)
             continue
         if arr is None or (spec.default_input and np.isnan(arr).any()):
             if spec.default_input:
