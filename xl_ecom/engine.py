@@ -312,6 +312,7 @@ def _body_inputs(body: dict) -> set:
     return used
 
 
+@lru_cache(maxsize=None)
 def required_inputs(rule: Rule, variant: str = "") -> tuple[str, ...]:
     """Inputs whose blank gives a blank result for ``variant``: the required inputs (not optional,
     no default_input) that the variant's conditions or basis read, plus those no variant reads.
