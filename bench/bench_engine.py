@@ -23,7 +23,8 @@ import timeit
 
 import numpy as np
 
-from xl_ecom import engine, udfs
+from xl_ecom.rules import engine
+from xl_ecom.frontends import udfs
 from xl_ecom.policy import load_plan
 
 

@@ -23,7 +23,7 @@ TARGET_SECONDS = 3.0
 
 
 def run_once(out: Path) -> tuple[float, float, int, int]:
-    from xl_ecom import counties, departments
+    from xl_ecom.workflows import counties, departments
 
     t0 = time.perf_counter()
     deps = departments.make_department_sheets(out)

@@ -1,6 +1,6 @@
 """Benchmark: 刷新 (xl-ecom refresh) on the real city workbook with 8 counties × 10,000 input rows.
 
-The workbook is built with xl_ecom.build; 80,000 rows (10,000 per county) are spread over the
+The workbook is built with xl_ecom.workflows.build; 80,000 rows (10,000 per county) are spread over the
 nine input tables and typed in with openpyxl (setup, not timed).  Then the CLI implementation
 (refresh.refresh_workbook: open the .xlsm, read the tables, check every value, compute with the
 vectorised engine, write the generated sheets, save keeping the VBA project and ribbon, atomic
@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import openpyxl
 
-from xl_ecom import layout, refresh, sheets
+from xl_ecom.workflows import layout, refresh, sheets
 from xl_ecom.policy import load_plan
-from xl_ecom.tables import TABLES
+from xl_ecom.workflows.tables import TABLES
 
 TARGET_SECONDS = 5.0
 
@@ -75,8 +75,8 @@ def rows_for(table, county_of, rng):
 
 
 def make_workbook(path: Path, per_county: int, seed: int = 7) -> int:
-    from xl_ecom import build
-    from xl_ecom.collect import save_city_workbook
+    from xl_ecom.workflows import build
+    from xl_ecom.workflows.collect import save_city_workbook
 
     plan = load_plan()
     rng = np.random.default_rng(seed)

@@ -17,8 +17,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from openpyxl import Workbook
 
-from xl_ecom import mail
-from xl_ecom.settings import (
+from xl_ecom.workflows import mail
+from xl_ecom.workflows.settings import (
     CONTACT_HEADERS,
     CONTACTS_SHEET,
     COUNTY_SUBDIR,

@@ -21,10 +21,12 @@ import openpyxl
 import pytest
 from oletools.olevba import VBA_Parser
 
-from xl_ecom import build, formulas, layout, settings, vba, xlsm
-from xl_ecom.boundaries import boundary
+from xl_ecom.workflows import build, layout, settings
+from xl_ecom.rules import formulas
+from xl_ecom.ooxml import vba, xlsm
+from xl_ecom.policy.boundaries import boundary
 from xl_ecom.policy import load_plan
-from xl_ecom.tables import TABLES
+from xl_ecom.workflows.tables import TABLES
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / build.DEFAULT_OUT
@@ -274,11 +276,11 @@ def test_xlwings_conf_sheet_in_xlwings_format(book):
         rows.append((ws.cell(row=r, column=1).value, ws.cell(row=r, column=2).value))
         r += 1
     assert rows == vba.xlwings_conf_rows()
-    assert dict(rows)["UDF Modules"] == "xl_ecom.udfs"
+    assert dict(rows)["UDF Modules"] == "xl_ecom.frontends.udfs"
 
 
 def test_readme_lists_every_button_and_udf(book):
-    from xl_ecom.udfs import UDF_SPECS
+    from xl_ecom.frontends.udfs import UDF_SPECS
 
     ws = book[layout.SHEET_README]
     text = "\n".join(str(c.value) for row in ws.iter_rows() for c in row if c.value is not None)

@@ -57,7 +57,8 @@ def test_done_with_problems_is_1():
 
 
 def test_generated_files_follow_the_umask(tmp_path):
-    from xl_ecom import departments, safeio
+    from xl_ecom.workflows import departments
+    from xl_ecom.ooxml import safeio
 
     old = os.umask(0o022)
     try:

@@ -1,5 +1,5 @@
-"""汇总县区报表: real county workbooks (xl_ecom.counties) filled through openpyxl, collected into the
-real city workbook (xl_ecom.build), read back from the saved package."""
+"""汇总县区报表: real county workbooks (xl_ecom.workflows.counties) filled through openpyxl, collected into the
+real city workbook (xl_ecom.workflows.build), read back from the saved package."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ import pytest
 from defusedxml import ElementTree
 from openpyxl.workbook.defined_name import DefinedName
 
-from xl_ecom import build, collect, counties, engine, layout, safeio, sheets, xlsm
-from xl_ecom.tables import TABLES, table
+from xl_ecom.workflows import build, collect, counties, layout, sheets
+from xl_ecom.rules import engine
+from xl_ecom.ooxml import safeio, xlsm
+from xl_ecom.workflows.tables import TABLES, table
 
 MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 
@@ -511,7 +513,7 @@ def test_cli(city, folder, county_bytes, capsys, tmp_path):
 
 
 def test_xl_ecom_main_runs_collect(city, folder, county_bytes, capsys):
-    from xl_ecom import cli
+    from xl_ecom.frontends import cli
 
     fill(folder / "寿县.xlsx", county_bytes("寿县"), SHOU)
     assert cli.main(["collect", str(folder), "--into", str(city)]) == 0
@@ -531,7 +533,7 @@ def test_award_formulas_moved_by_translation_equal_compiled_ones():
 def test_collect_after_refresh_keeps_the_generated_parts(city, folder, county_bytes):
     """build → collect → refresh → collect again (a county resubmits): the chart refresh made,
     the VBA project and the ribbon all survive, and nothing is reported lost."""
-    from xl_ecom import refresh
+    from xl_ecom.workflows import refresh
 
     fill(folder / "寿县.xlsx", county_bytes("寿县"), SHOU)
     assert collect.collect(folder, into=city).exit_code == 0
@@ -622,7 +624,7 @@ def _fixture(county: str, k: int) -> dict:
 def test_round_trip_build_counties_collect_refresh_equals_the_engine(tmp_path, city_bytes):
     """build → counties → fill each county file through openpyxl → collect → refresh: the refreshed
     totals per rule and the annex counts equal the engine's figures computed from the fixture."""
-    from xl_ecom import refresh
+    from xl_ecom.workflows import refresh
     from xl_ecom.policy import load_plan
 
     plan = load_plan()
@@ -691,7 +693,7 @@ def test_a_county_file_saved_by_libreoffice_is_collected(city, folder, county_by
 
 
 def test_award_formulas_follow_the_workbooks_policy_date_when_the_compiler_takes_one(city, folder, county_bytes, monkeypatch):
-    from xl_ecom import settings
+    from xl_ecom.workflows import settings
 
     fill(folder / "寿县.xlsx", county_bytes("寿县"), SHOU)  # before the compiler is replaced
     original = sheets.award_formula

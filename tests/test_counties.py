@@ -16,10 +16,11 @@ import yaml
 from openpyxl import load_workbook
 
 from libreoffice import convert, recalculated
-from xl_ecom import counties, departments, engine, layout
-from xl_ecom.errors import InputError
+from xl_ecom.workflows import counties, departments, layout
+from xl_ecom.rules import engine
+from xl_ecom.common.errors import InputError
 from xl_ecom.policy import PLAN_PATH
-from xl_ecom.tables import TABLES, table
+from xl_ecom.workflows.tables import TABLES, table
 
 RAW = yaml.safe_load(PLAN_PATH.read_text(encoding="utf-8"))
 ON = dt.date(2020, 12, 31)
@@ -190,7 +191,7 @@ def test_one_workbook_per_county(exported):
     out, _, cts = exported
     assert [p.name for p in cts] == [f"{c}.xlsx" for c in COUNTIES]
     assert all(p.parent == out / "县区工作簿" for p in cts)
-    from xl_ecom.settings import COUNTY_SUBDIR
+    from xl_ecom.workflows.settings import COUNTY_SUBDIR
 
     assert counties.SUBDIR == COUNTY_SUBDIR
 

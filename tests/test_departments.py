@@ -17,8 +17,8 @@ import pytest
 import yaml
 from openpyxl import Workbook, load_workbook
 
-from xl_ecom import departments
-from xl_ecom.errors import InputError, XlEcomError
+from xl_ecom.workflows import departments
+from xl_ecom.common.errors import InputError, XlEcomError
 from xl_ecom.policy import PLAN_PATH, parse_plan
 
 RAW = yaml.safe_load(PLAN_PATH.read_text(encoding="utf-8"))
@@ -141,7 +141,7 @@ def test_one_file_per_unit_named_after_it(generated):
     assert all(p.parent == out / "部门任务表" for p in paths)
     assert sorted(p.name for p in (out / "部门任务表").iterdir()) == sorted(p.name for p in paths)
     # the subfolder is the one mail looks in
-    from xl_ecom.settings import DEPARTMENT_SUBDIR
+    from xl_ecom.workflows.settings import DEPARTMENT_SUBDIR
 
     assert departments.SUBDIR == DEPARTMENT_SUBDIR
 
@@ -310,7 +310,7 @@ def test_cli_out(tmp_path, capsys):
 
 
 def _settings_workbook(path: Path, **values) -> Path:
-    from xl_ecom.settings import SETTINGS_HEADERS, SETTINGS_ROWS
+    from xl_ecom.workflows.settings import SETTINGS_HEADERS, SETTINGS_ROWS
 
     wb = Workbook()
     ws = wb.active

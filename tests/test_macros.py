@@ -1,9 +1,9 @@
-"""The ribbon entry points (xl_ecom.macros) driven through real xlwings objects.
+"""The ribbon entry points (xl_ecom.frontends.macros) driven through real xlwings objects.
 
 There is no Excel here, so the book is xlwings' own remote-interpreter Book, ``xw.Book(json=…)``
 (the engine xlwings Server / xlwings Lite run): the same ``xlwings.Book``/``Sheet``/``Range`` API
 the entries use under Excel, which records every write as an action (``book.json()``) instead of
-sending it to Excel.  The payload is made from the real city workbook (xl_ecom.build, filled with
+sending it to Excel.  The payload is made from the real city workbook (xl_ecom.workflows.build, filled with
 openpyxl); the recorded actions are replayed into a sheet model and compared, cell for cell, with
 what the CLI twin writes to the file.  xlwings PRO's remote engine is licensed here under the
 PolyForm Noncommercial licence (a government bureau's use is permitted), XLWINGS_LICENSE_KEY=noncommercial.
@@ -24,7 +24,8 @@ os.environ.setdefault("XLWINGS_LICENSE_KEY", "noncommercial")
 
 import xlwings as xw  # noqa: E402
 
-from xl_ecom import layout, macros, refresh  # noqa: E402
+from xl_ecom.workflows import layout, refresh
+from xl_ecom.frontends import macros
 from xl_ecom.policy import load_plan  # noqa: E402
 
 from test_refresh import BAD, FIXTURE, city_workbook, sheet_values  # noqa: E402
@@ -247,7 +248,7 @@ def test_entry_outside_excel_says_so_without_a_traceback(capsys):
 
 
 def test_validate_in_excel_writes_the_validation_sheet(tmp_path):
-    from xl_ecom import validate
+    from xl_ecom.workflows import validate
 
     path = city_workbook(tmp_path, BAD)
     book = remote_book(path)
@@ -269,7 +270,7 @@ def _settings_override(path: Path, out: Path) -> dict:
 
 
 def test_make_departments_in_excel_writes_the_cli_files(filled, tmp_path):
-    from xl_ecom import departments
+    from xl_ecom.workflows import departments
 
     out = tmp_path / "输出"
     book = remote_book(filled, _settings_override(filled, out))
@@ -284,7 +285,7 @@ def test_make_departments_in_excel_writes_the_cli_files(filled, tmp_path):
 
 
 def test_make_counties_in_excel_writes_the_cli_files(filled, tmp_path):
-    from xl_ecom import counties
+    from xl_ecom.workflows import counties
 
     out = tmp_path / "输出"
     book = remote_book(filled, _settings_override(filled, out))
@@ -301,8 +302,8 @@ def test_make_counties_in_excel_writes_the_cli_files(filled, tmp_path):
 
 
 def test_collect_in_excel_merges_what_the_cli_merges(tmp_path):
-    from xl_ecom import collect as collect_mod
-    from xl_ecom import counties
+    from xl_ecom.workflows import collect as collect_mod
+    from xl_ecom.workflows import counties
 
     from test_roundtrip import fill_county_workbook, fixture_for
 
@@ -322,7 +323,7 @@ def test_collect_in_excel_merges_what_the_cli_merges(tmp_path):
     twin = collect_mod.collect(folder, into=twin_city)
     assert twin.written
     cli = openpyxl.load_workbook(twin_city)
-    from xl_ecom.tables import TABLES
+    from xl_ecom.workflows.tables import TABLES
 
     for t in TABLES:
         n = len(t.columns)

@@ -32,8 +32,8 @@ from mail_helpers import (
     run_cli,
     self_signed_cert,
 )
-from xl_ecom import mail, settings
-from xl_ecom.mail import (
+from xl_ecom.workflows import mail, settings
+from xl_ecom.workflows.mail import (
     RESULT_FAILED,
     RESULT_NOT_SENT,
     RESULT_RETRY,
@@ -42,7 +42,7 @@ from xl_ecom.mail import (
     OutgoingMessage,
     Sender,
 )
-from xl_ecom.settings import (
+from xl_ecom.workflows.settings import (
     Contact,
     ContactsError,
     PasswordInSettingsWarning,
@@ -1024,7 +1024,8 @@ def test_ribbon_layer_reports_bad_input_in_a_dialog(city, server):
 
 def test_end_to_end_with_the_real_workbook_builder_and_cli(tmp_path, server, capsys):
     """生成器写出的“设置”“通讯录”按本模块的布局读回；经 xl-ecom 命令行把真实的部门任务表发出去。"""
-    from xl_ecom import build, cli, departments
+    from xl_ecom.workflows import build, departments
+    from xl_ecom.frontends import cli
     from mail_helpers import make_xlsx
 
     wb = build.build_openpyxl()

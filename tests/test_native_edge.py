@@ -25,9 +25,10 @@ import pytest
 from openpyxl import Workbook, load_workbook
 
 from libreoffice import recalculated
-from xl_ecom import build, counties, engine, layout
+from xl_ecom.workflows import build, counties, layout
+from xl_ecom.rules import engine
 from xl_ecom.policy import load_plan
-from xl_ecom.tables import TABLES, TOURISM_COUNTS, table
+from xl_ecom.workflows.tables import TABLES, TOURISM_COUNTS, table
 
 ON = dt.date(2020, 12, 31)
 ROWS = 2000
@@ -172,7 +173,7 @@ AGREEMENT_CASES = [
     (None, None, "一致"),
     ("", "", "一致"),
     ("请填数字", "请填数字", "一致"),
-    ("xl_ecom.errors.InputError: 上浮比例超过上限1%", "上浮比例超过上限1%", "一致"),
+    ("xl_ecom.common.errors.InputError: 上浮比例超过上限1%", "上浮比例超过上限1%", "一致"),
     ("=NA()", 100, "未启用Python"),
     ("=1/0", "", "未启用Python"),
     ("#N/A waiting...", 100, "未启用Python"),
@@ -315,7 +316,7 @@ def test_collect_reads_the_returned_file_as_the_county_file_shows_it(lo):
     Text amounts are where they differ by design: the county cell flags FLAG_NUMBER and leaves the
     row out of the county total, collect reads "50万" as 500000 with a warning (the 奖补汇总 note
     says so) and rejects what it cannot read ("五十万")."""
-    from xl_ecom import collect
+    from xl_ecom.workflows import collect
 
     county, data, exp = lo["county"], lo["data"], lo["expected"]
     result = collect.check_file(lo["path"], load_plan())

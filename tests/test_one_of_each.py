@@ -11,8 +11,11 @@ import pkgutil
 import pytest
 
 import xl_ecom
-from xl_ecom import check, mail, problems, refresh, safeio, textsafe, validate
-from xl_ecom.errors import XlEcomError
+from xl_ecom.policy import check
+from xl_ecom.workflows import mail, refresh, validate
+from xl_ecom.common import problems, textsafe
+from xl_ecom.ooxml import safeio
+from xl_ecom.common.errors import XlEcomError
 
 FORMULA_LIKE = ["=1+1", "  =1", "＝SUM(A1)", "+1", "-1", "@x", "\t=1", "\r=1", "\u3000＋1", "－1", "＠x"]
 PLAIN = ["寿县", "1+1", "a=b", "100", "", "邮箱 a@b.cn"]
@@ -39,7 +42,7 @@ def test_every_public_exception_is_an_xl_ecom_error():
 
 
 def test_settings_and_contacts_errors_stay_value_errors_and_speak_chinese():
-    from xl_ecom.settings import ContactsError, SettingsError, settings_from_rows
+    from xl_ecom.workflows.settings import ContactsError, SettingsError, settings_from_rows
 
     assert issubclass(SettingsError, ValueError) and issubclass(ContactsError, ValueError)
     with pytest.raises(SettingsError) as exc:
@@ -76,7 +79,7 @@ def test_mail_send_log_uses_the_same_neutraliser(tmp_path, text):
 
 
 def test_validate_warns_through_the_same_neutraliser():
-    from xl_ecom.tables import table
+    from xl_ecom.workflows.tables import table
 
     col = next(c for c in table("T_SALES").columns if c.kind == "text")
     for text in FORMULA_LIKE:
@@ -98,8 +101,8 @@ def test_one_problem_type():
 
 
 def test_one_progress_protocol():
-    from xl_ecom import counties, departments
-    from xl_ecom.progress import Progress, status_text
+    from xl_ecom.workflows import counties, departments
+    from xl_ecom.common.progress import Progress, status_text
 
     assert refresh.Progress is departments.Progress is counties.Progress is mail.Progress is Progress
     assert status_text("生成县区工作簿：寿县", 2, 7) == "生成县区工作簿：寿县（2/7）"

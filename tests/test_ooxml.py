@@ -11,7 +11,7 @@ import zipfile
 import openpyxl
 import pytest
 
-from xl_ecom import layout, refresh
+from xl_ecom.workflows import layout, refresh
 from xl_ecom.ooxml import app, calcchain, contenttypes, relationships, workbook, worksheet, xml
 from xl_ecom.ooxml.namespaces import APP_PART, CONTENT_TYPES_PART, MAIN, REL_CALC_CHAIN
 

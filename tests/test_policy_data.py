@@ -77,7 +77,7 @@ def test_annex_matches_the_document(source_text, plan):
 
 
 def test_annex_totals(plan):
-    from xl_ecom.check import annex_totals
+    from xl_ecom.policy.check import annex_totals
 
     assert annex_totals(plan) == {"demo_towns": 8, "demo_villages": 14, "uplink_enterprises": 9}
 
@@ -121,7 +121,7 @@ def test_numbering_is_normalised_but_the_printed_label_is_kept(plan):
 
 
 def test_plan_check_reports_the_flaws(plan, source_text):
-    from xl_ecom.check import WARNING, check_plan
+    from xl_ecom.policy.check import WARNING, check_plan
 
     findings = check_plan(plan, source_text)
     warnings = [str(f) for f in findings if f.severity == WARNING]

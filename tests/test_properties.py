@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xl_ecom import engine
+from xl_ecom.rules import engine
 from xl_ecom.policy import load_plan
 
 PLAN = load_plan()

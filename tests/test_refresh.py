@@ -2,7 +2,7 @@
 atomic write with backup, lock file, VBA project and ribbon kept, bad input reported by cell,
 LibreOffice recalculating the annex from the refreshed 完成数.
 
-The workbook is the real one (xl_ecom.build); input rows are typed into it with openpyxl.
+The workbook is the real one (xl_ecom.workflows.build); input rows are typed into it with openpyxl.
 Expected figures are computed independently, row by row, with the scalar engine
 (engine.calculate / calculate_cents with paid_before for the cumulative cap), so the vectorised
 path refresh uses is checked against the exact one.
@@ -22,9 +22,11 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from xl_ecom import engine, layout, refresh, xlsm
+from xl_ecom.rules import engine
+from xl_ecom.workflows import layout, refresh
+from xl_ecom.ooxml import xlsm
 from xl_ecom.policy import load_plan
-from xl_ecom.tables import TABLES, TOURISM_COUNTS, table
+from xl_ecom.workflows.tables import TABLES, TOURISM_COUNTS, table
 
 PLAN = load_plan()
 COUNTIES = PLAN.counties
@@ -93,7 +95,7 @@ POLICY_DATE = dt.date(2020, 12, 31)  # the 设置 default the builder writes
 
 @lru_cache(maxsize=1)
 def built_bytes() -> bytes:
-    from xl_ecom import build
+    from xl_ecom.workflows import build
 
     return build.build_bytes()
 
@@ -111,7 +113,7 @@ def write_rows(path: Path, rows_by_table: dict, *, keep_ribbon: bool = True) -> 
             for c, col in enumerate(t.columns, start=1):
                 ws.cell(row=r, column=c).value = None if row is None else row.get(col.key)
     if keep_ribbon:
-        from xl_ecom.collect import save_city_workbook
+        from xl_ecom.workflows.collect import save_city_workbook
 
         data, _ = save_city_workbook(wb, path, original)
     else:
@@ -450,7 +452,7 @@ def test_vba_project_and_ribbon_survive(refreshed, tmp_path):
     buf = io.BytesIO()
     wb.save(buf)
     assert _ribbon_rel(buf.getvalue())[0] == []
-    # oletools reads the VBA back: the ribbon callback still runs xl_ecom.macros.refresh
+    # oletools reads the VBA back: the ribbon callback still runs xl_ecom.frontends.macros.refresh
     from oletools.olevba import VBA_Parser
 
     parser = VBA_Parser(str(path))
@@ -458,7 +460,7 @@ def test_vba_project_and_ribbon_survive(refreshed, tmp_path):
         code = "\n".join(src for (_, _, _, src) in parser.extract_macros())
     finally:
         parser.close()
-    assert 'RunPython "import xl_ecom.macros; xl_ecom.macros.refresh()"' in code
+    assert 'RunPython "import xl_ecom.frontends.macros; xl_ecom.frontends.macros.refresh()"' in code
 
 
 # ---------------------------------------------------------------------------------------------
@@ -545,7 +547,7 @@ def test_policy_date_comes_from_the_settings_sheet(tmp_path, capsys):
     ws = wb["设置"]
     row = next(r for r in range(1, ws.max_row + 1) if ws.cell(row=r, column=1).value == "政策日期")
     ws.cell(row=row, column=2).value = dt.datetime(2019, 6, 30)
-    from xl_ecom.collect import save_city_workbook
+    from xl_ecom.workflows.collect import save_city_workbook
 
     path.write_bytes(save_city_workbook(wb, path, path.read_bytes())[0])
     code, _, err = run_cli(["refresh", str(path)], capsys)
@@ -764,7 +766,7 @@ def test_generated_sheets_print_officially(refreshed):
 
 
 def test_a_plain_xlsx_city_workbook_refreshes_too(tmp_path):
-    from xl_ecom import build
+    from xl_ecom.workflows import build
 
     path = tmp_path / "目标任务分解表.xlsx"
     path.write_bytes(build.build_xlsx_bytes())

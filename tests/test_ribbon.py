@@ -10,13 +10,13 @@ import pytest
 import xmlschema
 from defusedxml import ElementTree as SafeET
 
-from xl_ecom import vba, xlsm
+from xl_ecom.ooxml import vba, xlsm
 
 # Microsoft's customUI14.xsd, a copy of ../shared/schemas/customui14.xsd kept in the repository.
 SCHEMA = Path(__file__).resolve().parent / "fixtures" / "customui14.xsd"
 NS = {"ui": xlsm.CUSTOM_UI_NAMESPACE}
 
-#: label -> Python entry point in xl_ecom.macros, in ribbon order (issue 3).
+#: label -> Python entry point in xl_ecom.frontends.macros, in ribbon order (issue 3).
 BUTTONS = {
     "刷新": "refresh",
     "生成部门任务表": "make_departments",
@@ -78,7 +78,7 @@ def test_every_onaction_is_a_ribbon_callback_running_its_entry(ribbon, ribbon_co
         entry = BUTTONS[button.get("label")]
         body = re.search(rf"^Public Sub {sub}\(control As IRibbonControl\)\r\n(.*?)^End Sub", ribbon_code, re.M | re.S)
         assert body, sub
-        assert body.group(1).strip() == f'RunPython "import xl_ecom.macros; xl_ecom.macros.{entry}()"'
+        assert body.group(1).strip() == f'RunPython "import xl_ecom.frontends.macros; xl_ecom.frontends.macros.{entry}()"'
     declared = re.findall(r"^Public Sub (\w+)\(control As IRibbonControl\)", ribbon_code, re.M)
     assert sorted(declared) == sorted(b.get("onAction") for b in buttons(ribbon))
 
@@ -103,13 +103,13 @@ def test_callbacks_run_in_a_vba_interpreter(ribbon, ribbon_code):
     app.add_module(ribbon_code.replace("\r\n", "\n"), name="Ribbon")
     for button in buttons(ribbon):
         app.run("Press", button.get("onAction"))
-    expected = "".join(f"import xl_ecom.macros; xl_ecom.macros.{entry}()|" for entry in BUTTONS.values())
+    expected = "".join(f"import xl_ecom.frontends.macros; xl_ecom.frontends.macros.{entry}()|" for entry in BUTTONS.values())
     assert app.evaluate("Commands()") == expected
 
 
 def test_macro_entry_points_exist():
-    """The Python side of every button (xl_ecom.macros, the ribbon-macro issue)."""
-    macros = importlib.import_module("xl_ecom.macros")
+    """The Python side of every button (xl_ecom.frontends.macros, the ribbon-macro issue)."""
+    macros = importlib.import_module("xl_ecom.frontends.macros")
     for entry in BUTTONS.values():
         assert callable(getattr(macros, entry, None)), entry
 

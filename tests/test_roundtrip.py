@@ -16,9 +16,10 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from xl_ecom import build, collect, counties, engine, layout, refresh
+from xl_ecom.workflows import build, collect, counties, layout, refresh
+from xl_ecom.rules import engine
 from xl_ecom.policy import load_plan
-from xl_ecom.tables import TABLES, table
+from xl_ecom.workflows.tables import TABLES, table
 
 from test_refresh import FIXTURE, POLICY_DATE, expected_awards, expected_by_county, uplink_count, yuan
 

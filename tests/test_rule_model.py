@@ -10,7 +10,8 @@ import openpyxl
 import pytest
 
 from libreoffice import recalculated
-from xl_ecom import engine, formulas, refresh
+from xl_ecom.rules import engine, formulas
+from xl_ecom.workflows import refresh
 from xl_ecom.policy import load_plan
 
 EDGE = [10_000_000.004, 10_000_000.005, 10_000_000.0, 10_000_000.01, 9_999_999.995]
@@ -94,8 +95,8 @@ import datetime as dt  # noqa: E402
 
 import yaml  # noqa: E402
 
-from xl_ecom import build, departments  # noqa: E402
-from xl_ecom.errors import PlanError  # noqa: E402
+from xl_ecom.workflows import build, departments
+from xl_ecom.common.errors import PlanError  # noqa: E402
 from xl_ecom.policy import PLAN_PATH, _AMOUNT_KEYS, parse_plan  # noqa: E402
 
 RAW = yaml.safe_load(PLAN_PATH.read_text(encoding="utf-8"))
@@ -149,7 +150,7 @@ def test_a_wrong_type_names_file_rule_and_key(edit, key):
 def test_plan_readings_live_in_the_data():
     plan = load_plan()
     assert plan.rules["SUBSIDY_PROMO"].cumulative_by == "county"
-    from xl_ecom.tables import TABLES
+    from xl_ecom.workflows.tables import TABLES
 
     promo = [a for t in TABLES for a in t.awards if a.rule == "SUBSIDY_PROMO"]
     assert promo and all(a.cumulative_by == "county" for a in promo)
@@ -256,7 +257,7 @@ def test_native_compiler_and_case_generator_fail_loudly_on_an_unknown_kind(monke
 
 
 def test_executive_training_udf():
-    from xl_ecom import udfs
+    from xl_ecom.frontends import udfs
 
     assert udfs.TRAINING_SUBSIDY(None, 68000, "高管") == 68000
     assert udfs.TRAINING_SUBSIDY(None, 68000, "基础") in ("", None)

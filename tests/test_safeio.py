@@ -14,7 +14,7 @@ import pytest
 from defusedxml import ElementTree
 from defusedxml import DefusedXmlException
 
-from xl_ecom import safeio
+from xl_ecom.ooxml import safeio
 
 MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 
@@ -156,7 +156,7 @@ def test_not_a_workbook_and_old_xls(tmp_path):
 
 
 def test_xlsm_macros_are_not_loaded_and_are_reported(tmp_path):
-    from xl_ecom import xlsm
+    from xl_ecom.ooxml import xlsm
 
     buf = io.BytesIO()
     wb = openpyxl.Workbook()

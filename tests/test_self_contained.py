@@ -6,7 +6,7 @@ import hashlib
 
 from conftest import ROOT, SHARED, SOURCE
 
-from xl_ecom.check import default_source_path
+from xl_ecom.policy.check import default_source_path
 
 SCHEMA = ROOT / "tests" / "fixtures" / "customui14.xsd"
 #: sha256 of the plan text as issued (shared/policy/农村电商提质增效工作方案.txt).

@@ -9,8 +9,10 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from xl_ecom import build, check, collect, counties, layout, safeio, validate
-from xl_ecom.tables import Award, Column, InputTable, table
+from xl_ecom.workflows import build, collect, counties, layout, validate
+from xl_ecom.policy import check
+from xl_ecom.ooxml import safeio
+from xl_ecom.workflows.tables import Award, Column, InputTable, table
 
 BAD_ROWS = {
     "T_SALES": [

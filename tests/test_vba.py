@@ -17,7 +17,7 @@ import openpyxl
 import pytest
 from oletools.olevba import VBA_Parser
 
-from xl_ecom import vba
+from xl_ecom.ooxml import vba
 
 FIXTURE_MODULE = "xl_ecom_test_fixture_udfs"
 
@@ -137,7 +137,7 @@ def test_header_lines_are_those_of_xlwings_import_udfs():
 
 
 def test_every_project_udf_has_a_wrapper_calling_xlpy():
-    import xl_ecom.udfs as udfs
+    import xl_ecom.frontends.udfs as udfs
 
     source = vba.generate_udf_wrappers()
     functions = re.findall(r"^Function (\w+)\((.*)\)\r$", source, flags=re.M)
@@ -155,7 +155,7 @@ def test_every_project_udf_has_a_wrapper_calling_xlpy():
         assert params == ", ".join(expected_args)
         plain = [p.name for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
         array = "argsArray" if len(plain) < len(signature.parameters) else f"Array({', '.join(plain)})"
-        call = f'{name} = XLPy.CallUDF("xl_ecom.udfs", "{name}", {array}, ThisWorkbook, Application.Caller)'
+        call = f'{name} = XLPy.CallUDF("xl_ecom.frontends.udfs", "{name}", {array}, ThisWorkbook, Application.Caller)'
         assert call in source
         assert f"    {name} = Err.Description\r\n" in source
 
@@ -227,7 +227,7 @@ def _decode_assignments(code: str) -> dict[str, str]:
 
 
 def test_descriptions_module_encodes_the_docs_in_ascii():
-    import xl_ecom.udfs as udfs
+    import xl_ecom.frontends.udfs as udfs
 
     source = vba.generate_udf_descriptions()
     assert source.isascii()
@@ -284,7 +284,7 @@ def test_descriptions_module_runs_and_registers_every_udf():
     Application.MacroOptions (not implemented there) recorded instead: one call
     per UDF, with the workbook-qualified name and the Chinese texts; the
     workbook's Saved flag is left as it was."""
-    import xl_ecom.udfs as udfs
+    import xl_ecom.frontends.udfs as udfs
     from pyopenvba.apps.excel import ExcelApplication
 
     source = _interpreter_source(vba.generate_udf_descriptions()).replace("Application.MacroOptions ", "RecordMacroOptions ")
@@ -466,7 +466,7 @@ def test_xlwings_conf_rows_follow_xlwings_template():
     keys = [key for key, _ in rows]
     assert keys[:3] == ["Interpreter_Win", "Interpreter_Mac", "PYTHONPATH"]
     assert {"Conda Path", "Conda Env", "UDF Modules", "Debug UDFs", "Use UDF Server", "Show Console"} <= set(keys)
-    assert dict(rows)["UDF Modules"] == "xl_ecom.udfs"
+    assert dict(rows)["UDF Modules"] == "xl_ecom.frontends.udfs"
     assert dict(rows)["Use UDF Server"] is False
     custom = dict(vba.xlwings_conf_rows(interpreter_win=r"C:\Python311\pythonw.exe", pythonpath=r"D:\xl-ecom"))
     assert custom["Interpreter_Win"] == r"C:\Python311\pythonw.exe" and custom["PYTHONPATH"] == r"D:\xl-ecom"
@@ -486,7 +486,7 @@ def test_xlwings_conf_sheet_reads_back_as_xlwings_reads_it():
     while sheet.cell(row, 1).value not in (None, ""):
         config[str(sheet.cell(row, 1).value).upper()] = sheet.cell(row, 2).value
         row += 1
-    assert config["UDF MODULES"] == "xl_ecom.udfs"
+    assert config["UDF MODULES"] == "xl_ecom.frontends.udfs"
     assert config["INTERPRETER_WIN"] == "pythonw"
     assert "USE UDF SERVER" in config
 

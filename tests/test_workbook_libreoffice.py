@@ -1,6 +1,6 @@
 """The built 目标任务分解表.xlsm opened, recalculated and printed by LibreOffice headless.
 
-- Every native formula compiled from the plan agrees with xl_ecom.engine over a table of cases
+- Every native formula compiled from the plan agrees with xl_ecom.rules.engine over a table of cases
   (threshold −0.01 / exactly / +0.01, cap edges, half cents, rates, choices, blanks, errors,
   cumulative sequences, and seeded random amounts), written to a separate .xlsx with the same
   compiled formulas the workbook uses;
@@ -26,10 +26,11 @@ import openpyxl
 import pytest
 from openpyxl.utils import get_column_letter
 
-from xl_ecom import build, engine, formulas, layout
-from xl_ecom.errors import InputError
+from xl_ecom.workflows import build, layout
+from xl_ecom.rules import engine, formulas
+from xl_ecom.common.errors import InputError
 from xl_ecom.policy import load_plan
-from xl_ecom.tables import TABLES
+from xl_ecom.workflows.tables import TABLES
 
 from libreoffice import convert
 

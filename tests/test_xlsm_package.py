@@ -14,7 +14,7 @@ import pytest
 from defusedxml import ElementTree as SafeET
 from oletools.olevba import VBA_Parser
 
-from xl_ecom import vba, xlsm
+from xl_ecom.ooxml import vba, xlsm
 
 from libreoffice import convert
 
@@ -233,7 +233,7 @@ def test_libreoffice_opens_recalculates_and_reads_the_vba(built, tmp_path):
     values = openpyxl.load_workbook(xlsx_out, data_only=True)
     assert values.sheetnames == list(SHEETS)
     assert values[SHEETS[0]]["B3"].value == 6
-    assert values[vba.XLWINGS_CONF_SHEET]["B6"].value == "xl_ecom.udfs"
+    assert values[vba.XLWINGS_CONF_SHEET]["B6"].value == "xl_ecom.frontends.udfs"
     (ods,) = convert([path], tmp_path / "ods", "ods")
     with zipfile.ZipFile(ods) as z:
         basic = {name: z.read(name).decode("utf-8") for name in z.namelist() if name.startswith("Basic/VBAProject/")}
@@ -248,4 +248,4 @@ def test_libreoffice_opens_recalculates_and_reads_the_vba(built, tmp_path):
     assert {"xlwings", "xlwings_udfs", "UdfDescriptions", "Ribbon"} <= {n for n, k in kinds.items() if k == "normal"}
     ribbon = basic["Basic/VBAProject/Ribbon.xml"]
     assert "Public Sub RibbonRefresh(control As IRibbonControl)" in ribbon
-    assert "xl_ecom.macros.send_mail()" in ribbon
+    assert "xl_ecom.frontends.macros.send_mail()" in ribbon

@@ -1,3 +1,3 @@
-from xl_ecom.cli import main
+from xl_ecom.frontends.cli import main
 
 raise SystemExit(main())

@@ -1,30 +1,30 @@
 Attribute VB_Name = "Ribbon"
 ' Ribbon callbacks for the tab in templates/ribbon/customUI14.xml.
-' Each onAction Sub runs one thin Python entry point in xl_ecom.macros through
+' Each onAction Sub runs one thin Python entry point in xl_ecom.frontends.macros through
 ' xlwings' RunPython (the xlwings module in this project). User-facing text
 ' lives in Python and in the ribbon XML: VBA source stays ASCII.
 Option Explicit
 
 Public Sub RibbonRefresh(control As IRibbonControl)
-    RunPython "import xl_ecom.macros; xl_ecom.macros.refresh()"
+    RunPython "import xl_ecom.frontends.macros; xl_ecom.frontends.macros.refresh()"
 End Sub
 
 Public Sub RibbonMakeDepartments(control As IRibbonControl)
-    RunPython "import xl_ecom.macros; xl_ecom.macros.make_departments()"
+    RunPython "import xl_ecom.frontends.macros; xl_ecom.frontends.macros.make_departments()"
 End Sub
 
 Public Sub RibbonMakeCounties(control As IRibbonControl)
-    RunPython "import xl_ecom.macros; xl_ecom.macros.make_counties()"
+    RunPython "import xl_ecom.frontends.macros; xl_ecom.frontends.macros.make_counties()"
 End Sub
 
 Public Sub RibbonCollect(control As IRibbonControl)
-    RunPython "import xl_ecom.macros; xl_ecom.macros.collect()"
+    RunPython "import xl_ecom.frontends.macros; xl_ecom.frontends.macros.collect()"
 End Sub
 
 Public Sub RibbonValidate(control As IRibbonControl)
-    RunPython "import xl_ecom.macros; xl_ecom.macros.validate()"
+    RunPython "import xl_ecom.frontends.macros; xl_ecom.frontends.macros.validate()"
 End Sub
 
 Public Sub RibbonSendMail(control As IRibbonControl)
-    RunPython "import xl_ecom.macros; xl_ecom.macros.send_mail()"
+    RunPython "import xl_ecom.frontends.macros; xl_ecom.frontends.macros.send_mail()"
 End Sub

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from xl_ecom.errors import XlEcomError
+from xl_ecom.common.errors import XlEcomError
 from xl_ecom.ooxml.namespaces import MAIN as _NS
 from xl_ecom.ooxml.namespaces import REL as _REL
 from xl_ecom.ooxml.namespaces import REL_DRAWING as _DRAWING_REL

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from lxml import etree
 
-from xl_ecom.errors import XlEcomError
+from xl_ecom.common.errors import XlEcomError
 
 
 class XmlError(XlEcomError, ValueError):

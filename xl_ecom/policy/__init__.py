@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from xl_ecom.boundaries import boundary
-from xl_ecom.errors import InputError, PlanError
+from xl_ecom.policy.boundaries import boundary
+from xl_ecom.common.errors import InputError, PlanError
 
 PLAN_PATH = Path(__file__).with_name("plan.yaml")
 

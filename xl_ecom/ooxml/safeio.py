@@ -42,7 +42,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.formula.translate import Translator
 from openpyxl.utils.cell import column_index_from_string, coordinate_from_string, get_column_letter
 
-from xl_ecom.errors import XlEcomError
+from xl_ecom.common.errors import XlEcomError
 
 MAX_FILE_BYTES = 50 * 1024 * 1024  # a county workbook with 10,000 rows is about 1 MB
 MAX_MEMBERS = 2000
@@ -52,7 +52,7 @@ MAX_RATIO = 200  # uncompressed : compressed, for members above RATIO_FLOOR
 RATIO_FLOOR = 1024 * 1024
 MAX_PROLOG_BYTES = 1024 * 1024  # an XML part must reach its root element within this
 
-from xl_ecom.textsafe import CONTROL_PREFIXES, FORMULA_PREFIXES, is_formula_like, neutralise  # noqa: E402,F401 (one neutraliser)
+from xl_ecom.common.textsafe import CONTROL_PREFIXES, FORMULA_PREFIXES, is_formula_like, neutralise  # noqa: E402,F401 (one neutraliser)
 
 # parts of a package that can carry active content; none is loaded, each is reported
 _ACTIVE_PARTS = (
@@ -388,7 +388,7 @@ def _formula_cells(path: Path) -> dict[str, dict[str, str]]:
 
 def safe_text(value):
     """``value`` made safe where the cell type cannot be chosen (xlwings ``range.value``, CSV):
-    formula-like text gets Excel's quote prefix ``'`` (:func:`xl_ecom.textsafe.neutralise`)."""
+    formula-like text gets Excel's quote prefix ``'`` (:func:`xl_ecom.common.textsafe.neutralise`)."""
     return neutralise(value)
 
 

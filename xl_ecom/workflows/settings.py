@@ -19,8 +19,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from xl_ecom import layout
-from xl_ecom.errors import InputError
+from xl_ecom.workflows import layout
+from xl_ecom.common.errors import InputError
 
 __all__ = [
     "SETTINGS_SHEET",

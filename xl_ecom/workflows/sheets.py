@@ -11,8 +11,9 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.table import Table, TableStyleInfo
 
-from xl_ecom import formulas, layout
-from xl_ecom.tables import InputTable
+from xl_ecom.rules import formulas
+from xl_ecom.workflows import layout
+from xl_ecom.workflows.tables import InputTable
 
 TITLE_FONT = Font(name="宋体", size=16, bold=True)
 SUBTITLE_FONT = Font(name="仿宋", size=11)

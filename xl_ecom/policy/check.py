@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from xl_ecom.boundaries import APPROXIMATE_WORDS, boundary
-from xl_ecom.problems import NOTICE, WARNING, Problem
+from xl_ecom.policy.boundaries import APPROXIMATE_WORDS, boundary
+from xl_ecom.common.problems import NOTICE, WARNING, Problem
 from xl_ecom.policy import Plan, load_plan
 
 _CN_NUM = "一二三四五六七八九十"
@@ -19,7 +19,7 @@ _CN_NUM = "一二三四五六七八九十"
 
 
 def Finding(severity: str, where: str, message: str) -> Problem:  # noqa: N802 (was a class)
-    """A plan finding (警告 | 提示) about a plan item: the one :class:`xl_ecom.problems.Problem`."""
+    """A plan finding (警告 | 提示) about a plan item: the one :class:`xl_ecom.common.problems.Problem`."""
     return Problem(message=message, severity=severity, subject=where)
 
 
@@ -133,7 +133,7 @@ def check_source(plan: Plan, source: str) -> list[Finding]:
 
 
 #: The plan document, a verbatim copy kept inside the package (so the project is self-contained).
-SOURCE_PATH = Path(__file__).resolve().parent / "policy" / "source.txt"
+SOURCE_PATH = Path(__file__).resolve().with_name("source.txt")
 
 
 def default_source_path() -> Path | None:

@@ -5,9 +5,9 @@ forms ``＝`` ``＋`` ``－`` ``＠`` (an IME typing Chinese gives those), also 
 (ASCII or the ideographic space) and after a tab, CR or LF prefix (CSV import strips them).
 Such text is written with Excel's quote prefix ``'`` so it is shown and kept as text.
 
-Used by :mod:`xl_ecom.safeio` (openpyxl cells, xlwings values), :mod:`xl_ecom.mail` (send log CSV
-and sheet), :mod:`xl_ecom.collect` and :mod:`xl_ecom.refresh` (through safeio) and
-:mod:`xl_ecom.validate` (the warning a clerk sees).
+Used by :mod:`xl_ecom.ooxml.safeio` (openpyxl cells, xlwings values), :mod:`xl_ecom.workflows.mail` (send log CSV
+and sheet), :mod:`xl_ecom.workflows.collect` and :mod:`xl_ecom.workflows.refresh` (through safeio) and
+:mod:`xl_ecom.workflows.validate` (the warning a clerk sees).
 """
 
 from __future__ import annotations

@@ -43,11 +43,12 @@ from email.utils import formataddr, formatdate, make_msgid
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from xl_ecom import layout, resources, textsafe
-from xl_ecom.errors import XlEcomError
-from xl_ecom.problems import Problem
-from xl_ecom.progress import Progress
-from xl_ecom.settings import (
+from xl_ecom.workflows import layout
+from xl_ecom.common import resources, textsafe
+from xl_ecom.common.errors import XlEcomError
+from xl_ecom.common.problems import Problem
+from xl_ecom.common.progress import Progress
+from xl_ecom.workflows.settings import (
     CONTACT_CATEGORIES,
     CONTACTS_SHEET,
     COUNTY,
@@ -110,7 +111,6 @@ __all__ = [
     "add_cli",
     "run_mail_cli",
     "send_mail_from_book",
-    "send_mail_from_caller",
 ]
 
 #: 邮件模板文件夹（仓库中的 templates/mail）
@@ -1183,13 +1183,6 @@ def send_mail_from_book(
     return result
 
 
-def send_mail_from_caller() -> BatchResult | None:
-    """供 VBA RunPython 调用：对调用它的工作簿执行“发送邮件”。"""
-    import xlwings as xw
-
-    return send_mail_from_book(xw.Book.caller())
-
-
 def _xl_sheet_names(book: Any) -> list[str]:
     return [sheet.name for sheet in book.sheets]
 
@@ -1246,6 +1239,6 @@ def _one_line(text: str) -> str:
     return " ".join(cleaned.split())
 
 
-# CSV/表格里的公式样文本：统一由 xl_ecom.textsafe 处理（含全角＝＋－＠、前导空格、制表/回车前缀）。
+# CSV/表格里的公式样文本：统一由 xl_ecom.common.textsafe 处理（含全角＝＋－＠、前导空格、制表/回车前缀）。
 _neutralize = textsafe.neutralise
 _unneutralize = textsafe.unneutralise

@@ -7,7 +7,7 @@ rules of that measure in words and figures, plus empty columns the unit fills in
 here knows a rate, cap or threshold.  The files hold no macros and only native content, so they
 open and print the same in Excel, WPS and LibreOffice.
 
-Also shared with :mod:`xl_ecom.counties`: the task-list sheet writer, rule descriptions and the
+Also shared with :mod:`xl_ecom.workflows.counties`: the task-list sheet writer, rule descriptions and the
 byte-reproducible save.
 """
 
@@ -33,10 +33,10 @@ from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
-from xl_ecom import sheets
-from xl_ecom.boundaries import boundary
-from xl_ecom.engine import percent, resolve
-from xl_ecom.errors import InputError, XlEcomError
+from xl_ecom.workflows import sheets
+from xl_ecom.policy.boundaries import boundary
+from xl_ecom.rules.engine import percent, resolve
+from xl_ecom.common.errors import InputError, XlEcomError
 from xl_ecom.policy import Measure, Plan, Target, load_plan
 from xl_ecom.rules.model import Factor, Fixed, PerUnit, Rate, Tiers
 
@@ -519,7 +519,7 @@ def save_workbook(wb: Workbook, path: Path) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-        from xl_ecom.safeio import umask_mode
+        from xl_ecom.ooxml.safeio import umask_mode
 
         os.chmod(tmp, umask_mode())  # mkstemp makes 0600; generated files follow the user's umask
         os.replace(tmp, path)
@@ -534,7 +534,7 @@ def save_workbook(wb: Workbook, path: Path) -> Path:
 
 # --- export ---------------------------------------------------------------------------------------------
 
-from xl_ecom.progress import Progress  # noqa: E402 (the one progress protocol)
+from xl_ecom.common.progress import Progress  # noqa: E402 (the one progress protocol)
 
 
 def make_department_sheets(out_dir, plan: Plan | None = None, on=None, *, due=None, progress: Progress | None = None) -> list[Path]:
@@ -558,7 +558,7 @@ def make_department_sheets(out_dir, plan: Plan | None = None, on=None, *, due=No
 def cli_context(args) -> tuple[Path, object, object]:
     """(output folder, policy date, 报送截止日期) from --out/--workbook; reads 设置 when a workbook is given."""
     if getattr(args, "workbook", None):
-        from xl_ecom.settings import SettingsError, output_dir, read_settings
+        from xl_ecom.workflows.settings import SettingsError, output_dir, read_settings
 
         workbook = Path(args.workbook)
         if not workbook.is_file():
@@ -570,7 +570,7 @@ def cli_context(args) -> tuple[Path, object, object]:
         out = Path(args.out) if args.out else output_dir(settings, workbook)
         return out, settings.get("政策日期"), settings.get("报送截止日期")
     try:
-        from xl_ecom.settings import SETTINGS_DEFAULTS
+        from xl_ecom.workflows.settings import SETTINGS_DEFAULTS
     except ImportError:  # pragma: no cover - settings is part of the package
         SETTINGS_DEFAULTS = {}
     out = Path(args.out) if args.out else Path.cwd() / DEFAULT_OUT

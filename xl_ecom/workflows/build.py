@@ -1,10 +1,10 @@
 """Build workbook/目标任务分解表.xlsm from the plan data and templates/.
 
 Sheets, in order: 说明, 目标任务分解表, 任务清单, 奖补测算, the input tables of
-:data:`xl_ecom.tables.TABLES`, 通讯录, 设置, xlwings.conf.  The sheet content is written with
-openpyxl (official A4-landscape styling from :mod:`xl_ecom.sheets`); the VBA project, the ribbon
-and the deterministic packaging come from :func:`xl_ecom.xlsm.build_xlsm`.  Every number and
-formula comes from plan.yaml through the engine's resolution and :mod:`xl_ecom.formulas`; nothing
+:data:`xl_ecom.workflows.tables.TABLES`, 通讯录, 设置, xlwings.conf.  The sheet content is written with
+openpyxl (official A4-landscape styling from :mod:`xl_ecom.workflows.sheets`); the VBA project, the ribbon
+and the deterministic packaging come from :func:`xl_ecom.ooxml.xlsm.build_xlsm`.  Every number and
+formula comes from plan.yaml through the engine's resolution and :mod:`xl_ecom.rules.formulas`; nothing
 here restates a rate, cap or threshold.
 
 Two builds give the same bytes (times in docProps/core.xml are pinned by the assembler; the
@@ -29,13 +29,15 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.pagebreak import Break
 
-from xl_ecom import formulas, layout, resources, settings, sheets
-from xl_ecom.boundaries import APPROXIMATE_WORDS, boundary
-from xl_ecom.engine import get_rule, percent, resolve
-from xl_ecom.errors import XlEcomError
+from xl_ecom.rules import formulas
+from xl_ecom.workflows import layout, settings, sheets
+from xl_ecom.common import resources
+from xl_ecom.policy.boundaries import APPROXIMATE_WORDS, boundary
+from xl_ecom.rules.engine import get_rule, percent, resolve
+from xl_ecom.common.errors import XlEcomError
 from xl_ecom.policy import Plan, load_plan
 from xl_ecom.rules.model import Factor, Fixed, PerUnit, Rate, Tiers
-from xl_ecom.tables import TABLES
+from xl_ecom.workflows.tables import TABLES
 
 TEMPLATES_DIR = resources.TEMPLATES_DIR
 SHEET_TEMPLATES_DIR = TEMPLATES_DIR / "sheets"
@@ -120,7 +122,7 @@ class RibbonButton:
 
 def ribbon_buttons(path: Path | None = None) -> list[RibbonButton]:
     """The buttons of the ribbon template, in order (the 说明 sheet lists them)."""
-    from xl_ecom.xlsm import CUSTOM_UI_NAMESPACE, RIBBON_TEMPLATE
+    from xl_ecom.ooxml.xlsm import CUSTOM_UI_NAMESPACE, RIBBON_TEMPLATE
 
     root = SafeET.fromstring((path or RIBBON_TEMPLATE).read_bytes())
     ns = f"{{{CUSTOM_UI_NAMESPACE}}}"
@@ -149,7 +151,7 @@ def _sheet_descriptions(plan: Plan) -> list[tuple[str, str]]:
 
 
 def _udf_rows() -> list[tuple[str, str]]:
-    from xl_ecom.udfs import UDF_SPECS
+    from xl_ecom.frontends.udfs import UDF_SPECS
 
     rows = []
     for name, spec in UDF_SPECS.items():
@@ -836,7 +838,7 @@ def write_settings(ws) -> None:
 def write_xlwings_conf(ws) -> None:
     """xlwings.conf in xlwings' own format: keys in column A from A1 down, values in column B.
     Explanations sit in column D, which xlwings does not read."""
-    from xl_ecom import vba
+    from xl_ecom.ooxml import vba
 
     notes = {
         "interpreter_win": "Windows 上 python.exe 的路径；python 在 PATH 中时保持 python 即可",
@@ -900,7 +902,7 @@ def build_xlsx_bytes(plan: Plan | None = None) -> bytes:
 
 def build_bytes(plan: Plan | None = None) -> bytes:
     """The .xlsm bytes: sheets, VBA project (xlwings runtime, UDF wrappers, ribbon callbacks), ribbon."""
-    from xl_ecom.xlsm import build_xlsm
+    from xl_ecom.ooxml.xlsm import build_xlsm
 
     return build_xlsm(build_xlsx_bytes(plan))
 

@@ -7,7 +7,7 @@ without Python (Excel, WPS or LibreOffice) and sent back for ``xl-ecom collect``
 - 目标任务   the county's annex targets, 完成数 counted by native COUNTIFS over its input sheets,
              完成率 and 差额;
 - 工作任务   the measures assigned to 各县区人民政府 (lead or cooperating);
-- one sheet per input table (xl_ecom.tables.TABLES) with data validation and native award formulas;
+- one sheet per input table (xl_ecom.workflows.tables.TABLES) with data validation and native award formulas;
 - 奖补汇总   native SUMIFS per award rule and the tourism award (AWARD_TOURISM compiled from the plan).
 
 Marker (read back by :func:`county_marker`):
@@ -26,8 +26,9 @@ from openpyxl import Workbook
 from openpyxl.utils import get_column_letter, quote_sheetname
 from openpyxl.workbook.defined_name import DefinedName
 
-from xl_ecom import formulas, layout, sheets
-from xl_ecom.departments import (
+from xl_ecom.rules import formulas
+from xl_ecom.workflows import layout, sheets
+from xl_ecom.workflows.departments import (
     Progress,
     _add_common,
     _date_text,
@@ -38,9 +39,9 @@ from xl_ecom.departments import (
     save_workbook,
     write_task_sheet,
 )
-from xl_ecom.errors import InputError
+from xl_ecom.common.errors import InputError
 from xl_ecom.policy import Plan, load_plan
-from xl_ecom.tables import ACTUALS, TABLES, TOURISM_COUNTS, InputTable, table as get_table
+from xl_ecom.workflows.tables import ACTUALS, TABLES, TOURISM_COUNTS, InputTable, table as get_table
 
 SUBDIR = "县区工作簿"  # <out>/县区工作簿/<县区>.xlsx (= settings.COUNTY_SUBDIR)
 COUNTY_UNIT = "各县区人民政府"

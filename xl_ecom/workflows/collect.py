@@ -3,9 +3,9 @@ the city workbook's input tables.
 
 What a clerk can rely on:
 
-- every returned file is opened as untrusted (:mod:`xl_ecom.safeio`): no macro runs, XML and zip
+- every returned file is opened as untrusted (:mod:`xl_ecom.ooxml.safeio`): no macro runs, XML and zip
   bombs and oversized files are refused, formulas are not trusted (cached values only);
-- each file is checked with the same row checks as 校验数据 (:func:`xl_ecom.validate.check_table`);
+- each file is checked with the same row checks as 校验数据 (:func:`xl_ecom.workflows.validate.check_table`);
   every problem names the file, sheet, cell and the reason; a row with an error is not merged and
   is listed; nothing is dropped silently;
 - a file whose county cannot be established (unknown county, file name and workbook disagree,
@@ -37,12 +37,13 @@ from openpyxl.formula.translate import Translator
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.cell_range import CellRange, MultiCellRange
 
-from xl_ecom import counties as county_books
-from xl_ecom import layout, safeio, sheets, xlsm
-from xl_ecom.errors import InputError, XlEcomError
+from xl_ecom.workflows import counties as county_books
+from xl_ecom.workflows import layout, sheets
+from xl_ecom.ooxml import safeio, xlsm
+from xl_ecom.common.errors import InputError, XlEcomError
 from xl_ecom.policy import Plan, load_plan
-from xl_ecom.tables import TABLES, InputTable
-from xl_ecom.validate import ERROR, WARNING, Problem, TableCheck, check_header, check_table
+from xl_ecom.workflows.tables import TABLES, InputTable
+from xl_ecom.workflows.validate import ERROR, WARNING, Problem, TableCheck, check_header, check_table
 
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 MAX_ROWS = 100_000  # rows per input sheet of one returned county workbook (10,000 is a big county)
@@ -186,7 +187,7 @@ def county_in_name(name: str, counties) -> str | None:
 
 
 def read_marker(wb) -> tuple[str | None, str | None]:
-    """(county, structure version) from the county workbook's marker (xl_ecom.counties), or
+    """(county, structure version) from the county workbook's marker (xl_ecom.workflows.counties), or
     (None, None) without one.  Raises InputError when its two copies disagree."""
     return county_books.county_marker(wb)
 
@@ -403,7 +404,7 @@ def _extend_validations(ws, first: int, old_last: int, new_last: int, ncol: int)
 
 class AwardFormulas:
     """The award formula of one award column for any row: compiled once by
-    :func:`xl_ecom.sheets.award_formula` and moved to other rows with openpyxl's Translator (the
+    :func:`xl_ecom.workflows.sheets.award_formula` and moved to other rows with openpyxl's Translator (the
     same text as compiling each row, which the tests check; compiling 10,000 rows takes seconds)."""
 
     def __init__(self, table: InputTable, award, column: int, first: int, options: dict | None = None):
@@ -422,7 +423,7 @@ class AwardFormulas:
 
 def formula_options(wb) -> dict:
     """Extra arguments for sheets.award_formula: the workbook's policy date (设置)."""
-    from xl_ecom.settings import read_settings
+    from xl_ecom.workflows.settings import read_settings
 
     try:
         return {"on": read_settings(wb).get("政策日期")}
@@ -489,7 +490,7 @@ def merge_into_workbook(wb, report: CollectReport, plan: Plan | None = None, opt
     """Merge the files that can be merged into an openpyxl workbook; returns the change lines.
 
     A county's rows are replaced table by table with the rows of its returned file.  ``options``:
-    extra arguments for :func:`xl_ecom.sheets.award_formula` (default: :func:`formula_options` of
+    extra arguments for :func:`xl_ecom.workflows.sheets.award_formula` (default: :func:`formula_options` of
     ``wb``, i.e. its 设置 policy date once the compiler takes one)."""
     plan = plan or load_plan()
     files = [f for f in report.files if f.mergeable]

@@ -1,4 +1,4 @@
-"""The ribbon's entry points: ``RunPython "import xl_ecom.macros; xl_ecom.macros.<entry>()"``.
+"""The ribbon's entry points: ``RunPython "import xl_ecom.frontends.macros; xl_ecom.frontends.macros.<entry>()"``.
 
 Each entry takes the workbook from ``xw.Book.caller()`` (or the ``book`` argument, for tests and
 for calling from Python) and runs the same implementation as its CLI twin.  The layer is thin and
@@ -9,18 +9,18 @@ works on the open book through xlwings ranges, never on its file:
   own macro would end the macro.  So the entries **read** cell values through xlwings (one 2-D
   read per sheet, values as Excel computed them) and hand them to the file-independent core of
   the CLI implementation:
-  refresh → :func:`xl_ecom.refresh.frames_from_rows` and :func:`xl_ecom.refresh.compute`;
-  validate → :func:`xl_ecom.validate.validate_workbook` on an in-memory openpyxl copy of the
-  input tables (:func:`snapshot`); collect → :func:`xl_ecom.collect.check_folder` and
-  :func:`xl_ecom.collect.merge_into_workbook` on an in-memory copy of the input tables (formulas
+  refresh → :func:`xl_ecom.workflows.refresh.frames_from_rows` and :func:`xl_ecom.workflows.refresh.compute`;
+  validate → :func:`xl_ecom.workflows.validate.validate_workbook` on an in-memory openpyxl copy of the
+  input tables (:func:`snapshot`); collect → :func:`xl_ecom.workflows.collect.check_folder` and
+  :func:`xl_ecom.workflows.collect.merge_into_workbook` on an in-memory copy of the input tables (formulas
   kept where the engine can read them);
 - they **write** what that core produced back through xlwings ranges: refresh's layout
-  (:func:`xl_ecom.refresh.generated_sheets`, :func:`xl_ecom.refresh.annex_updates`, rendered by
+  (:func:`xl_ecom.workflows.refresh.generated_sheets`, :func:`xl_ecom.workflows.refresh.annex_updates`, rendered by
   :func:`write_xlwings`), validate's sheet (its own xlwings writer), collect's merged tables;
   formula-like text always keeps Excel's quote prefix;
 - buttons that only produce other files (部门任务表, 县区工作簿) call the file-producing function
   itself, with the output folder and dates from the book's 设置 sheet; 发送邮件 is mail's own
-  workbook entry (:func:`xl_ecom.mail.send_mail_from_book`).
+  workbook entry (:func:`xl_ecom.workflows.mail.send_mail_from_book`).
 
 Progress goes to Excel's status bar; every error becomes a Chinese message box, never a traceback.
 The module imports xlwings lazily so the rest of the package does not depend on it.
@@ -34,9 +34,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from xl_ecom import layout
-from xl_ecom.errors import XlEcomError
-from xl_ecom.progress import status_text
+from xl_ecom.workflows import layout
+from xl_ecom.common.errors import XlEcomError
+from xl_ecom.common.progress import status_text
 
 TITLE = "农村电商"
 LAST_UI = None  # the Ui of the latest entry run (its status texts and messages), for diagnosis
@@ -154,7 +154,7 @@ def sheet_rows(book, name: str, first_row: int = 1, ncols: int | None = None) ->
 
 
 def _settings(book) -> dict:
-    from xl_ecom.settings import SETTINGS_SHEET, PasswordInSettingsWarning, SettingsError, settings_from_rows
+    from xl_ecom.workflows.settings import SETTINGS_SHEET, PasswordInSettingsWarning, SettingsError, settings_from_rows
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PasswordInSettingsWarning)
@@ -169,7 +169,7 @@ def _book_path(book) -> Path:
 
 
 def _output_dir(book, settings: dict) -> Path:
-    from xl_ecom.settings import output_dir
+    from xl_ecom.workflows.settings import output_dir
 
     return output_dir(settings, _book_path(book))
 
@@ -206,7 +206,7 @@ _HEADER_COLOR = (217, 225, 242)  # sheets.HEADER_FILL
 
 def _xl_value(v):
     """A value for ``range.value``: text that Excel would take for a formula keeps the quote prefix."""
-    from xl_ecom.safeio import safe_text
+    from xl_ecom.ooxml.safeio import safe_text
 
     if v is None:
         return ""
@@ -242,7 +242,7 @@ def write_xlwings(book, specs, updates: dict, ui: Ui | None = None) -> None:
 
 def _placement_order(specs):
     """Generated sheets go right after 目标任务分解表, in the order refresh lists them for the workbook."""
-    from xl_ecom.refresh import SHEET_ORDER
+    from xl_ecom.workflows.refresh import SHEET_ORDER
 
     return sorted(specs, key=lambda s: SHEET_ORDER.index(s.name))
 
@@ -317,9 +317,9 @@ def refresh(book=None):
     """刷新: recompute the generated sheets and the annex 完成数 of the open workbook."""
 
     def work(book, ui: Ui):
-        from xl_ecom import refresh as core
+        from xl_ecom.workflows import refresh as core
         from xl_ecom.policy import load_plan
-        from xl_ecom.tables import TABLES
+        from xl_ecom.workflows.tables import TABLES
 
         plan = load_plan()
         on = _settings(book).get("政策日期")
@@ -357,7 +357,7 @@ def make_departments(book=None):
     """生成部门任务表: one .xlsx per unit in <输出文件夹>/部门任务表 (same function as ``xl-ecom departments``)."""
 
     def work(book, ui: Ui):
-        from xl_ecom.departments import SUBDIR, make_department_sheets
+        from xl_ecom.workflows.departments import SUBDIR, make_department_sheets
 
         settings = _settings(book)
         out = _output_dir(book, settings)
@@ -377,7 +377,7 @@ def make_counties(book=None):
     """生成县区工作簿: one .xlsx per county in <输出文件夹>/县区工作簿 (same function as ``xl-ecom counties``)."""
 
     def work(book, ui: Ui):
-        from xl_ecom.counties import SUBDIR, make_county_workbooks
+        from xl_ecom.workflows.counties import SUBDIR, make_county_workbooks
 
         settings = _settings(book)
         out = _output_dir(book, settings)
@@ -397,8 +397,8 @@ def validate(book=None):
     """校验数据: check the input tables (values as Excel shows them) and write the 校验结果 sheet."""
 
     def work(book, ui: Ui):
-        from xl_ecom import validate as core
-        from xl_ecom.tables import TABLES
+        from xl_ecom.workflows import validate as core
+        from xl_ecom.workflows.tables import TABLES
 
         ui.status("校验数据：读取输入表……")
         wb = snapshot(book, [t.sheet for t in TABLES])
@@ -417,7 +417,7 @@ def send_mail(book=None):
     """发送邮件: mail's own workbook entry (it reads 设置/通讯录 through xlwings and shows its own messages)."""
 
     def work(book, ui: Ui):
-        from xl_ecom.mail import send_mail_from_book
+        from xl_ecom.workflows.mail import send_mail_from_book
 
         return send_mail_from_book(book)
 
@@ -433,8 +433,8 @@ def collect(book=None, folder=None):
     """汇总县区报表: check the returned county workbooks in ``folder`` (default
     <输出文件夹>/县区报表) and merge their valid rows into the open book's input tables.
 
-    The checks and the merge are collect's own (:func:`xl_ecom.collect.check_folder`,
-    :func:`xl_ecom.collect.merge_into_workbook`), run on an in-memory copy of the input tables
+    The checks and the merge are collect's own (:func:`xl_ecom.workflows.collect.check_folder`,
+    :func:`xl_ecom.workflows.collect.merge_into_workbook`), run on an in-memory copy of the input tables
     (values, and formulas where the engine can read them); the merged tables are written back
     through xlwings, formula-like text with Excel's quote prefix."""
     return _run(book, "汇总县区报表", lambda b, ui: _collect_work(b, ui, folder))
@@ -486,7 +486,7 @@ def _input_snapshot(book, tables):
 
 
 def _write_back_table(book, ws, table, old_last: int) -> None:
-    from xl_ecom import safeio
+    from xl_ecom.ooxml import safeio
 
     sheet = book.sheets[table.sheet]
     first = layout.INPUT_FIRST_ROW
@@ -517,9 +517,9 @@ def _write_back_table(book, ws, table, old_last: int) -> None:
 
 
 def _collect_work(book, ui: Ui, folder):
-    from xl_ecom import collect as core
+    from xl_ecom.workflows import collect as core
     from xl_ecom.policy import load_plan
-    from xl_ecom.tables import TABLES
+    from xl_ecom.workflows.tables import TABLES
 
     plan = load_plan()
     settings = _settings(book)

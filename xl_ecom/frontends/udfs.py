@@ -1,4 +1,4 @@
-"""Excel UDFs (xlwings).  Thin: every number comes from xl_ecom.engine and plan.yaml.
+"""Excel UDFs (xlwings).  Thin: every number comes from xl_ecom.rules.engine and plan.yaml.
 
 Outside Excel these are plain Python callables.  Each accepts what xlwings passes — a scalar, a
 flat list, or a list of lists for a range — and returns the same shape, so one formula can cover
@@ -22,9 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import xlwings as xw
 
-from xl_ecom import engine, lookup
-from xl_ecom.errors import InputError
-from xl_ecom.money import cents_to_yuan
+from xl_ecom.rules import engine
+from xl_ecom.policy import lookup
+from xl_ecom.common.errors import InputError
+from xl_ecom.rules.money import cents_to_yuan
 from xl_ecom.policy import load_plan
 
 CATEGORY = "农村电商"

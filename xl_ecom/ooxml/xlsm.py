@@ -29,8 +29,8 @@ from pathlib import Path
 
 from defusedxml import ElementTree as SafeET
 
-from xl_ecom.errors import XlEcomError
-from xl_ecom.vba import TEMPLATES_DIR, UDF_MODULE, WORKBOOK_CODE_NAME, build_vba_project, project_modules, vba_modules
+from xl_ecom.common.errors import XlEcomError
+from xl_ecom.ooxml.vba import TEMPLATES_DIR, UDF_MODULE, WORKBOOK_CODE_NAME, build_vba_project, project_modules, vba_modules
 
 RIBBON_TEMPLATE = TEMPLATES_DIR / "ribbon" / "customUI14.xml"
 
@@ -217,7 +217,7 @@ def assemble_xlsm(
     ``timestamp`` (``YYYY-MM-DDTHH:MM:SSZ``) goes into docProps/core.xml as both
     created and modified. The VBA project's document modules must be exactly
     ``ThisWorkbook`` and the sheets' code names (see :func:`sheet_code_names`),
-    as :func:`xl_ecom.vba.build_vba_project` makes them for the same workbook.
+    as :func:`xl_ecom.ooxml.vba.build_vba_project` makes them for the same workbook.
     """
     if not _TIMESTAMP.match(timestamp):
         raise PackageError(f"时间戳“{timestamp}”格式不对，应为 YYYY-MM-DDTHH:MM:SSZ。")
@@ -305,7 +305,7 @@ def build_xlsm(
     timestamp: str = PINNED_TIMESTAMP,
 ) -> bytes:
     """The whole step from openpyxl's .xlsx to the macro workbook: the VBA
-    project of :func:`xl_ecom.vba.vba_modules`, the ribbon template, assembled."""
+    project of :func:`xl_ecom.ooxml.vba.vba_modules`, the ribbon template, assembled."""
     modules = vba_modules(udf_module)
     project = build_vba_project(xlsx_bytes, modules)
     return assemble_xlsm(xlsx_bytes, project, ribbon_xml(), timestamp=timestamp)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
+_HERE = Path(__file__).resolve().parent.parent  # the xl_ecom package
 
 
 def _templates_dir() -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from xl_ecom.errors import InputError
+from xl_ecom.common.errors import InputError
 from xl_ecom.policy import Plan, load_plan
 
 _HALF_TO_FULL = str.maketrans({"(": "（", ")": "）"})

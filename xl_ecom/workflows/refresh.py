@@ -1,30 +1,30 @@
 """刷新 (``xl-ecom refresh WORKBOOK``): recompute everything generated from the plan and the input tables.
 
 One implementation, three layers, used by the CLI (on the file) and by the ribbon (through xlwings,
-:mod:`xl_ecom.macros`):
+:mod:`xl_ecom.frontends.macros`):
 
-1. **read** the input tables into DataFrames (one per :data:`xl_ecom.tables.TABLES` sheet: header
+1. **read** the input tables into DataFrames (one per :data:`xl_ecom.workflows.tables.TABLES` sheet: header
    at ``layout.INPUT_HEADER_ROW``, data from ``layout.INPUT_FIRST_ROW``, fully blank rows skipped)
    from rows of cell values (:func:`frames_from_rows`): the CLI gets them from the package
    (:meth:`Package.rows`, which reads what openpyxl reads, several times faster), Excel from
    xlwings ranges, tests also from openpyxl (:func:`read_tables`);
 2. **compute** (:func:`compute`): check every value (sheet, cell and a Chinese reason for each bad
-   one, worded by :func:`xl_ecom.validate.check_value`), then the awards per row with the
+   one, worded by :func:`xl_ecom.workflows.validate.check_value`), then the awards per row with the
    vectorised engine (``engine.calculate_columns_cents``; cumulative caps grouped by county), totals
    per county and per clause, progress per county against the annex (counts per
-   :data:`xl_ecom.tables.ACTUALS`; the “超1000万元” count applies the rule's own condition as the
+   :data:`xl_ecom.workflows.tables.ACTUALS`; the “超1000万元” count applies the rule's own condition as the
    engine resolves it) and the city totals against the text's targets (boundary words through
-   :func:`xl_ecom.boundaries.holds`);
+   :func:`xl_ecom.policy.boundaries.holds`);
 3. **lay out** (:func:`generated_sheets`, :func:`annex_updates`): the three generated sheets
    (完成情况 with a native bar chart, 奖补汇总, 奖补明细) as neutral cell grids plus the 完成数
    cells of 目标任务分解表, rendered into the package (:func:`write_package`), into an openpyxl
-   workbook (:func:`write_openpyxl`) or into the open book (:func:`xl_ecom.macros.write_xlwings`).
+   workbook (:func:`write_openpyxl`) or into the open book (:func:`xl_ecom.frontends.macros.write_xlwings`).
 
 Nothing else in the workbook is written.  The CLI edits the package itself: the generated sheets,
 their drawing and chart, the new cell styles and the annex sheet's 完成数 cells are replaced as
 parts; every other part (input tables, 设置, 通讯录, vbaProject.bin, the ribbon) is copied byte for
 byte.  The file is written atomically (temporary file, then ``os.replace``, by
-:func:`xl_ecom.safeio.write_atomically`), the previous version is kept beside it
+:func:`xl_ecom.ooxml.safeio.write_atomically`), the previous version is kept beside it
 (``<name>.备份YYYYmmdd-HHMMSS.xlsm``, as collect does), and a workbook open in Excel or WPS
 (``~$`` lock file) is refused.
 """
@@ -45,17 +45,18 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from xl_ecom import layout, safeio, xlsm
-from xl_ecom.boundaries import APPROXIMATE_WORDS, holds
-from xl_ecom.engine import calculate_columns_cents, policy_date, resolve
-from xl_ecom.errors import InputError, XlEcomError
-from xl_ecom.money import MAX_YUAN, describe, parse_number
+from xl_ecom.workflows import layout
+from xl_ecom.ooxml import safeio, xlsm
+from xl_ecom.policy.boundaries import APPROXIMATE_WORDS, holds
+from xl_ecom.rules.engine import calculate_columns_cents, policy_date, resolve
+from xl_ecom.common.errors import InputError, XlEcomError
+from xl_ecom.rules.money import MAX_YUAN, describe, parse_number
 from xl_ecom.policy import Plan, load_plan
-from xl_ecom.problems import Problem
-from xl_ecom.progress import Progress
-from xl_ecom.settings import SETTINGS_SHEET
-from xl_ecom.tables import ACTUALS, TABLES, TOURISM_COUNTS, InputTable
-from xl_ecom.tables import tourism_counts as tourism_counts_of
+from xl_ecom.common.problems import Problem
+from xl_ecom.common.progress import Progress
+from xl_ecom.workflows.settings import SETTINGS_SHEET
+from xl_ecom.workflows.tables import ACTUALS, TABLES, TOURISM_COUNTS, InputTable
+from xl_ecom.workflows.tables import tourism_counts as tourism_counts_of
 
 #: The AWARD_TOURISM rule is paid per county from counts of T_DEMO rows (its ``paid_per`` in plan.yaml).
 TOURISM_RULE = "AWARD_TOURISM"
@@ -184,9 +185,9 @@ def _cell(frame: InputFrame, key: str, i: int) -> str:
 def _judge(frame: InputFrame, col, i: int, raw, counties, problems: list[Problem]):
     """A cell the fast path could not accept: the clean value, or None after recording why not.
 
-    The verdict and its Chinese message come from the row validation of :mod:`xl_ecom.validate`
+    The verdict and its Chinese message come from the row validation of :mod:`xl_ecom.workflows.validate`
     (the same checks 校验数据 and 汇总县区报表 apply), so every front end words a problem alike."""
-    from xl_ecom import validate
+    from xl_ecom.workflows import validate
 
     if isinstance(raw, str) and raw.lstrip().startswith("="):
         problems.append(
@@ -451,7 +452,7 @@ def _condition_mask(rule_id: str, column: str, values: np.ndarray, on, plan: Pla
         found = True
         kind = rule.input(column).kind
         # rounded to the cent half up exactly as the award rounds (np.round would be half-even)
-        from xl_ecom.money import to_cents_array
+        from xl_ecom.rules.money import to_cents_array
 
         v = to_cents_array(np.nan_to_num(values, nan=0.0), rule.input(column).label) if kind == "money" else np.nan_to_num(values, nan=0.0)
         mask &= holds(v, c["word"], float(c["threshold"]))
@@ -510,7 +511,7 @@ def _city_targets(plan: Plan, actuals, tourism_counts, frames, checked) -> list[
         elif t.actual is not None:
             fr = frames.get(t.actual["table"])
             if fr is not None:
-                from xl_ecom.money import to_cents_array
+                from xl_ecom.rules.money import to_cents_array
 
                 vals = checked[t.actual["table"]][t.actual["column"]]
                 # each amount to the cent half up (as the awards), then summed exactly
@@ -821,7 +822,7 @@ def _recreate_sheet(wb, spec: SheetSpec, after: str) -> None:
     from openpyxl.styles import Font
     from openpyxl.utils import get_column_letter
 
-    from xl_ecom import sheets
+    from xl_ecom.workflows import sheets
 
     index = None
     code_name = None
@@ -913,7 +914,7 @@ class RefreshReport:
 
 def _policy_date_from_rows(rows) -> dt.date | None:
     """政策日期 of the 设置 sheet (its rows of 项目, 值), or its default."""
-    from xl_ecom.settings import SettingsError, settings_from_rows
+    from xl_ecom.workflows.settings import SettingsError, settings_from_rows
 
     try:
         return settings_from_rows([r[:2] for r in rows]).get("政策日期")
@@ -1020,7 +1021,7 @@ class Package(_package.Package):
     error = RefreshError
 
 
-# --- cell styles: the official ones of xl_ecom.sheets, appended to the package's styles.xml ----
+# --- cell styles: the official ones of xl_ecom.workflows.sheets, appended to the package's styles.xml ----
 
 
 from xl_ecom.ooxml.styles import Styles as _Styles  # noqa: E402  (moved to the OOXML layer)
@@ -1031,7 +1032,7 @@ def _sheet_xml(spec: SheetSpec, styles: _Styles, code_name: str | None, with_dra
     from openpyxl.styles import Alignment, Font
     from openpyxl.utils import get_column_letter
 
-    from xl_ecom import sheets
+    from xl_ecom.workflows import sheets
 
     title_s = styles.xf(sheets.TITLE_FONT, sheets.CENTER)
     sub_s = styles.xf(sheets.SUBTITLE_FONT, sheets.LEFT)
@@ -1133,12 +1134,12 @@ def _sheet_xml(spec: SheetSpec, styles: _Styles, code_name: str | None, with_dra
 
 
 def _page_setup_xml(print_rows: str | None) -> list[str]:
-    """printOptions, pageMargins, pageSetup, headerFooter exactly as :func:`xl_ecom.sheets.page_setup`
+    """printOptions, pageMargins, pageSetup, headerFooter exactly as :func:`xl_ecom.workflows.sheets.page_setup`
     sets them (applied to a scratch openpyxl sheet and serialised by openpyxl)."""
     from openpyxl import Workbook
     from openpyxl.xml.functions import tostring
 
-    from xl_ecom import sheets
+    from xl_ecom.workflows import sheets
 
     ws = Workbook().active
     sheets.page_setup(ws, print_rows)

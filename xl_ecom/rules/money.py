@@ -15,7 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
 
-from xl_ecom.errors import InputError
+from xl_ecom.common.errors import InputError
 
 CENT = Decimal("0.01")
 MAX_YUAN = Decimal("1000000000000")  # 1万亿元: anything larger is a typing error

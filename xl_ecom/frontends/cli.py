@@ -11,17 +11,17 @@ import sys
 from pathlib import Path
 
 from xl_ecom import __version__
-from xl_ecom.errors import XlEcomError
+from xl_ecom.common.errors import XlEcomError
 
 # front-end modules that register their own subcommands with add_cli(subparsers)
 FRONT_ENDS = (
-    "xl_ecom.build",
-    "xl_ecom.departments",
-    "xl_ecom.counties",
-    "xl_ecom.collect",
-    "xl_ecom.validate",
-    "xl_ecom.refresh",
-    "xl_ecom.mail",
+    "xl_ecom.workflows.build",
+    "xl_ecom.workflows.departments",
+    "xl_ecom.workflows.counties",
+    "xl_ecom.workflows.collect",
+    "xl_ecom.workflows.validate",
+    "xl_ecom.workflows.refresh",
+    "xl_ecom.workflows.mail",
 )
 
 
@@ -126,7 +126,7 @@ def _out(text: str = "") -> None:
 
 
 def cmd_calc(args) -> int:
-    from xl_ecom import engine
+    from xl_ecom.rules import engine
 
     rule = engine.get_rule(args.rule)
     values = [None if v == "" else v for v in args.values]
@@ -142,7 +142,7 @@ def cmd_calc(args) -> int:
 
 
 def cmd_clauses(args) -> int:
-    from xl_ecom import lookup
+    from xl_ecom.policy import lookup
     from xl_ecom.policy import load_plan
 
     plan = load_plan()
@@ -164,7 +164,7 @@ def cmd_clauses(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from xl_ecom.check import WARNING, check_plan, default_source_path
+    from xl_ecom.policy.check import WARNING, check_plan, default_source_path
 
     source = None
     path = Path(args.source) if args.source else default_source_path()
@@ -182,8 +182,8 @@ def cmd_check(args) -> int:
 
 def cmd_run(args) -> int:
     """The main job on the built-in plan: check it, build the workbook, write department and county files."""
-    from xl_ecom import build, counties, departments, settings
-    from xl_ecom.check import WARNING, check_plan
+    from xl_ecom.workflows import build, counties, departments, settings
+    from xl_ecom.policy.check import WARNING, check_plan
 
     out = Path(args.out)
     findings = check_plan()

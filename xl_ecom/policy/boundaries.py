@@ -13,7 +13,7 @@ import operator
 from dataclasses import dataclass
 from typing import Callable
 
-from xl_ecom.errors import PlanError
+from xl_ecom.common.errors import PlanError
 
 
 @dataclass(frozen=True)

@@ -18,14 +18,16 @@ from pathlib import Path
 from openpyxl.utils import get_column_letter
 from openpyxl.utils.datetime import from_excel
 
-from xl_ecom import engine, layout, safeio
-from xl_ecom.check import WARNING as PLAN_WARNING
-from xl_ecom.check import check_plan
-from xl_ecom.errors import InputError, XlEcomError
-from xl_ecom.money import MAX_YUAN, describe, parse_number, to_cents
+from xl_ecom.rules import engine
+from xl_ecom.workflows import layout
+from xl_ecom.ooxml import safeio
+from xl_ecom.policy.check import WARNING as PLAN_WARNING
+from xl_ecom.policy.check import check_plan
+from xl_ecom.common.errors import InputError, XlEcomError
+from xl_ecom.rules.money import MAX_YUAN, describe, parse_number, to_cents
 from xl_ecom.policy import Plan, load_plan
-from xl_ecom.problems import ERROR, WARNING, Problem
-from xl_ecom.tables import TABLES, Column, InputTable
+from xl_ecom.common.problems import ERROR, WARNING, Problem
+from xl_ecom.workflows.tables import TABLES, Column, InputTable
 
 
 ERROR_VALUES = {"#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A", "#GETTING_DATA", "#SPILL!", "#CALC!"}
@@ -437,7 +439,7 @@ class _XlwingsBook:
 
 
 def plan_problems(plan: Plan | None = None) -> list[Problem]:
-    """The lead's plan check (xl_ecom.check.check_plan), as Problems: its 警告 are 警告, notes are left out."""
+    """The lead's plan check (xl_ecom.policy.check.check_plan), as Problems: its 警告 are 警告, notes are left out."""
     out = []
     for finding in check_plan(plan):
         if finding.severity == PLAN_WARNING:
@@ -525,7 +527,7 @@ def write_validation_sheet(wb, problems: list[Problem], when: dt.datetime | None
     sub = f"校验时间：{when:%Y-%m-%d %H:%M}　{summary(problems)}"
     rows = validation_rows(problems)
     if hasattr(wb, "create_sheet"):  # openpyxl
-        from xl_ecom import sheets
+        from xl_ecom.workflows import sheets
 
         ws = _fresh_openpyxl_sheet(wb, layout.SHEET_VALIDATION)
         next_row = sheets.title(ws, heading, len(VALIDATION_HEADERS), sub)

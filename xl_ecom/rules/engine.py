@@ -17,9 +17,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from xl_ecom.boundaries import boundary, holds
-from xl_ecom.errors import InputError
-from xl_ecom.money import (
+from xl_ecom.policy.boundaries import boundary, holds
+from xl_ecom.common.errors import InputError
+from xl_ecom.rules.money import (
     cents_to_yuan,
     describe,
     mul_rate,

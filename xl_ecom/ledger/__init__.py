@@ -1,0 +1,1 @@
+"""The ledger: the system of record (SQLite beside the workbook, or PostgreSQL given a URL)."""
