@@ -38,7 +38,7 @@ def _versions() -> list[str]:
 
 
 def _run(args: list[str], check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
     if check and proc.returncode != 0:
         _fail(f"PostgreSQL 命令失败 / command failed: {' '.join(args)}\n{proc.stdout}{proc.stderr}")
     return proc

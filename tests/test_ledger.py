@@ -170,7 +170,7 @@ def test_rejected_submission_changes_nothing(ledger):
 def test_exception_rolls_back_everything(ledger):
     _submit(ledger, "寿县", [{"村": "甲"}])
     before = (len(ledger.submissions()), len(ledger.changes()))
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError):  # noqa: SIM117
         with ledger.submission("寿县.xlsx", _sha("y"), 10, "寿县", "寿县") as sub:
             sub.add_rows("示范村", [{"村": "乙"}], [3])
             sub.add_problem("示范村", "C3", "x")
@@ -178,7 +178,7 @@ def test_exception_rolls_back_everything(ledger):
     assert (len(ledger.submissions()), len(ledger.changes())) == before
     assert list(ledger.current_rows("示范村")["村"]) == ["甲"]
     # a failure inside the database transaction (bad issue id) also leaves nothing
-    with pytest.raises(LedgerError, match="第 424242 号下发文件"):
+    with pytest.raises(LedgerError, match="第 424242 号下发文件"):  # noqa: SIM117
         with ledger.submission("寿县.xlsx", _sha("z"), 10, "寿县", "寿县", issue_id=424242) as sub:
             sub.add_rows("示范村", [{"村": "丙"}], [3])
     assert len(ledger.submissions()) == before[0]
@@ -186,10 +186,10 @@ def test_exception_rolls_back_everything(ledger):
 
 
 def test_values_that_cannot_be_stored_are_refused(ledger):
-    with pytest.raises(LedgerError, match="整数范围"):
+    with pytest.raises(LedgerError, match="整数范围"):  # noqa: SIM117
         with ledger.submission("寿县.xlsx", "x", 1, "寿县", "寿县") as sub:
             sub.add_rows("示范村", [{"数": 10**400}], [3])
-    with pytest.raises(LedgerError, match="有限数"):
+    with pytest.raises(LedgerError, match="有限数"):  # noqa: SIM117
         with ledger.submission("寿县.xlsx", "x", 1, "寿县", "寿县") as sub:
             sub.add_rows("示范村", [{"数": float("inf")}], [3])
     assert ledger.submissions() == []
@@ -391,7 +391,7 @@ def test_a_locked_sqlite_ledger_says_so(tmp_path, monkeypatch):
     holder.execute("BEGIN IMMEDIATE")
     monkeypatch.setattr(store, "BUSY_TIMEOUT_MS", 200)
     try:
-        with open_ledger(url=url) as ledger:
+        with open_ledger(url=url) as ledger:  # noqa: SIM117
             with pytest.raises(LedgerError, match="另一个命令占用"):
                 _submit(ledger, "寿县", [{"村": "甲"}])
     finally:

@@ -398,14 +398,15 @@ class Ledger:
             raise LedgerError(
                 f"台账 {self.url} 的结构版本（{'、'.join(sorted(unknown))}）比本程序新，请升级 xl-ecom 后再打开"
             )
-        with self.engine.connect().execution_options(ledger_write=True) as conn:
-            with conn.begin():
-                if conn.dialect.name == "postgresql":
-                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7245100)")
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
-        with self._write() as conn:
-            self._log(conn, "升级台账结构", f"{'、'.join(sorted(current)) or '空'} → {'、'.join(sorted(heads))}")
+        with self.engine.connect().execution_options(ledger_write=True) as conn, conn.begin():
+            if conn.dialect.name == "postgresql":  # two openers at once: one migrates, the other waits
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7245100)")
+            before = set(MigrationContext.configure(conn).get_current_heads())
+            if before == heads:
+                return
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+            self._log(conn, "升级台账结构", f"{'、'.join(sorted(before)) or '空'} → {'、'.join(sorted(heads))}")
 
     def schema_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
@@ -607,10 +608,10 @@ class Ledger:
             )
             cur.close()
         elif conn.dialect.name == "postgresql":
-            with raw.cursor() as cur:
-                with cur.copy("COPY rows (submission_id, table_key, row_number, data) FROM STDIN") as copy:
-                    for k, n, d in rows:
-                        copy.write_row((submission_id, k, n, d))
+            sql = "COPY rows (submission_id, table_key, row_number, data) FROM STDIN"
+            with raw.cursor() as cur, cur.copy(sql) as copy:
+                for k, n, d in rows:
+                    copy.write_row((submission_id, k, n, d))
         else:  # any other SQLAlchemy backend
             conn.execute(S.rows.insert(), [
                 {"submission_id": submission_id, "table_key": k, "row_number": n, "data": d} for k, n, d in rows
