@@ -3,9 +3,11 @@
 Reading (:func:`open_untrusted`):
 
 - the file size is limited before anything is read;
-- the zip container is checked before any XML is parsed: number of members, declared
-  uncompressed sizes (Python's zipfile never inflates a member beyond its declared size, so the
-  declared sizes bound the work), compression ratio, duplicate or encrypted members;
+- the zip container is checked before any XML is parsed: number of members and of sheet parts,
+  declared uncompressed sizes (Python's zipfile never inflates a member beyond its declared size,
+  so the declared sizes bound the work), compression ratio per member and overall, duplicate or
+  encrypted members; then every member is inflated as a stream and counted (headers can lie: a
+  member that gives other than its declared size, or fails its CRC, refuses the file);
 - every XML part's prolog is scanned: OOXML never uses a DTD, so a ``<!DOCTYPE`` (billion laughs,
   external entities) refuses the file, whichever part it is in.  This scan is the guarantee:
   openpyxl reads worksheets through defusedxml's iterparse (a second line there), but with lxml
@@ -45,11 +47,18 @@ from openpyxl.utils.cell import column_index_from_string, coordinate_from_string
 from xl_ecom.common.errors import XlEcomError
 
 MAX_FILE_BYTES = 50 * 1024 * 1024  # a county workbook with 10,000 rows is about 1 MB
-MAX_MEMBERS = 2000
-MAX_TOTAL_UNCOMPRESSED = 400 * 1024 * 1024
-MAX_MEMBER_UNCOMPRESSED = 250 * 1024 * 1024
+# A county workbook has about 40 parts and 13 sheets; 10,000 rows in one input sheet inflate to
+# about 14 MB (the city workbook: 44 parts, 16 sheets).  The limits leave room for 100,000-row
+# sheets (collect.MAX_ROWS) and refuse a package of hundreds of hidden sheets before any XML is read.
+MAX_MEMBERS = 300
+MAX_SHEETS = 100  # worksheet, chartsheet, dialog and macro sheet parts
+MAX_TOTAL_UNCOMPRESSED = 256 * 1024 * 1024
+MAX_MEMBER_UNCOMPRESSED = 200 * 1024 * 1024
 MAX_RATIO = 200  # uncompressed : compressed, for members above RATIO_FLOOR
 RATIO_FLOOR = 1024 * 1024
+MAX_TOTAL_RATIO = 100  # the whole package, once it inflates to more than TOTAL_RATIO_FLOOR
+TOTAL_RATIO_FLOOR = 32 * 1024 * 1024
+_SHEET_PART = re.compile(r"^xl/(worksheets|chartsheets|dialogsheets|macrosheets)/[^/]+\.xml$", re.I)
 MAX_PROLOG_BYTES = 1024 * 1024  # an XML part must reach its root element within this
 
 from xl_ecom.common.textsafe import CONTROL_PREFIXES, FORMULA_PREFIXES, is_formula_like, neutralise  # noqa: E402,F401 (one neutraliser)
@@ -139,9 +148,44 @@ def check_zip(path: Path, zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
         total += info.file_size
         if total > MAX_TOTAL_UNCOMPRESSED:
             raise UntrustedFileError(f"文件“{name}”解压后总大小超过{_mb(MAX_TOTAL_UNCOMPRESSED)}，疑为压缩炸弹，拒绝打开")
+    sheets = sum(1 for info in infos if _SHEET_PART.match(info.filename))
+    if sheets > MAX_SHEETS:
+        raise UntrustedFileError(f"文件“{name}”含{sheets}个工作表部件，超过上限{MAX_SHEETS}个（县区工作簿只有十余个工作表），疑为异常文件，拒绝打开")
+    compressed = sum(info.compress_size for info in infos)
+    if total > TOTAL_RATIO_FLOOR and total / max(compressed, 1) > MAX_TOTAL_RATIO:
+        raise UntrustedFileError(
+            f"文件“{name}”解压后共{_mb(total)}，是压缩大小的{total / max(compressed, 1):.0f}倍，超过上限{MAX_TOTAL_RATIO}倍，疑为压缩炸弹，拒绝打开"
+        )
     if "[Content_Types].xml" not in seen:
         raise UntrustedFileError(f"文件“{name}”不是 Excel 工作簿（缺少 [Content_Types].xml）")
     return infos
+
+
+def count_inflated(path: Path, zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], limit: int | None = None) -> int:
+    """Inflate every member as a stream, counting what comes out, and refuse once the running total
+    passes ``limit`` or a member gives other than its declared size (headers can lie; zipfile's CRC
+    check then also catches altered data).  Returns the total."""
+    limit = MAX_TOTAL_UNCOMPRESSED if limit is None else limit
+    total = 0
+    for info in infos:
+        got = 0
+        try:
+            with zf.open(info) as fh:
+                while True:
+                    chunk = fh.read(1 << 20)
+                    if not chunk:
+                        break
+                    got += len(chunk)
+                    if total + got > limit:
+                        raise UntrustedFileError(f"文件“{path.name}”解压后总大小超过{_mb(limit)}，疑为压缩炸弹，拒绝打开")
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
+            raise UntrustedFileError(f"文件“{path.name}”的部件“{info.filename}”无法解压（{exc}），文件已损坏") from None
+        if got != info.file_size:
+            raise UntrustedFileError(
+                f"文件“{path.name}”的部件“{info.filename}”解压后为{got}字节，与文件头声明的{info.file_size}字节不符，文件可能被篡改，拒绝打开"
+            )
+        total += got
+    return total
 
 
 class _Doctype(Exception):
@@ -230,6 +274,7 @@ def inspect_package(path, *, max_bytes: int = MAX_FILE_BYTES) -> OpenReport:
             for info in infos:
                 if _is_xml_part(zf, info):
                     check_xml_prolog(path, zf, info)
+            count_inflated(path, zf, infos)
     except zipfile.BadZipFile:
         raise UntrustedFileError(f"文件“{path.name}”不是有效的 Excel 工作簿（zip 结构损坏）") from None
     kinds: list[str] = []

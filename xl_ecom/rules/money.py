@@ -20,6 +20,7 @@ from xl_ecom.common.errors import InputError
 CENT = Decimal("0.01")
 MAX_YUAN = Decimal("1000000000000")  # 1万亿元: anything larger is a typing error
 MAX_CENTS = int(MAX_YUAN * 100)
+MAX_COUNT = Decimal("100000000")  # 1亿 (people, enterprises, years): anything larger is a typing error
 
 _UNIT = {"": 1, "元": 1, "万": 10_000, "万元": 10_000, "亿": 100_000_000, "亿元": 100_000_000}
 _NUMBER = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+"  # thousands groups of exactly 3
@@ -32,8 +33,21 @@ _UNREADABLE = "无法识别为数值（可写作 500000、500,000、50万 或 1.
 def describe(value) -> str:
     """How a value is named in an error message."""
     if isinstance(value, float) and value.is_integer():
-        return str(int(value))
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return str(value)
+        except ValueError:  # beyond Python's 4300-digit int-to-str limit
+            return str(Decimal(value))
     return str(value)
+
+
+def brief(value, limit: int = 40) -> str:
+    """:func:`describe` for a message: a very long value is shortened, its length given."""
+    text = describe(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:16]}…{text[-8:]}（共{len(text)}个字符）"
 
 
 def _normalise_text(value: str) -> str:

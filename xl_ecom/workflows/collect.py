@@ -17,6 +17,12 @@ What a clerk can rely on:
   are kept where they are; the previous workbook is kept as a dated backup beside it; a returned
   workbook with no data at all is not merged (a blank file attached by mistake never wipes a
   county), and rows left out for errors are counted in the change lines;
+- a number cell holding text ("50万") is an error naming the cell and value and its row is not
+  merged: the county file's own award formula shows 请填数字 for it and leaves the row out of the
+  county's totals, and the city reads the file the same way (issue #8);
+- one bad file never stops the others: a refused package, a chartsheet in place of a data sheet,
+  or an error no check foresaw refuses that file with a Chinese reason; a file whose name starts
+  with "." is reported (not read); control characters in names are printed escaped;
 - text beginning with = + - @ is written as text, never as a formula;
 - the city .xlsm keeps its VBA project and its ribbon; it is written atomically and not at all
   while Excel has it open (``~$`` lock file).
@@ -165,14 +171,36 @@ class CollectReport:
         elif not self.fatal:
             lines.append(f"没有可汇总的数据，未改动“{self.into.name}”。")
         if self.fatal and not self.files:
-            return "\n".join(lines)
+            return "\n".join(map(printable, lines))
         errors = sum(p.is_error for p in self.all_problems())
         warnings = len(self.all_problems()) - errors
         merged = sum(f.status == MERGED for f in self.files)
         ready = sum(f.status == READY for f in self.files)
         done = f"可汇总{ready}个" if ready and not merged else f"汇总{merged}个"
         lines.append(f"共{len(self.files)}个文件，{done}；{errors}个错误，{warnings}个警告。")
-        return "\n".join(lines)
+        return "\n".join(map(printable, lines))
+
+
+def printable(line: str) -> str:
+    """A report line with control and format characters (ESC, newline, bidi overrides…) escaped as
+    ``\\x1b``, ``\\n``, ``\\u202e``: a file name can never break a line or drive the terminal."""
+    if line.isprintable():
+        return line
+    out = []
+    for ch in line:
+        if ch.isprintable() or ch == "\u3000":
+            out.append(ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 0x100:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
+    return "".join(out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,8 +220,28 @@ def read_marker(wb) -> tuple[str | None, str | None]:
     return county_books.county_marker(wb)
 
 
+def _is_data_sheet(wb, name: str) -> bool:
+    """A worksheet with cells (not a chartsheet or dialog sheet put in its place)."""
+    return hasattr(wb[name], "iter_rows")
+
+
 def check_file(path: Path, plan: Plan) -> FileResult:
-    """Open one returned file as untrusted and check it; nothing is written."""
+    """Open one returned file as untrusted and check it; nothing is written.
+
+    Whatever goes wrong inside one file (a refused package, a chartsheet where a data sheet should
+    be, a value no check foresaw) refuses that file with a Chinese reason; it never stops the batch."""
+    try:
+        return _check_file(path, plan)
+    except XlEcomError as exc:
+        return FileResult(path, status=REFUSED, problems=[Problem("", "", f"{exc}，整个文件未汇总", ERROR, path.name)])
+    except Exception as exc:  # an untrusted file reached a path no check foresaw: refuse it, go on
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        return FileResult(path, status=REFUSED, problems=[Problem(
+            "", "", f"读取时出错（{type(exc).__name__}：{first}），文件可能已损坏或被改动，整个文件未汇总；"
+            "请让县区用下发的工作簿重新填报", ERROR, path.name)])
+
+
+def _check_file(path: Path, plan: Plan) -> FileResult:
     result = FileResult(path)
     counties = plan.counties
     try:
@@ -203,6 +251,14 @@ def check_file(path: Path, plan: Plan) -> FileResult:
         result.problems.append(Problem("", "", str(exc), ERROR, path.name))
         return result
     report = wb.untrusted_report
+    not_data = [n for n in (county_books.COUNTY_MARKER_SHEET, *(t.sheet for t in TABLES)) if n in wb.sheetnames and not _is_data_sheet(wb, n)]
+    if not_data:
+        wb.close()
+        result.status = REFUSED
+        result.problems.append(Problem(
+            "", "", f"工作表“{'、'.join(not_data)}”不是数据工作表（是图表工作表等），县区工作簿的结构已被改动，整个文件未汇总；"
+            "请使用下发的县区工作簿重新填报", ERROR, path.name))
+        return result
     for note in report.notes:  # macros and other active content: ignored, never run
         result.problems.append(Problem("", "", note, WARNING, path.name))
 
@@ -262,6 +318,7 @@ def check_file(path: Path, plan: Plan) -> FileResult:
             file=path.name,
             expected_county=result.county,
             formulas=report.formulas.get(ws.title, {}),
+            text_numbers=False,  # as the county file's own formulas read them (请填数字)
         )
         result.checks[table.key] = check
     if any(not c.structure_ok for c in result.checks.values()):
@@ -306,7 +363,12 @@ def check_folder(folder, plan: Plan | None = None, into: Path | None = None) -> 
         if path.name.startswith(("~$", ".~lock.")):
             report.problems.append(Problem("", "", "是 Excel/WPS 的临时锁定文件，已跳过（对应工作簿可能仍在打开）", WARNING, path.name))
             continue
-        if path.name.startswith(".") or _is_own_file(path, report.into):
+        if _is_own_file(path, report.into):
+            continue
+        if path.name.startswith("."):
+            report.problems.append(Problem(
+                "", "", "文件名以“.”开头，是隐藏文件（如 macOS 生成的“._”文件），未读取；如确是县区报表，请去掉文件名开头的“.”后重新汇总",
+                WARNING, path.name))
             continue
         suffix = path.suffix.lower()
         if suffix in EXCEL_SUFFIXES or suffix in OLD_SUFFIXES:

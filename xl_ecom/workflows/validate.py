@@ -24,7 +24,7 @@ from xl_ecom.ooxml import safeio
 from xl_ecom.policy.check import WARNING as PLAN_WARNING
 from xl_ecom.policy.check import check_plan
 from xl_ecom.common.errors import InputError, XlEcomError
-from xl_ecom.rules.money import MAX_YUAN, describe, parse_number, to_cents
+from xl_ecom.rules.money import MAX_COUNT, MAX_YUAN, brief, describe, parse_number, to_cents
 from xl_ecom.policy import Plan, load_plan
 from xl_ecom.common.problems import ERROR, WARNING, Problem
 from xl_ecom.workflows.tables import TABLES, Column, InputTable
@@ -96,8 +96,17 @@ def _number(value: Decimal):
 _DATE_TEXT = re.compile(r"^\s*(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?\s*$")
 
 
-def check_value(column: Column, raw, counties) -> tuple[object, list[tuple[str, str]]]:
-    """(clean value, [(severity, message)]) for one cell.  Messages name the header and value."""
+#: what a county workbook's award cell shows when a number column holds text (= counties.FLAG_NUMBER)
+TEXT_NUMBER_FLAG = "请填数字"
+
+
+def check_value(column: Column, raw, counties, *, text_numbers: bool = True) -> tuple[object, list[tuple[str, str]]]:
+    """(clean value, [(severity, message)]) for one cell.  Messages name the header and value.
+
+    ``text_numbers=False`` (returned county workbooks): text in a number column ("50万") is an
+    error, as the county file's own award formula shows 请填数字 for it and leaves the row out of
+    the county's totals; the city reads the row the same way.  With True (the city workbook,
+    whose awards are computed by the engine) such text is read as its number with a 警告."""
     label = column.header
     issues: list[tuple[str, str]] = []
     if isinstance(raw, str) and raw.strip() in ERROR_VALUES:
@@ -149,20 +158,32 @@ def check_value(column: Column, raw, counties) -> tuple[object, list[tuple[str, 
         return raw, [(ERROR, f"{label}“{_shown(raw)}”不是日期（应填写如 2020-06-30）")]
     # numeric kinds
     is_text = isinstance(raw, str)
+    if is_text and not text_numbers:
+        try:
+            number = parse_number(raw, label)
+            hint = f"（如 {describe(_number(number))}）" if number is not None and abs(number) <= MAX_YUAN else ""
+        except InputError:
+            hint = ""
+        return raw, [(ERROR, f"{label}填写的是文本“{brief(raw)}”，不是数字：县区工作簿中该行的奖补金额显示“{TEXT_NUMBER_FLAG}”，"
+                             f"不计入县区合计，市级汇总同样不计入该行；请改填数字{hint}")]
     try:
         number = parse_number(raw, label)
         if kind == "money" and number is not None and (number < 0 or number > MAX_YUAN):
             to_cents(raw, label)  # raises with the money module's message (negative, implausibly large)
     except InputError as exc:
+        if len(describe(raw)) > 40:  # a 400-digit number: name it, briefly
+            return raw, [(ERROR, f"{label}“{brief(raw)}”不是合理的数值（金额以元为单位，不超过1万亿元）")]
         return raw, [(ERROR, str(exc))]
     if isinstance(raw, bool):
         return raw, [(ERROR, f"{label}“{raw}”不是数值")]
     if number < 0:
         return raw, [(ERROR, f"{label}“{_shown(raw)}”不能为负数")]
+    if kind in ("count", "years") and number > MAX_COUNT:
+        return raw, [(ERROR, f"{label}“{brief(raw)}”超过{describe(int(MAX_COUNT))}，不是合理的数值，请核对")]
+    if kind == "rate" and number > 1:
+        return raw, [(ERROR, f"{label}“{brief(raw)}”超过100%（比例请写作小数或百分数，如 0.01 或 1%）")]
     if kind == "count" and number != number.to_integral_value():
         return raw, [(ERROR, f"{label}“{_shown(raw)}”应为整数")]
-    if kind == "rate" and number > 1:
-        return raw, [(ERROR, f"{label}“{_shown(raw)}”超过100%（比例请写作小数或百分数，如 0.01 或 1%）")]
     value = _number(number) if is_text else raw
     if is_text:
         issues.append((WARNING, f"{label}填写的是文本“{raw}”，已按数值{describe(value)}读取（数值单元格请填写数字）"))
@@ -217,12 +238,14 @@ def check_row(
     expected_county: str | None = None,
     formulas: dict | None = None,
     first_col: int = 1,
+    text_numbers: bool = True,
 ) -> RowResult:
     """Check one row (``raw``: column key -> cell value as read) of ``table`` at sheet row ``row``.
 
     ``formulas`` maps A1 refs of formula cells to their formula text (returned files: formulas are
     not trusted; the cached value is used and reported, a formula without one is an error).
-    ``expected_county``: the county the file belongs to (collect)."""
+    ``expected_county``: the county the file belongs to (collect).  ``text_numbers``: see
+    :func:`check_value`."""
     sheet = sheet or table.sheet
     formulas = formulas or {}
     result = RowResult(row, {})
@@ -246,7 +269,7 @@ def check_row(
             result.problems.append(
                 Problem(sheet, ref, f"{col.header}是公式“{formula}”，已按其保存的计算结果“{_shown(value)}”读取（公式不予执行）", WARNING, file)
             )
-        clean, issues = check_value(col, value, counties)
+        clean, issues = check_value(col, value, counties, text_numbers=text_numbers)
         result.values[col.key] = clean
         for severity, message in issues:
             result.problems.append(Problem(sheet, ref, message, severity, file))
@@ -351,10 +374,13 @@ def check_table(
     expected_county: str | None = None,
     formulas: dict | None = None,
     check_awards: bool = False,
+    text_numbers: bool = True,
 ) -> TableCheck:
     """Header, every row, duplicates.  ``formulas``: A1 ref -> formula of the sheet (untrusted files,
     opened data_only); without it, formula cells of a formula-mode workbook are found by type.
-    ``check_awards``: an award cell of a data row that is not a formula (typed over) is a 警告."""
+    ``check_awards``: an award cell of a data row that is not a formula (typed over) is a 警告.
+    ``text_numbers=False``: text in a number column is an error (returned county workbooks, see
+    :func:`check_value`)."""
     result = TableCheck(table, ws.title)
     result.problems = check_header(ws, table, file)
     if result.problems:
@@ -365,7 +391,10 @@ def check_table(
     extra = max((j + 1 for j, _ in awards), default=0)
     for r, raw, found, extra_cells in _read_rows(ws, table, by_type, extra):
         f = found if by_type else formulas
-        row = check_row(table, r, raw, counties=counties, sheet=ws.title, file=file, expected_county=expected_county, formulas=f)
+        row = check_row(
+            table, r, raw, counties=counties, sheet=ws.title, file=file, expected_county=expected_county, formulas=f,
+            text_numbers=text_numbers,
+        )
         for j, award in awards:
             cell = extra_cells[j] if j < len(extra_cells) else None
             ref = f"{get_column_letter(len(table.columns) + 1 + j)}{r}"
