@@ -20,13 +20,14 @@ import pandas as pd
 from xl_ecom.policy.boundaries import boundary, holds
 from xl_ecom.common.errors import InputError
 from xl_ecom.rules.money import (
+    MAX_CENTS,
+    MAX_YUAN,
     cents_to_yuan,
     describe,
     mul_rate,
     mul_rate_array,
     parse_number,
     to_cents,
-    to_cents_array,
 )
 from xl_ecom.policy import Plan, Rule, load_plan
 from xl_ecom.rules.model import Body, Cap, Condition, Factor, Fixed, PerUnit, Rate, Tier, Tiers, Unit
@@ -155,6 +156,11 @@ class _ScalarOps:
         return raw if raw <= room else max(room, 0)
 
 
+@lru_cache(maxsize=None)
+def _ratio(rate: Decimal) -> tuple[int, int]:
+    return rate.as_integer_ratio()
+
+
 class _VectorOps:
     vector = True
     where = staticmethod(np.where)
@@ -166,6 +172,18 @@ class _VectorOps:
 
     @staticmethod
     def mul_rate(cents, rate):
+        """Finite whole cents × rate, half up.  A plan rate p/q runs as exact int64
+        ``(2·c·p + q) // 2q``; a rate column goes through money.mul_rate_array."""
+        if isinstance(rate, Decimal):
+            if rate == 1:
+                return cents
+            p, q = _ratio(rate)
+            if p * MAX_CENTS * 2 + q < 2**62:
+                whole = cents.astype(np.int64)
+                whole *= 2 * p
+                whole += q
+                whole //= 2 * q
+                return whole.astype(np.float64)
         return mul_rate_array(cents, rate)
 
     @staticmethod
@@ -207,7 +225,8 @@ def _run(body: dict, v: Mapping[str, Any], ops, *, cum_state=None, trace: list |
         case Fixed():
             raw = a.amount
             if ops.vector:
-                raw = np.full(np.shape(eligible) or (len(next(iter(v.values()))),), float(raw))
+                n = np.shape(eligible) or (len(next(x for x in v.values() if isinstance(x, np.ndarray))),)
+                raw = np.full(n, float(raw))
         case Tiers():
             basis = v[a.basis]
             conds = [holds(basis, t.word, t.threshold) for t in a.tiers]
@@ -506,6 +525,9 @@ def explain(rule_id: str, *args, on=None, plan: Plan | None = None, paid_before:
 
 
 # --- public vector API -----------------------------------------------------------------------------
+#
+# Columns are normalised once into finite float64 arrays (money in whole cents) plus a separate
+# blank mask, and choice columns into codes; the rule then runs on those without NaN handling.
 
 def _column(spec, data, n: int):
     col = data.get(spec.name) if hasattr(data, "get") else None
@@ -516,50 +538,128 @@ def _column(spec, data, n: int):
     return col
 
 
-def _money_column(spec, col) -> np.ndarray:
+def _floats(spec, col, *, money: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """A column as float64 (text parsed cell by cell) and its blank mask (None: no blank)."""
     arr = np.asarray(col)
-    if arr.dtype.kind in "fiu":
-        return to_cents_array(arr.astype("float64"), spec.label)
-    cents = [to_cents(x, spec.label) for x in arr.tolist()]
-    return np.array([np.nan if c is None else c for c in cents], dtype="float64")
+    if arr.dtype.kind not in "fiu":
+        if money:
+            vals = [to_cents(x, spec.label) for x in arr.tolist()]
+            arr = np.array([np.nan if c is None else c / 100 for c in vals], dtype="float64")
+        else:
+            vals = [parse_number(x, spec.label, percent_ok=spec.kind == "rate") for x in arr.tolist()]
+            arr = np.array([np.nan if v is None else float(v) for v in vals], dtype="float64")
+    elif arr.dtype != np.float64:
+        arr = arr.astype("float64")
+    blank = np.isnan(arr)
+    if blank.any():
+        return np.where(blank, 0.0, arr), blank
+    return arr, None
 
 
-class _Choices(np.ndarray):
-    """A normalised choice column that also carries its codes, so variant masks are cheap."""
+def _check_range(spec, x: np.ndarray, limit: float | None) -> float:
+    """Refuse ±inf, negatives and (money) amounts over the limit, naming the first such value."""
+    if not x.size:
+        return 0.0
+    lo, hi = float(x.min()), float(x.max())
+    if np.isinf(lo) or np.isinf(hi):
+        raise InputError(f"{spec.label}“{x[np.isinf(x)][0]}”不是有限数值")
+    if lo < 0:
+        raise InputError(f"{spec.label}“{describe(float(x[x < 0][0]))}”不能为负数")
+    if limit is not None and hi > limit:
+        raise InputError(f"{spec.label}“{describe(float(x[x > limit][0]))}”超过1万亿元，请核对单位（金额以元为单位）")
+    return hi
+
+
+_MAX_YUAN = float(MAX_YUAN)
+
+
+def _money_cents(spec, col) -> tuple[np.ndarray, np.ndarray | None]:
+    """Yuan → whole cents rounded half up, exactly as :func:`to_cents` rounds each value.
+
+    ``rint`` is exact except at a half cent, so only elements within float error of one (the
+    window of money._near_half) are handed to the exact scalar path."""
+    x, blank = _floats(spec, col, money=True)
+    hi = _check_range(spec, x, _MAX_YUAN)
+    scaled = x * 100.0
+    cents = np.rint(scaled)
+    d = np.subtract(scaled, cents)
+    np.abs(d, out=d)
+    window = 0.5 - (1e-9 + hi * 100.0 * 4e-15)
+    if d.size and d.max() >= window:
+        fix = np.flatnonzero(d >= window)
+        cents[fix] = [to_cents(float(v), spec.label) for v in x[fix]]
+    return cents, blank
+
+
+def _number_values(spec, col) -> tuple[np.ndarray, np.ndarray | None]:
+    x, blank = _floats(spec, col, money=False)
+    _check_range(spec, x, None)
+    if spec.kind == "count" and x.size:
+        frac = np.not_equal(np.floor(x), x)
+        if frac.any():
+            raise InputError(f"{spec.label}“{describe(float(x[frac][0]))}”应为整数")
+    return x, blank
+
+
+@dataclass(frozen=True)
+class _Codes:
+    """A normalised choice column: ``labels[codes[i]]`` is row i's choice."""
 
     codes: np.ndarray
-    labels: list
+    labels: tuple
+
+    def mask(self, names) -> np.ndarray | bool:
+        """Rows whose choice is one of ``names`` (True/False when all or none are)."""
+        table = np.array([label in names for label in self.labels], dtype=bool)
+        if table.all():
+            return True
+        if not table.any():
+            return False
+        return table[self.codes]
+
+
+def _choice_codes(spec, col, n: int) -> _Codes:
+    """Validate and normalise a choice column, one check per distinct value."""
+    if col is None:
+        return _Codes(np.zeros(n, dtype=np.intp), (_choice(spec, None),))
+    arr = col if isinstance(col, np.ndarray) else np.asarray(col, dtype=object)
+    codes, uniques = pd.factorize(arr, use_na_sentinel=True)
+    labels = tuple(_choice(spec, u) for u in uniques) + (_choice(spec, None),)
+    if len(codes) and codes.min() < 0:  # missing picks the default, stored last
+        codes = np.where(codes < 0, len(labels) - 1, codes)
+    return _Codes(codes, labels)
 
 
 def _choice_column(spec, col) -> np.ndarray:
-    """Validate and normalise a choice column, one check per distinct value."""
-    codes, uniques = pd.factorize(pd.Series(np.asarray(col, dtype=object)), use_na_sentinel=True)
-    labels = [_choice(spec, u) for u in uniques] + [_choice(spec, None)]
-    codes = np.where(codes < 0, len(labels) - 1, codes)  # missing picks the default, stored last
-    out = np.array(labels, dtype=object)[codes].view(_Choices)
-    out.codes, out.labels = codes, labels
-    return out
+    """A normalised choice column as an object array of choices."""
+    c = _choice_codes(spec, col, len(col))
+    return np.array(c.labels, dtype=object)[c.codes]
 
 
-def _variant_mask(column, names) -> np.ndarray:
-    if isinstance(column, _Choices):
-        wanted = [i for i, label in enumerate(column.labels) if label in names]
-        return np.isin(column.codes, wanted)
-    return np.isin(column, list(names))
+@dataclass(frozen=True)
+class _VectorPlan:
+    """What the vector path needs of a rule as of a date, worked out once."""
+
+    resolved: _Resolved
+    bodies: tuple  # (body, variant names) for distinct bodies (the three uplifted regions run once)
+    needed_by: dict  # input name -> variants whose result is blank when it is blank
+    rate_inputs: frozenset
 
 
-def _number_column(spec, col) -> np.ndarray:
-    arr = np.asarray(col)
-    if arr.dtype.kind not in "fiu":
-        vals = [parse_number(x, spec.label, percent_ok=spec.kind == "rate") for x in arr.tolist()]
-        arr = np.array([np.nan if v is None else float(v) for v in vals], dtype="float64")
-    arr = arr.astype("float64")
-    fin = arr[np.isfinite(arr)]
-    if (fin < 0).any():
-        raise InputError(f"{spec.label}“{describe(float(fin[fin < 0][0]))}”不能为负数")
-    if spec.kind == "count" and (fin != np.floor(fin)).any():
-        raise InputError(f"{spec.label}“{describe(float(fin[fin != np.floor(fin)][0]))}”应为整数")
-    return arr
+@lru_cache(maxsize=256)
+def _vector_plan(plan_id: int, rule_id: str, on: dt.date, plan: Plan) -> _VectorPlan:
+    resolved = _resolve_cached(plan_id, rule_id, on, plan)
+    rule = resolved.rule
+    distinct: dict = {}
+    for name, body in resolved.variants.items():
+        distinct.setdefault(body, (body, []))[1].append(name)
+    needed_by = {s.name: tuple(v for v in rule.variants if s.name in required_inputs(rule, v)) for s in rule.inputs}
+    return _VectorPlan(
+        resolved,
+        tuple((b, tuple(names)) for b, names in distinct.values()),
+        needed_by,
+        frozenset(s.name for s in rule.inputs if s.kind == "rate"),
+    )
 
 
 def calculate_columns(
@@ -581,82 +681,90 @@ def calculate_columns(
 def calculate_columns_cents(rule_id, data, on=None, plan=None, groups=None) -> np.ndarray:
     plan = plan or load_plan()
     rule = get_rule(rule_id, plan)
-    resolved = _resolve_cached(id(plan), rule.id, policy_date(on), plan)
+    prep = _vector_plan(id(plan), rule.id, policy_date(on), plan)
     lengths = [len(c) for c in (data.get(s.name) for s in rule.inputs) if c is not None and not np.isscalar(c)]
     n = max(lengths) if lengths else 1
     values: dict = {}
-    blank = np.zeros(n, dtype=bool)
+    blanks: dict = {}
     for spec in rule.inputs:
         col = _column(spec, data, n)
-        if col is None:
-            values[spec.name] = None
+        if spec.kind == "choice":  # an omitted choice column takes its default
+            values[spec.name] = _choice_codes(spec, col, n)
             continue
-        if spec.kind == "money":
-            arr = _money_column(spec, col)
-        elif spec.kind == "choice":
-            arr = _choice_column(spec, col)
+        if col is None:
+            values[spec.name] = blanks[spec.name] = None
+        elif spec.kind == "money":
+            values[spec.name], blanks[spec.name] = _money_cents(spec, col)
         else:
-            arr = _number_column(spec, col)
-        values[spec.name] = arr
-    for spec in rule.inputs:  # an omitted choice column takes its default before any variant mask reads it
-        if spec.kind == "choice" and values[spec.name] is None:
-            values[spec.name] = np.full(n, spec.default if spec.default is not None else "", dtype=object)
+            values[spec.name], blanks[spec.name] = _number_values(spec, col)
+    switch = values[rule.switch] if rule.switch else None
+    blank = None
     for spec in rule.inputs:
-        arr = values[spec.name]
         if spec.kind == "choice":
             continue
-        if arr is None or (spec.default_input and np.isnan(arr).any()):
-            if spec.default_input:
-                other = values[spec.default_input]
-                values[spec.name] = other if arr is None else np.where(np.isnan(arr), other, arr)
-                continue
-        if not spec.optional:
-            needed_by = [v for v in rule.variants if spec.name in required_inputs(rule, v)]
-            if not needed_by:
-                continue
+        name = spec.name
+        arr, nan = values[name], blanks[name]
+        if spec.default_input and (arr is None or nan is not None):
+            other = spec.default_input
             if arr is None:
-                if len(needed_by) == len(rule.variants):
-                    raise InputError(f"{rule.id} 缺少必填输入“{spec.label}”")
-                arr = values[spec.name] = np.full(n, np.nan)
-            if len(needed_by) == len(rule.variants):
-                blank |= np.isnan(arr)
+                values[name], blanks[name] = values[other], blanks[other]
             else:
-                blank |= np.isnan(arr) & _variant_mask(values[rule.switch], needed_by)
-    work = {k: (np.nan_to_num(a, nan=0.0) if isinstance(a, np.ndarray) and a.dtype.kind == "f" and k not in _rate_inputs(rule) else a) for k, a in values.items()}
-    out = np.zeros(n, dtype="float64")
-    variant_key = values[rule.switch] if rule.switch else None
-    # variants with identical resolved bodies (e.g. the three uplifted region types) run once
-    distinct: dict[str, tuple[dict, list]] = {}
-    for name, body in resolved.variants.items():
-        distinct.setdefault(repr(body), (body, []))[1].append(name)
-    for body, names in distinct.values():
-        mask = None if variant_key is None else _variant_mask(variant_key, names)
-        if mask is not None and not mask.any():
+                values[name] = np.where(nan, values[other], arr)
+                blanks[name] = nan if blanks[other] is None else (nan & blanks[other])
             continue
-        a = body["amount"]
-        v = work
-        if a.get("rate_input"):
-            rates = values.get(a["rate_input"])
+        if spec.optional:
+            continue
+        needed_by = prep.needed_by[name]
+        if not needed_by:
+            continue
+        if arr is None:
+            if len(needed_by) == len(rule.variants):
+                raise InputError(f"{rule.id} 缺少必填输入“{spec.label}”")
+            values[name], nan = np.zeros(n), np.ones(n, dtype=bool)
+        if nan is None:
+            continue
+        if len(needed_by) != len(rule.variants):
+            nan = nan & switch.mask(needed_by)
+        blank = nan if blank is None else (blank | nan)
+    out = None
+    for body, names in prep.bodies:
+        mask = True if switch is None else switch.mask(names)
+        if mask is False:
+            continue
+        a = body.amount
+        v = values
+        if isinstance(a, Rate) and a.rate_input:
+            v = dict(values)
+            rates, nan = values.get(a.rate_input), blanks.get(a.rate_input)
             if rates is not None:
-                chosen = rates[~np.isnan(rates) if mask is None else (mask & ~np.isnan(rates))]
-                too_high = chosen > float(a["rate"])
+                chosen = rates if nan is None else rates[~nan]
+                if mask is not True:
+                    chosen = rates[mask if nan is None else (mask & ~nan)]
+                too_high = chosen > float(a.rate)
                 if too_high.any():
                     _check_rate(rule, body, Decimal(repr(float(chosen[too_high][0]))))
-                v = dict(work)
-                v[a["rate_input"]] = np.where(np.isnan(rates), float(a["rate"]), rates)
-            else:
-                v = dict(work)
-                v[a["rate_input"]] = None
-        if body["cumulative"] and mask is not None:
+                if nan is not None:
+                    v[a.rate_input] = np.where(nan, float(a.rate), rates)
+        if body.cumulative and mask is not True:
             # a cumulative cap runs over this variant's rows only
             sub = {k: (arr[mask] if isinstance(arr, np.ndarray) else arr) for k, arr in v.items()}
             g = None if groups is None else np.asarray(groups)[mask]
+            if out is None:
+                out = np.zeros(n)
             out[mask] = _run(body, sub, _VECTOR, cum_state=g)
             continue
         g = None if groups is None else np.asarray(groups)
-        res = np.broadcast_to(np.asarray(_run(body, v, _VECTOR, cum_state=g), dtype="float64"), (n,))
-        out = res.copy() if mask is None else np.where(mask, res, out)
-    out[blank] = np.nan
+        res = np.asarray(_run(body, v, _VECTOR, cum_state=g), dtype="float64")
+        if mask is True:
+            out = np.array(np.broadcast_to(res, (n,)), dtype="float64")  # a copy: never a view of an input
+        else:
+            if out is None:
+                out = np.zeros(n)
+            np.copyto(out, res, where=mask)
+    if out is None:
+        out = np.zeros(n)
+    if blank is not None and blank.any():
+        out[blank] = np.nan
     return out
 
 
