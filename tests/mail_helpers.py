@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import hashlib
 import io
 import os
 import socket
@@ -17,6 +19,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from openpyxl import Workbook
 
+from xl_ecom.ledger import open_ledger
 from xl_ecom.workflows import mail
 from xl_ecom.workflows.settings import (
     CONTACT_HEADERS,
@@ -56,8 +59,11 @@ class FaultyHandler:
     * rcpt_temporary[地址] = n：该地址前 n 次 RCPT 回复 451；
     * rcpt_permanent：这些地址 RCPT 回复 550；
     * data_temporary[地址] = n / data_permanent：DATA 之后回复 451 / 554；
-    * drop_at_data = k：第 k 次 DATA（从 1 数）时不回复、直接断开连接；
-    * refuse_after_drop：断开之后，新连接在 EHLO 时即被断开（服务器“挂了”）。
+    * drop_at_data = k：第 k 次 DATA（从 1 数）收完邮件内容（含结尾的“.”）后不回复、直接断开连接；
+      keep_dropped = True 时断开前先把邮件收下（服务器已投递、只是 250 没送到客户端）；
+    * refuse_after_drop：断开之后，新连接在 EHLO 时即被断开（服务器“挂了”）；
+    * ehlo_temporary = n：前 n 次 EHLO 回复 421 并断开；ehlo_unsupported：EHLO 回复 502（只能用 HELO）；
+      helo_temporary = n：前 n 次 HELO 回复 421 并断开。
     """
 
     def __init__(self) -> None:
@@ -69,6 +75,11 @@ class FaultyHandler:
         self.drop_at_data: int | None = None
         self.refuse_after_drop = False
         self.refusing = False
+        self.keep_dropped = False
+        self.ehlo_temporary = 0
+        self.ehlo_unsupported = False
+        self.helo_temporary = 0
+        self.helo_count = 0
         self.rcpt_attempts: Counter = Counter()
         self.data_count = 0
         self.connections = 0
@@ -78,8 +89,25 @@ class FaultyHandler:
         self.connections += 1
         if self.refusing:
             server.transport.abort()
+        if self.ehlo_temporary > 0:
+            self.ehlo_temporary -= 1
+            await server.push("421 4.3.2 Service not available, closing transmission channel")
+            server.transport.close()
+            return []
+        if self.ehlo_unsupported:
+            return ["502 5.5.2 Error: command not recognized"]
         session.host_name = hostname
         return responses
+
+    async def handle_HELO(self, server, session, envelope, hostname):
+        self.helo_count += 1
+        if self.helo_temporary > 0:
+            self.helo_temporary -= 1
+            await server.push("421 4.3.2 Too busy, try again later")
+            server.transport.close()
+            return "421 4.3.2 Too busy, try again later"
+        session.host_name = hostname
+        return "250 127.0.0.1"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         self.rcpt_attempts[address] += 1
@@ -94,6 +122,9 @@ class FaultyHandler:
     async def handle_DATA(self, server, session, envelope):
         self.data_count += 1
         if self.drop_at_data is not None and self.data_count == self.drop_at_data:
+            if self.keep_dropped:
+                with self.lock:
+                    self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
             server.transport.abort()
             if self.refuse_after_drop:
                 self.refusing = True
@@ -276,8 +307,32 @@ def run_cli(argv: list[str], *, env: dict | None = None, sleep: FakeSleep | None
     return CliRun(code, out.getvalue(), err.getvalue(), sleep)
 
 
+def attempts(city: City):
+    """台账里的全部发送记录（MailAttempt）。"""
+    with open_ledger(city.workbook) as ledger:
+        return ledger.mail_attempts()
+
+
 def log_rows(city: City) -> list[mail.SendRecord]:
-    return mail.read_log(city.log)
+    """台账里的发送记录，还原成本模块的结果（暂时失败 / 未发送 写在台账“说明”的开头）。"""
+    return [mail.record_from_attempt(a) for a in attempts(city)]
+
+
+def current_round_label(city: City) -> str:
+    with open_ledger(city.workbook) as ledger:
+        return ledger.current_round().label
+
+
+def expected_message_id(city: City, unit: str, address: str) -> str:
+    """这封邮件（本轮、该单位的当前文件）固定的 Message-ID。"""
+    sha = hashlib.sha256(city.paths[unit].read_bytes()).hexdigest()
+    return mail.stable_message_id(current_round_label(city), unit, address, sha, SENDER.rpartition("@")[2])
+
+
+def export_rows(city: City) -> list[dict[str, str]]:
+    """工作簿旁 CSV 导出的各行（utf-8-sig）。"""
+    text = city.log.read_text(encoding="utf-8-sig")
+    return list(csv.DictReader(io.StringIO(text, newline="")))
 
 
 def self_signed_cert(directory: Path) -> tuple[Path, Path]:

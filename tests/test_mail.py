@@ -27,6 +27,9 @@ from mail_helpers import (
     FakeSleep,
     SmtpServer,
     free_port,
+    attempts,
+    expected_message_id,
+    export_rows,
     log_rows,
     make_city,
     run_cli,
@@ -38,6 +41,7 @@ from xl_ecom.workflows.mail import (
     RESULT_NOT_SENT,
     RESULT_RETRY,
     RESULT_SENT,
+    RESULT_UNCERTAIN,
     MailError,
     OutgoingMessage,
     Sender,
@@ -386,22 +390,28 @@ def test_all_messages_arrive_byte_identical_and_are_logged(city, server):
         assert [a.addr_spec for a in msg["To"].addresses] == received.rcpt_tos
         assert msg["From"].addresses[0].display_name == "淮南市商务局"
         assert "农村电商提质增效" in msg["Subject"]
-    # CSV 记录：每封一行“成功”，带 SHA-256、服务器回复和 Message-ID
+    # 台账记录：每封一行“已发送”，带文件、类别、服务器回复和固定的 Message-ID
     records = log_rows(city)
     assert [r.result for r in records] == [RESULT_SENT] * 6
     for r in records:
         unit_file = city.paths[r.unit]
-        assert r.sha256 == hashlib.sha256(unit_file.read_bytes()).hexdigest()
         assert r.file == str(unit_file.relative_to(city.out_dir))
+        assert r.kind == CONTACTS[r.unit][0]
         assert r.reply.startswith("250 2.0.0 Ok: queued as Q")
+        assert r.message_id == expected_message_id(city, r.unit, r.address)
         assert r.message_id.startswith("<") and r.message_id.endswith("@hn.example.cn>")
         dt.datetime.strptime(r.time, "%Y-%m-%d %H:%M:%S")
     ids = {m.message["Message-ID"] for m in server.received}
-    assert ids == {r.message_id for r in records}
-    # 进度条在 stderr
-    assert "6/6 完成" in result.stderr and "正在发送：市商务局" in result.stderr
+    assert ids == {r.message_id for r in records} and len(ids) == 6
+    # 进度条在 stderr（Progress 协议：第几封 / 共几封）
+    assert "6/6 完成" in result.stderr and "1/6 市商务局 <swj1@hn.example.cn>" in result.stderr
+    # CSV 是台账的导出：UTF-8 带 BOM，一个 BOM
     raw_log = city.log.read_bytes()
     assert raw_log.startswith(b"\xef\xbb\xbf") and raw_log.count(b"\xef\xbb\xbf") == 1
+    exported = export_rows(city)
+    assert [row["状态"] for row in exported] == ["已发送"] * 6
+    assert {row["Message-ID"] for row in exported} == ids
+    assert "台账" in result.stdout
 
 
 def test_resend_failed_after_full_success_sends_nothing_and_plain_run_warns(city, server):
@@ -422,9 +432,10 @@ def test_resend_failed_after_full_success_sends_nothing_and_plain_run_warns(city
     assert regen.code == 0
     assert server.by_recipient()["czj@hn.example.cn"] == 2
     assert len(server.received) == 8
-    # CSV 追加写：仍然只有一个 BOM、一行表头
+    # CSV 每批后由台账整份重写：仍然只有一个 BOM、一行表头，行数等于台账里的记录数
     raw = city.log.read_bytes()
-    assert raw.count(b"\xef\xbb\xbf") == 1 and raw.count("时间,单位".encode()) == 1
+    assert raw.count(b"\xef\xbb\xbf") == 1 and raw.count("时间,轮次,单位".encode()) == 1
+    assert len(export_rows(city)) == len(attempts(city)) == 8
 
 
 def test_contacts_csv_and_only_option(tmp_path, city, server):
@@ -458,7 +469,7 @@ def test_unit_without_address_is_reported_and_recorded(tmp_path, server):
     records = log_rows(city)
     assert (records[0].unit, records[0].result) == ("市财政局", RESULT_NOT_SENT)
     assert "没有邮箱地址" in records[0].reply
-    assert records[0].sha256 == hashlib.sha256(city.files["市财政局"]).hexdigest()
+    assert attempts(city)[0].status == "失败" and attempts(city)[0].detail.startswith("未发送：")
 
 
 # ---------------------------------------------------------------------------
@@ -581,17 +592,47 @@ def test_one_bad_address_among_good_ones(tmp_path, server):
     assert server.by_recipient() == Counter({**{a: 1 for a in ALL_ADDRESSES}, "unknown@hn.example.cn": 1})
 
 
-def test_connection_dropped_once_is_retried_without_duplicates(city, server):
+def test_drop_after_data_is_uncertain_not_resent_blindly(city, server):
+    """连接在邮件内容（含结尾的“.”）发完之后、250 之前断开：记“不确定”，不自动重发。"""
     server.handler.drop_at_data = 3
+    server.handler.keep_dropped = True  # 服务器其实已收下，只是 250 没送到
     result = run_cli([str(city.workbook)])
-    assert result.code == 0, result.stdout + result.stderr
-    assert result.sleep.delays == [RETRY_DELAYS[0]]
-    assert_delivered_once(server, city)
-    records = log_rows(city)
-    retry = [r for r in records if r.result == RESULT_RETRY]
-    assert len(retry) == 1 and retry[0].address == "czj@hn.example.cn"
-    assert "连接中断" in retry[0].reply
-    assert server.handler.connections == 2
+    assert result.code == 1
+    assert result.sleep.delays == []  # 不按临时错误重试
+    assert server.handler.connections == 2  # 断开后重连，继续发其余各封
+    assert server.by_recipient() == Counter({a: 1 for a in ALL_ADDRESSES})
+    finals = final_results(log_rows(city))
+    assert finals[("市财政局", "czj@hn.example.cn")] == RESULT_UNCERTAIN
+    assert [v for v in finals.values()].count(RESULT_SENT) == 5
+    (uncertain,) = [a for a in attempts(city) if a.status == "不确定"]
+    assert uncertain.message_id == expected_message_id(city, "市财政局", "czj@hn.example.cn")
+    assert "服务器确认收到之前连接中断" in uncertain.detail
+    assert "不确定 1" in result.stdout and "不确定：市财政局 <czj@hn.example.cn>" in result.stdout
+    assert "--resend-uncertain" in result.stdout and "Message-ID" in result.stdout
+
+    # --resend-failed：不重发不确定的，列出来并用中文说明
+    again = run_cli([str(city.workbook), "--resend-failed"])
+    assert again.code == 1
+    assert len(server.received) == 6
+    assert "有 1 封邮件上次发送结果不确定，本次没有重发" in again.stdout
+    assert "不确定：市财政局 <czj@hn.example.cn>" in again.stdout
+    assert "服务器可能已经收下" in again.stdout and "--resend-uncertain" in again.stdout
+    # 不带参数的普通发送也不会悄悄重发它
+    plain = run_cli([str(city.workbook), "--only", "市财政局"])
+    assert plain.code == 1 and len(server.received) == 6
+    assert "本次没有重发" in plain.stdout
+
+    # 明确要求 --resend-uncertain：重发，Message-ID 与上次相同（对方客户端可据此去重）；已发送的不重复
+    resend = run_cli([str(city.workbook), "--resend-uncertain"])
+    assert resend.code == 0, resend.stdout + resend.stderr
+    assert "此前已成功发送的 5 封没有重复发送" in resend.stdout
+    copies = [r for r in server.received if r.rcpt_tos == ["czj@hn.example.cn"]]
+    assert len(copies) == 2
+    assert copies[0].message["Message-ID"] == copies[1].message["Message-ID"] == uncertain.message_id
+    assert attachment_of(copies[1]).get_content() == city.files["市财政局"]
+    # 之后就是“已发送”：再补发什么也不发
+    assert run_cli([str(city.workbook), "--resend-failed"]).code == 0
+    assert len(server.received) == 7
 
 
 def test_connection_dropped_midway_and_server_gone(city, server):
@@ -603,20 +644,83 @@ def test_connection_dropped_midway_and_server_gone(city, server):
     assert finals == {
         ("市商务局", "swj1@hn.example.cn"): RESULT_SENT,
         ("市商务局", "swj2@hn.example.cn"): RESULT_SENT,
-        ("市财政局", "czj@hn.example.cn"): RESULT_FAILED,  # 发送途中断开：不确定，记失败
+        ("市财政局", "czj@hn.example.cn"): RESULT_UNCERTAIN,  # 内容发完后断开：不确定
         ("寿县", "shouxian@sx.example.cn"): RESULT_NOT_SENT,
         ("凤台县", "ft-a@ft.example.cn"): RESULT_NOT_SENT,
         ("凤台县", "ft-b@ft.example.cn"): RESULT_NOT_SENT,
     }
-    failed = next(r for r in log_rows(city) if r.result == RESULT_FAILED)
-    assert "不确定" in failed.reply
     assert server.by_recipient() == Counter({"swj1@hn.example.cn": 1, "swj2@hn.example.cn": 1})
-    # 服务器恢复后补发：正好补上缺的四封，已成功的不重复
+    # 服务器恢复后补发：补上没发出的三封；不确定的那封列出来、不重发
     server.handler.refusing = False
     server.handler.drop_at_data = None
     resend = run_cli([str(city.workbook), "--resend-failed"])
-    assert resend.code == 0, resend.stdout + resend.stderr
+    assert resend.code == 1, resend.stdout + resend.stderr
     assert "此前已成功发送的 2 封没有重复发送" in resend.stdout
+    assert "不确定：市财政局 <czj@hn.example.cn>" in resend.stdout
+    assert "czj@hn.example.cn" not in server.by_recipient()
+    assert len(server.received) == 5
+    # 确认对方没有收到后明确重发
+    last = run_cli([str(city.workbook), "--resend-uncertain"])
+    assert last.code == 0, last.stdout + last.stderr
+    assert_delivered_once(server, city)
+
+
+def test_drop_before_the_final_dot_is_retried(city, server):
+    """内容还没发完连接就断了（服务器不可能已收下）：按临时错误重试，不算不确定。"""
+    import smtplib
+
+    real_send = smtplib.SMTP.send
+    state = {"dropped": False}
+
+    def send(self, data):
+        if (isinstance(data, bytes) and not state["dropped"] and data.endswith(b"\r\n.\r\n")
+                and b"czj@hn.example.cn" in data):
+            state["dropped"] = True
+            real_send(self, data[: len(data) // 2])
+            self.sock.shutdown(2)  # 真实的半截断开：服务器只收到一半内容
+        return real_send(self, data)
+
+    smtplib.SMTP.send = send
+    try:
+        result = run_cli([str(city.workbook)])
+    finally:
+        smtplib.SMTP.send = real_send
+    assert result.code == 0, result.stdout + result.stderr
+    assert state["dropped"]
+    assert result.sleep.delays == [RETRY_DELAYS[0]]
+    assert_delivered_once(server, city)
+    retry = [r for r in log_rows(city) if r.result == RESULT_RETRY]
+    assert len(retry) == 1 and retry[0].address == "czj@hn.example.cn" and "连接中断" in retry[0].reply
+    assert RESULT_UNCERTAIN not in {r.result for r in log_rows(city)}
+
+
+@pytest.mark.parametrize("fault", ["ehlo", "helo"])
+def test_4xx_to_ehlo_or_helo_is_retried_like_any_4xx(city, server, fault):
+    if fault == "ehlo":
+        server.handler.ehlo_temporary = 2      # 前两次 EHLO 回复 421
+    else:
+        server.handler.ehlo_unsupported = True  # 不支持 EHLO（502），改用 HELO
+        server.handler.helo_temporary = 2       # 前两次 HELO 回复 421
+    result = run_cli([str(city.workbook)])
+    assert result.code == 0, result.stdout + result.stderr
+    assert result.sleep.delays == [RETRY_DELAYS[0], RETRY_DELAYS[1]]
+    assert_delivered_once(server, city)
+    retries = [r for r in log_rows(city) if r.result == RESULT_RETRY]
+    assert len(retries) == 2 and all("421" in r.reply and fault.upper() in r.reply for r in retries)
+    if fault == "helo":
+        assert server.handler.helo_count == 3
+
+
+def test_4xx_to_ehlo_forever_stops_the_batch_as_not_sent(city, server):
+    server.handler.ehlo_temporary = 100
+    result = run_cli([str(city.workbook)])
+    assert result.code == 1
+    assert result.sleep.delays == list(RETRY_DELAYS)
+    assert server.received == []
+    assert set(final_results(log_rows(city)).values()) == {RESULT_NOT_SENT}
+    assert "重试 3 次后仍失败" in result.stdout and "EHLO：421" in result.stdout
+    server.handler.ehlo_temporary = 0
+    assert run_cli([str(city.workbook), "--resend-failed"]).code == 0
     assert_delivered_once(server, city)
 
 
@@ -984,10 +1088,13 @@ def test_ribbon_layer_sends_records_and_shows_progress(city, server):
     assert [r.result for r in records].count(RESULT_SENT) == 5
     assert final_results(records)[("凤台县", "ft-b@ft.example.cn")] == RESULT_FAILED
     assert sheet.formats[(1, 1)] == "@"  # 时间、SHA-256 按文本
-    # 同时写 CSV（关闭工作簿不保存也不丢）
-    assert [r.key for r in mail.read_log(city.log)] == [r.key for r in records]
-    # 状态栏：逐封显示进度，最后还给 Excel
-    assert book.app.status_history[0].startswith("正在发送邮件 1/6：市商务局")
+    # 记录在台账里（关闭工作簿不保存也不丢）；表是副本，CSV 是台账的导出
+    assert [(r.unit, r.address, r.result, r.message_id) for r in log_rows(city)] == \
+        [(r.unit, r.address, r.result, r.message_id) for r in records]
+    assert len(export_rows(city)) == len(records)
+    # 状态栏：逐封显示进度（common.progress.status_text），最后还给 Excel
+    assert book.app.status_history[0] == "正在发送邮件：市商务局 <swj1@hn.example.cn>（1/6）"
+    assert book.app.status_history[-2] == "正在发送邮件：凤台县 <ft-b@ft.example.cn>（6/6）"
     assert book.app.status_history[-1] is False
     (title, text), = book.app.alerts
     assert title == "发送邮件" and "失败 1" in text and "再次点击“发送邮件”" in text

@@ -3,9 +3,12 @@
 分三层：
 
 * 纯函数层（不依赖 Excel）：``plan_messages`` 按通讯录和输出文件夹规划邮件，
-  ``build_message`` 生成 MIME 邮件，``send_batch`` 逐封发送（临时错误按退避重试，
-  永久错误记录不重试），``pending_messages`` 按已有记录挑出尚未成功的邮件，
-  ``CsvLog`` / ``read_log`` 读写 CSV 发送记录。
+  ``build_message`` 生成 MIME 邮件（Message-ID 由轮次、单位、地址和附件 SHA-256 固定算出），
+  ``send_batch`` 逐封发送（临时错误按退避重试，永久错误记录不重试，服务器确认前断开记“不确定”、
+  不重试），``select_messages`` 按已有记录分出待发、已发送和不确定的邮件。
+* 发送记录：台账（``xl_ecom.ledger``，工作簿旁的 SQLite 或 ``--db`` 指定的数据库）是唯一的记录；
+  工作簿旁的 CSV 每批之后由台账整份导出，从不读回来做判断；“发送记录”表是给人看的副本。
+  旧版的 CSV / “发送记录”表在台账还没有发送记录时导入一次（``import_legacy``）。
 * 命令行：``add_cli(subparsers)`` 注册 ``xl-ecom mail``。
 * Excel 功能区：``send_mail_from_book(book)``（xlwings），只做读表、状态栏和写“发送记录”表。
 
@@ -23,6 +26,7 @@ import io
 import mimetypes
 import os
 import re
+import shutil
 import smtplib
 import socket
 import ssl
@@ -47,7 +51,9 @@ from xl_ecom.workflows import layout
 from xl_ecom.common import resources, textsafe
 from xl_ecom.common.errors import XlEcomError
 from xl_ecom.common.problems import Problem
-from xl_ecom.common.progress import Progress
+from xl_ecom.common.progress import Progress, status_text
+from xl_ecom.ledger import open_ledger
+from xl_ecom.ledger import schema as ledger_schema
 from xl_ecom.workflows.settings import (
     CONTACT_CATEGORIES,
     CONTACTS_SHEET,
@@ -56,9 +62,7 @@ from xl_ecom.workflows.settings import (
     SECURITY_CHOICES,
     SETTINGS_SHEET,
     Contact,
-    ContactsError,
     PasswordInSettingsWarning,
-    SettingsError,
     contacts_from_rows,
     format_date,
     output_dir,
@@ -80,6 +84,9 @@ __all__ = [
     "RESULT_RETRY",
     "RESULT_FAILED",
     "RESULT_NOT_SENT",
+    "RESULT_UNCERTAIN",
+    "UNCERTAIN_EXPLANATION",
+    "LEDGER_SETTING",
     "DEFAULT_RETRY_DELAYS",
     "MailError",
     "SmtpConfig",
@@ -101,12 +108,24 @@ __all__ = [
     "connect_smtp",
     "send_batch",
     "problem_records",
-    "successful_keys",
-    "pending_messages",
+    "stable_message_id",
+    "message_id_for",
+    "message_key",
+    "Selection",
+    "select_messages",
     "execute_plan",
     "log_path",
+    "legacy_backup_path",
+    "record_mail",
+    "record_from_attempt",
+    "ledger_records",
+    "LegacyImport",
+    "legacy_records",
+    "import_legacy",
     "CsvLog",
+    "decode_lines",
     "read_log",
+    "records_from_rows",
     "read_records_sheet",
     "add_cli",
     "run_mail_cli",
@@ -123,10 +142,14 @@ RECORD_HEADERS = ("时间", "单位", "地址", "文件", "SHA-256", "结果", "
 PASSWORD_ENV = "XL_ECOM_SMTP_PASSWORD"
 KEYRING_SERVICE = "xl-ecom"
 
-RESULT_SENT = "成功"          # 服务器已接收
+RESULT_SENT = "已发送"        # 服务器已接收（250）
 RESULT_RETRY = "暂时失败"     # 临时错误（4xx、连接中断），随后重试
 RESULT_FAILED = "失败"        # 永久错误（5xx），或重试用尽
 RESULT_NOT_SENT = "未发送"    # 没有交给服务器：缺地址、地址无效、缺附件、无法连接或登录
+RESULT_UNCERTAIN = "不确定"   # 邮件已全部发出，服务器确认前连接中断：可能已收下，不自动重发
+
+#: “设置”表中台账数据库地址的项目名（空 = 工作簿旁的 SQLite 文件）
+LEDGER_SETTING = "台账数据库"
 
 #: 临时错误后的等待秒数；共尝试 len + 1 次
 DEFAULT_RETRY_DELAYS = (2.0, 8.0, 30.0)
@@ -202,6 +225,7 @@ class SendRecord:
     result: str
     reply: str = ""
     message_id: str = ""
+    kind: str = ""  # 部门 / 县区（台账里的“类别”；不在表格列中）
 
     def row(self) -> list[str]:
         return [self.time, self.unit, self.address, self.file, self.sha256, self.result,
@@ -229,11 +253,13 @@ class BatchResult:
     failed: list[tuple[OutgoingMessage, str]] = field(default_factory=list)
     not_sent: list[tuple[OutgoingMessage, str]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    uncertain: list[tuple[OutgoingMessage, str]] = field(default_factory=list)  # 本次发出后结果不确定
     skipped: list[OutgoingMessage] = field(default_factory=list)  # 此前已成功、本次跳过
+    held: list[tuple[OutgoingMessage, "SendRecord"]] = field(default_factory=list)  # 此前不确定、本次没重发
 
     @property
     def ok(self) -> bool:
-        return not (self.failed or self.not_sent or self.problems)
+        return not (self.failed or self.not_sent or self.problems or self.uncertain or self.held)
 
 
 # ---------------------------------------------------------------------------
@@ -549,15 +575,17 @@ def _format_address(name: str, address: str) -> str:
     return formataddr((name, address), charset="utf-8") if name else address
 
 
-def write_eml(messages: Sequence[OutgoingMessage], sender: Sender, directory: Any) -> list[Path]:
-    """试运行：每封邮件写一个 .eml 文件，不发送。"""
+def write_eml(messages: Sequence[OutgoingMessage], sender: Sender, directory: Any, *,
+              round_label: str = "") -> list[Path]:
+    """试运行：每封邮件写一个 .eml 文件（Message-ID 与真正发送时相同），不发送。"""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for number, message in enumerate(messages, start=1):
         name = _BAD_FILENAME_CHARS.sub("_", f"{number:03d}_{message.unit}_{message.address}") + ".eml"
         path = directory / name
-        path.write_bytes(message_bytes(build_message(message, sender)))
+        message_id = message_id_for(message, sender, round_label)
+        path.write_bytes(message_bytes(build_message(message, sender, message_id=message_id)))
         written.append(path)
     return written
 
@@ -567,19 +595,40 @@ def write_eml(messages: Sequence[OutgoingMessage], sender: Sender, directory: An
 # ---------------------------------------------------------------------------
 
 
+def stable_message_id(round_label: str, unit: str, address: str, sha256: str, domain: str) -> str:
+    """一封邮件固定的 Message-ID：由报送轮次、单位、地址和附件的 SHA-256 算出。
+
+    同一轮次把同一文件再发给同一地址，Message-ID 不变，收件人的邮件客户端可据此去重；
+    发送记录也按它判断一封邮件是否已发送或结果不确定（文件重新生成后 SHA-256 变了，就是另一封）。
+    """
+    text = "\x1f".join(("xl-ecom", str(round_label), str(unit), str(address).casefold(), str(sha256).lower()))
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    return f"<{digest}.xl-ecom@{domain or 'localhost'}>"
+
+
+def message_id_for(message: OutgoingMessage, sender: Sender, round_label: str) -> str:
+    return stable_message_id(round_label, message.unit, message.address, message.sha256,
+                             sender.address.rpartition("@")[2])
+
+
+def message_key(message_id: str) -> str:
+    """比较用的 Message-ID：只取 @ 前的部分（发件人邮箱的域名换了，仍认得是同一封）。"""
+    return str(message_id or "").strip().strip("<>").rpartition("@")[0].casefold()
+
+
 class _Failure(Exception):
     """一次尝试失败。
 
-    kind：transient（可重试）、permanent（本封失败，不重试）、fatal（整批停止）；
+    kind：transient（可重试）、permanent（本封失败，不重试）、fatal（整批停止）、
+    uncertain（邮件已全部发出、服务器确认前连接中断：不重试，记“不确定”）；
     stage：connect（连接或登录时失败，邮件还没有交给服务器）或 send（发送这封邮件时失败）。
     """
 
-    def __init__(self, kind: str, reply: str, *, stage: str = "send", uncertain: bool = False):
+    def __init__(self, kind: str, reply: str, *, stage: str = "send"):
         super().__init__(reply)
         self.kind = kind
         self.reply = reply
         self.stage = stage
-        self.uncertain = uncertain  # 在 DATA 途中断开：服务器可能已收到
 
 
 def _reply_text(code: Any, message: Any) -> str:
@@ -596,9 +645,29 @@ def _kind_for_code(code: Any) -> str:
         return "permanent"
 
 
+def _greet(smtp: smtplib.SMTP, where: str) -> None:
+    """EHLO；服务器不支持 EHLO（5xx）时改用 HELO。4xx 回复（如 421 暂时不可用）按临时错误重试。
+
+    smtplib 的 ehlo()/helo() 把非 250 回复当返回值而不抛出，所以这里逐个检查。
+    """
+    code, reply = smtp.ehlo()
+    if 200 <= code < 300:
+        return
+    if _kind_for_code(code) == "transient":
+        raise _Failure("transient", f"服务器 {where} 暂时拒绝 EHLO：{_reply_text(code, reply)}", stage="connect")
+    code, reply = smtp.helo()
+    if 200 <= code < 300:
+        return
+    kind = "transient" if _kind_for_code(code) == "transient" else "fatal"
+    raise _Failure(kind, f"服务器 {where} 拒绝 HELO：{_reply_text(code, reply)}", stage="connect")
+
+
 def connect_smtp(config: SmtpConfig, password: str | None, *,
                  ssl_context: ssl.SSLContext | None = None) -> smtplib.SMTP:
-    """连接并（如设置了用户名）登录。失败时抛出 _Failure，reply 是中文说明加服务器回复。"""
+    """连接、问候（EHLO，必要时 HELO）并（如设置了用户名）登录。
+
+    失败时抛出 _Failure，reply 是中文说明加服务器回复；4xx 回复和连接中断是临时错误。
+    """
     context = ssl_context or ssl.create_default_context()
     where = f"{config.host}:{config.port}"
     smtp = None
@@ -607,13 +676,16 @@ def connect_smtp(config: SmtpConfig, password: str | None, *,
             smtp = smtplib.SMTP_SSL(config.host, config.port, timeout=config.timeout, context=context)
         else:
             smtp = smtplib.SMTP(config.host, config.port, timeout=config.timeout)
-        smtp.ehlo()
+        _greet(smtp, where)
         if config.security == "STARTTLS":
             smtp.starttls(context=context)
-            smtp.ehlo()
+            _greet(smtp, where)
         if config.user:
             smtp.login(config.user, password or "")
         return smtp
+    except _Failure:
+        _close(smtp)
+        raise
     except smtplib.SMTPAuthenticationError as exc:
         _close(smtp)
         kind = "transient" if _kind_for_code(exc.smtp_code) == "transient" else "fatal"
@@ -626,7 +698,7 @@ def connect_smtp(config: SmtpConfig, password: str | None, *,
     except smtplib.SMTPServerDisconnected as exc:
         _close(smtp)
         raise _Failure("transient", f"服务器 {where} 断开了连接：{exc}", stage="connect") from None
-    except smtplib.SMTPResponseException as exc:  # 问候语或 EHLO 被拒
+    except smtplib.SMTPResponseException as exc:  # 问候语或 STARTTLS 被拒
         _close(smtp)
         kind = "transient" if _kind_for_code(exc.smtp_code) == "transient" else "fatal"
         raise _Failure(kind, f"服务器 {where} 拒绝连接：{_reply_text(exc.smtp_code, exc.smtp_error)}",
@@ -664,9 +736,22 @@ def _quit(smtp: smtplib.SMTP | None) -> None:
             _close(smtp)
 
 
+def _dot_stuffed(raw: bytes) -> bytes:
+    """DATA 的内容：行首的“.”加倍，以 CRLF.CRLF 结束（RFC 5321 4.5.2）。"""
+    data = re.sub(rb"(?m)^\.", b"..", raw)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b".\r\n"
+
+
 def _transmit(smtp: smtplib.SMTP, from_address: str, to_address: str, raw: bytes) -> str:
-    """MAIL / RCPT / DATA，返回服务器对 DATA 的回复；非成功回复抛出 _Failure。"""
-    in_data = False
+    """MAIL / RCPT / DATA，返回服务器对邮件内容的回复；非成功回复抛出 _Failure。
+
+    DATA 分步进行（smtplib.data() 不区分断在哪里）：内容还没发完就断开，服务器不可能已收下，
+    可以重试；内容（含结尾的“.”）已全部发出、还没收到回复就断开或超时，服务器可能已经收下，
+    抛出 kind="uncertain"，不重试。
+    """
+    stage = "envelope"
     try:
         code, reply = smtp.mail(from_address)
         if code != 250:
@@ -674,18 +759,24 @@ def _transmit(smtp: smtplib.SMTP, from_address: str, to_address: str, raw: bytes
         code, reply = smtp.rcpt(to_address)
         if code not in (250, 251):
             raise _Failure(_kind_for_code(code), _reply_text(code, reply))
-        in_data = True
-        code, reply = smtp.data(raw)
+        smtp.putcmd("data")
+        code, reply = smtp.getreply()
+        if code != 354:
+            raise _Failure(_kind_for_code(code), _reply_text(code, reply))
+        stage = "content"
+        smtp.send(_dot_stuffed(raw))
+        stage = "reply"
+        code, reply = smtp.getreply()
         if code != 250:
             raise _Failure(_kind_for_code(code), _reply_text(code, reply))
         return _reply_text(code, reply)
     except smtplib.SMTPResponseException as exc:
         raise _Failure(_kind_for_code(exc.smtp_code), _reply_text(exc.smtp_code, exc.smtp_error)) from None
-    except (OSError, smtplib.SMTPException) as exc:  # 含 SMTPServerDisconnected
+    except (OSError, smtplib.SMTPException) as exc:  # 含 SMTPServerDisconnected 和超时
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else (str(exc) or type(exc).__name__)
-        if in_data:
-            raise _Failure("transient", f"发送途中连接中断（服务器是否已收到不确定）：{detail}",
-                           uncertain=True) from None
+        if stage == "reply":
+            raise _Failure("uncertain", f"邮件已全部发出，但在服务器确认收到之前连接中断（{detail}），"
+                                        "服务器可能已经收下") from None
         raise _Failure("transient", f"连接中断：{detail}") from None
 
 
@@ -699,6 +790,7 @@ def send_batch(
     config: SmtpConfig,
     password: str | None,
     *,
+    round_label: str = "",
     on_record: Callable[[SendRecord], None] | None = None,
     on_progress: Progress | None = None,
     sleep: Callable[[float], None] = time.sleep,
@@ -708,18 +800,21 @@ def send_batch(
 ) -> BatchResult:
     """逐封发送，每次尝试都交给 on_record（先记录、再继续）。
 
-    * 4xx 回复、连接中断、连不上：按 retry_delays 等待后重连重试（每次等待前记一行“暂时失败”）；
-      重试用尽记“失败”，继续下一封；
+    * 4xx 回复（含对 EHLO/HELO 的）、连接中断、连不上：按 retry_delays 等待后重连重试（每次等待前
+      记一行“暂时失败”）；重试用尽记“失败”，继续下一封；
     * 5xx 回复：记“失败”，不重试，继续下一封；
-    * 登录被拒、加密方式不对等整批问题，或重试后仍连不上：本封和其余各封记“未发送”，停止
-      （本封若曾在 DATA 途中断开、服务器可能已收到，则记“失败”并注明不确定）。
+    * 邮件已全部发出、服务器确认前连接中断：记“不确定”，不重试（服务器可能已收下），重连后继续下一封；
+    * 登录被拒、加密方式不对等整批问题，或重试后仍连不上：本封和其余各封记“未发送”，停止。
+
+    每封邮件的 Message-ID 由 round_label、单位、地址和附件 SHA-256 固定算出（stable_message_id）。
+    进度按 Progress 协议报告：progress(“单位 <地址>”, 第几封, 共几封)，最后 progress("完成", n, n)。
     """
     connect = connect or connect_smtp
     result = BatchResult()
 
     def record(message: OutgoingMessage, outcome: str, reply: str, message_id: str = "") -> None:
         entry = SendRecord(_now(), message.unit, message.address, message.file_label, message.sha256,
-                           outcome, reply, message_id)
+                           outcome, reply, message_id, message.category)
         result.records.append(entry)
         if on_record is not None:
             on_record(entry)
@@ -729,11 +824,10 @@ def send_batch(
     try:
         for index, message in enumerate(messages):
             if on_progress is not None:
-                on_progress(f"正在发送：{message.unit} <{message.address}>", index, total)
-            message_id = make_msgid(domain=sender.address.rpartition("@")[2])
+                on_progress(f"{message.unit} <{message.address}>", index + 1, total)
+            message_id = message_id_for(message, sender, round_label)
             raw = message_bytes(build_message(message, sender, message_id=message_id))
             attempt = 0
-            uncertain = False  # 有一次尝试在发送中途断开：服务器可能已收到
             while True:
                 try:
                     if smtp is None:
@@ -749,19 +843,16 @@ def send_batch(
                     else:  # 连接断了、被拒，或回复了临时错误：丢掉连接，下次重连
                         _close(smtp)
                         smtp = None
-                    uncertain = uncertain or failure.uncertain
+                    if failure.kind == "uncertain":
+                        record(message, RESULT_UNCERTAIN, failure.reply, message_id)
+                        result.uncertain.append((message, failure.reply))
+                        break
                     if failure.kind == "fatal" or (failure.stage == "connect" and attempt >= len(retry_delays)):
                         # 整批停止：登录被拒、加密方式不对，或重试后仍连不上
                         reason = failure.reply
                         if failure.kind != "fatal" and attempt:
                             reason = f"重试 {attempt} 次后仍失败：{reason}"
-                        rest = messages[index:]
-                        if uncertain:  # 这封曾在发送中途断开，不能算“未发送”
-                            final = f"{reason}（此前发送中途断开，服务器是否已收到不确定）"
-                            record(message, RESULT_FAILED, final, message_id)
-                            result.failed.append((message, final))
-                            rest = messages[index + 1:]
-                        _abort(rest, reason, record, result)
+                        _abort(messages[index:], reason, record, result)
                         return result
                     if failure.kind == "transient" and attempt < len(retry_delays):
                         record(message, RESULT_RETRY, failure.reply, message_id)
@@ -796,18 +887,39 @@ def problem_records(problems: Iterable[Problem]) -> list[SendRecord]:
             for p in problems]
 
 
-def successful_keys(records: Iterable[SendRecord]) -> set[tuple[str, str, str]]:
-    return {r.key for r in records if r.result == RESULT_SENT}
+@dataclass
+class Selection:
+    """按已有记录把规划的邮件分成三组。"""
+
+    pending: list[OutgoingMessage] = field(default_factory=list)    # 没有“已发送”也没有“不确定”记录
+    delivered: list[OutgoingMessage] = field(default_factory=list)  # 有“已发送”记录
+    uncertain: list[tuple[OutgoingMessage, SendRecord]] = field(default_factory=list)  # 最近一次“不确定”
 
 
-def pending_messages(messages: Iterable[OutgoingMessage],
-                     records: Iterable[SendRecord]) -> tuple[list[OutgoingMessage], list[OutgoingMessage]]:
-    """按记录分出 (尚未成功的, 已成功过的)：同一单位、地址和文件 SHA-256 有“成功”记录即算已发。"""
-    done = successful_keys(records)
-    pending, skipped = [], []
+def select_messages(messages: Iterable[OutgoingMessage], records: Iterable[SendRecord], sender: Sender,
+                    round_label: str) -> Selection:
+    """按 Message-ID（见 stable_message_id）对照记录：有“已发送”的算已发送；没有“已发送”、
+    但有过“不确定”的算不确定（服务器可能已收下）；其余待发。"""
+    sent: set[str] = set()
+    uncertain: dict[str, SendRecord] = {}
+    for r in records:
+        key = message_key(r.message_id)
+        if not key:
+            continue
+        if r.result in _SENT_RESULTS:
+            sent.add(key)
+        elif r.result == RESULT_UNCERTAIN:
+            uncertain[key] = r
+    selection = Selection()
     for message in messages:
-        (skipped if message.key in done else pending).append(message)
-    return pending, skipped
+        key = message_key(message_id_for(message, sender, round_label))
+        if key in sent:
+            selection.delivered.append(message)
+        elif key in uncertain:
+            selection.uncertain.append((message, uncertain[key]))
+        else:
+            selection.pending.append(message)
+    return selection
 
 
 def execute_plan(
@@ -816,46 +928,253 @@ def execute_plan(
     password: str | None,
     *,
     prior_records: Iterable[SendRecord] = (),
+    round_label: str = "",
     resend_failed: bool = False,
+    resend_uncertain: bool = False,
     on_record: Callable[[SendRecord], None] | None = None,
     on_progress: Progress | None = None,
     sleep: Callable[[float], None] = time.sleep,
     retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
     ssl_context: ssl.SSLContext | None = None,
 ) -> BatchResult:
-    """两个入口共用：先记录规划中发现的问题，再发送（resend_failed 时跳过已有成功记录的）。"""
+    """两个入口共用：先记录规划中发现的问题，再发送。
+
+    * resend_failed：跳过已有“已发送”记录的邮件；
+    * 结果“不确定”的邮件（服务器可能已收下）只有 resend_uncertain 时才重发（它也跳过已发送的），
+      否则列在 result.held 里；
+    * 都不给：全部发送（不确定的除外）。
+    """
     problem_rows = problem_records(plan.problems)
     for entry in problem_rows:
         if on_record is not None:
             on_record(entry)
-    messages, skipped = plan.messages, []
-    if resend_failed:
-        messages, skipped = pending_messages(plan.messages, prior_records)
+    selection = select_messages(plan.messages, prior_records, plan.sender, round_label)
+    held: list[tuple[OutgoingMessage, SendRecord]] = []
+    skipped: list[OutgoingMessage] = []
+    if resend_failed or resend_uncertain:
+        messages = list(selection.pending)
+        skipped = list(selection.delivered)
+    else:
+        messages = list(selection.pending) + list(selection.delivered)
+    if resend_uncertain:
+        messages += [m for m, _ in selection.uncertain]
+    else:
+        held = list(selection.uncertain)
+    order = {id(m): i for i, m in enumerate(plan.messages)}
+    messages.sort(key=lambda m: order[id(m)])
     if messages:
-        result = send_batch(messages, plan.sender, config, password, on_record=on_record,
-                            on_progress=on_progress, sleep=sleep, retry_delays=retry_delays,
-                            ssl_context=ssl_context)
+        result = send_batch(messages, plan.sender, config, password, round_label=round_label,
+                            on_record=on_record, on_progress=on_progress, sleep=sleep,
+                            retry_delays=retry_delays, ssl_context=ssl_context)
     else:
         result = BatchResult()
     result.records[:0] = problem_rows
     result.problems = list(plan.problems)
     result.skipped = skipped
+    result.held = held
     return result
 
 
 # ---------------------------------------------------------------------------
-# CSV 发送记录
+# 发送记录：台账（xl_ecom.ledger）是记录，CSV 只是导出
 # ---------------------------------------------------------------------------
+
+#: 本模块的结果 -> 台账的发送状态；台账只分 已发送/失败/不确定/跳过，更细的结果写在“说明”开头
+_LEDGER_STATUS = {
+    RESULT_SENT: ledger_schema.SENT,
+    RESULT_FAILED: ledger_schema.FAILED,
+    RESULT_UNCERTAIN: ledger_schema.UNCERTAIN,
+    RESULT_RETRY: ledger_schema.FAILED,
+    RESULT_NOT_SENT: ledger_schema.FAILED,
+}
+_DETAIL_PREFIX = {RESULT_RETRY: f"{RESULT_RETRY}：", RESULT_NOT_SENT: f"{RESULT_NOT_SENT}："}
+_SENT_RESULTS = (RESULT_SENT, "成功")  # “成功”：旧版 CSV 发送记录的写法
 
 
 def log_path(workbook_path: Any) -> Path:
-    """CSV 发送记录：工作簿旁边的 <工作簿名>_发送记录.csv。"""
+    """CSV 发送记录（台账的导出）：工作簿旁边的 <工作簿名>_发送记录.csv。"""
     workbook_path = Path(workbook_path)
     return workbook_path.with_name(f"{workbook_path.stem}_{RECORD_SHEET}.csv")
 
 
+def legacy_backup_path(workbook_path: Any) -> Path:
+    """导入台账之前的旧 CSV 发送记录原样保存在这里（之后同名的 CSV 是台账的导出）。"""
+    path = log_path(workbook_path)
+    return path.with_name(f"{path.stem}_导入前{path.suffix}")
+
+
+def _parse_time(text: str) -> _dt.datetime | None:
+    text = str(text or "").strip()
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M",
+                "%Y-%m-%dT%H:%M:%S"):
+        try:
+            return _dt.datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+    return None
+
+
+def record_mail(ledger: Any, record: SendRecord, round_id: int) -> int:
+    """把一条发送记录写进台账。"""
+    detail = _DETAIL_PREFIX.get(record.result, "") + record.reply
+    status = _LEDGER_STATUS.get(record.result)
+    if status is None:  # 旧记录里没见过的结果：原样写进说明，按失败处理
+        status, detail = ledger_schema.FAILED, f"{record.result}：{record.reply}"
+    return ledger.record_mail(record.unit, record.address, record.file, record.kind, status, detail=detail,
+                              message_id=record.message_id, round_id=round_id,
+                              attempted_at=_parse_time(record.time))
+
+
+def record_from_attempt(attempt: Any) -> SendRecord:
+    """台账里的一次发送 -> SendRecord（结果按“说明”开头还原为 暂时失败 / 未发送）。"""
+    result, reply = attempt.status, attempt.detail or ""
+    if attempt.status == ledger_schema.FAILED:
+        for finer, prefix in _DETAIL_PREFIX.items():
+            if reply.startswith(prefix):
+                result, reply = finer, reply[len(prefix):]
+                break
+    when = attempt.attempted_at.strftime("%Y-%m-%d %H:%M:%S") if attempt.attempted_at else ""
+    return SendRecord(when, attempt.unit, attempt.address, attempt.file_name, "", result, reply,
+                      attempt.message_id, attempt.kind)
+
+
+def ledger_records(ledger: Any, round_id: int | None) -> list[SendRecord]:
+    if round_id is None:
+        return []
+    return [record_from_attempt(a) for a in ledger.mail_attempts(round_id)]
+
+
+@dataclass
+class LegacyImport:
+    """旧发送记录（CSV 和工作簿“发送记录”表）的一次导入。"""
+
+    records: list[SendRecord]
+    sources: list[str]
+    backup: Path | None = None
+
+    @property
+    def delivered(self) -> int:
+        return sum(1 for r in self.records if r.result in _SENT_RESULTS)
+
+    def summary(self) -> str:
+        where = "、".join(self.sources)
+        text = (f"已把旧发送记录（{where}）中的 {len(self.records)} 条导入台账，其中已发送 {self.delivered} 条，"
+                "这些不会再重复发送。")
+        if self.backup is not None:
+            text += f"原 CSV 另存为 {self.backup.name}。"
+        return text
+
+
+def legacy_records(workbook_path: Any, sheet_records: Sequence[SendRecord] = ()) -> LegacyImport:
+    """读旧版的发送记录：工作簿旁的 CSV（逐行识别 UTF-8 / UTF-8 带 BOM / GBK）和“发送记录”表，去掉重复的行。"""
+    path = log_path(workbook_path)
+    records = read_log(path)
+    sources = [path.name] if records else []
+    seen = {tuple(r.row()) for r in records}
+    from_sheet = [r for r in sheet_records if tuple(r.row()) not in seen]
+    if from_sheet:
+        sources.append(f"“{RECORD_SHEET}”表")
+    return LegacyImport(records + from_sheet, sources)
+
+
+def _legacy_message_id(record: SendRecord, round_label: str, domain: str) -> str:
+    if re.fullmatch(r"[0-9a-f]{64}", record.sha256 or "") and record.address:
+        try:
+            address = normalize_address(record.address)
+        except ValueError:
+            address = record.address
+        return stable_message_id(round_label, record.unit, address, record.sha256, domain)
+    return ""
+
+
+def import_legacy(ledger: Any, legacy: LegacyImport, round_: Any, domain: str, workbook_path: Any) -> LegacyImport:
+    """把旧发送记录一次性写进台账（台账还没有任何发送记录时才调用）。
+
+    每条记录的 Message-ID 换成本轮固定的那个（原来的写进说明），这样按 Message-ID 判断就认得
+    旧记录里已发送的邮件。旧 CSV 先原样另存一份，之后同名 CSV 由台账导出。
+    """
+    path = log_path(workbook_path)
+    backup = None
+    if path.exists() and legacy.records:
+        backup = legacy_backup_path(workbook_path)
+        if not backup.exists():
+            shutil.copy2(path, backup)
+    converted = []
+    for r in legacy.records:
+        result = RESULT_SENT if r.result in _SENT_RESULTS else r.result
+        if result == RESULT_FAILED and "不确定" in r.reply:  # 旧版把发送途中断开记成“失败（……不确定）”
+            result = RESULT_UNCERTAIN
+        reply = r.reply + (f"（旧记录，原 Message-ID {r.message_id}）" if r.message_id else "（旧记录）")
+        new = SendRecord(r.time, r.unit, r.address, r.file, r.sha256, result, reply,
+                         _legacy_message_id(r, round_.label, domain), r.kind)
+        record_mail(ledger, new, round_.id)
+        converted.append(new)
+    ledger.log("导入旧发送记录", f"{len(converted)} 条，来自 {'、'.join(legacy.sources)}")
+    return LegacyImport(converted, legacy.sources, backup)
+
+
+class _MailStore:
+    """一次 mail 命令用的台账：打开、取本轮、导入旧记录、逐条记录、批后导出 CSV。"""
+
+    def __init__(self, workbook_path: Path, url: str | None):
+        self.workbook_path = workbook_path
+        self.ledger = open_ledger(workbook_path, url)
+        self.round: Any = None
+
+    def prepare(self, sender: Sender, *, write: bool, sheet_records: Sequence[SendRecord] = ()) -> tuple[
+            list[SendRecord], LegacyImport | None]:
+        """本轮已有的记录；台账还没有发送记录而有旧记录时导入（write=False 时只在内存里换算）。"""
+        self.round = self.ledger.ensure_round() if write else self.ledger.current_round()
+        label = self.round.label if self.round is not None else ""
+        domain = sender.address.rpartition("@")[2]
+        imported = None
+        if not self.ledger.mail_attempts():
+            legacy = legacy_records(self.workbook_path, sheet_records)
+            if legacy.records:
+                if write:
+                    imported = import_legacy(self.ledger, legacy, self.round, domain, self.workbook_path)
+                else:
+                    imported = _convert_only(legacy, label, domain)
+                    return imported.records, imported
+        return ledger_records(self.ledger, self.round.id if self.round is not None else None), imported
+
+    @property
+    def round_label(self) -> str:
+        return self.round.label if self.round is not None else ""
+
+    def record(self, record: SendRecord) -> None:
+        record_mail(self.ledger, record, self.round.id)
+
+    def export_csv(self) -> tuple[Path, str]:
+        """CSV 导出（整份重写）；写不了时返回说明（记录已在台账里，不算失败）。"""
+        path = log_path(self.workbook_path)
+        try:
+            self.ledger.export_mail_csv(path)
+            return path, ""
+        except (OSError, XlEcomError) as exc:
+            reason = _os_error_text(exc) if isinstance(exc, OSError) else str(exc)
+            return path, (f"注意：发送记录已存入台账，但无法导出 {path.name}（{reason}）：如果它在 Excel 中打开着，"
+                          "请关闭后重新运行一次（或用 xl-ecom export）。")
+
+    def close(self) -> None:
+        self.ledger.close()
+
+
+def _convert_only(legacy: LegacyImport, round_label: str, domain: str) -> LegacyImport:
+    """试运行：旧记录只在内存里换算，不写台账。"""
+    records = []
+    for r in legacy.records:
+        result = RESULT_SENT if r.result in _SENT_RESULTS else r.result
+        if result == RESULT_FAILED and "不确定" in r.reply:
+            result = RESULT_UNCERTAIN
+        records.append(SendRecord(r.time, r.unit, r.address, r.file, r.sha256, result, r.reply,
+                                  _legacy_message_id(r, round_label, domain), r.kind))
+    return LegacyImport(records, legacy.sources)
+
+
 class CsvLog:
-    """追加写 CSV 发送记录（UTF-8 带 BOM，Excel 能直接打开）；每行写完立即落盘。"""
+    """旧版的追加写 CSV 发送记录（UTF-8 带 BOM）。现在发送记录在台账里，CSV 由台账整份导出；
+    这个类只留给读写旧格式的工具和测试。"""
 
     def __init__(self, path: Any):
         self.path = Path(path)
@@ -886,8 +1205,26 @@ class CsvLog:
         self.close()
 
 
+def decode_lines(data: bytes) -> str:
+    """逐行解码：每行先按 UTF-8（开头的 BOM 去掉），不行再按 GBK（GB18030）。
+
+    Excel 把 UTF-8 的 CSV 另存为 GBK 之后，旧版又以 UTF-8 追加新行，一个文件里两种编码都有；
+    整份按一种编码读就会有一半是乱码。
+    """
+    lines = []
+    for line in data.splitlines(keepends=True):
+        if line.startswith(b"\xef\xbb\xbf"):
+            line = line[3:]
+        try:
+            lines.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            lines.append(line.decode("gb18030", errors="replace"))
+    return "".join(lines)
+
+
 def read_log(path: Any) -> list[SendRecord]:
-    """读 CSV 发送记录；文件不存在时为空。也接受在 Excel 中另存为 GBK 的文件。"""
+    """读旧版 CSV 发送记录（表头含“单位”“结果”）；文件不存在或不是这种格式时为空。
+    接受 UTF-8、UTF-8 带 BOM、GBK，以及一个文件里混着这几种的（逐行识别）。"""
     path = Path(path)
     if not path.exists():
         return []
@@ -897,15 +1234,11 @@ def read_log(path: Any) -> list[SendRecord]:
         raise MailError(
             f"无法读取发送记录 {path}（{exc.strerror or exc}）：如果它在 Excel 中打开着，请先关闭。"
         ) from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = data.decode("gb18030", errors="replace")
-    return records_from_rows(list(csv.reader(io.StringIO(text, newline=""))))
+    return records_from_rows(list(csv.reader(io.StringIO(decode_lines(data), newline=""))))
 
 
 def records_from_rows(rows: Sequence[Sequence[Any]]) -> list[SendRecord]:
-    """由表头行和数据行（CSV 或“发送记录”表）得到记录。"""
+    """由表头行和数据行（旧 CSV 或“发送记录”表）得到记录。"""
     header: list[str] | None = None
     records = []
     for row in rows:
@@ -921,7 +1254,7 @@ def records_from_rows(rows: Sequence[Sequence[Any]]) -> list[SendRecord]:
 
 
 def read_records_sheet(workbook_path: Any) -> list[SendRecord]:
-    """读工作簿里的“发送记录”表（功能区按钮写的），没有则为空。"""
+    """读工作簿里的“发送记录”表（功能区按钮写的），没有则为空。只用于一次性导入台账。"""
     from openpyxl import load_workbook
 
     try:
@@ -946,12 +1279,15 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "mail",
         help="把部门任务表和县区工作簿发给各单位",
-        description="按通讯录把输出文件夹中的部门任务表和县区工作簿发给各单位，并在工作簿旁的 CSV 中记录每次发送。"
+        description="按通讯录把输出文件夹中的部门任务表和县区工作簿发给各单位。每次发送记在台账里"
+                    "（默认是工作簿旁的 SQLite 文件，或 --db 指定的数据库），并导出为工作簿旁的 CSV。"
                     f"密码只从环境变量 {PASSWORD_ENV} 或系统钥匙串读取。",
     )
     parser.add_argument("workbook", metavar="WORKBOOK", help="市级工作簿（.xlsx/.xlsm），读取其中的设置和通讯录")
     parser.add_argument("--contacts", metavar="FILE", help="通讯录 CSV（列：单位,联系人,邮箱）或工作簿，代替工作簿中的通讯录表")
     parser.add_argument("--out", metavar="DIR", help="输出文件夹（默认取设置表“输出文件夹”）")
+    parser.add_argument("--db", metavar="URL",
+                        help="台账数据库地址（如 postgresql://用户@主机/库名）；默认是工作簿旁的 SQLite 文件")
     parser.add_argument("--smtp-host", metavar="H", help="SMTP 服务器，覆盖设置表")
     parser.add_argument("--smtp-port", metavar="P", help="SMTP 端口，覆盖设置表")
     parser.add_argument("--user", metavar="U", help="SMTP 用户名，覆盖设置表")
@@ -959,7 +1295,11 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
     security.add_argument("--ssl", dest="security", action="store_const", const="SSL", help="用 SSL 连接")
     security.add_argument("--starttls", dest="security", action="store_const", const="STARTTLS", help="用 STARTTLS 加密")
     parser.add_argument("--dry-run", metavar="DIR", help="不发送，每封邮件写一个 .eml 文件到 DIR")
-    parser.add_argument("--resend-failed", action="store_true", help="只发送还没有成功记录的邮件，已成功的不重复发送")
+    parser.add_argument("--resend-failed", action="store_true",
+                        help="只补发失败和未发送的邮件：已发送的不重复；结果“不确定”的也不重发（会列出来）")
+    parser.add_argument("--resend-uncertain", action="store_true",
+                        help="连结果“不确定”的邮件（上次发出后、服务器确认前连接中断）也重发，已发送的不重复。"
+                             "对方可能因此收到两封；两封的 Message-ID 相同，对方的邮件客户端可据此去重")
     parser.add_argument("--only", metavar="单位", nargs="+", help="只发给这些单位")
     parser.set_defaults(func=run_mail_cli, security=None)
     return parser
@@ -976,12 +1316,12 @@ def run_mail_cli(
     ssl_context: ssl.SSLContext | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> int:
-    """``xl-ecom mail`` 的处理函数。退出码：0 全部成功；1 有未成功的邮件；2 输入或配置有误。"""
+    """``xl-ecom mail`` 的处理函数。退出码：0 全部成功；1 有未成功或不确定的邮件；2 输入或配置有误。"""
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     try:
         return _run_mail(args, out, err, env, sleep, retry_delays, ssl_context, timeout)
-    except (MailError, SettingsError, ContactsError) as exc:
+    except XlEcomError as exc:  # MailError、SettingsError、ContactsError、LedgerError……
         print(f"错误：{exc}", file=err)
         return 2
     except OSError as exc:
@@ -1019,41 +1359,60 @@ def _run_mail(args, out, err, env, sleep, retry_delays, ssl_context, timeout) ->
 
     plan = plan_messages(settings, contacts, out_dir, only=args.only)
     _print_problems(plan.problems, out)
+    resend_uncertain = bool(getattr(args, "resend_uncertain", False))
+    skip_delivered = args.resend_failed or resend_uncertain
+    url = getattr(args, "db", None) or _text(settings.get(LEDGER_SETTING)) or None
 
-    log_file = log_path(workbook)
-    prior = read_log(log_file) + read_records_sheet(workbook)
+    store = _MailStore(workbook, url)
+    try:
+        if args.dry_run:
+            prior, _ = store.prepare(plan.sender, write=False, sheet_records=read_records_sheet(workbook))
+            selection = select_messages(plan.messages, prior, plan.sender, store.round_label)
+            messages = selection.pending + ([] if skip_delivered else selection.delivered)
+            if resend_uncertain:
+                messages += [m for m, _ in selection.uncertain]
+            order = {id(m): i for i, m in enumerate(plan.messages)}
+            messages.sort(key=lambda m: order[id(m)])
+            if skip_delivered and selection.delivered:
+                print(f"已成功发送过的 {len(selection.delivered)} 封不再生成。", file=out)
+            if selection.uncertain and not resend_uncertain:
+                _print_held(selection.uncertain, out)
+            written = write_eml(messages, plan.sender, args.dry_run, round_label=store.round_label)
+            print(f"试运行：已写出 {len(written)} 封邮件到 {Path(args.dry_run)}，没有发送任何邮件。", file=out)
+            return 0 if not plan.problems else 1
 
-    if args.dry_run:
-        messages, skipped = (pending_messages(plan.messages, prior) if args.resend_failed
-                             else (plan.messages, []))
-        if skipped:
-            print(f"已成功发送过的 {len(skipped)} 封不再生成。", file=out)
-        written = write_eml(messages, plan.sender, args.dry_run)
-        print(f"试运行：已写出 {len(written)} 封邮件到 {Path(args.dry_run)}，没有发送任何邮件。", file=out)
-        return 0 if not plan.problems else 1
-
-    config = smtp_config(settings, host=args.smtp_host, port=args.smtp_port, user=args.user,
-                         security=args.security, timeout=timeout)
-    password = _require_password(config, env)
-    if not args.resend_failed:
-        already = pending_messages(plan.messages, prior)[1]
-        if already:
-            print(f"注意：其中 {len(already)} 封此前已成功发送过同一文件，本次会再次发送；"
-                  "只补发未成功的请用 --resend-failed。", file=out)
-    progress = _ProgressLine(err)
-    with CsvLog(log_file) as log:
-        result = execute_plan(plan, config, password, prior_records=prior,
-                              resend_failed=args.resend_failed, on_record=log.append,
-                              on_progress=progress, sleep=sleep, retry_delays=retry_delays,
-                              ssl_context=ssl_context)
-    progress.finish()
-    _print_summary(result, out)
-    print(f"发送记录：{log_file}", file=out)
-    return 0 if result.ok else 1
+        config = smtp_config(settings, host=args.smtp_host, port=args.smtp_port, user=args.user,
+                             security=args.security, timeout=timeout)
+        password = _require_password(config, env)
+        prior, imported = store.prepare(plan.sender, write=True, sheet_records=read_records_sheet(workbook))
+        if imported is not None:
+            print(imported.summary(), file=out)
+        if not skip_delivered:
+            already = select_messages(plan.messages, prior, plan.sender, store.round_label).delivered
+            if already:
+                print(f"注意：其中 {len(already)} 封此前已成功发送过同一文件，本次会再次发送；"
+                      "只补发未成功的请用 --resend-failed。", file=out)
+        progress = _ProgressLine(err)
+        try:
+            result = execute_plan(plan, config, password, prior_records=prior, round_label=store.round_label,
+                                  resend_failed=args.resend_failed, resend_uncertain=resend_uncertain,
+                                  on_record=store.record, on_progress=progress, sleep=sleep,
+                                  retry_delays=retry_delays, ssl_context=ssl_context)
+        finally:
+            progress.finish()
+            log_file, note = store.export_csv()
+        _print_summary(result, out)
+        print(f"发送记录：台账 {store.ledger.url}；导出 {log_file}", file=out)
+        if note:
+            print(note, file=out)
+        return 0 if result.ok else 1
+    finally:
+        store.close()
 
 
 class _ProgressLine:
-    """命令行进度条（写到 stderr）：终端里原地刷新，否则每封一行。"""
+    """命令行进度条（写到 stderr），按 Progress 协议接收 (消息, 第几封, 共几封)：
+    终端里原地刷新，否则每封一行。"""
 
     def __init__(self, stream: Any, width: int = 24):
         self.stream = stream
@@ -1087,18 +1446,39 @@ def _print_problems(problems: Sequence[Problem], out: Any) -> None:
         print(f"  {problem.subject}：{problem.message}", file=out)
 
 
+UNCERTAIN_EXPLANATION = (
+    "“不确定”是指邮件已经全部发给服务器，但在服务器确认收到之前连接断开了：服务器可能已经收下并投递，"
+    "也可能没有。为避免对方收到两封，这些邮件不会自动重发。请先向对方确认是否收到；确认没有收到的，"
+    "用 --resend-uncertain 重发（重发的邮件 Message-ID 与上次相同，对方的邮件客户端可据此去重）。"
+)
+
+
+def _print_held(held: Sequence[tuple[OutgoingMessage, SendRecord]], out: Any) -> None:
+    print(f"有 {len(held)} 封邮件上次发送结果不确定，本次没有重发：", file=out)
+    for message, record in held:
+        when = f"（{record.time}）" if record.time else ""
+        print(f"  不确定：{message.unit} <{message.address}>{when}", file=out)
+    print(UNCERTAIN_EXPLANATION, file=out)
+
+
 def _print_summary(result: BatchResult, out: Any) -> None:
-    total = len(result.sent) + len(result.failed) + len(result.not_sent)
-    print(f"本次共 {total} 封：成功 {len(result.sent)}，失败 {len(result.failed)}，未发送 {len(result.not_sent)}。",
-          file=out)
+    total = len(result.sent) + len(result.failed) + len(result.not_sent) + len(result.uncertain)
+    print(f"本次共 {total} 封：成功 {len(result.sent)}，失败 {len(result.failed)}，未发送 {len(result.not_sent)}，"
+          f"不确定 {len(result.uncertain)}。", file=out)
     if result.skipped:
         print(f"此前已成功发送的 {len(result.skipped)} 封没有重复发送。", file=out)
     for message, reason in result.failed:
         print(f"  失败：{message.unit} <{message.address}>：{reason}", file=out)
     for message, reason in result.not_sent:
         print(f"  未发送：{message.unit} <{message.address}>：{reason}", file=out)
+    for message, reason in result.uncertain:
+        print(f"  不确定：{message.unit} <{message.address}>：{reason}", file=out)
     if result.failed or result.not_sent:
         print("处理后可用 --resend-failed 补发，已成功的不会重复发送。", file=out)
+    if result.uncertain:
+        print(UNCERTAIN_EXPLANATION, file=out)
+    if result.held:
+        _print_held(result.held, out)
 
 
 # ---------------------------------------------------------------------------
@@ -1110,18 +1490,21 @@ def send_mail_from_book(
     book: Any,
     *,
     resend_failed: bool = True,
+    resend_uncertain: bool = False,
     env: dict[str, str] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
     ssl_context: ssl.SSLContext | None = None,
 ) -> BatchResult | None:
-    """“发送邮件”按钮：从打开的工作簿读设置和通讯录，发送，记录写入“发送记录”表
-    （并追加到与命令行相同的 CSV 发送记录，工作簿未保存也不丢）。
+    """“发送邮件”按钮：从打开的工作簿读设置和通讯录，发送；每次发送记在台账里（工作簿旁的 SQLite
+    文件，或设置表“台账数据库”），“发送记录”表只是给人看的副本，CSV 是台账的导出。
 
-    按钮默认只发送还没有成功记录的邮件（第一次按下时即全部），所以重复按不会重复发送。
-    进度显示在状态栏；结果或错误用对话框提示。输入有误时返回 None。
+    按钮默认只发送还没有成功记录的邮件（第一次按下时即全部），所以重复按不会重复发送；
+    结果“不确定”的不重发，在对话框里说明。进度按 Progress 协议显示在状态栏；结果或错误用对话框提示。
+    输入有误时返回 None。
     """
     app = book.app
+    store: _MailStore | None = None
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", PasswordInSettingsWarning)
@@ -1133,52 +1516,57 @@ def send_mail_from_book(
         contacts = contacts_from_rows(contact_rows, source=f"“{CONTACTS_SHEET}”表")
         workbook_path = Path(book.fullname)
         if not workbook_path.is_absolute():
-            raise MailError("请先保存工作簿：输出文件夹和发送记录都放在工作簿所在的文件夹里。")
+            raise MailError("请先保存工作簿：输出文件夹和台账都放在工作簿所在的文件夹里。")
         out_dir = output_dir(settings, workbook_path)
         if not out_dir.is_dir():
             raise MailError(f"找不到输出文件夹：{out_dir}，请先生成部门任务表和县区工作簿。")
         plan = plan_messages(settings, contacts, out_dir)
         config = smtp_config(settings)
         password = _require_password(config, env)
+        sheet_records = records_from_rows(_xl_rows(book, RECORD_SHEET) or [])
+        store = _MailStore(workbook_path, _text(settings.get(LEDGER_SETTING)) or None)
+        prior, imported = store.prepare(plan.sender, write=True, sheet_records=sheet_records)
+        if imported is not None:
+            notes.append(imported.summary())
         sheet = _xl_record_sheet(book)
-        prior = records_from_rows(_xl_rows(book, RECORD_SHEET) or []) + read_log(log_path(workbook_path))
-    except (MailError, SettingsError, ContactsError) as exc:
+    except XlEcomError as exc:
+        if store is not None:
+            store.close()
         _xl_alert(app, str(exc))
         return None
     except OSError as exc:
+        if store is not None:
+            store.close()
         _xl_alert(app, _os_error_text(exc))
         return None
 
     next_row = [_xl_last_row(sheet) + 1]
-    # 表里的记录要保存工作簿才留得住；同时写一份 CSV（与命令行同一个文件），关闭不保存也不丢
-    try:
-        csv_log: CsvLog | None = CsvLog(log_path(workbook_path))
-    except MailError as exc:
-        csv_log = None
-        notes.append(f"注意：{exc} 本次记录只写入“{RECORD_SHEET}”表，请保存工作簿。")
 
     def append(record: SendRecord) -> None:
+        store.record(record)  # 先记进台账，再写给人看的表
         sheet.range((next_row[0], 1)).value = [_neutralize(v) for v in record.row()]
         next_row[0] += 1
-        if csv_log is not None:
-            csv_log.append(record)
 
     def progress(message: str, done: int | None = None, total: int | None = None) -> None:
-        if done is not None and total is not None and done < total:
-            app.status_bar = f"正在发送邮件 {done + 1}/{total}：{message.removeprefix('正在发送：')}"
+        if done is not None and total is not None and message != "完成":
+            app.status_bar = status_text(f"正在发送邮件：{message}", done, total)
 
     try:
-        result = execute_plan(plan, config, password, prior_records=prior, resend_failed=resend_failed,
+        result = execute_plan(plan, config, password, prior_records=prior, round_label=store.round_label,
+                              resend_failed=resend_failed, resend_uncertain=resend_uncertain,
                               on_record=append, on_progress=progress, sleep=sleep,
                               retry_delays=retry_delays, ssl_context=ssl_context)
     finally:
         app.status_bar = False
-        if csv_log is not None:
-            csv_log.close()
+        _, note = store.export_csv()
+        store.close()
+    if note:
+        notes.append(note)
     buffer = io.StringIO()
     _print_problems(plan.problems, buffer)
     _print_summary(result, buffer)
     text = buffer.getvalue().replace("--resend-failed", "再次点击“发送邮件”")
+    text = text.replace("用 --resend-uncertain", "在命令行用 xl-ecom mail 工作簿 --resend-uncertain")
     _xl_alert(app, "\n".join(notes + [text + f"详细记录见“{RECORD_SHEET}”表。"]))
     return result
 
