@@ -7,11 +7,17 @@ import contextlib
 import importlib
 import importlib.util
 import json
+import logging
+import shutil
 import sys
+import traceback
+import unicodedata
+from decimal import Decimal
 from pathlib import Path
 
 from xl_ecom import __version__
 from xl_ecom.common.errors import XlEcomError
+from xl_ecom.common.progress import status_text
 
 # front-end modules that register their own subcommands with add_cli(subparsers)
 FRONT_ENDS = (
@@ -22,7 +28,7 @@ FRONT_ENDS = (
     "xl_ecom.workflows.validate",
     "xl_ecom.workflows.refresh",
     "xl_ecom.workflows.mail",
-)
+)  # setup-excel and bundle (xl_ecom.frontends) are added last
 
 
 # Exit codes, the same for every subcommand (documented in the README):
@@ -121,8 +127,161 @@ class ChineseArgumentParser(argparse.ArgumentParser):
             self.exit(ERROR, f"错误：{message}\n")
 
 
+# --- output, progress, logging ----------------------------------------------------------------------
+
+log = logging.getLogger("xl_ecom.cli")
+
+#: the city workbook's file name, looked for when a command's --workbook is not given
+WORKBOOK_NAME = "目标任务分解表.xlsm"
+
+#: Chinese names for logging's levels (-v 信息, -vv 调试)
+_LEVEL_NAMES = {logging.DEBUG: "调试", logging.INFO: "信息", logging.WARNING: "警告", logging.ERROR: "错误", logging.CRITICAL: "严重"}
+
+
 def _out(text: str = "") -> None:
     print(text)
+
+
+def _json_out(data) -> None:
+    """UTF-8 JSON on stdout: Chinese kept as it is (ensure_ascii=False), keys sorted (stable)."""
+    text = json.dumps(data, ensure_ascii=False, sort_keys=True, indent=2)
+    stream = sys.stdout
+    buffer = getattr(stream, "buffer", None)
+    if buffer is not None:
+        stream.flush()
+        buffer.write((text + "\n").encode("utf-8"))
+        buffer.flush()
+    else:  # a StringIO in tests
+        stream.write(text + "\n")
+
+
+def _display_width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _clip(text: str, width: int) -> str:
+    out, used = [], 0
+    for ch in text:
+        w = 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+        if used + w > width:
+            break
+        out.append(ch)
+        used += w
+    return "".join(out)
+
+
+class TerminalProgress:
+    """The :class:`xl_ecom.common.progress.Progress` protocol on a terminal: one line on stderr,
+    redrawn in place (``[#####-----] 3/8 寿县``); prints nothing when stderr is not a terminal."""
+
+    BAR = 20
+
+    def __init__(self, stream=None, *, enabled: bool | None = None):
+        self.stream = stream if stream is not None else sys.stderr
+        isatty = getattr(self.stream, "isatty", None)
+        self.enabled = bool(isatty and isatty()) if enabled is None else enabled
+        self._shown = False
+
+    def __call__(self, message: str, done: int | None = None, total: int | None = None) -> None:
+        log.info(status_text(message, done, total))
+        if not self.enabled:
+            return
+        width = max(20, shutil.get_terminal_size((80, 24)).columns - 1)
+        if done is not None and total:
+            filled = round(self.BAR * min(done, total) / total)
+            line = f"[{'#' * filled}{'-' * (self.BAR - filled)}] {done}/{total} {message}"
+        else:
+            line = message
+        line = _clip(line, width)
+        self.stream.write("\r" + line + " " * (width - _display_width(line)))
+        self.stream.flush()
+        self._shown = True
+
+    def close(self) -> None:
+        """End the progress line (the next output starts on a fresh line)."""
+        if self.enabled and self._shown:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._shown = False
+
+
+def _progress(args) -> TerminalProgress:
+    progress = getattr(args, "_progress", None)
+    if progress is None:
+        progress = args._progress = TerminalProgress()
+    return progress
+
+
+def _setup_logging(verbosity: int) -> None:
+    for level, name in _LEVEL_NAMES.items():
+        logging.addLevelName(level, name)
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s：%(message)s", force=True)
+
+
+def default_workbook() -> Path | None:
+    """The city workbook used when --workbook is not given: workbook/目标任务分解表.xlsm (or the file
+    itself) in the current folder, else beside the package's source checkout; None when there is none."""
+    here = Path.cwd()
+    root = Path(__file__).resolve().parents[2]
+    for candidate in (here / "workbook" / WORKBOOK_NAME, here / WORKBOOK_NAME, root / "workbook" / WORKBOOK_NAME):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _existing_file(path, what: str = "工作簿") -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise XlEcomError(f"找不到{what}“{path}”")
+    return path
+
+
+# --- commands defined here -------------------------------------------------------------------------
+
+def policy_date(args) -> tuple[object, str]:
+    """(policy date, where it came from) for calc: --date; else the 设置 sheet's 政策日期 of
+    --workbook (or the default workbook when present); else the plan's default date."""
+    from xl_ecom.workflows.settings import SETTINGS_DEFAULTS, read_settings
+
+    if args.date:
+        return args.date, "--date"
+    workbook = Path(args.workbook) if args.workbook else default_workbook()
+    if workbook is not None:
+        _existing_file(workbook)
+        on = read_settings(workbook).get("政策日期")
+        if on:
+            return on, f"工作簿“{workbook}”的设置表"
+    return SETTINGS_DEFAULTS["政策日期"], "方案默认"
+
+
+def _money_text(cents) -> str:
+    return f"{Decimal(int(cents)) / 100:,.2f}元"
+
+
+def _threshold_text(rule, explanation) -> str | None:
+    """When the result is 0 because a threshold is not met: “须 ≥ 500,000.00元（原文“达到50万元”）”."""
+    from xl_ecom.policy.boundaries import boundary
+
+    if explanation.result_cents != 0:
+        return None
+
+    def shown(kind, value):
+        return _money_text(value) if kind == "money" else f"{value}"
+
+    for step in explanation.steps:
+        if step[0] == "condition" and not step[3]:
+            _, c, value, _ok = step
+            spec = rule.input(c["input"])
+            return (f"{spec.label} {shown(spec.kind, value)}，须{boundary(c['word']).chinese}"
+                    f"{shown(spec.kind, c['threshold'])}（原文“{c['reference']}”）")
+        if step[0] == "tiers" and not step[3]:
+            _, a, basis, _raw = step
+            lowest = min(a["tiers"], key=lambda t: t["threshold"])
+            spec = rule.input(a["basis"])
+            return (f"{spec.label} {shown(spec.kind, basis)}，须{boundary(lowest['word']).chinese}"
+                    f"{shown(spec.kind, lowest['threshold'])}（原文“{lowest['ref']}”）")
+    return None
 
 
 def cmd_calc(args) -> int:
@@ -130,26 +289,44 @@ def cmd_calc(args) -> int:
 
     rule = engine.get_rule(args.rule)
     values = [None if v == "" else v for v in args.values]
+    on, source = policy_date(args)
+    explanation = engine.explain(rule.id, *values, on=on)
+    threshold = _threshold_text(rule, explanation)
+    result = explanation.result
+    if args.json:
+        _json_out({
+            "rule": rule.id,
+            "name": rule.name,
+            "clause": rule.clause,
+            "date": explanation.on.isoformat(),
+            "date_source": source,
+            "inputs": [None if v is None else str(v) for v in values],
+            "result": None if result is None else f"{result:.2f}",
+            "unit": "元",
+            "threshold_not_met": threshold is not None,
+            "threshold": threshold,
+            "explanation": explanation.to_text().splitlines() if args.explain else None,
+        })
+        return DONE
     if args.explain:
-        _out(engine.explain(rule.id, *values, on=args.date).to_text())
-        return 0
-    result = engine.calculate(rule.id, *values, on=args.date)
-    if result is None:
-        _out(f"{rule.id}：必填输入为空，结果为空")
+        _out(explanation.to_text())
+    elif result is None:
+        _out(f"{rule.id}：必填输入为空，结果为空（政策日期 {explanation.on.isoformat()}，{source}）")
     else:
-        _out(f"{rule.id}（{rule.name}，条款{rule.clause}）= {result:,.2f} 元")
-    return 0
+        _out(f"{rule.id}（{rule.name}，条款{rule.clause}）= {result:,.2f} 元（政策日期 {explanation.on.isoformat()}，{source}）")
+    if threshold:
+        _out(f"未达到门槛：{threshold}")
+    return DONE
 
 
 def cmd_clauses(args) -> int:
-    from xl_ecom.policy import lookup
-    from xl_ecom.policy import load_plan
+    from xl_ecom.policy import load_plan, lookup
 
     plan = load_plan()
     if args.clause:
         _out(lookup.clause_text(args.clause))
         _out(lookup.clause_departments(args.clause))
-        return 0
+        return DONE
     for task in plan.tasks:
         _out(f"{task['id']} {task['title']}")
         for m in (x for x in plan.measures if x.task_id == task["id"]):
@@ -160,7 +337,7 @@ def cmd_clauses(args) -> int:
                 _out(f"      目标：{t.text}")
             for r in plan.rules_for_measure(m.id):
                 _out(f"      奖补：{r.id} {r.name}")
-    return 0
+    return DONE
 
 
 def cmd_check(args) -> int:
@@ -169,21 +346,30 @@ def cmd_check(args) -> int:
     source = None
     path = Path(args.source) if args.source else default_source_path()
     if path is not None:
-        if not path.exists():
-            raise XlEcomError(f"找不到方案原文文件“{path}”")
+        _existing_file(path, "方案原文文件")
         source = path.read_text(encoding="utf-8")
     findings = check_plan(source_text=source)
+    warnings = sum(1 for f in findings if f.severity == WARNING)
+    code = DONE_WITH_PROBLEMS if (args.strict and warnings) else DONE
+    if args.json:
+        _json_out({
+            "source": str(path) if path else None,
+            "findings": [{"severity": f.severity, "subject": f.subject, "message": f.message} for f in findings],
+            "warnings": warnings,
+            "notices": len(findings) - warnings,
+            "exit_code": code,
+        })
+        return code
     for f in findings:
         _out(str(f))
-    warnings = sum(1 for f in findings if f.severity == WARNING)
     _out(f"共{len(findings)}条：警告{warnings}条，提示{len(findings) - warnings}条。")
-    return 1 if (args.strict and warnings) else 0
+    return code
 
 
 def cmd_run(args) -> int:
     """The main job on the built-in plan: check it, build the workbook, write department and county files."""
-    from xl_ecom.workflows import build, counties, departments, settings
     from xl_ecom.policy.check import WARNING, check_plan
+    from xl_ecom.workflows import build, counties, departments, settings
 
     out = Path(args.out)
     findings = check_plan()
@@ -191,32 +377,151 @@ def cmd_run(args) -> int:
     _out(f"方案检查：{len(findings)}条，其中警告{len(warnings)}条（xl-ecom check 查看全部）")
     for f in warnings:
         _out(f"  {f}")
-    wb = build.build_workbook(out / "目标任务分解表.xlsm")
+    wb = build.build_workbook(out / WORKBOOK_NAME)
     _out(f"工作簿：{wb}")
     # the files go where the workbook's 设置 says, so its buttons and `xl-ecom mail` find them
     values = settings.read_settings(wb)
     folder = settings.output_dir(values, wb)
     on = values.get("政策日期")
-    deps = departments.make_department_sheets(folder, on=on)
+    progress = _progress(args)
+    deps = departments.make_department_sheets(folder, on=on, progress=progress)
+    progress.close()
     _out(f"部门任务表：{len(deps)}个，在 {folder / departments.SUBDIR}")
-    cts = counties.make_county_workbooks(folder, on=on)
+    cts = counties.make_county_workbooks(folder, on=on, progress=progress)
+    progress.close()
     _out(f"县区工作簿：{len(cts)}个，在 {folder / counties.SUBDIR}")
-    return 0
+    return DONE
+
+
+# --- the workflow commands, run under this module's exit-code convention ---------------------------
+# The workflow modules register their subcommands (add_cli); the handlers below replace theirs so
+# that every command reports errors the same way (错误： on stderr, exit 2) and shows progress.
+
+def cmd_build(args) -> int:
+    from xl_ecom.workflows import build
+
+    path = build.build_workbook(args.out)
+    _out(f"已生成 {path}")
+    return DONE
+
+
+def _export(args, make, label: str, subdir: str) -> int:
+    from xl_ecom.workflows.departments import cli_context
+
+    folder, on, due = cli_context(args)
+    progress = _progress(args)
+    try:
+        paths = make(folder, on=on, due=due, progress=progress)
+    finally:
+        progress.close()
+    _out(f"已生成{label}{len(paths)}个，在 {folder / subdir}：")
+    for p in paths:
+        _out(f"  {p.name}")
+    return DONE
+
+
+def cmd_departments(args) -> int:
+    from xl_ecom.workflows import departments
+
+    return _export(args, departments.make_department_sheets, "部门任务表", departments.SUBDIR)
+
+
+def cmd_counties(args) -> int:
+    from xl_ecom.workflows import counties
+
+    return _export(args, counties.make_for_cli(args), "县区工作簿", counties.SUBDIR)  # --workbook/--db: the ledger issues tokens
+
+
+def cmd_refresh(args) -> int:
+    from xl_ecom.workflows import refresh
+
+    progress = _progress(args)
+    if args.verbose and not progress.enabled:  # refresh -v: progress lines even without a terminal
+        def progress_lines(message, done=None, total=None):
+            print(status_text(message, done, total), file=sys.stderr)
+        use = progress_lines
+    else:
+        use = progress
+    try:
+        report = refresh.refresh_workbook(_existing_file(args.workbook), on=args.date, backup=not args.no_backup, progress=use)
+    finally:
+        progress.close()
+    _out(report.to_text())
+    return DONE
+
+
+def cmd_validate(args) -> int:
+    from xl_ecom.workflows import validate
+
+    path = _existing_file(args.workbook)
+    problems = validate.validate_workbook(path, include_plan=not args.no_plan)
+    _out(f"校验数据：{path.name}")
+    _out(validate.report_text(problems))
+    return DONE_WITH_PROBLEMS if any(p.is_error for p in problems) else DONE
+
+
+def cmd_collect(args) -> int:
+    from xl_ecom.workflows import collect
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise XlEcomError(f"找不到文件夹“{folder}”")
+    if args.into:
+        _existing_file(args.into, "市级工作簿")
+    report = collect.collect(folder, into=args.into, db=getattr(args, "db", None))
+    _out(report.to_text())
+    if report.fatal:
+        print(f"错误：{report.fatal}", file=sys.stderr)
+        return ERROR
+    return min(int(report.exit_code), ERROR)
+
+
+#: subcommand -> the handler used instead of the workflow module's own
+HANDLERS = {
+    "build": cmd_build,
+    "departments": cmd_departments,
+    "counties": cmd_counties,
+    "refresh": cmd_refresh,
+    "validate": cmd_validate,
+    "collect": cmd_collect,
+}
+
+#: commands with --json output; `status` joins when it exists (its handler reads args.json)
+JSON_COMMANDS = ("calc", "check", "status")
+
+EPILOG = """\
+退出码（所有命令相同）：
+  0  完成
+  1  完成，但有问题（如 check --strict 有警告、validate 发现错误、collect 有未汇总的行、mail 有未发出的邮件）
+  2  出错，未完成（参数错误、找不到文件、输入有误等）；标准错误输出以“错误：”开头说明原因
+-v 显示进度和过程信息，-vv 另显示调试信息；出现程序内部错误时 -v 显示完整的错误追踪。"""
+
+
+def add_json_option(parser) -> None:
+    """The --json hook: a command that prints a report can offer machine-readable output the same way."""
+    parser.add_argument("--json", action="store_true", help="以 JSON 输出（UTF-8，键名固定）")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = ChineseArgumentParser(
         prog="xl-ecom",
         description="淮南市农村电商提质增效工作方案：奖补测算、目标任务分解、部门任务表、县区工作簿与邮件发送。",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"xl-ecom {__version__}", help="显示版本号并退出")
+    parser.add_argument("-v", "--verbose", dest="log_level", action="count", default=0,
+                        help="显示进度和过程信息；-vv 显示调试信息")
     sub = parser.add_subparsers(dest="command", metavar="命令")
 
     p = sub.add_parser("calc", help="按条款计算一项奖补，如 xl-ecom calc AWARD_LIVESTREAM 800000")
     p.add_argument("rule", help="规则名（与 Excel 函数同名），如 AWARD_LIVESTREAM")
     p.add_argument("values", nargs="*", help="参数，顺序同 Excel 函数；金额可写 50万、1.2亿元")
     p.add_argument("--explain", action="store_true", help="逐步说明计算过程")
-    p.add_argument("--date", help="政策日期（默认今天），如 2020-12-31")
+    p.add_argument("--date", help="政策日期，如 2020-12-31（默认取工作簿“设置”表的政策日期，没有工作簿时取方案默认日期）")
+    p.add_argument("--workbook", metavar="工作簿",
+                   help=f"从这个市级工作簿的“设置”表读取政策日期（默认 workbook/{WORKBOOK_NAME}，存在时）")
+    add_json_option(p)
     p.set_defaults(func=cmd_calc)
 
     p = sub.add_parser("clauses", help="列出方案的任务、牵头配合单位、目标和奖补规则")
@@ -224,8 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_clauses)
 
     p = sub.add_parser("check", help="检查方案本身：附件合计与正文目标、编号、单位")
-    p.add_argument("--source", help="方案原文 .txt（默认自动查找 shared/policy）")
-    p.add_argument("--strict", action="store_true", help="有警告时返回非零")
+    p.add_argument("--source", help="方案原文 .txt（默认用程序包内的方案原文）")
+    p.add_argument("--strict", action="store_true", help="有警告时退出码为 1")
+    add_json_option(p)
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("run", help="一次完成：检查方案、生成工作簿、部门任务表和县区工作簿")
@@ -235,26 +541,61 @@ def build_parser() -> argparse.ArgumentParser:
     for name in FRONT_ENDS:
         if importlib.util.find_spec(name) is not None:
             importlib.import_module(name).add_cli(sub)
+    for command, handler in HANDLERS.items():
+        if command in sub.choices:
+            sub.choices[command].set_defaults(func=handler)
+
+    from xl_ecom.frontends import bundle, setup_excel
+
+    setup_excel.add_cli(sub)
+    bundle.add_cli(sub)
     return parser
+
+
+def run_command(func, args) -> int:
+    """Run a handler under the one exit-code convention: 0 done, 1 done with problems, 2 error."""
+    verbose = getattr(args, "log_level", 0) > 0
+    try:
+        code = func(args)
+    except XlEcomError as exc:
+        text = exc.to_text() if hasattr(exc, "to_text") else str(exc)
+        print(text if text.startswith("错误：") else f"错误：{text}", file=sys.stderr)
+        return ERROR
+    except KeyboardInterrupt:
+        print("错误：已中断（Ctrl+C），操作未完成。", file=sys.stderr)
+        return ERROR
+    except OSError as exc:
+        where = f"（{exc.filename}）" if exc.filename else ""
+        print(f"错误：文件操作失败：{exc.strerror or exc}{where}", file=sys.stderr)
+        if verbose:
+            traceback.print_exc()
+        return ERROR
+    except Exception as exc:  # noqa: BLE001 - a bug: say so in Chinese; the traceback only under -v
+        print(f"错误：程序内部错误（{type(exc).__name__}：{exc}）。"
+              + ("" if verbose else "加 -v 重新运行可显示详细的错误追踪，请把它发给维护人员。"), file=sys.stderr)
+        if verbose:
+            traceback.print_exc()
+        return ERROR
+    finally:
+        progress = getattr(args, "_progress", None)
+        if progress is not None:
+            progress.close()
+    if code is None:
+        return DONE
+    code = int(code)
+    return code if code in (DONE, DONE_WITH_PROBLEMS, ERROR) else ERROR
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _setup_logging(args.log_level + (1 if getattr(args, "verbose", False) is True else 0))
     if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except XlEcomError as exc:
-        print(f"错误：{exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("已中断。", file=sys.stderr)
-        return 130
-    except OSError as exc:
-        print(f"错误：文件操作失败：{exc.strerror or exc}（{exc.filename or ''}）", file=sys.stderr)
-        return 2
+        parser.print_help(sys.stderr)
+        print("错误：请指定一个命令。", file=sys.stderr)
+        return ERROR
+    log.debug("命令：%s", args.command)
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":  # pragma: no cover
