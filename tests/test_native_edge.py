@@ -313,9 +313,8 @@ def test_collect_reads_the_returned_file_as_the_county_file_shows_it(lo):
     """collect (the city) on the recalculated file: rows of another county, which the county file
     flags FLAG_COUNTY, are not merged; a blank 县区 is merged as the file's county, as the county
     file counts it; every merged row without a text amount gets the amount the county cell shows.
-    Text amounts are where they differ by design: the county cell flags FLAG_NUMBER and leaves the
-    row out of the county total, collect reads "50万" as 500000 with a warning (the 奖补汇总 note
-    says so) and rejects what it cannot read ("五十万")."""
+    Text amounts agree too: the county cell flags FLAG_NUMBER and leaves the row out of the county
+    total, and collect leaves the row out with an error naming the cell and value (issue #8)."""
     from xl_ecom.workflows import collect
 
     county, data, exp = lo["county"], lo["data"], lo["expected"]
@@ -330,14 +329,16 @@ def test_collect_reads_the_returned_file_as_the_county_file_shows_it(lo):
             if row["county"] not in (None, county):
                 assert not merged, (t.sheet, i, row)
                 continue
+            if any(exp[(t.key, a.key)][i] == counties.FLAG_NUMBER for a in t.awards):
+                assert rr is not None and not rr.ok, (t.sheet, i, row)
+                assert any("不是数字" in p.message and counties.FLAG_NUMBER in p.message for p in rr.problems), rr.problems
+                parsed_text += 1
+                continue
             if not merged:
                 continue
             assert rr.values["county"] == county
             for a in t.awards:
                 want = exp[(t.key, a.key)][i]
-                if want == counties.FLAG_NUMBER:
-                    parsed_text += 1
-                    continue
                 if a.cumulative_by:
                     continue
                 kwargs = {name: rr.values.get(key) for name, key in a.inputs.items()}
