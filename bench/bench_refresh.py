@@ -1,12 +1,18 @@
-"""Benchmark: 刷新 (xl-ecom refresh) on the real city workbook with 8 counties × 10,000 input rows.
+"""Benchmark: 刷新 (xl-ecom refresh) on the real city workbook, 8 counties × N input rows, at two sizes.
 
-The workbook is built with xl_ecom.workflows.build; 80,000 rows (10,000 per county) are spread over the
-nine input tables and typed in with openpyxl (setup, not timed).  Then the CLI implementation
-(refresh.refresh_workbook: open the .xlsm, read the tables, check every value, compute with the
-vectorised engine, write the generated sheets, save keeping the VBA project and ribbon, atomic
-replace with backup) is timed end to end, and its phases from the progress callback.
+The workbook is built with xl_ecom.workflows.build; the rows are spread over the nine input tables and
+typed in with openpyxl (setup, not timed, in its own process; cached under the temp folder by size).
+Then, in a fresh process per size, the CLI implementation (refresh.refresh_workbook: open the .xlsm,
+read the tables, check every value, compute with the vectorised engine, write the generated sheets,
+save keeping the VBA project and ribbon, atomic replace) is timed end to end, with its phases from the
+progress callback, and the process's peak memory is read with resource.getrusage.
 
-Target: ≤ 5 s.  Run: python bench/bench_refresh.py [--rows-per-county N] [--repeat K]
+Targets, side by side in one run:
+- refresh grows linearly: time(8 × 50,000 rows) / time(8 × 5,000 rows) ≤ 12 (10× the rows);
+- peak memory of the refresh process < 500 MB at 8 × 50,000 rows;
+- 8 × 10,000 rows ≤ 5 s (printed when 10000 is among --sizes).
+
+Run: python bench/bench_refresh.py [--sizes 5000 50000] [--repeat K] [--fresh]
 """
 
 from __future__ import annotations
@@ -14,7 +20,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import io
+import json
+import os
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,11 +33,13 @@ from pathlib import Path
 import numpy as np
 import openpyxl
 
-from xl_ecom.workflows import layout, refresh, sheets
 from xl_ecom.policy import load_plan
+from xl_ecom.workflows import layout, refresh, sheets
 from xl_ecom.workflows.tables import TABLES
 
-TARGET_SECONDS = 5.0
+TARGET_SECONDS = 5.0  # at 8 × 10,000 rows
+TARGET_GROWTH = 12.0  # time ratio 8 × 50,000 vs 8 × 5,000 rows
+TARGET_PEAK_MB = 500.0
 
 # share of the rows each table gets (sales and promotions are the long ones in practice)
 WEIGHTS = {
@@ -105,39 +117,83 @@ def make_workbook(path: Path, per_county: int, seed: int = 7) -> int:
     return total
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--rows-per-county", type=int, default=10_000)
-    ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args(argv)
+def _cached(per_county: int, fresh: bool) -> Path:
+    """The workbook with 8 × ``per_county`` rows, made in a child process (openpyxl's memory stays there)."""
+    folder = Path(tempfile.gettempdir()) / "xl_ecom_bench_refresh"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{per_county}.xlsm"
+    if fresh or not path.is_file():
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, __file__, "--make", str(per_county), str(path)], check=True)
+        print(f"setup: 8 × {per_county} rows typed into {path} ({path.stat().st_size / 1e6:.1f} MB) "
+              f"in {time.perf_counter() - t0:.1f} s (not timed)", flush=True)
+    return path
+
+
+def _child(source: Path, repeat: int) -> dict:
+    """Refresh a copy of ``source`` ``repeat`` times in this (fresh) process; times, phases, peak memory."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / layout.WORKBOOK_NAME
-        t0 = time.perf_counter()
-        n = make_workbook(path, args.rows_per_county)
-        print(f"setup: {n} input rows ({args.rows_per_county} per county × 8) typed into {path.name} "
-              f"({path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f} s (not timed)")
-        times = []
-        for k in range(args.repeat):
+        times, phases_all = [], []
+        for _ in range(repeat):
+            path.write_bytes(source.read_bytes())
             marks = []
             start = time.perf_counter()
-            report = refresh.refresh_workbook(path, backup=False, progress=lambda m: marks.append((time.perf_counter(), m)))
+            report = refresh.refresh_workbook(path, backup=False, progress=lambda m, i=None, n=None: marks.append((time.perf_counter(), m)))
             elapsed = time.perf_counter() - start
             times.append(elapsed)
-            phases = {}
+            phases: dict = {}
             prev_t, prev_m = start, "开始"
             for t, m in marks + [(start + elapsed, "完成")]:
                 key = prev_m.split("“")[0].rstrip("……")
                 phases[key] = phases.get(key, 0.0) + (t - prev_t)
                 prev_t, prev_m = t, m
-            shown = "，".join(f"{k} {v:.2f}s" for k, v in phases.items() if v >= 0.01)
-            print(f"run {k + 1}: {elapsed:.2f} s — {shown}")
+            phases_all.append(phases)
         r = report.result
-        print(f"rows read: {sum(r.rows_read.values())}; awards paid: {sum(c for c, _ in r.by_rule.values())}; "
-              f"total {r.total_cents / 100:,.2f} 元")
-        best, median = min(times), statistics.median(times)
-        print(f"refresh, 8 counties × {args.rows_per_county} rows: best {best:.2f} s, median {median:.2f} s; "
-              f"target ≤ {TARGET_SECONDS:.0f} s → ratio {median / TARGET_SECONDS:.2f} of target "
-              f"({'met' if median <= TARGET_SECONDS else 'NOT met'})")
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
+    return {"times": times, "phases": phases_all, "rows": sum(r.rows_read.values()),
+            "paid": sum(c for c, _ in r.by_rule.values()), "total": r.total_cents / 100, "peak_mb": peak_kb / 1024}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[5_000, 50_000], help="rows per county, smallest first")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--fresh", action="store_true", help="rebuild the cached workbooks")
+    ap.add_argument("--make", nargs=2, metavar=("N", "PATH"), help=argparse.SUPPRESS)
+    ap.add_argument("--child", nargs=2, metavar=("PATH", "REPEAT"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.make:
+        make_workbook(Path(args.make[1]), int(args.make[0]))
+        return 0
+    if args.child:
+        print(json.dumps(_child(Path(args.child[0]), int(args.child[1]))))
+        return 0
+    results = {}
+    for n in args.sizes:
+        path = _cached(n, args.fresh)
+        env = dict(os.environ, PYTHONHASHSEED="0")
+        out = subprocess.run([sys.executable, __file__, "--child", str(path), str(args.repeat)], check=True,
+                             capture_output=True, text=True, env=env).stdout
+        res = results[n] = json.loads(out.strip().splitlines()[-1])
+        for k, (t, ph) in enumerate(zip(res["times"], res["phases"])):
+            shown = "，".join(f"{key} {v:.2f}s" for key, v in ph.items() if v >= 0.01)
+            print(f"8 × {n}: run {k + 1}: {t:.2f} s — {shown}")
+        print(f"8 × {n}: rows read {res['rows']}; awards paid {res['paid']}; total {res['total']:,.2f} 元; "
+              f"best {min(res['times']):.2f} s, median {statistics.median(res['times']):.2f} s; "
+              f"peak memory {res['peak_mb']:.0f} MB", flush=True)
+    med = {n: statistics.median(r["times"]) for n, r in results.items()}
+    if 10_000 in med:
+        print(f"refresh, 8 × 10000 rows: median {med[10_000]:.2f} s; target ≤ {TARGET_SECONDS:.0f} s → "
+              f"ratio {med[10_000] / TARGET_SECONDS:.2f} of target ({'met' if med[10_000] <= TARGET_SECONDS else 'NOT met'})")
+    small, big = min(med), max(med)
+    if big != small:
+        growth = med[big] / med[small]
+        print(f"growth: 8 × {big} vs 8 × {small} rows ({big / small:.0f}× the rows): {growth:.1f}× the time; "
+              f"target ≤ {TARGET_GROWTH:.0f}× ({'met' if growth <= TARGET_GROWTH else 'NOT met'})")
+    peak = results[big]["peak_mb"]
+    print(f"peak memory at 8 × {big} rows: {peak:.0f} MB; target < {TARGET_PEAK_MB:.0f} MB "
+          f"({'met' if peak < TARGET_PEAK_MB else 'NOT met'})")
     return 0
 
 

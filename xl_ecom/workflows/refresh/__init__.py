@@ -1,0 +1,183 @@
+"""刷新 (``xl-ecom refresh WORKBOOK``): recompute everything generated from the plan and the input tables.
+
+One implementation, three layers, used by the CLI (on the file) and by the ribbon (through xlwings,
+:mod:`xl_ecom.frontends.macros`):
+
+1. **read** the input tables into DataFrames (one per :data:`xl_ecom.workflows.tables.TABLES` sheet: header
+   at ``layout.INPUT_HEADER_ROW``, data from ``layout.INPUT_FIRST_ROW``, fully blank rows skipped)
+   from rows of cell values (:func:`frames_from_rows`): the CLI gets them from the package
+   (:meth:`Package.rows`, which reads what openpyxl reads, several times faster), Excel from
+   xlwings ranges, tests also from openpyxl (:func:`read_tables`);
+2. **compute** (:func:`compute`): check every value (sheet, cell and a Chinese reason for each bad
+   one, worded by :func:`xl_ecom.workflows.validate.check_value`), then the awards per row with the
+   vectorised engine (``engine.calculate_columns_cents``; cumulative caps grouped by county), totals
+   per county and per clause, progress per county against the annex (counts per
+   :data:`xl_ecom.workflows.tables.ACTUALS`; the “超1000万元” count applies the rule's own condition as the
+   engine resolves it) and the city totals against the text's targets (boundary words through
+   :func:`xl_ecom.policy.boundaries.holds`);
+3. **lay out** (:func:`generated_sheets`, :func:`annex_updates`): the three generated sheets
+   (完成情况 with a native bar chart, 奖补汇总, 奖补明细) as neutral cell grids plus the 完成数
+   cells of 目标任务分解表, rendered into the package (:func:`write_package`), into an openpyxl
+   workbook (:func:`write_openpyxl`) or into the open book (:func:`xl_ecom.frontends.macros.write_xlwings`).
+
+Nothing else in the workbook is written.  The CLI edits the package itself: the generated sheets,
+their drawing and chart, the new cell styles and the annex sheet's 完成数 cells are replaced as
+parts; every other part (input tables, 设置, 通讯录, vbaProject.bin, the ribbon) is copied byte for
+byte.  The file is written atomically (temporary file, then ``os.replace``, by
+:func:`xl_ecom.ooxml.safeio.write_atomically`), the previous version is kept beside it
+(``<name>.备份YYYYmmdd-HHMMSS.xlsm``, as collect does), and a workbook open in Excel or WPS
+(``~$`` lock file) is refused.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from xl_ecom.common.errors import XlEcomError
+from xl_ecom.common.problems import Problem
+from xl_ecom.common.progress import Progress
+from xl_ecom.ooxml import safeio
+from xl_ecom.policy import Plan, load_plan
+from xl_ecom.rules.money import describe
+from xl_ecom.workflows.refresh.compute import (
+    ONLINE_SALES_TARGET,
+    TOURISM_RULE,
+    TOURISM_TARGETS,
+    CityTarget,
+    RefreshResult,
+    _condition_mask,
+    compute,
+)
+from xl_ecom.workflows.refresh.errors import RefreshError
+from xl_ecom.workflows.refresh.layouts import (
+    GENERATED_SHEETS,
+    SHEET_ORDER,
+    Block,
+    ChartSpec,
+    SheetSpec,
+    annex_updates,
+    generated_sheets,
+    progress_gap,
+    progress_rate,
+)
+from xl_ecom.workflows.refresh.read import (
+    InputFrame,
+    Package,
+    check_annex,
+    frames_from_rows,
+    frames_from_source,
+    read_package,
+    read_tables,
+)
+from xl_ecom.workflows.refresh.write import check_kept, write_openpyxl, write_package
+
+__all__ = [
+    "GENERATED_SHEETS", "ONLINE_SALES_TARGET", "SHEET_ORDER", "TOURISM_RULE", "TOURISM_TARGETS", "Block", "ChartSpec",
+    "CityTarget", "InputFrame", "Package", "Problem", "Progress", "RefreshError", "RefreshReport", "RefreshResult",
+    "SheetSpec", "_condition_mask", "add_cli", "annex_updates", "check_annex", "cmd_refresh", "compute",
+    "frames_from_rows", "frames_from_source", "generated_sheets", "progress_gap", "progress_rate", "read_package",
+    "read_tables", "refresh_workbook", "write_openpyxl", "write_package",
+]
+
+
+@dataclass
+class RefreshReport:
+    path: Path
+    backup: Path | None
+    result: RefreshResult
+    seconds: float
+
+    def to_text(self) -> str:
+        r = self.result
+        lines = [f"已刷新：{self.path}"]
+        if self.backup:
+            lines.append(f"原文件已备份为：{self.backup}")
+        lines.append(f"政策日期：{r.on.isoformat()}；读取输入行：{sum(r.rows_read.values())}行")
+        lines.append(f"奖补合计：{r.total_cents / 100:,.2f} 元（{sum(n for n, _ in r.by_rule.values())}笔）")
+        for c in r.counties:
+            total = int(r.by_county.loc[c].sum()) if len(r.by_county.columns) else 0
+            done = "，".join(f"{r.labels.get(k, k)} {r.actuals[c].get(k, 0)}/{r.targets[c][k]}" for k in r.targets[c])
+            lines.append(f"  {c}：奖补 {total / 100:,.2f} 元；完成/目标 {done}")
+        for t in r.city:
+            if t.met is not None:
+                actual = f"{t.actual:,.2f}元" if t.unit == "元" else f"{describe(t.actual)}{t.unit}"
+                lines.append(f"  {t.text}：实际 {actual}，{'已达到' if t.met else '未达到'}")
+        lines.append(f"用时 {self.seconds:.2f} 秒")
+        return "\n".join(lines)
+
+
+def refresh_workbook(path, plan: Plan | None = None, on=None, progress: Progress | None = None, backup: bool = True) -> RefreshReport:
+    """Refresh the workbook file at ``path`` in place (atomic write, backup, lock check)."""
+    started = time.perf_counter()
+    plan = plan or load_plan()
+    path = Path(path)
+    if not path.is_file():
+        raise RefreshError(f"找不到工作簿“{path}”")
+    locks = safeio.lock_files(path)
+    if locks:
+        raise RefreshError(
+            f"工作簿“{path.name}”正在 Excel 或 WPS 中打开（发现锁定文件“{locks[0].name}”），命令行不能同时改写它。"
+            "请先保存并关闭该工作簿，或直接在 Excel 里点“刷新”按钮。"
+        )
+    if progress:
+        progress("打开工作簿……")
+    original = path.read_bytes()
+    pkg = Package(original, path.name)
+    frames, on = read_package(pkg, plan, on, progress)
+    result = compute(frames, on=on, plan=plan, progress=progress)
+    if progress:
+        progress("写入生成的表……")
+    write_package(pkg, generated_sheets(result, plan), annex_updates(result, plan))
+    if progress:
+        progress("保存……")
+    data = pkg.to_bytes()
+    check_kept(original, data, path.name)
+    try:
+        bak = safeio.write_atomically(path, data, backup=backup)
+    except safeio.FileBusyError as exc:
+        raise RefreshError(str(exc)) from None
+    return RefreshReport(path, bak, result, time.perf_counter() - started)
+
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------
+
+
+def cmd_refresh(args, out=None, err=None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        report = refresh_workbook(args.workbook, on=args.date, backup=not args.no_backup,
+                                  progress=(lambda m: print(m, file=err)) if args.verbose else None)
+    except RefreshError as exc:  # exit codes as in cli: 2 = error, nothing written
+        text = exc.to_text()
+        print(text if text.startswith("错误：") else f"错误：{text}", file=err)
+        return 2
+    except XlEcomError as exc:
+        print(f"错误：{exc}", file=err)
+        return 2
+    except PermissionError as exc:
+        print(f"错误：无法写入“{exc.filename}”（文件可能正被其他程序占用或没有写权限）", file=err)
+        return 2
+    print(report.to_text(), file=out)
+    return 0
+
+
+def add_cli(subparsers):
+    p = subparsers.add_parser(
+        "refresh",
+        help="刷新：按输入表重新计算奖补明细、奖补汇总、完成情况和目标任务分解表的完成数",
+        description="刷新市级工作簿中的生成内容（奖补明细、奖补汇总、完成情况、目标任务分解表的完成数），"
+        "不改动输入表、设置、通讯录等用户填写的内容。写入前把原文件备份为 <文件名>.备份<日期时间>.xlsm。",
+    )
+    p.add_argument("workbook", metavar="WORKBOOK", help="市级工作簿，如 目标任务分解表.xlsm")
+    p.add_argument("--date", help="政策日期（默认取“设置”表中的政策日期），如 2020-12-31")
+    p.add_argument("--no-backup", action="store_true", help="不保留备份文件")
+    p.add_argument("-v", "--verbose", action="store_true", help="显示进度")
+    p.set_defaults(func=cmd_refresh)
+    return p

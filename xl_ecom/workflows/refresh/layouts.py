@@ -1,0 +1,273 @@
+"""刷新, step 3 — layouts: the generated sheets as data (neutral cell grids the package, openpyxl
+and xlwings writers render): 奖补明细, 奖补汇总, 完成情况 (with its bar chart) and the 完成数 cells of
+目标任务分解表.  Text copied from the county files (名称) is neutralised here
+(:func:`xl_ecom.common.textsafe.neutralise`), so no writer can turn it into a formula.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from xl_ecom.policy import Plan, load_plan
+from xl_ecom.workflows import layout
+from xl_ecom.workflows.refresh.compute import RefreshResult
+from xl_ecom.workflows.tables import TABLES
+
+GENERATED_SHEETS = (layout.SHEET_AWARDS, layout.SHEET_SUMMARY, layout.SHEET_PROGRESS)
+#: Where new generated sheets go: right after 目标任务分解表, in this order (existing ones stay put).
+SHEET_ORDER = (layout.SHEET_PROGRESS, layout.SHEET_SUMMARY, layout.SHEET_AWARDS)
+
+
+@dataclass
+class Block:
+    """A rectangle of cells starting at ``top`` (1-based row), column A."""
+
+    top: int
+    headers: list  # list of header rows (lists)
+    rows: list  # body rows (lists of values)
+    kinds: list  # per column: text | center | money | count | percent
+    merges: list = field(default_factory=list)  # (row, col, row, col), absolute (header or body rows)
+    total_rows: int = 0  # the last N body rows are totals (bold)
+    overrides: dict = field(default_factory=dict)  # (body row index, column index 0-based) -> kind
+    row_height: float | None = None  # body rows (for wrapped text)
+
+    def kind(self, i: int, j: int) -> str:
+        return self.overrides.get((i, j)) or (self.kinds[j] if j < len(self.kinds) else "text")
+
+    @property
+    def first_body_row(self) -> int:
+        return self.top + len(self.headers)
+
+    @property
+    def last_row(self) -> int:
+        return self.first_body_row + len(self.rows) - 1
+
+
+@dataclass
+class ChartSpec:
+    title: str
+    y_title: str
+    categories: tuple  # (col, first_row, last_row)
+    series: list  # (col, header_row, first_row, last_row)
+    anchor: str  # top-left cell
+    width_cm: float = 24
+    height_cm: float = 10
+
+
+@dataclass
+class SheetSpec:
+    name: str
+    title: str
+    subtitle: str
+    ncols: int
+    widths: list
+    blocks: list
+    chart: ChartSpec | None = None
+    print_rows: str | None = None
+    freeze: str | None = None
+
+    def cells(self) -> dict:
+        """{(row, col): value} of every written cell (titles, headers, bodies): for tests and writers."""
+        out = {(1, 1): self.title, (2, 1): self.subtitle}
+        for b in self.blocks:
+            for i, row in enumerate(b.headers):
+                for j, v in enumerate(row, start=1):
+                    if v is not None:
+                        out[(b.top + i, j)] = v
+            for i, row in enumerate(b.rows):
+                for j, v in enumerate(row, start=1):
+                    out[(b.first_body_row + i, j)] = v
+        return out
+
+
+def _yuan(cents) -> float:
+    return round(int(cents) / 100.0, 2)
+
+
+def generated_sheets(result: RefreshResult, plan: Plan | None = None) -> list[SheetSpec]:
+    plan = plan or load_plan()
+    return [_awards_sheet(result), _summary_sheet(result, plan), _progress_sheet(result, plan)]
+
+
+def _subtitle(result: RefreshResult, extra: str = "") -> str:
+    return f"政策日期：{result.on.isoformat()}　按各输入表和方案规则由“刷新”生成，请勿在本表填写（下次刷新会重写）。{extra}"
+
+
+def _awards_sheet(result: RefreshResult) -> SheetSpec:
+    a = result.awards
+    paid = a[a["cents"] > 0]
+    if len(paid):
+        tbl = paid["table"].map(_TABLE_ORDER).where(paid["row"] > 0, len(_TABLE_ORDER))
+        paid = paid.assign(_t=tbl).sort_values(["_t", "row", "order"], kind="stable")
+    headers = ["序号", "县区", "来源表", "行号", "名称", "条款", "奖补项目", "奖补金额(元)"]
+    n = len(paid)
+    rows = []
+    if n:
+        seq = np.arange(1, n + 1)
+        rowcol = np.where(paid["row"].to_numpy() > 0, paid["row"].to_numpy(), None)
+        yuan = paid["cents"].to_numpy() / 100.0
+        rows = [list(r) for r in zip(seq.tolist(), paid["county"].tolist(), paid["sheet"].tolist(),
+                                      [("县区汇总" if r is None else int(r)) for r in rowcol],
+                                      paid["name"].tolist(), paid["clause"].tolist(), paid["rule_name"].tolist(),
+                                      np.round(yuan, 2).tolist())]
+    rows.append(["合计", None, None, None, f"{n}笔", None, None, _yuan(int(paid["cents"].sum()) if n else 0)])
+    block = Block(3, [headers], rows, ["center", "center", "center", "center", "text", "center", "text", "money"], total_rows=1)
+    return SheetSpec(
+        layout.SHEET_AWARDS,
+        "奖补明细",
+        _subtitle(result, "单位：元；只列金额大于0的奖补，行号指来源表中的行。"),
+        len(headers),
+        [7, 10, 12, 8, 30, 10, 26, 16],
+        [block],
+        print_rows="3:3",
+        freeze="A4",
+    )
+
+
+_TABLE_ORDER = {t.key: i for i, t in enumerate(TABLES)}
+
+
+def _summary_sheet(result: RefreshResult, plan: Plan) -> SheetSpec:
+    rules = list(result.by_county.columns)
+    head = ["县区"] + [f"{plan.rules[r].name}（{plan.rules[r].clause}）" for r in rules] + ["合计"]
+    rows = []
+    for c in result.counties:
+        vals = [int(result.by_county.at[c, r]) for r in rules]
+        rows.append([c] + [_yuan(v) for v in vals] + [_yuan(sum(vals))])
+    col_totals = [int(result.by_county[r].sum()) for r in rules]
+    rows.append(["合计"] + [_yuan(v) for v in col_totals] + [_yuan(sum(col_totals))])
+    first = Block(3, [head], rows, ["center"] + ["money"] * (len(rules) + 1), total_rows=1)
+
+    top2 = first.last_row + 3
+    head2 = ["条款", "奖补项目", "兑现方式", "牵头单位", "配合单位", "笔数", "金额(元)"]
+    rows2 = []
+    for r in rules:
+        rule = plan.rules[r]
+        units = plan.rule_units(rule)
+        count, cents = result.by_rule[r]
+        rows2.append([rule.clause, rule.name, rule.payment, units[0], "、".join(units[1:]) or None, count, _yuan(cents)])
+    rows2.append(["合计", None, None, None, None, sum(result.by_rule[r][0] for r in rules), _yuan(result.total_cents)])
+    second = Block(top2, [head2], rows2, ["center", "text", "text", "text", "text", "count", "money"], total_rows=1, row_height=30)
+
+    # per clause (条款 of the plan, in its order): the rules of one clause added up
+    top3 = second.last_row + 3
+    head3 = ["条款", "任务", "奖补项目数", "笔数", "金额(元)"]
+    rows3 = []
+    for task in plan.tasks:
+        ids = [r for r in rules if plan.rules[r].clause == task["id"]]
+        if ids:
+            rows3.append([task["id"], task["title"], len(ids), sum(result.by_rule[r][0] for r in ids), _yuan(sum(result.by_rule[r][1] for r in ids))])
+    rows3.append(["合计", None, len(rules), sum(result.by_rule[r][0] for r in rules), _yuan(result.total_cents)])
+    third = Block(top3, [head3], rows3, ["center", "text", "count", "count", "money"], total_rows=1)
+    ncols = max(len(head), len(head2))
+    widths = [12] + [16] * (ncols - 1)
+    return SheetSpec(
+        layout.SHEET_SUMMARY,
+        "奖补汇总（按县区、按条款）",
+        _subtitle(result, "单位：元。"),
+        ncols,
+        widths,
+        [first, second, third],
+        print_rows="3:3",
+    )
+
+
+def progress_rate(actual, target) -> float | None:
+    """完成率 = 完成数 ÷ 目标任务数 (None when there is no target)."""
+    if target in (None, 0):
+        return None
+    return float(actual) / float(target)
+
+
+def progress_gap(actual, target) -> float:
+    """差额 = 完成数 − 目标任务数 (negative: still short of the target)."""
+    return float(actual) - float(target or 0)
+
+
+def _progress_sheet(result: RefreshResult, plan: Plan) -> SheetSpec:
+    cols = list(plan.annex_columns)
+    group = ["县区"]
+    sub = [None]
+    merges = []
+    kinds = ["center"]
+    for i, col in enumerate(cols):
+        start = 2 + 4 * i
+        group += [col["short"], None, None, None]
+        sub += ["目标任务数", "完成数", "完成率", "差额"]
+        merges.append((3, start, 3, start + 3))
+        kinds += ["count", "count", "percent", "count"]
+    merges.append((3, 1, 4, 1))
+    rows = []
+    totals_t = [0] * len(cols)
+    totals_a = [0] * len(cols)
+    for c in result.counties:
+        row = [c]
+        for i, col in enumerate(cols):
+            t = result.targets[c][col["key"]]
+            a = result.actuals[c].get(col["key"], 0)
+            totals_t[i] += t or 0
+            totals_a[i] += a
+            row += [t, a, progress_rate(a, t), progress_gap(a, t)]
+        rows.append(row)
+    total = ["合计"]
+    for i in range(len(cols)):
+        total += [totals_t[i], totals_a[i], progress_rate(totals_a[i], totals_t[i]), progress_gap(totals_a[i], totals_t[i])]
+    rows.append(total)
+    first = Block(3, [group, sub], rows, kinds, merges=merges, total_rows=1)
+
+    ncols = max(1 + 4 * len(cols), 11)
+    # city targets: 条款 | 目标（方案原文） over 4 columns | 界限用语 | 目标值 | 单位 | 实际完成 | 是否达到 | 说明 over the rest
+    top2 = first.last_row + 3
+    span_text, span_note = (2, 5), (11, ncols)
+    head2 = ["条款", "目标（方案原文）", None, None, None, "界限用语", "目标值", "单位", "实际完成", "是否达到", "说明"]
+    head2 += [None] * (ncols - len(head2))
+    rows2, overrides, merges2 = [], {}, []
+    for i, t in enumerate(result.city):
+        state = "—" if t.met is None else ("已达到" if t.met else "未达到")
+        row = [t.clause, t.text, None, None, None, t.word, t.value, t.unit, t.actual, state, t.note]
+        rows2.append(row + [None] * (ncols - len(row)))
+        value_kind = {"元": "money", "比例": "percent"}.get(t.unit, "count")
+        overrides[(i, 6)] = overrides[(i, 8)] = value_kind
+    for r in range(top2, top2 + 1 + len(rows2)):
+        merges2.append((r, span_text[0], r, span_text[1]))
+        merges2.append((r, span_note[0], r, span_note[1]))
+    kinds2 = ["center", "text", "text", "text", "text", "center", "count", "center", "count", "center", "text"]
+    kinds2 += ["text"] * (ncols - len(kinds2))
+    second = Block(top2, [head2], rows2, kinds2, merges=merges2, overrides=overrides, row_height=30)
+    top3 = second.last_row + 3
+    head3 = ["县区"] + [f"{col['short']}完成率" for col in cols]
+    rows3 = [[c] + [progress_rate(result.actuals[c].get(col["key"], 0), result.targets[c][col["key"]]) for col in cols] for c in result.counties]
+    third = Block(top3, [head3], rows3, ["center"] + ["percent"] * len(cols))
+    chart = ChartSpec(
+        "各县区目标任务完成率",
+        "完成率",
+        (1, third.first_body_row, third.last_row),
+        [(2 + i, top3, third.first_body_row, third.last_row) for i in range(len(cols))],
+        f"A{third.last_row + 3}",
+    )
+    widths = [12] + [11] * (ncols - 1)
+    widths[6] = widths[8] = 16  # 目标值 / 实际完成 of the city block can be amounts in yuan (6亿元)
+    return SheetSpec(
+        layout.SHEET_PROGRESS,
+        "目标任务完成情况",
+        _subtitle(result, "完成率 = 完成数 ÷ 目标任务数；差额 = 完成数 − 目标任务数（负数为尚差的数量）。"),
+        ncols,
+        widths,
+        [first, second, third],
+        chart=chart,
+        print_rows="3:4",
+    )
+
+
+def annex_updates(result: RefreshResult, plan: Plan | None = None) -> dict:
+    """{(row, col): actual} for the 完成数 cells of 目标任务分解表, county rows only."""
+    plan = plan or load_plan()
+    first, _, _ = layout.annex_rows(len(plan.counties))
+    out = {}
+    for i, county in enumerate(plan.counties):
+        for b, col in enumerate(plan.annex_columns):
+            out[(first + i, layout.annex_col(b, "完成数"))] = result.actuals[county].get(col["key"], 0)
+    return out
+

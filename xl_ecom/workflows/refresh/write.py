@@ -1,0 +1,327 @@
+"""刷新, step 4 — write: the layouts rendered into the package (sheet XML, chart parts, styles,
+calcChain, app.xml, all through :mod:`xl_ecom.ooxml`; every part refresh does not own is copied
+byte for byte) or into an openpyxl workbook (:func:`write_openpyxl`).
+
+openpyxl would load and re-save the whole workbook (40 s for 80,000 input rows) and rewrite every
+part; the package path replaces only the parts refresh owns: the three generated sheets (and
+their drawing and chart), the 完成数 cells of the annex sheet, the new cell styles in styles.xml
+and the bookkeeping entries (workbook.xml, its relationships, [Content_Types].xml).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from collections.abc import Sequence
+from copy import copy
+
+from xl_ecom.ooxml import namespaces as _ns
+from xl_ecom.ooxml import safeio, xlsm
+from xl_ecom.ooxml.package import num_text as _num_text
+from xl_ecom.ooxml.styles import Styles as _Styles
+from xl_ecom.workflows import layout
+from xl_ecom.workflows.refresh.errors import RefreshError
+from xl_ecom.workflows.refresh.layouts import SHEET_ORDER, ChartSpec, SheetSpec
+from xl_ecom.workflows.refresh.read import Package
+
+_NS, _R = _ns.MAIN, _ns.R
+_REF_RE = re.compile(r"([A-Z]+)(\d+)$")
+_ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def _esc(text: str) -> str:
+    return _ILLEGAL_XML.sub("", text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _esc_attr(text: str) -> str:
+    return _esc(text).replace('"', "&quot;")
+
+
+def write_openpyxl(wb, specs: Sequence[SheetSpec], updates: dict) -> None:
+    """Recreate the generated sheets (same position and VBA code name when they existed) and write
+    the annex 完成数 cells.  Nothing else in ``wb`` is touched."""
+    after = layout.SHEET_ANNEX
+    for spec in sorted(specs, key=lambda sp: SHEET_ORDER.index(sp.name)):
+        _recreate_sheet(wb, spec, after)
+        after = spec.name
+    ws = wb[layout.SHEET_ANNEX]
+    for (r, c), v in updates.items():
+        ws.cell(row=r, column=c).value = v
+
+
+def _recreate_sheet(wb, spec: SheetSpec, after: str) -> None:
+    from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
+
+    from xl_ecom.workflows import sheets
+
+    index = None
+    code_name = None
+    if spec.name in wb.sheetnames:
+        old = wb[spec.name]
+        index = wb.sheetnames.index(spec.name)
+        code_name = old.sheet_properties.codeName
+        wb.remove(old)
+    elif after in wb.sheetnames:
+        index = wb.sheetnames.index(after) + 1
+    ws = wb.create_sheet(spec.name, index)
+    if code_name:
+        ws.sheet_properties.codeName = code_name
+    sheets.title(ws, spec.title, spec.ncols, spec.subtitle)
+    for j, w in enumerate(spec.widths, start=1):
+        ws.column_dimensions[get_column_letter(j)].width = w
+    bold = Font(name=sheets.BODY_FONT.name, size=sheets.BODY_FONT.sz, bold=True)
+    for b in spec.blocks:
+        for i, hrow in enumerate(b.headers):
+            r = b.top + i
+            for j, v in enumerate(hrow, start=1):
+                cell = ws.cell(row=r, column=j, value=v)
+                cell.font = sheets.HEADER_FONT
+                cell.alignment = sheets.CENTER
+                cell.border = sheets.BORDER
+                cell.fill = sheets.HEADER_FILL
+            ws.row_dimensions[r].height = 32
+        for (r1, c1, r2, c2) in b.merges:
+            ws.merge_cells(start_row=r1, start_column=c1, end_row=r2, end_column=c2)
+        # styles: one prototype per column (and per total/body), copied by style id (fast on big sheets)
+        protos = {}
+        first = b.first_body_row
+        ntot = len(b.rows) - b.total_rows
+        for i, row in enumerate(b.rows):
+            r = first + i
+            is_total = i >= ntot
+            if b.row_height:
+                ws.row_dimensions[r].height = b.row_height
+            for j, v in enumerate(row, start=1):
+                cell = ws.cell(row=r, column=j)
+                if v is not None and v != "":
+                    safeio.write_cell_value(cell, v)  # text stays text, never a formula
+                key = (b.kind(i, j - 1), is_total)
+                proto = protos.get(key)
+                if proto is None:
+                    sheets.body_cell(cell, key[0])
+                    if is_total:
+                        cell.font = bold
+                    protos[key] = cell
+                else:
+                    cell._style = copy(proto._style)
+    sheets.page_setup(ws, spec.print_rows)
+    if spec.freeze:
+        ws.freeze_panes = spec.freeze
+    if spec.chart:
+        ws.add_chart(_bar_chart(ws, spec.chart), spec.chart.anchor)
+
+
+
+def check_kept(before: bytes, after: bytes, name: str) -> None:
+    """Every part refresh does not own is byte-identical after the edit (VBA project, ribbon,
+    input tables, 设置, 通讯录, …); refuse to write otherwise."""
+    with zipfile.ZipFile(io.BytesIO(before)) as a, zipfile.ZipFile(io.BytesIO(after)) as b:
+        new_names = set(b.namelist())
+        for n in (xlsm.VBA_PROJECT_PART, xlsm.CUSTOM_UI_PART, xlsm.PACKAGE_RELS_PART):
+            if n in a.namelist() and (n not in new_names or a.read(n) != b.read(n)):
+                raise RefreshError(f"保存“{name}”时“{n}”会改变，已停止写入，原文件未改动")
+
+
+
+def _sheet_xml(spec: SheetSpec, styles: _Styles, code_name: str | None, with_drawing: bool) -> bytes:
+    """The worksheet XML of a generated sheet (inline strings: text is never a formula)."""
+    from openpyxl.styles import Alignment, Font
+    from openpyxl.utils import get_column_letter
+
+    from xl_ecom.workflows import sheets
+
+    title_s = styles.xf(sheets.TITLE_FONT, sheets.CENTER)
+    sub_s = styles.xf(sheets.SUBTITLE_FONT, sheets.LEFT)
+    head_s = styles.xf(sheets.HEADER_FONT, sheets.CENTER, border=sheets.BORDER, fill=sheets.HEADER_FILL)
+    bold = Font(name=sheets.BODY_FONT.name, size=sheets.BODY_FONT.sz, bold=True)
+    right = Alignment(horizontal="right", vertical="center")
+    kinds = {
+        "text": ("General", sheets.LEFT),
+        "center": ("General", sheets.CENTER),
+        "money": (sheets.MONEY_FORMAT, right),
+        "count": (sheets.COUNT_FORMAT, right),
+        "percent": (sheets.PERCENT_FORMAT, right),
+    }
+    body_s = {(k, tot): styles.xf(bold if tot else sheets.BODY_FONT, al, fmt, border=sheets.BORDER) for k, (fmt, al) in kinds.items() for tot in (False, True)}
+    letters = [get_column_letter(j) for j in range(1, max(spec.ncols, 30) + 1)]
+
+    escaped: dict[str, str] = {}
+
+    def text(v: str) -> str:
+        e = escaped.get(v)
+        if e is None:
+            e = escaped[v] = _esc(v)
+        return e
+
+    def cell(r: int, c: int, v, s: int) -> str:
+        ref = f"{letters[c - 1]}{r}"
+        if v is None or (isinstance(v, float) and v != v):
+            return f'<c r="{ref}" s="{s}"/>'
+        if isinstance(v, str):
+            return f'<c r="{ref}" s="{s}" t="inlineStr"><is><t xml:space="preserve">{text(v)}</t></is></c>'
+        return f'<c r="{ref}" s="{s}"><v>{_num_text(v)}</v></c>'
+
+    def body_row(r: int, row, ss) -> str:
+        out = []
+        for j, v in enumerate(row):
+            if v is None or v == "" or v.__class__ is float and v != v:
+                out.append(f'<c r="{letters[j]}{r}" s="{ss[j]}"/>')
+            elif v.__class__ is str:
+                out.append(f'<c r="{letters[j]}{r}" s="{ss[j]}" t="inlineStr"><is><t xml:space="preserve">{text(v)}</t></is></c>')
+            elif v.__class__ is int:
+                out.append(f'<c r="{letters[j]}{r}" s="{ss[j]}"><v>{v}</v></c>')
+            else:
+                out.append(f'<c r="{letters[j]}{r}" s="{ss[j]}"><v>{_num_text(v)}</v></c>')
+        return "".join(out)
+
+    rows: dict[int, str] = {}
+    heights: dict[int, float] = {1: 30, 2: 36}
+    rows[1] = cell(1, 1, spec.title, title_s)
+    rows[2] = cell(2, 1, spec.subtitle, sub_s)
+    merges = [f"A1:{letters[spec.ncols - 1]}1", f"A2:{letters[spec.ncols - 1]}2"] if spec.ncols > 1 else []
+    for b in spec.blocks:
+        width = max(len(h) for h in b.headers)
+        for i, hrow in enumerate(b.headers):
+            r = b.top + i
+            rows[r] = "".join(cell(r, j, v, head_s) for j, v in enumerate(hrow + [None] * (width - len(hrow)), start=1))
+            heights[r] = 32
+        for (r1, c1, r2, c2) in b.merges:
+            merges.append(f"{letters[c1 - 1]}{r1}:{letters[c2 - 1]}{r2}")
+        ntot = len(b.rows) - b.total_rows
+        col_s = [[body_s[(b.kind(-1, j), tot)] for j in range(width)] for tot in (False, True)]
+        special = {i for i, _ in b.overrides}
+        first = b.first_body_row
+        for i, row in enumerate(b.rows):
+            ss = col_s[i >= ntot]
+            if i in special:
+                ss = [body_s[(b.kind(i, j), i >= ntot)] for j in range(width)]
+            rows[first + i] = body_row(first + i, row, ss)
+            if b.row_height:
+                heights[first + i] = b.row_height
+    parts = ['<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n',
+             f'<worksheet xmlns="{_NS}" xmlns:r="{_R}">']
+    code = f' codeName="{_esc_attr(code_name)}"' if code_name else ""
+    parts.append(f'<sheetPr{code}><pageSetUpPr fitToPage="1"/></sheetPr>')
+    last_row = max(rows)
+    parts.append(f'<dimension ref="A1:{letters[spec.ncols - 1]}{last_row}"/>')
+    if spec.freeze:
+        m = _REF_RE.match(spec.freeze)
+        split = int(m.group(2)) - 1
+        parts.append(
+            f'<sheetViews><sheetView workbookViewId="0"><pane ySplit="{split}" topLeftCell="{spec.freeze}" activePane="bottomLeft" state="frozen"/>'
+            f'<selection pane="bottomLeft" activeCell="{spec.freeze}" sqref="{spec.freeze}"/></sheetView></sheetViews>'
+        )
+    else:
+        parts.append('<sheetViews><sheetView workbookViewId="0"/></sheetViews>')
+    parts.append('<sheetFormatPr defaultRowHeight="15"/>')
+    parts.append("<cols>" + "".join(f'<col min="{j}" max="{j}" width="{w}" customWidth="1"/>' for j, w in enumerate(spec.widths, start=1)) + "</cols>")
+    parts.append("<sheetData>")
+    for r in sorted(rows):
+        ht = f' ht="{heights[r]}" customHeight="1"' if r in heights else ""
+        parts.append(f'<row r="{r}"{ht}>{rows[r]}</row>')
+    parts.append("</sheetData>")
+    if merges:
+        parts.append(f'<mergeCells count="{len(merges)}">' + "".join(f'<mergeCell ref="{m}"/>' for m in merges) + "</mergeCells>")
+    parts.extend(_page_setup_xml(spec.print_rows))
+    if with_drawing:
+        parts.append('<drawing r:id="rId1"/>')
+    parts.append("</worksheet>")
+    return "".join(parts).encode("utf-8")
+
+
+def _page_setup_xml(print_rows: str | None) -> list[str]:
+    """printOptions, pageMargins, pageSetup, headerFooter exactly as :func:`xl_ecom.workflows.sheets.page_setup`
+    sets them (applied to a scratch openpyxl sheet and serialised by openpyxl)."""
+    from openpyxl import Workbook
+    from openpyxl.xml.functions import tostring
+
+    from xl_ecom.workflows import sheets
+
+    ws = Workbook().active
+    sheets.page_setup(ws, print_rows)
+    return [tostring(o.to_tree()).decode("utf-8") for o in (ws.print_options, ws.page_margins, ws.page_setup, ws.HeaderFooter)]
+
+
+def _chart_parts(spec: SheetSpec):
+    """(drawing xml from chart part names, [chart xml]) for the sheet's chart, serialised by openpyxl."""
+    from openpyxl import Workbook
+    from openpyxl.drawing.spreadsheet_drawing import SpreadsheetDrawing
+    from openpyxl.xml.functions import tostring
+
+    ch = spec.chart
+    ws = Workbook().active
+    ws.title = spec.name
+    chart = _bar_chart(ws, ch)
+    chart_xml = tostring(chart._write())
+
+    def drawing_xml(chart_names):
+        drawing = SpreadsheetDrawing()
+        chart._id = 1
+        drawing.charts.append(chart)
+        tree = drawing._write()
+        return tostring(tree)
+
+    return drawing_xml, [chart_xml]
+
+
+def _bar_chart(ws, ch: ChartSpec):
+    from openpyxl.chart import BarChart, Reference
+
+    chart = BarChart()
+    chart.type = "col"
+    chart.grouping = "clustered"
+    chart.title = ch.title
+    chart.y_axis.title = ch.y_title
+    chart.y_axis.numFmt = "0%"
+    chart.width = ch.width_cm
+    chart.height = ch.height_cm
+    cols = [sr[0] for sr in ch.series]
+    hrow, r2 = ch.series[0][1], ch.series[0][3]
+    chart.add_data(Reference(ws, min_col=min(cols), max_col=max(cols), min_row=hrow, max_row=r2), titles_from_data=True)
+    chart.set_categories(Reference(ws, min_col=ch.categories[0], min_row=ch.categories[1], max_row=ch.categories[2]))
+    # axes shown in current Excel (openpyxl 3.1 writes them deleted unless told otherwise)
+    chart.x_axis.delete = False
+    chart.y_axis.delete = False
+    chart.anchor = ch.anchor
+    return chart
+
+
+def _existing_code_name(pkg: Package, name: str) -> str | None:
+    from xl_ecom.ooxml import worksheet
+
+    if name not in pkg.sheet_names:
+        return None
+    return worksheet.code_name(pkg.parts[pkg.sheet_part(name)])
+
+
+def _code_name_for(pkg: Package, name: str) -> str:
+    """The sheet's code name; a new sheet gets the first ``Sheet<n>`` no other sheet uses."""
+    from xl_ecom.ooxml import worksheet
+
+    existing = _existing_code_name(pkg, name)
+    if existing:
+        return existing
+    used = {worksheet.code_name(pkg.parts[part]) for _, part, _ in pkg.sheets if part in pkg.parts}
+    n = len(pkg.sheets) + 1
+    while f"Sheet{n}" in used:
+        n += 1
+    return f"Sheet{n}"
+
+
+def write_package(pkg: Package, specs: Sequence[SheetSpec], updates: dict) -> None:
+    """Put the generated sheets and the annex 完成数 into the package (nothing else changes)."""
+    styles = _Styles(pkg)
+    after = layout.SHEET_ANNEX
+    for spec in sorted(specs, key=lambda sp: SHEET_ORDER.index(sp.name)):
+        extras = _chart_parts(spec) if spec.chart else None
+        xml = _sheet_xml(spec, styles, _code_name_for(pkg, spec.name), bool(extras))
+        pkg.replace_sheet(spec.name, xml, after, extras)
+        pkg.set_print_titles(spec.name, spec.print_rows)
+        after = spec.name
+    styles.save()
+    pkg.set_numbers(layout.SHEET_ANNEX, updates)
+    pkg.full_calc_on_load()
+    pkg.finish([spec.name for spec in specs] + [layout.SHEET_ANNEX])
+
