@@ -23,6 +23,7 @@ from oletools.olevba import VBA_Parser
 
 from xl_ecom.workflows import build, layout, settings
 from xl_ecom.rules import formulas
+from xl_ecom.frontends import addin
 from xl_ecom.ooxml import vba, xlsm
 from xl_ecom.policy.boundaries import boundary
 from xl_ecom.policy import load_plan
@@ -126,7 +127,7 @@ def test_olevba_reads_every_module_back(built):
         found = {name.rsplit(".", 1)[0]: code for _, _, name, code in parser.extract_macros()}
     finally:
         parser.close()
-    for module in vba.vba_modules():
+    for module in addin.vba_modules():
         code = found.pop(module.name)
         if module.kind == "document":
             code = vba.split_header(code)[1]
@@ -275,7 +276,7 @@ def test_xlwings_conf_sheet_in_xlwings_format(book):
     while ws.cell(row=r, column=1).value not in (None, ""):  # how xlwings' GetConfigFromSheet reads it
         rows.append((ws.cell(row=r, column=1).value, ws.cell(row=r, column=2).value))
         r += 1
-    assert rows == vba.xlwings_conf_rows()
+    assert rows == addin.xlwings_conf_rows()
     assert dict(rows)["UDF Modules"] == "xl_ecom.frontends.udfs"
 
 
@@ -331,7 +332,7 @@ def test_cli_build_refuses_a_non_xlsm_name(tmp_path, capsys):
 
 def test_build_refuses_non_ascii_vba_and_writes_nothing(tmp_path, monkeypatch, capsys):
     bad = vba.VBAModuleSource("Ribbon", "standard", vba.crlf('Attribute VB_Name = "Ribbon"\nSub X()\n    MsgBox "刷新"\nEnd Sub\n'), "Ribbon.bas")
-    monkeypatch.setattr(vba, "template_modules", lambda *a, **k: [bad])
+    monkeypatch.setattr(addin, "template_modules", lambda *a, **k: [bad])
     out = tmp_path / "目标任务分解表.xlsm"
     args = _parser().parse_args(["build", "--out", str(out)])
     assert args.func(args) == 2

@@ -14,6 +14,7 @@ import pytest
 from defusedxml import ElementTree as SafeET
 from oletools.olevba import VBA_Parser
 
+from xl_ecom.frontends import addin
 from xl_ecom.ooxml import vba, xlsm
 
 from libreoffice import convert
@@ -33,9 +34,9 @@ def small_xlsx(sheets=SHEETS) -> bytes:
     first["B3"] = "=B2*2"
     for name in sheets[1:]:
         book.create_sheet(name)
-    conf = book[vba.XLWINGS_CONF_SHEET] if vba.XLWINGS_CONF_SHEET in sheets else None
+    conf = book[addin.XLWINGS_CONF_SHEET] if addin.XLWINGS_CONF_SHEET in sheets else None
     if conf is not None:
-        for row, (key, value) in enumerate(vba.xlwings_conf_rows(), start=1):
+        for row, (key, value) in enumerate(addin.xlwings_conf_rows(), start=1):
             conf.cell(row, 1, key)
             conf.cell(row, 2, value)
     out = io.BytesIO()
@@ -45,7 +46,7 @@ def small_xlsx(sheets=SHEETS) -> bytes:
 
 @pytest.fixture(scope="module")
 def modules():
-    return vba.vba_modules()
+    return addin.vba_modules()
 
 
 @pytest.fixture(scope="module")
@@ -219,8 +220,20 @@ def test_existing_code_names_are_kept():
     assert sheet.count("codeName=") == 1 and 'codeName="Sheet2"' in sheet
 
 
-def test_build_xlsm_is_the_whole_step(built):
-    assert xlsm.build_xlsm(built[0]) == built[2]
+def test_build_xlsm_is_the_whole_step(built, modules):
+    assert xlsm.build_xlsm(built[0], modules) == built[2]
+
+
+def test_build_xlsm_knows_no_add_in():
+    """Without modules the package holds only the hand-written templates: the xlwings runtime and
+    the UDF wrappers are the front end's (xl_ecom.frontends.addin), never pulled in here."""
+    xlsx = small_xlsx()
+    package = xlsm.build_xlsm(xlsx)
+    with zipfile.ZipFile(io.BytesIO(package)) as z:
+        found = xlsm.project_modules(z.read(xlsm.VBA_PROJECT_PART))
+    assert {m.name for m in vba.template_modules()} <= set(found)
+    assert not {"xlwings", "Dictionary", addin.UDF_WRAPPER_MODULE, addin.UDF_DESCRIPTIONS_MODULE} & set(found)
+    assert xlsm.build_xlsm(xlsx, vba.template_modules()) == package
 
 
 def test_libreoffice_opens_recalculates_and_reads_the_vba(built, tmp_path):
@@ -233,7 +246,7 @@ def test_libreoffice_opens_recalculates_and_reads_the_vba(built, tmp_path):
     values = openpyxl.load_workbook(xlsx_out, data_only=True)
     assert values.sheetnames == list(SHEETS)
     assert values[SHEETS[0]]["B3"].value == 6
-    assert values[vba.XLWINGS_CONF_SHEET]["B6"].value == "xl_ecom.frontends.udfs"
+    assert values[addin.XLWINGS_CONF_SHEET]["B6"].value == "xl_ecom.frontends.udfs"
     (ods,) = convert([path], tmp_path / "ods", "ods")
     with zipfile.ZipFile(ods) as z:
         basic = {name: z.read(name).decode("utf-8") for name in z.namelist() if name.startswith("Basic/VBAProject/")}

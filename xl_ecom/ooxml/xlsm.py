@@ -26,11 +26,12 @@ import posixpath
 import re
 import zipfile
 from pathlib import Path
+from collections.abc import Sequence
 
 from defusedxml import ElementTree as SafeET
 
 from xl_ecom.common.errors import XlEcomError
-from xl_ecom.ooxml.vba import TEMPLATES_DIR, UDF_MODULE, WORKBOOK_CODE_NAME, build_vba_project, project_modules, vba_modules
+from xl_ecom.ooxml.vba import TEMPLATES_DIR, WORKBOOK_CODE_NAME, VBAModuleSource, build_vba_project, project_modules
 
 RIBBON_TEMPLATE = TEMPLATES_DIR / "ribbon" / "customUI14.xml"
 
@@ -300,15 +301,18 @@ def ribbon_xml(path: Path = RIBBON_TEMPLATE) -> bytes:
 
 def build_xlsm(
     xlsx_bytes: bytes,
+    modules: Sequence[VBAModuleSource] | None = None,
     *,
-    udf_module: str = UDF_MODULE,
+    custom_ui_xml: bytes | None = None,
     timestamp: str = PINNED_TIMESTAMP,
 ) -> bytes:
-    """The whole step from openpyxl's .xlsx to the macro workbook: the VBA
-    project of :func:`xl_ecom.ooxml.vba.vba_modules`, the ribbon template, assembled."""
-    modules = vba_modules(udf_module)
+    """The whole step from openpyxl's .xlsx to the macro workbook: a VBA project of ``modules``
+    (default: the hand-written :func:`xl_ecom.ooxml.vba.template_modules`), the ribbon
+    ``custom_ui_xml`` (default: the ribbon template), assembled.  Which modules make the workbook an
+    add-in is the caller's business (the city workbook's come from its front end)."""
     project = build_vba_project(xlsx_bytes, modules)
-    return assemble_xlsm(xlsx_bytes, project, ribbon_xml(), timestamp=timestamp)
+    ribbon = ribbon_xml() if custom_ui_xml is None else custom_ui_xml
+    return assemble_xlsm(xlsx_bytes, project, ribbon, timestamp=timestamp)
 
 
 # ---------------------------------------------------------------------------

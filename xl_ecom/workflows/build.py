@@ -1,9 +1,16 @@
 """Build workbook/目标任务分解表.xlsm from the plan data and templates/.
 
 Sheets, in order: 说明, 目标任务分解表, 任务清单, 奖补测算, the input tables of
-:data:`xl_ecom.workflows.tables.TABLES`, 通讯录, 设置, xlwings.conf.  The sheet content is written with
-openpyxl (official A4-landscape styling from :mod:`xl_ecom.workflows.sheets`); the VBA project, the ribbon
-and the deterministic packaging come from :func:`xl_ecom.ooxml.xlsm.build_xlsm`.  Every number and
+:data:`xl_ecom.workflows.tables.TABLES`, 通讯录, 设置, and the add-in's own sheet (xlwings.conf).  The sheet
+content is written with openpyxl (official A4-landscape styling from :mod:`xl_ecom.workflows.sheets`); the
+VBA project, the ribbon and the deterministic packaging come from :func:`xl_ecom.ooxml.xlsm.build_xlsm`.
+
+What makes the workbook run in Excel — the VBA modules, the worksheet functions the 说明 sheet lists, the
+add-in's settings sheet — is the front end's: the caller passes an :class:`AddIn` (the front ends pass
+:data:`xl_ecom.frontends.addin.XLWINGS_ADDIN`).  Called without one, the build takes the add-in the
+installed package declares under the ``xl_ecom.addins`` entry point (pyproject.toml), so this layer never
+imports a front end.  :class:`KeptData` carries a clerk's data into a rebuild (see
+:mod:`xl_ecom.workflows.upgrade`).  Every number and
 formula comes from plan.yaml through the engine's resolution and :mod:`xl_ecom.rules.formulas`; nothing
 here restates a rate, cap or threshold.
 
@@ -19,7 +26,8 @@ import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from defusedxml import ElementTree as SafeET
 from openpyxl import Workbook
@@ -39,6 +47,9 @@ from xl_ecom.policy import Plan, load_plan
 from xl_ecom.rules.model import Factor, Fixed, PerUnit, Rate, Tiers
 from xl_ecom.workflows.tables import TABLES
 
+if TYPE_CHECKING:
+    from xl_ecom.ooxml.vba import VBAModuleSource
+
 TEMPLATES_DIR = resources.TEMPLATES_DIR
 SHEET_TEMPLATES_DIR = TEMPLATES_DIR / "sheets"
 README_TEMPLATE = SHEET_TEMPLATES_DIR / "说明.txt"
@@ -56,6 +67,94 @@ SECTION_FONT = Font(name="宋体", size=12, bold=True)
 
 class BuildError(XlEcomError, ValueError):
     """The workbook cannot be built (the message is Chinese)."""
+
+
+# ---------------------------------------------------------------------------
+# What the caller brings: the add-in, and data kept from an earlier workbook
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigSheet:
+    """A settings sheet the add-in reads itself (xlwings.conf): keys in column A from A1 down,
+    values in column B, a note in column D for the keys of ``notes`` (matched in lower case)."""
+
+    name: str
+    description: str  # its row on the 说明 sheet
+    rows: Sequence[tuple[str, Any]]
+    notes: Mapping[str, str] = field(default_factory=dict)
+    fixed: Sequence[str] = ()  # keys (lower case) a rebuild always resets to ``rows``' value
+
+
+class AddIn(Protocol):
+    """What only the front end knows: how the workbook runs in Excel."""
+
+    name: str
+
+    def functions(self) -> Sequence[tuple[str, str]]:
+        """The 说明 sheet's rows for the worksheet functions: (signature, description)."""
+        ...
+
+    def vba_modules(self) -> Sequence[VBAModuleSource]:
+        """Every module of the VBA project, in declaration order (ASCII, see xl_ecom.ooxml.vba)."""
+        ...
+
+    def config_sheet(self) -> ConfigSheet | None:
+        """The add-in's own settings sheet, written last; None for none."""
+        ...
+
+
+#: Entry point group under which the installed package names its add-in (pyproject.toml).
+ADDIN_ENTRY_POINTS = "xl_ecom.addins"
+
+
+def installed_addin() -> AddIn:
+    """The add-in the installed package declares (entry point group :data:`ADDIN_ENTRY_POINTS`)."""
+    from importlib.metadata import entry_points
+
+    found = sorted(entry_points(group=ADDIN_ENTRY_POINTS), key=lambda e: e.name)
+    if not found:
+        raise BuildError(
+            f"没有找到工作簿的加载项（入口点组 {ADDIN_ENTRY_POINTS} 为空）：请在项目目录重新执行 pip install -e .，"
+            "或由调用方传入加载项。"
+        )
+    if len(found) > 1:
+        raise BuildError(f"安装了多个工作簿加载项（{'、'.join(e.name for e in found)}），请由调用方指定用哪一个。")
+    try:
+        return found[0].load()
+    except (ImportError, AttributeError) as exc:
+        raise BuildError(f"无法载入工作簿加载项“{found[0].name}”（{found[0].value}）：{exc}") from None
+
+
+def _addin(addin: AddIn | None) -> AddIn:
+    return installed_addin() if addin is None else addin
+
+
+@dataclass
+class KeptData:
+    """A clerk's data read from an existing city workbook, written into the rebuilt one.
+
+    ``contacts``: 通讯录 rows by header; ``settings``: 设置 项目 → 值 in the sheet's order;
+    ``table_rows``: input table key → rows keyed by column key; ``annex_done``: (县区, annex column
+    key) → 完成数; ``extra_sheets``: other sheets (发送记录 and any the clerk added), name → rows of
+    values from A1.  A text value that looks like a formula is a :class:`KeptText`, written as text."""
+
+    contacts: list[dict[str, Any]] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    table_rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    annex_done: dict[tuple[str, str], Any] = field(default_factory=dict)
+    extra_sheets: dict[str, list[list[Any]]] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)  # the add-in's sheet: key (lower case) → value
+
+
+class KeptText(str):
+    """Text that was text in the old workbook although it starts like a formula (=, +, -, @)."""
+
+
+def _put(cell, value) -> None:
+    cell.value = value
+    if isinstance(value, KeptText):
+        cell.data_type = "s"
 
 
 # ---------------------------------------------------------------------------
@@ -132,7 +231,7 @@ def ribbon_buttons(path: Path | None = None) -> list[RibbonButton]:
     ]
 
 
-def _sheet_descriptions(plan: Plan) -> list[tuple[str, str]]:
+def _sheet_descriptions(plan: Plan, addin: AddIn) -> list[tuple[str, str]]:
     rows = [
         (layout.SHEET_README, "本说明。"),
         (layout.SHEET_ANNEX, "方案附件的目标任务分解表（各县区示范镇、示范村、年上行超1000万元企业目标任务数），"
@@ -145,23 +244,15 @@ def _sheet_descriptions(plan: Plan) -> list[tuple[str, str]]:
     rows += [
         (settings.CONTACTS_SHEET, "各部门、各县区联系人和邮箱，“发送邮件”按此发送。"),
         (settings.SETTINGS_SHEET, "政策日期、输出文件夹、发件服务器等设置。不保存密码。"),
-        (layout.SHEET_XLWINGS, "xlwings 的设置（Python 解释器路径、PYTHONPATH、函数模块），格式由 xlwings 规定，请勿改动 A 列。"),
     ]
+    config = addin.config_sheet()
+    if config is not None:
+        rows.append((config.name, config.description))
     return rows
 
 
-def _udf_rows() -> list[tuple[str, str]]:
-    from xl_ecom.frontends.udfs import UDF_SPECS
-
-    rows = []
-    for name, spec in UDF_SPECS.items():
-        args = "，".join(a.name + ("（可选）" if a.optional else "") + ("…" if a.vararg else "") for a in spec.args)
-        params = "；".join(f"{a.name}：{a.doc}" for a in spec.args)
-        rows.append((f"{name}({args})", f"{spec.description}\n参数 {params}"))
-    return rows
-
-
-def write_readme(ws, plan: Plan, template: Path = README_TEMPLATE) -> None:
+def write_readme(ws, plan: Plan, addin: AddIn | None = None, template: Path = README_TEMPLATE) -> None:
+    addin = _addin(addin)
     widths = (30, 110)
     ws.column_dimensions["A"].width = widths[0]
     ws.column_dimensions["B"].width = widths[1]
@@ -203,9 +294,9 @@ def write_readme(ws, plan: Plan, template: Path = README_TEMPLATE) -> None:
         row += 1
 
     expansions = {
-        "{{工作表}}": lambda: _sheet_descriptions(plan),
+        "{{工作表}}": lambda: _sheet_descriptions(plan, addin),
         "{{按钮}}": lambda: [(b.label, b.supertip) for b in ribbon_buttons()],
-        "{{函数}}": _udf_rows,
+        "{{函数}}": lambda: list(addin.functions()),
     }
     for raw in template.read_text(encoding="utf-8").splitlines():
         line = raw.rstrip()
@@ -264,7 +355,9 @@ def annex_checks(plan: Plan) -> list[TargetCheck]:
     return checks
 
 
-def write_annex(ws, plan: Plan) -> None:
+def write_annex(ws, plan: Plan, done: Mapping[tuple[str, str], Any] | None = None) -> None:
+    """The annex; ``done`` holds 完成数 kept from an earlier workbook, by (县区, annex column key)."""
+    done = done or {}
     counties = plan.counties
     cols = plan.annex_columns
     block = layout.ANNEX_BLOCK
@@ -320,6 +413,8 @@ def write_annex(ws, plan: Plan) -> None:
         sheets.body_cell(ws.cell(row=r, column=1), "center")
         for i, col in enumerate(cols):
             block_cells(i, r, plan.annex_value(county, col["key"]), None)
+            if (county, col["key"]) in done:
+                _put(ws.cell(row=r, column=layout.annex_col(i, "完成数")), done[(county, col["key"])])
             ws.cell(row=r, column=layout.annex_col(i, "完成数")).fill = INPUT_FILL
         ws.row_dimensions[r].height = 22
 
@@ -782,17 +877,28 @@ def contact_units(plan: Plan) -> list[tuple[str, str]]:
     return rows
 
 
-def write_contacts(ws, plan: Plan) -> None:
+def write_contacts(ws, plan: Plan, kept: Sequence[Mapping[str, Any]] = ()) -> None:
+    """通讯录: a row per unit of the plan.  ``kept`` rows (by header, from an earlier workbook) fill
+    the units they name; the kept rows of units the plan does not list follow, in their order."""
     headers = settings.CONTACT_HEADERS
     sheets.title(ws, "通讯录", len(headers), "邮箱可填多个，用分号隔开；“发送邮件”按单位名称把部门任务表、县区工作簿发到这里的邮箱。")
     sheets.header(ws, 3, headers, [CONTACT_WIDTHS.get(h, 16) for h in headers])
-    units = contact_units(plan)
-    last = 3 + len(units)
-    for k, (unit, category) in enumerate(units):
+    by_unit: dict[str, Mapping[str, Any]] = {}
+    for row in kept:
+        by_unit.setdefault(str(row.get("单位") or "").strip(), row)
+    rows: list[Mapping[str, Any]] = []
+    consumed: set[int] = set()
+    for unit, category in contact_units(plan):
+        old = by_unit.get(unit, {})
+        consumed.add(id(old))
+        rows.append({**{h: old.get(h) for h in headers}, "单位": unit, "类别": old.get("类别") or category})
+    rows += [row for row in kept if id(row) not in consumed]
+    last = 3 + len(rows)
+    for k, row in enumerate(rows):
         r = 4 + k
         for c, h in enumerate(headers, start=1):
-            value = unit if h == "单位" else category if h == "类别" else None
-            cell = ws.cell(row=r, column=c, value=value)
+            cell = ws.cell(row=r, column=c)
+            _put(cell, row.get(h))
             sheets.body_cell(cell, "center" if h == "类别" else "text")
         ws.row_dimensions[r].height = 20
     if "类别" in headers:
@@ -804,18 +910,26 @@ def write_contacts(ws, plan: Plan) -> None:
     sheets.page_setup(ws, "3:3")
 
 
-def write_settings(ws) -> None:
-    """设置: header row 1, then one row per SETTINGS_ROWS item (read back by settings.read_settings)."""
+def write_settings(ws, kept: Mapping[str, Any] | None = None) -> None:
+    """设置: header row 1, then one row per SETTINGS_ROWS item (read back by settings.read_settings).
+
+    ``kept`` (项目 → 值, from an earlier workbook) replaces the defaults; its items the build does
+    not know follow the known ones, so nothing a clerk entered is dropped."""
     headers = settings.SETTINGS_HEADERS
     sheets.header(ws, 1, headers, [16, 28, 70])
-    for k, (key, default, note) in enumerate(settings.SETTINGS_ROWS):
+    kept = dict(kept or {})
+    known = {key for key, _, _ in settings.SETTINGS_ROWS}
+    items = [(key, kept.pop(key, default), note) for key, default, note in settings.SETTINGS_ROWS]
+    items += [(key, value, "（保留自原工作簿）") for key, value in kept.items() if key not in known]
+    for k, (key, value, note) in enumerate(items):
         r = 2 + k
         a = ws.cell(row=r, column=1, value=key)
-        b = ws.cell(row=r, column=2, value=default)
+        b = ws.cell(row=r, column=2)
+        _put(b, value)
         c = ws.cell(row=r, column=3, value=note)
         sheets.body_cell(a)
         a.font = Font(name="仿宋", size=11, bold=True)
-        is_date = isinstance(default, dt.date) or "日期" in key
+        is_date = isinstance(value, dt.date) or "日期" in key
         sheets.body_cell(b, "date" if is_date else "text")
         sheets.body_cell(c)
         _fit_row(ws, r, [(note, 70)])
@@ -830,26 +944,22 @@ def write_settings(ws) -> None:
             dv.showErrorMessage = True
             ws.add_data_validation(dv)
             dv.add(f"B{r}")
-    note_row = 2 + len(settings.SETTINGS_ROWS) + 1
+    note_row = 2 + len(items) + 1
     ws.cell(row=note_row, column=3, value="密码不写在本表：请设置环境变量 XL_ECOM_SMTP_PASSWORD，或保存到系统钥匙串。").font = sheets.NOTE_FONT
     sheets.page_setup(ws, "1:1")
 
 
-def write_xlwings_conf(ws) -> None:
-    """xlwings.conf in xlwings' own format: keys in column A from A1 down, values in column B.
-    Explanations sit in column D, which xlwings does not read."""
-    from xl_ecom.ooxml import vba
-
-    notes = {
-        "interpreter_win": "Windows 上 python.exe 的路径；python 在 PATH 中时保持 python 即可",
-        "interpreter_mac": "Mac 上 Python 的路径（一般不用）",
-        "pythonpath": "额外的模块搜索路径；pip install xl-ecom 后不需要填写",
-        "udf modules": "工作表函数所在的 Python 模块，请勿修改",
-    }
-    for r, (key, value) in enumerate(vba.xlwings_conf_rows(), start=1):
+def write_config_sheet(ws, config: ConfigSheet, kept: Mapping[str, Any] | None = None) -> None:
+    """The add-in's settings sheet (xlwings.conf) in its own format: keys in column A from A1 down,
+    values in column B.  Explanations sit in column D, which the add-in does not read.  ``kept``
+    values (by lower-case key, from an earlier workbook) replace the defaults, except ``fixed`` keys."""
+    kept = kept or {}
+    for r, (key, value) in enumerate(config.rows, start=1):
         ws.cell(row=r, column=1, value=key)
-        ws.cell(row=r, column=2, value=value)
-        note = notes.get(key.lower())
+        if key.lower() in kept and key.lower() not in config.fixed:
+            value = kept[key.lower()]
+        _put(ws.cell(row=r, column=2), value)
+        note = config.notes.get(key.lower())
         if note:
             ws.cell(row=r, column=4, value=note).font = sheets.NOTE_FONT
     ws.column_dimensions["A"].width = 18
@@ -863,61 +973,89 @@ def write_xlwings_conf(ws) -> None:
 # ---------------------------------------------------------------------------
 
 
-def sheet_names() -> list[str]:
+#: Sheets refresh and validate generate: a rebuild leaves them out (the next 刷新 writes them again).
+GENERATED_SHEETS = (layout.SHEET_AWARDS, layout.SHEET_SUMMARY, layout.SHEET_PROGRESS, layout.SHEET_VALIDATION)
+
+
+def sheet_names(addin: AddIn | None = None) -> list[str]:
+    config = _addin(addin).config_sheet()
     return (
         [layout.SHEET_README, layout.SHEET_ANNEX, layout.SHEET_TASKS, layout.SHEET_EXAMPLES]
         + [t.sheet for t in TABLES]
-        + [settings.CONTACTS_SHEET, settings.SETTINGS_SHEET, layout.SHEET_XLWINGS]
+        + [settings.CONTACTS_SHEET, settings.SETTINGS_SHEET]
+        + ([config.name] if config is not None else [])
     )
 
 
-def build_openpyxl(plan: Plan | None = None) -> Workbook:
-    """The sheets of the city workbook, as an openpyxl Workbook (no VBA yet)."""
+def write_kept_sheet(ws, rows: Sequence[Sequence[Any]]) -> None:
+    """A sheet kept from an earlier workbook (发送记录, or one the clerk added): its values from A1."""
+    for r, row in enumerate(rows, start=1):
+        for c, value in enumerate(row, start=1):
+            if value is not None:
+                _put(ws.cell(row=r, column=c), value)
+
+
+def build_openpyxl(plan: Plan | None = None, addin: AddIn | None = None, kept: KeptData | None = None) -> Workbook:
+    """The sheets of the city workbook, as an openpyxl Workbook (no VBA yet); ``kept`` fills in a
+    clerk's data from an earlier workbook."""
     plan = plan or load_plan()
+    addin = _addin(addin)
+    kept = kept or KeptData()
     wb = Workbook()
     ws = wb.active
     ws.title = layout.SHEET_README
-    write_readme(ws, plan)
-    write_annex(wb.create_sheet(layout.SHEET_ANNEX), plan)
+    write_readme(ws, plan, addin)
+    write_annex(wb.create_sheet(layout.SHEET_ANNEX), plan, kept.annex_done)
     write_tasks(wb.create_sheet(layout.SHEET_TASKS), plan)
     write_examples(wb.create_sheet(layout.SHEET_EXAMPLES), plan)
     for table in TABLES:
-        sheets.write_input_table(wb.create_sheet(table.sheet), table, plan.counties, on=POLICY_DATE)
-    write_contacts(wb.create_sheet(settings.CONTACTS_SHEET), plan)
-    write_settings(wb.create_sheet(settings.SETTINGS_SHEET))
-    write_xlwings_conf(wb.create_sheet(layout.SHEET_XLWINGS))
+        ws = wb.create_sheet(table.sheet)
+        rows = kept.table_rows.get(table.key, [])
+        sheets.write_input_table(ws, table, plan.counties, rows, on=POLICY_DATE)
+        for i, row in enumerate(rows):
+            for c, col in enumerate(table.columns, start=1):
+                if isinstance(row.get(col.key), KeptText):
+                    ws.cell(row=layout.INPUT_FIRST_ROW + i, column=c).data_type = "s"
+    write_contacts(wb.create_sheet(settings.CONTACTS_SHEET), plan, kept.contacts)
+    write_settings(wb.create_sheet(settings.SETTINGS_SHEET), kept.settings)
+    config = addin.config_sheet()
+    if config is not None:
+        write_config_sheet(wb.create_sheet(config.name), config, kept.config)
+    if wb.sheetnames != sheet_names(addin):  # pragma: no cover - guards the order contract
+        raise BuildError(f"工作表顺序不对：{wb.sheetnames}")
+    for name, rows in kept.extra_sheets.items():
+        if name in wb.sheetnames:
+            raise BuildError(f"要保留的工作表“{name}”与生成的工作表同名。")
+        write_kept_sheet(wb.create_sheet(name), rows)
     wb.properties.creator = str(plan.meta.get("issuer", ""))
     wb.properties.title = layout.WORKBOOK_NAME.rsplit(".", 1)[0]
     wb.properties.lastModifiedBy = None
-    if wb.sheetnames != sheet_names():  # pragma: no cover - guards the order contract
-        raise BuildError(f"工作表顺序不对：{wb.sheetnames}")
     return wb
 
 
-def build_xlsx_bytes(plan: Plan | None = None) -> bytes:
+def build_xlsx_bytes(plan: Plan | None = None, addin: AddIn | None = None, kept: KeptData | None = None) -> bytes:
     buffer = io.BytesIO()
-    build_openpyxl(plan).save(buffer)
+    build_openpyxl(plan, addin, kept).save(buffer)
     return buffer.getvalue()
 
 
-def build_bytes(plan: Plan | None = None) -> bytes:
-    """The .xlsm bytes: sheets, VBA project (xlwings runtime, UDF wrappers, ribbon callbacks), ribbon."""
+def build_bytes(plan: Plan | None = None, addin: AddIn | None = None, kept: KeptData | None = None) -> bytes:
+    """The .xlsm bytes: sheets, the add-in's VBA project (for xlwings: its runtime, UDF wrappers,
+    ribbon callbacks), ribbon."""
     from xl_ecom.ooxml.xlsm import build_xlsm
 
-    return build_xlsm(build_xlsx_bytes(plan))
+    addin = _addin(addin)
+    return build_xlsm(build_xlsx_bytes(plan, addin, kept), addin.vba_modules())
 
 
-def build_workbook(out_path: str | Path | None = None, plan: Plan | None = None) -> Path:
-    """Write the workbook to ``out_path`` (default workbook/目标任务分解表.xlsm under the cwd)."""
-    out = Path(out_path) if out_path else DEFAULT_OUT
-    if out.suffix.lower() != ".xlsm":
-        raise BuildError(f"输出文件“{out}”的扩展名应为 .xlsm（含宏的工作簿）。")
-    data = build_bytes(plan)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(out)
-    return out
+def build_workbook(out_path: str | Path | None = None, plan: Plan | None = None, addin: AddIn | None = None) -> Path:
+    """Write the workbook to ``out_path`` (default workbook/目标任务分解表.xlsm under the cwd).
+
+    An existing workbook there is upgraded in place — its data kept, a backup written first — by
+    :func:`xl_ecom.workflows.upgrade.write_city_workbook`, which also takes the workbook's lock."""
+    from xl_ecom.workflows import upgrade
+
+    return upgrade.write_city_workbook(out_path or DEFAULT_OUT, plan=plan, addin=addin).path
 
 
 # ---------------------------------------------------------------------------
@@ -928,20 +1066,22 @@ def build_workbook(out_path: str | Path | None = None, plan: Plan | None = None)
 def _run_build(args) -> int:
     import sys
 
+    from xl_ecom.workflows import upgrade
+
     try:
-        path = build_workbook(args.out)
+        report = upgrade.write_city_workbook(args.out or DEFAULT_OUT, command="xl-ecom build")
     except XlEcomError as exc:
         print(f"生成失败：{exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"生成失败：无法写入“{args.out or DEFAULT_OUT}”（{exc.strerror or exc}）。", file=sys.stderr)
         return 2
-    print(f"已生成 {path}")
+    print(report.to_text())
     return 0
 
 
 def add_cli(subparsers) -> None:
     """Register ``xl-ecom build [--out PATH]``."""
     p = subparsers.add_parser("build", help="生成目标任务分解表.xlsm（含功能区、工作表函数和输入表）", description="从方案数据和 templates/ 生成市级工作簿。")
-    p.add_argument("--out", default=None, help=f"输出文件，默认 {DEFAULT_OUT}")
+    p.add_argument("--out", default=None, help=f"输出文件，默认 {DEFAULT_OUT}；已有的工作簿按新版结构重建，数据保留，原文件先备份")
     p.set_defaults(func=_run_build)
