@@ -200,12 +200,13 @@ _SCALAR = _ScalarOps()
 _VECTOR = _VectorOps()
 
 
-def _run(body: dict, v: Mapping[str, Any], ops, *, cum_state=None, trace: list | None = None):
+def _run(body: dict, v: Mapping[str, Any], ops, *, cum_state=None, trace: list | None = None, within=True):
     """Evaluate one resolved rule body.  ``v`` holds internal values (money in cents).
 
-    Returns cents (int for the scalar backend, float array for the vector backend).
+    Returns cents (int for the scalar backend, float array for the vector backend).  ``within``
+    (vector backend): a mask of the rows this body applies to; the others get 0.
     """
-    eligible = True
+    eligible = within
     for c in body["conditions"]:
         ok = holds(v[c["input"]], c["word"], c["threshold"])
         eligible = ok if eligible is True else (eligible & ok)
@@ -241,7 +242,8 @@ def _run(body: dict, v: Mapping[str, Any], ops, *, cum_state=None, trace: list |
                 trace.append(("per_unit", a, {u.input: v[u.input] for u in a.units}, raw))
         case _:
             raise TypeError(f"unhandled amount kind {a!r}")
-    raw = ops.where(eligible, raw, 0)
+    if eligible is not True:
+        raw = ops.where(eligible, raw, 0)
     if body["cap"] is None:
         return raw
     if body["cumulative"]:
@@ -550,10 +552,10 @@ def _floats(spec, col, *, money: bool) -> tuple[np.ndarray, np.ndarray | None]:
             arr = np.array([np.nan if v is None else float(v) for v in vals], dtype="float64")
     elif arr.dtype != np.float64:
         arr = arr.astype("float64")
+    if not arr.size or not np.isnan(arr.min()):  # min is NaN exactly when a NaN is present
+        return arr, None
     blank = np.isnan(arr)
-    if blank.any():
-        return np.where(blank, 0.0, arr), blank
-    return arr, None
+    return np.where(blank, 0.0, arr), blank
 
 
 def _check_range(spec, x: np.ndarray, limit: float | None) -> float:
@@ -583,10 +585,9 @@ def _money_cents(spec, col) -> tuple[np.ndarray, np.ndarray | None]:
     scaled = x * 100.0
     cents = np.rint(scaled)
     d = np.subtract(scaled, cents)
-    np.abs(d, out=d)
     window = 0.5 - (1e-9 + hi * 100.0 * 4e-15)
-    if d.size and d.max() >= window:
-        fix = np.flatnonzero(d >= window)
+    if d.size and (d.max() >= window or -d.min() >= window):
+        fix = np.flatnonzero(np.abs(d) >= window)
         cents[fix] = [to_cents(float(v), spec.label) for v in x[fix]]
     return cents, blank
 
@@ -602,38 +603,66 @@ def _number_values(spec, col) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 @dataclass(frozen=True)
-class _Codes:
-    """A normalised choice column: ``labels[codes[i]]`` is row i's choice."""
+class _Choices:
+    """A normalised choice column: for each choice, the rows holding it."""
 
-    codes: np.ndarray
-    labels: tuple
+    rows: dict  # choice -> bool array
+    n: int
 
     def mask(self, names) -> np.ndarray | bool:
         """Rows whose choice is one of ``names`` (True/False when all or none are)."""
-        table = np.array([label in names for label in self.labels], dtype=bool)
-        if table.all():
-            return True
-        if not table.any():
+        found = [self.rows[c] for c in names if c in self.rows]
+        if not found:
             return False
-        return table[self.codes]
+        if len(found) == 1:
+            m = found[0]
+        else:
+            m = np.logical_or.reduce(found)
+        if len(found) == len(self.rows) or m.all():
+            return True
+        return m if m.any() else False
+
+    def labels(self) -> np.ndarray:
+        out = np.empty(self.n, dtype=object)
+        for c, rows in self.rows.items():
+            out[rows] = c
+        return out
 
 
-def _choice_codes(spec, col, n: int) -> _Codes:
-    """Validate and normalise a choice column, one check per distinct value."""
+def _choice_rows(spec, col, n: int) -> _Choices:
+    """Validate and normalise a choice column.
+
+    With two choices, a cell holding one exactly is matched by one comparison per choice, and the
+    rest (blanks, 是/否 spellings, padded text, invalid values) are normalised one check per
+    distinct value; with more, every distinct value is checked once (pd.factorize)."""
     if col is None:
-        return _Codes(np.zeros(n, dtype=np.intp), (_choice(spec, None),))
-    arr = col if isinstance(col, np.ndarray) else np.asarray(col, dtype=object)
-    codes, uniques = pd.factorize(arr, use_na_sentinel=True)
-    labels = tuple(_choice(spec, u) for u in uniques) + (_choice(spec, None),)
-    if len(codes) and codes.min() < 0:  # missing picks the default, stored last
-        codes = np.where(codes < 0, len(labels) - 1, codes)
-    return _Codes(codes, labels)
+        return _Choices({_choice(spec, None): np.ones(n, dtype=bool)}, n)
+    arr = col if isinstance(col, np.ndarray) and col.dtype == object else np.asarray(col, dtype=object)
+    choices = tuple(dict.fromkeys(spec.choices))
+    if len(choices) > 2:
+        rest = None
+        codes, uniques = pd.factorize(arr, use_na_sentinel=True)
+        rows = {c: np.zeros(len(arr), dtype=bool) for c in choices}
+    else:
+        rows = {c: np.equal(arr, c) for c in choices}
+        exact = np.logical_or.reduce(list(rows.values()))
+        if exact.all():
+            return _Choices(rows, len(arr))
+        rest = np.flatnonzero(~exact)
+        codes, uniques = pd.factorize(arr[rest], use_na_sentinel=True)
+    labels = [_choice(spec, u) for u in uniques] + [_choice(spec, None)]
+    for j, label in enumerate(labels):
+        hit = codes == (j if j < len(uniques) else -1)
+        if rest is None:
+            rows[label] |= hit
+        elif hit.any():
+            rows[label][rest[hit]] = True
+    return _Choices(rows, len(arr))
 
 
 def _choice_column(spec, col) -> np.ndarray:
     """A normalised choice column as an object array of choices."""
-    c = _choice_codes(spec, col, len(col))
-    return np.array(c.labels, dtype=object)[c.codes]
+    return _choice_rows(spec, col, len(col)).labels()
 
 
 @dataclass(frozen=True)
@@ -682,14 +711,15 @@ def calculate_columns_cents(rule_id, data, on=None, plan=None, groups=None) -> n
     plan = plan or load_plan()
     rule = get_rule(rule_id, plan)
     prep = _vector_plan(id(plan), rule.id, policy_date(on), plan)
-    lengths = [len(c) for c in (data.get(s.name) for s in rule.inputs) if c is not None and not np.isscalar(c)]
+    inputs = [c for c in (data.get(s.name) for s in rule.inputs) if c is not None]
+    lengths = [len(c) for c in inputs if not np.isscalar(c)]
     n = max(lengths) if lengths else 1
     values: dict = {}
     blanks: dict = {}
     for spec in rule.inputs:
         col = _column(spec, data, n)
         if spec.kind == "choice":  # an omitted choice column takes its default
-            values[spec.name] = _choice_codes(spec, col, n)
+            values[spec.name] = _choice_rows(spec, col, n)
             continue
         if col is None:
             values[spec.name] = blanks[spec.name] = None
@@ -751,16 +781,16 @@ def calculate_columns_cents(rule_id, data, on=None, plan=None, groups=None) -> n
             g = None if groups is None else np.asarray(groups)[mask]
             if out is None:
                 out = np.zeros(n)
-            out[mask] = _run(body, sub, _VECTOR, cum_state=g)
+            out[mask] += _run(body, sub, _VECTOR, cum_state=g)
             continue
         g = None if groups is None else np.asarray(groups)
-        res = np.asarray(_run(body, v, _VECTOR, cum_state=g), dtype="float64")
-        if mask is True:
-            out = np.array(np.broadcast_to(res, (n,)), dtype="float64")  # a copy: never a view of an input
+        # rows of other variants are not eligible for this body: they get 0 here and add up
+        res = np.asarray(_run(body, v, _VECTOR, cum_state=g, within=mask), dtype="float64")
+        if out is None:
+            own = any(np.may_share_memory(res, np.asarray(c)) for c in inputs if not np.isscalar(c))
+            out = np.array(np.broadcast_to(res, (n,))) if own or res.shape != (n,) else res
         else:
-            if out is None:
-                out = np.zeros(n)
-            np.copyto(out, res, where=mask)
+            out += res
     if out is None:
         out = np.zeros(n)
     if blank is not None and blank.any():
