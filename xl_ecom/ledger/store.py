@@ -271,13 +271,22 @@ def _check_value(value: Any) -> None:
         raise LedgerError(f"数值不是有限数，台账不能保存：{value!r}")
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_default, allow_nan=False)
+
+
 def _dumps(row: dict[str, Any]) -> str:
-    for value in row.values():
-        _check_value(value)
+    """One row as compact JSON. Integers beyond 64 bits and NaN/infinity are refused: a reader would get a
+    wrong number."""
     try:
-        return json.dumps(row, ensure_ascii=False, separators=(",", ":"), default=_json_default, allow_nan=False)
+        text = _ENCODER.encode(row)
     except (TypeError, ValueError) as err:
+        for value in row.values():
+            _check_value(value)
         raise LedgerError(f"这一行的值不能存入台账（{err}）：{str(row)[:200]}") from None
+    if [v for v in row.values() if type(v) is int and (v >= INT64 or v < -INT64)]:
+        for value in row.values():
+            _check_value(value)
+    return text
 
 
 # ----------------------------------------------------------------------------------------------- submission
@@ -675,53 +684,46 @@ class Ledger:
         """The rows of ``table_key`` in each unit's current submission: the JSON keys as columns, plus ``_unit``,
         ``_submission`` and ``_row`` (the source row number). ``arrow=True`` keeps pyarrow-backed dtypes (less
         memory for millions of text values)."""
+        s, r = S.submissions, S.rows
         with self._read() as conn:
             rnd = self._current_round_or_none(conn, round_id)
             if rnd is None:
                 return _frame([], arrow)
-            sql = ("SELECT s.unit, r.submission_id, r.row_number, r.data FROM rows r "
-                   "JOIN submissions s ON s.id = r.submission_id "
-                   "WHERE s.round_id = {p} AND s.status = {p} AND r.table_key = {p}")
-            params: list[Any] = [rnd, S.MERGED, str(table_key)]
+            where = [s.c.round_id == rnd, s.c.status == S.MERGED, r.c.table_key == str(table_key)]
             if unit is not None:
-                sql += " AND s.unit = {p}"
-                params.append(unit)
-            sql += " ORDER BY r.submission_id, r.id"
-            return _frame(self._chunks(conn, sql, params), arrow)
+                where.append(s.c.unit == unit)
+            return _frame(self._blocks(conn, where, with_table=False), arrow)
 
     def submission_rows(self, submission_id: int, table_key: str | None = None) -> pd.DataFrame:
         """Every stored row of one submission (any status), same columns as current_rows plus ``_table``."""
+        where = [S.submissions.c.id == int(submission_id)]
+        if table_key is not None:
+            where.append(S.rows.c.table_key == str(table_key))
         with self._read() as conn:
-            sql = ("SELECT s.unit, r.submission_id, r.row_number, r.data, r.table_key FROM rows r "
-                   "JOIN submissions s ON s.id = r.submission_id WHERE r.submission_id = {p}")
-            params: list[Any] = [int(submission_id)]
-            if table_key is not None:
-                sql += " AND r.table_key = {p}"
-                params.append(table_key)
-            sql += " ORDER BY r.id"
-            return _frame(self._chunks(conn, sql, params), False)
+            return _frame(self._blocks(conn, where, with_table=True), False)
 
-    def _chunks(self, conn: sa.Connection, sql: str, params: list[Any]) -> Iterator[list[tuple]]:
-        raw = conn.connection.driver_connection
+    def _blocks(self, conn: sa.Connection, where: list, with_table: bool) -> Iterator[tuple]:
+        """The matching rows as blocks of at most CHUNK rows: (unit, submission id, table key, the rows' JSON
+        joined by newlines, their row numbers joined by commas, count). The database joins the text, so no
+        Python object is made per row."""
+        s, r = S.submissions, S.rows
+        groups = conn.execute(
+            sa.select(s.c.id, s.c.unit, r.c.table_key, sa.func.min(r.c.id), sa.func.max(r.c.id))
+            .join(s, s.c.id == r.c.submission_id).where(*where)
+            .group_by(s.c.id, s.c.unit, r.c.table_key).order_by(s.c.id, r.c.table_key)
+        ).all()
         if conn.dialect.name == "sqlite":
-            cur = raw.cursor()
-            cur.execute(sql.format(p="?"), params)
-        elif conn.dialect.name == "postgresql":
-            cur = raw.cursor(name=f"ledger_rows_{secrets.token_hex(4)}")
-            cur.itersize = CHUNK
-            cur.execute(sql.format(p="%s"), params)
-        else:  # pragma: no cover - other backends
-            names = [f"p{i}" for i in range(len(params))]
-            result = conn.execute(sa.text(sql.format(p="{}").format(*[":" + n for n in names])),
-                                  dict(zip(names, params, strict=True)))
-            while batch := result.fetchmany(CHUNK):
-                yield [tuple(r) for r in batch]
-            return
-        try:
-            while batch := cur.fetchmany(CHUNK):
-                yield batch
-        finally:
-            cur.close()
+            sql = ("SELECT group_concat(data, char(10)), group_concat(row_number, ','), count(*) FROM "
+                   "(SELECT data, row_number FROM rows WHERE submission_id = ? AND table_key = ? "
+                   "AND id >= ? AND id < ? ORDER BY id)")
+        else:
+            sql = ("SELECT string_agg(data, E'\\n' ORDER BY id), string_agg(CAST(row_number AS TEXT), ',' ORDER BY id), "
+                   "count(*) FROM rows WHERE submission_id = %s AND table_key = %s AND id >= %s AND id < %s")
+        for sub_id, unit, key, low, high in groups:
+            for start in range(low, high + 1, CHUNK):
+                text, numbers, count = conn.exec_driver_sql(sql, (sub_id, key, start, start + CHUNK)).one()
+                if count:
+                    yield unit, sub_id, key if with_table else None, text, numbers, count
 
     # -- mail
 
@@ -859,13 +861,13 @@ class _Tx:
 # ----------------------------------------------------------------------------------------------- helpers
 
 
-def _frame(chunks: Iterable[list[tuple]], arrow: bool) -> pd.DataFrame:
-    """Build one DataFrame from (unit, submission, row number, json[, table]) chunks: pyarrow's JSON reader
-    parses each chunk in C++; a chunk it cannot type (a column mixing numbers and text) is parsed with json
-    and keeps the mixed values as Python objects."""
+def _frame(blocks: Iterable[tuple], arrow: bool) -> pd.DataFrame:
+    """Build one DataFrame from Ledger._blocks: pyarrow's JSON reader parses each block in C++; a block it
+    cannot type (a column mixing numbers and text) is parsed with json and keeps the mixed values as Python
+    objects."""
     import pyarrow as pa
 
-    parts = [_chunk(batch) for batch in chunks]
+    parts = [_block(*block) for block in blocks]
     if not parts:
         return pd.DataFrame({"_unit": pd.Series(dtype="object"), "_submission": pd.Series(dtype="int64"),
                              "_row": pd.Series(dtype="int64")})
@@ -882,35 +884,34 @@ def _frame(chunks: Iterable[list[tuple]], arrow: bool) -> pd.DataFrame:
     return frame[[c for c in frame.columns if c not in tail] + tail]
 
 
-def _chunk(batch: list[tuple]):
+def _block(unit: str, sub_id: int, key: str | None, text: str, numbers: str, count: int):
+    import numpy as np
     import pyarrow as pa
     import pyarrow.json as pj
 
-    blob = "\n".join(r[3] for r in batch).encode("utf-8")
+    blob = text.encode("utf-8")
+    rows = np.array(numbers.split(","), dtype=np.int64)
+    extra = {
+        "_unit": pa.array(np.full(count, unit, dtype=object), pa.string()),
+        "_submission": pa.array(np.full(count, sub_id, dtype=np.int64)),
+        "_row": pa.array(rows),
+    }
+    if key is not None:
+        extra["_table"] = pa.array(np.full(count, key, dtype=object), pa.string())
+    options = pj.ReadOptions(block_size=1 << 24)  # larger than any row a sheet can hold
     try:
-        data = pj.read_json(io.BytesIO(blob))
+        data = pj.read_json(io.BytesIO(blob), read_options=options)
         stamps = [f for f in data.schema if pa.types.is_timestamp(f.type) or pa.types.is_date(f.type)]
         if stamps:  # text that looks like a date stays text, as it was stored
             order = data.column_names
             schema = pa.schema([pa.field(f.name, pa.string()) for f in stamps])
-            data = pj.read_json(io.BytesIO(blob), parse_options=pj.ParseOptions(
+            data = pj.read_json(io.BytesIO(blob), read_options=options, parse_options=pj.ParseOptions(
                 explicit_schema=schema, unexpected_field_behavior="infer")).select(order)
     except pa.ArrowInvalid:
-        frame = pd.DataFrame.from_records(json.loads("[" + ",".join(r[3] for r in batch) + "]"),
-                                          index=range(len(batch)))
-        frame["_unit"] = [r[0] for r in batch]
-        frame["_submission"] = [r[1] for r in batch]
-        frame["_row"] = [r[2] for r in batch]
-        if len(batch[0]) > 4:
-            frame["_table"] = [r[4] for r in batch]
+        frame = pd.DataFrame.from_records(json.loads("[" + text.replace("\n", ",") + "]"), index=range(count))
+        for name, array in extra.items():
+            frame[name] = array.to_pandas()
         return frame
-    extra = {
-        "_unit": pa.array([r[0] for r in batch], pa.string()),
-        "_submission": pa.array([r[1] for r in batch], pa.int64()),
-        "_row": pa.array([r[2] for r in batch], pa.int64()),
-    }
-    if len(batch[0]) > 4:
-        extra["_table"] = pa.array([r[4] for r in batch], pa.string())
     for name, array in extra.items():
         if name in data.column_names:
             data = data.drop_columns([name])
