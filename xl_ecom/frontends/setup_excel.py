@@ -131,7 +131,7 @@ def detect(interpreter: str | None = None, pythonpath: str | None = None, *, pla
         notes.append(f"PYTHONPATH：{path_value}（xl-ecom 未安装，从源代码文件夹运行）")
     if windows:
         if importlib.util.find_spec("win32com") is None:
-            problems.append(f"缺少 pywin32（xlwings 通过它与 Excel 通信）：请执行 “{chosen}” -m pip install pywin32")
+            problems.append(f'缺少 pywin32（xlwings 通过它与 Excel 通信）：请执行 "{sys.executable}" -m pip install pywin32')
         else:
             notes.append("pywin32：已安装")
         python_bits = struct.calcsize("P") * 8
