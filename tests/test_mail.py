@@ -892,26 +892,76 @@ def test_password_row_in_workbook_is_warned_and_never_used(tmp_path, server):
     assert "leaked-secret" not in result.stdout + result.stderr + city.log.read_text(encoding="utf-8-sig")
 
 
-def test_log_locked_or_unwritable_stops_before_sending(city, server):
-    city.log.mkdir()  # 占住 CSV 的路径：无法写入
+def test_unreadable_old_log_stops_before_sending(city, server):
+    """台账还没有发送记录、旧 CSV 记录却读不了：不知道发过什么就不发。"""
+    city.log.mkdir()  # 占住 CSV 的路径：无法读取
     result = run_cli([str(city.workbook)])
     assert result.code == 2 and "发送记录" in result.stderr and "请先关闭" in result.stderr
     assert server.received == []
 
 
-def test_log_reader_accepts_gbk_resaved_log_and_formula_like_text(city, server):
+def test_export_that_cannot_be_written_is_a_note_not_a_loss(city, server):
+    """CSV 只是导出：写不了（如在 Excel 中打开着）时照常发送、记进台账，并提示重新导出。"""
+    assert run_cli([str(city.workbook), "--only", "寿县"]).code == 0
+    city.log.unlink()
+    city.log.mkdir()
+    result = run_cli([str(city.workbook), "--resend-failed"])
+    assert result.code == 0, result.stdout + result.stderr
+    assert "发送记录已存入台账，但无法导出" in result.stdout and "请关闭后重新运行" in result.stdout
+    assert server.by_recipient() == Counter({a: 1 for a in ALL_ADDRESSES})
+    assert len(log_rows(city)) == 6
+    city.log.rmdir()
+    assert run_cli([str(city.workbook), "--resend-failed"]).code == 0
+    assert len(export_rows(city)) == 6 and len(server.received) == 6
+
+
+def test_export_resaved_as_gbk_is_rewritten_and_formula_like_text_neutralised(city, server):
     assert run_cli([str(city.workbook), "--only", "寿县"]).code == 0
     text = city.log.read_text(encoding="utf-8-sig")
     city.log.write_bytes(text.encode("gbk"))  # 在 Excel 里另存为 CSV（GBK）
     again = run_cli([str(city.workbook), "--only", "寿县", "--resend-failed"])
     assert again.code == 0 and "此前已成功发送的 1 封没有重复发送" in again.stdout
     assert server.by_recipient() == Counter({"shouxian@sx.example.cn": 1})
+    assert city.log.read_bytes().startswith(b"\xef\xbb\xbf")  # 台账整份重写：又是 UTF-8 带 BOM
+    assert export_rows(city)[0]["单位"] == "寿县"
+    # 旧格式的读写工具（导入旧记录用）仍然中和公式样文本
     record = mail.SendRecord("t", "=HYPERLINK(\"x\")", "a@x.cn", "f", "0" * 64, RESULT_FAILED, "-ERR", "")
     with mail.CsvLog(city.out_dir / "l.csv") as log:
         log.append(record)
     raw = (city.out_dir / "l.csv").read_text(encoding="utf-8-sig")
     assert "'=HYPERLINK" in raw and "'-ERR" in raw
     assert mail.read_log(city.out_dir / "l.csv") == [record]
+
+
+def test_mail_refuses_while_another_command_or_excel_holds_the_workbook(tmp_path, city, server):
+    import subprocess
+    import sys
+    import time
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\nfrom xl_ecom.ledger.lock import workbook_lock\n"
+         "with workbook_lock(sys.argv[1], '汇总县区报表'):\n    print('held', flush=True)\n    time.sleep(60)\n",
+         str(city.workbook)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        busy = run_cli([str(city.workbook)])
+        assert busy.code == 2 and "汇总县区报表" in busy.stderr and "发送邮件" in busy.stderr
+        assert server.received == []
+        # 试运行什么也不写，不受影响
+        assert run_cli([str(city.workbook), "--dry-run", str(tmp_path / "eml")]).code == 0
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    office = city.workbook.with_name("~$" + city.workbook.name)  # Excel 打开着这本工作簿
+    office.write_bytes(b"\x00" * 162)
+    opened = run_cli([str(city.workbook)])
+    assert opened.code == 2 and opened.stderr.startswith("错误：") and server.received == []
+    office.unlink()
+    assert run_cli([str(city.workbook)]).code == 0
+    assert_delivered_once(server, city)
 
 
 def test_resend_failed_also_honours_the_workbook_record_sheet(city, server):

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime as _dt
 import hashlib
@@ -53,6 +54,7 @@ from xl_ecom.common.errors import XlEcomError
 from xl_ecom.common.problems import Problem
 from xl_ecom.common.progress import Progress, status_text
 from xl_ecom.ledger import open_ledger
+from xl_ecom.ledger.lock import workbook_lock
 from xl_ecom.ledger import schema as ledger_schema
 from xl_ecom.workflows.settings import (
     CONTACT_CATEGORIES,
@@ -1363,51 +1365,54 @@ def _run_mail(args, out, err, env, sleep, retry_delays, ssl_context, timeout) ->
     skip_delivered = args.resend_failed or resend_uncertain
     url = getattr(args, "db", None) or _text(settings.get(LEDGER_SETTING)) or None
 
-    store = _MailStore(workbook, url)
-    try:
-        if args.dry_run:
-            prior, _ = store.prepare(plan.sender, write=False, sheet_records=read_records_sheet(workbook))
-            selection = select_messages(plan.messages, prior, plan.sender, store.round_label)
-            messages = selection.pending + ([] if skip_delivered else selection.delivered)
-            if resend_uncertain:
-                messages += [m for m, _ in selection.uncertain]
-            order = {id(m): i for i, m in enumerate(plan.messages)}
-            messages.sort(key=lambda m: order[id(m)])
-            if skip_delivered and selection.delivered:
-                print(f"已成功发送过的 {len(selection.delivered)} 封不再生成。", file=out)
-            if selection.uncertain and not resend_uncertain:
-                _print_held(selection.uncertain, out)
-            written = write_eml(messages, plan.sender, args.dry_run, round_label=store.round_label)
-            print(f"试运行：已写出 {len(written)} 封邮件到 {Path(args.dry_run)}，没有发送任何邮件。", file=out)
-            return 0 if not plan.problems else 1
-
-        config = smtp_config(settings, host=args.smtp_host, port=args.smtp_port, user=args.user,
-                             security=args.security, timeout=timeout)
-        password = _require_password(config, env)
-        prior, imported = store.prepare(plan.sender, write=True, sheet_records=read_records_sheet(workbook))
-        if imported is not None:
-            print(imported.summary(), file=out)
-        if not skip_delivered:
-            already = select_messages(plan.messages, prior, plan.sender, store.round_label).delivered
-            if already:
-                print(f"注意：其中 {len(already)} 封此前已成功发送过同一文件，本次会再次发送；"
-                      "只补发未成功的请用 --resend-failed。", file=out)
-        progress = _ProgressLine(err)
+    # 一次只有一个命令写这本工作簿的记录（试运行什么也不写，不占用）
+    lock = contextlib.nullcontext() if args.dry_run else workbook_lock(workbook, "发送邮件")
+    with lock:
+        store = _MailStore(workbook, url)
         try:
-            result = execute_plan(plan, config, password, prior_records=prior, round_label=store.round_label,
-                                  resend_failed=args.resend_failed, resend_uncertain=resend_uncertain,
-                                  on_record=store.record, on_progress=progress, sleep=sleep,
-                                  retry_delays=retry_delays, ssl_context=ssl_context)
+            if args.dry_run:
+                prior, _ = store.prepare(plan.sender, write=False, sheet_records=read_records_sheet(workbook))
+                selection = select_messages(plan.messages, prior, plan.sender, store.round_label)
+                messages = selection.pending + ([] if skip_delivered else selection.delivered)
+                if resend_uncertain:
+                    messages += [m for m, _ in selection.uncertain]
+                order = {id(m): i for i, m in enumerate(plan.messages)}
+                messages.sort(key=lambda m: order[id(m)])
+                if skip_delivered and selection.delivered:
+                    print(f"已成功发送过的 {len(selection.delivered)} 封不再生成。", file=out)
+                if selection.uncertain and not resend_uncertain:
+                    _print_held(selection.uncertain, out)
+                written = write_eml(messages, plan.sender, args.dry_run, round_label=store.round_label)
+                print(f"试运行：已写出 {len(written)} 封邮件到 {Path(args.dry_run)}，没有发送任何邮件。", file=out)
+                return 0 if not plan.problems else 1
+
+            config = smtp_config(settings, host=args.smtp_host, port=args.smtp_port, user=args.user,
+                                 security=args.security, timeout=timeout)
+            password = _require_password(config, env)
+            prior, imported = store.prepare(plan.sender, write=True, sheet_records=read_records_sheet(workbook))
+            if imported is not None:
+                print(imported.summary(), file=out)
+            if not skip_delivered:
+                already = select_messages(plan.messages, prior, plan.sender, store.round_label).delivered
+                if already:
+                    print(f"注意：其中 {len(already)} 封此前已成功发送过同一文件，本次会再次发送；"
+                          "只补发未成功的请用 --resend-failed。", file=out)
+            progress = _ProgressLine(err)
+            try:
+                result = execute_plan(plan, config, password, prior_records=prior, round_label=store.round_label,
+                                      resend_failed=args.resend_failed, resend_uncertain=resend_uncertain,
+                                      on_record=store.record, on_progress=progress, sleep=sleep,
+                                      retry_delays=retry_delays, ssl_context=ssl_context)
+            finally:
+                progress.finish()
+                log_file, note = store.export_csv()
+            _print_summary(result, out)
+            print(f"发送记录：台账 {store.ledger.url}；导出 {log_file}", file=out)
+            if note:
+                print(note, file=out)
+            return 0 if result.ok else 1
         finally:
-            progress.finish()
-            log_file, note = store.export_csv()
-        _print_summary(result, out)
-        print(f"发送记录：台账 {store.ledger.url}；导出 {log_file}", file=out)
-        if note:
-            print(note, file=out)
-        return 0 if result.ok else 1
-    finally:
-        store.close()
+            store.close()
 
 
 class _ProgressLine:
