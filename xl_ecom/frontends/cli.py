@@ -377,8 +377,12 @@ def cmd_run(args) -> int:
     _out(f"方案检查：{len(findings)}条，其中警告{len(warnings)}条（xl-ecom check 查看全部）")
     for f in warnings:
         _out(f"  {f}")
-    wb = build.build_workbook(out / WORKBOOK_NAME)
-    _out(f"工作簿：{wb}")
+    from xl_ecom.frontends.addin import XLWINGS_ADDIN
+    from xl_ecom.workflows import upgrade
+
+    built = upgrade.write_city_workbook(out / WORKBOOK_NAME, addin=XLWINGS_ADDIN, command="xl-ecom run")  # keeps the data of one already there
+    wb = built.path
+    _out(f"工作簿：{built.to_text()}")
     # the files go where the workbook's 设置 says, so its buttons and `xl-ecom mail` find them
     values = settings.read_settings(wb)
     folder = settings.output_dir(values, wb)
@@ -400,8 +404,11 @@ def cmd_run(args) -> int:
 def cmd_build(args) -> int:
     from xl_ecom.workflows import build
 
-    path = build.build_workbook(args.out)
-    _out(f"已生成 {path}")
+    from xl_ecom.frontends.addin import XLWINGS_ADDIN
+    from xl_ecom.workflows import upgrade
+
+    report = upgrade.write_city_workbook(args.out or build.DEFAULT_OUT, addin=XLWINGS_ADDIN, command="xl-ecom build")
+    _out(report.to_text())  # an existing workbook is rebuilt with its data kept, after a backup
     return DONE
 
 
