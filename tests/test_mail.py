@@ -1156,6 +1156,45 @@ def test_ribbon_layer_sends_records_and_shows_progress(city, server):
     assert len(mail.records_from_rows(sheet.used_range.value)) == len(records) + 1
 
 
+def test_ribbon_layer_imports_old_records_and_holds_uncertain(city, server):
+    """按钮：旧的 CSV 和“发送记录”表里的成功记录导入台账、不重发；发出后结果不确定的不自动重发。"""
+    plan = mail.plan_messages(settings.read_settings(city.workbook), settings.read_contacts(city.workbook),
+                              city.out_dir)
+    by_address = {m.address: m for m in plan.messages}
+
+    def old(m):
+        return mail.SendRecord("2020-11-01 09:00:00", m.unit, m.address, m.file_label, m.sha256, "成功",
+                               "250 OK", "<old@hn.example.cn>")
+
+    with mail.CsvLog(city.log) as log:
+        log.append(old(by_address["swj1@hn.example.cn"]))
+    book = _fake_book_from(city)
+    sheet = book.sheets.add(mail.RECORD_SHEET, after=book.sheets[len(book.sheets) - 1])
+    sheet.range((1, 1)).value = list(mail.RECORD_HEADERS)
+    sheet.range((2, 1)).value = old(by_address["shouxian@sx.example.cn"]).row()
+    server.handler.drop_at_data = 2  # 本批第 2 封（czj）发完内容后断开
+    server.handler.keep_dropped = True
+    result = mail.send_mail_from_book(book, env={}, sleep=FakeSleep(), retry_delays=RETRY_DELAYS)
+    assert result is not None and not result.ok
+    assert server.by_recipient() == Counter({"swj2@hn.example.cn": 1, "czj@hn.example.cn": 1,
+                                             "ft-a@ft.example.cn": 1, "ft-b@ft.example.cn": 1})
+    (_, text), = book.app.alerts
+    assert "中的 2 条导入台账，其中已发送 2 条" in text
+    assert "不确定：市财政局 <czj@hn.example.cn>" in text
+    assert "xl-ecom mail 工作簿 --resend-uncertain" in text
+    rows = mail.records_from_rows(sheet.used_range.value)
+    assert [r.result for r in rows[1:]].count(RESULT_UNCERTAIN) == 1
+    # 再按一次：不重发那封不确定的，对话框说明
+    again = mail.send_mail_from_book(book, env={}, sleep=FakeSleep(), retry_delays=RETRY_DELAYS)
+    assert again is not None and not again.ok and [m.address for m, _ in again.held] == ["czj@hn.example.cn"]
+    assert len(server.received) == 4
+    assert "上次发送结果不确定，本次没有重发" in book.app.alerts[-1][1]
+    # 明确要求时才重发
+    final = mail.send_mail_from_book(book, env={}, resend_uncertain=True, sleep=FakeSleep(),
+                                     retry_delays=RETRY_DELAYS)
+    assert final.ok and server.by_recipient()["czj@hn.example.cn"] == 2
+
+
 def test_ribbon_layer_reports_bad_input_in_a_dialog(city, server):
     book = _fake_book_from(city)
     book.sheets.remove(book.sheets["通讯录"])

@@ -246,3 +246,40 @@ def test_stable_message_id():
 def test_decode_lines_mixed_encodings():
     data = "\ufeff时间,单位\r\n".encode() + "寿县,成功\r\n".encode("gbk") + "凤台县,成功\r\n".encode()
     assert mail.decode_lines(data) == "时间,单位\r\n寿县,成功\r\n凤台县,成功\r\n"
+
+
+def test_ledger_that_cannot_be_written_stops_the_batch_with_a_clear_message(city, server, monkeypatch):
+    """台账写不进去（另一个程序锁住了 SQLite 文件）：停下，不在没有记录的情况下继续发，并说明情况。"""
+    import sqlite3
+
+    from xl_ecom.ledger import store
+
+    monkeypatch.setattr(store, "BUSY_TIMEOUT_MS", 300)
+    assert run_cli([str(city.workbook), "--only", "寿县"]).code == 0  # 台账已建好，有一条记录
+    path = city.workbook.with_name(f"{city.workbook.stem}.台账.sqlite")
+    blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    original = server.handler.handle_DATA
+
+    async def lock_then_accept(srv, session, envelope):
+        reply = await original(srv, session, envelope)
+        if server.handler.data_count == 3:  # 本批第 2 封（swj2）收下之后、回复 250 之前锁住台账
+            blocker.execute("BEGIN EXCLUSIVE")
+        return reply
+
+    server.handler.handle_DATA = lock_then_accept
+    try:
+        result = run_cli([str(city.workbook), "--resend-failed"])
+    finally:
+        if blocker.in_transaction:
+            blocker.execute("ROLLBACK")
+        blocker.close()
+    assert result.code == 2
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("错误：")]
+    assert error.startswith("错误：市商务局 <swj2@hn.example.cn> 的发送结果“已发送”无法记入台账")
+    assert "其余邮件已停止发送" in result.stderr and "Message-ID 相同" in result.stderr
+    assert "Traceback" not in result.stderr
+    # 本批第 3 封起没有发
+    assert server.by_recipient() == Counter({"shouxian@sx.example.cn": 1, "swj1@hn.example.cn": 1,
+                                             "swj2@hn.example.cn": 1})
+    statuses = [(a.address, a.status) for a in attempts(city)]
+    assert statuses == [("shouxian@sx.example.cn", "已发送"), ("swj1@hn.example.cn", "已发送")]

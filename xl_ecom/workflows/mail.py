@@ -1145,7 +1145,13 @@ class _MailStore:
         return self.round.label if self.round is not None else ""
 
     def record(self, record: SendRecord) -> None:
-        record_mail(self.ledger, record, self.round.id)
+        try:
+            record_mail(self.ledger, record, self.round.id)
+        except XlEcomError as exc:  # 台账写不进去（被锁、连不上）：停下，不在没有记录的情况下继续发
+            after = ("服务器已收下这一封，但没能记下：之后补发时它会再发一次（Message-ID 相同，对方可据此去重）。"
+                     if record.result == RESULT_SENT else "")
+            raise MailError(f"{record.unit} <{record.address}> 的发送结果“{record.result}”无法记入台账（{exc}），"
+                            f"其余邮件已停止发送。{after}请处理后用 --resend-failed 补发。") from None
 
     def export_csv(self) -> tuple[Path, str]:
         """CSV 导出（整份重写）；写不了时返回说明（记录已在台账里，不算失败）。"""
@@ -1561,12 +1567,18 @@ def send_mail_from_book(
                               resend_failed=resend_failed, resend_uncertain=resend_uncertain,
                               on_record=append, on_progress=progress, sleep=sleep,
                               retry_delays=retry_delays, ssl_context=ssl_context)
+    except XlEcomError as exc:
+        result = None
+        notes.append(str(exc).replace("用 --resend-failed 补发", "再次点击“发送邮件”补发"))
     finally:
         app.status_bar = False
         _, note = store.export_csv()
         store.close()
     if note:
         notes.append(note)
+    if result is None:
+        _xl_alert(app, "\n".join(notes))
+        return None
     buffer = io.StringIO()
     _print_problems(plan.problems, buffer)
     _print_summary(result, buffer)
