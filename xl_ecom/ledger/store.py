@@ -684,34 +684,43 @@ class Ledger:
         """The rows of ``table_key`` in each unit's current submission: the JSON keys as columns, plus ``_unit``,
         ``_submission`` and ``_row`` (the source row number). ``arrow=True`` keeps pyarrow-backed dtypes (less
         memory for millions of text values)."""
-        s, r = S.submissions, S.rows
+        s = S.submissions
         with self._read() as conn:
             rnd = self._current_round_or_none(conn, round_id)
             if rnd is None:
                 return _frame([], arrow)
-            where = [s.c.round_id == rnd, s.c.status == S.MERGED, r.c.table_key == str(table_key)]
+            where = [s.c.round_id == rnd, s.c.status == S.MERGED]
             if unit is not None:
                 where.append(s.c.unit == unit)
-            return _frame(self._blocks(conn, where, with_table=False), arrow)
+            return _frame(self._blocks(conn, where, str(table_key), with_table=False), arrow)
 
     def submission_rows(self, submission_id: int, table_key: str | None = None) -> pd.DataFrame:
         """Every stored row of one submission (any status), same columns as current_rows plus ``_table``."""
         where = [S.submissions.c.id == int(submission_id)]
-        if table_key is not None:
-            where.append(S.rows.c.table_key == str(table_key))
+        key = None if table_key is None else str(table_key)
         with self._read() as conn:
-            return _frame(self._blocks(conn, where, with_table=True), False)
+            return _frame(self._blocks(conn, where, key, with_table=True), False)
 
-    def _blocks(self, conn: sa.Connection, where: list, with_table: bool) -> Iterator[tuple]:
+    def _blocks(self, conn: sa.Connection, where: list, table_key: str | None,
+                with_table: bool) -> Iterator[tuple]:
         """The matching rows as blocks of at most CHUNK rows: (unit, submission id, table key, the rows' JSON
         joined by newlines, their row numbers joined by commas, count). The database joins the text, so no
         Python object is made per row."""
         s, r = S.submissions, S.rows
-        groups = conn.execute(
-            sa.select(s.c.id, s.c.unit, r.c.table_key, sa.func.min(r.c.id), sa.func.max(r.c.id))
-            .join(s, s.c.id == r.c.submission_id).where(*where)
-            .group_by(s.c.id, s.c.unit, r.c.table_key).order_by(s.c.id, r.c.table_key)
-        ).all()
+        subs = conn.execute(sa.select(s.c.id, s.c.unit).where(*where).order_by(s.c.id)).all()
+        groups = []
+        for sub_id, unit in subs:  # each bound found through the index, not by scanning the rows
+            if table_key is None:
+                keys = conn.execute(sa.select(r.c.table_key).distinct().where(r.c.submission_id == sub_id)
+                                    .order_by(r.c.table_key)).scalars().all()
+            else:
+                keys = [table_key]
+            for key in keys:
+                inside = (r.c.submission_id == sub_id, r.c.table_key == key)
+                low = conn.execute(sa.select(sa.func.min(r.c.id)).where(*inside)).scalar()
+                if low is not None:
+                    high = conn.execute(sa.select(sa.func.max(r.c.id)).where(*inside)).scalar()
+                    groups.append((sub_id, unit, key, low, high))
         if conn.dialect.name == "sqlite":
             sql = ("SELECT group_concat(data, char(10)), group_concat(row_number, ','), count(*) FROM "
                    "(SELECT data, row_number FROM rows WHERE submission_id = ? AND table_key = ? "
