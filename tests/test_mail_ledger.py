@@ -283,3 +283,13 @@ def test_ledger_that_cannot_be_written_stops_the_batch_with_a_clear_message(city
                                              "swj2@hn.example.cn": 1})
     statuses = [(a.address, a.status) for a in attempts(city)]
     assert statuses == [("shouxian@sx.example.cn", "已发送"), ("swj1@hn.example.cn", "已发送")]
+
+
+def test_first_dry_run_has_the_message_ids_of_the_real_send(tmp_path, city, server):
+    eml = tmp_path / "eml"
+    assert run_cli([str(city.workbook), "--dry-run", str(eml)]).code == 0
+    with open_ledger(city.workbook) as ledger:
+        assert ledger.mail_attempts() == [] and ledger.rounds() == []  # 试运行什么也不写
+    ids = {load_message_id(p.read_bytes()) for p in eml.glob("*.eml")}
+    assert run_cli([str(city.workbook)]).code == 0
+    assert ids == {r.message["Message-ID"] for r in server.received} and len(ids) == 6

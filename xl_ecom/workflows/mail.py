@@ -46,7 +46,7 @@ from email.mime.text import MIMEText
 from email.policy import compat32
 from email.utils import formataddr, formatdate, make_msgid
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from xl_ecom.workflows import layout
 from xl_ecom.common import resources, textsafe
@@ -56,6 +56,7 @@ from xl_ecom.common.progress import Progress, status_text
 from xl_ecom.ledger import open_ledger
 from xl_ecom.ledger.lock import workbook_lock
 from xl_ecom.ledger import schema as ledger_schema
+from xl_ecom.ledger import store as ledger_store
 from xl_ecom.workflows.settings import (
     CONTACT_CATEGORIES,
     CONTACTS_SHEET,
@@ -336,8 +337,8 @@ def normalize_address(text: str) -> str:
 
 def get_password(user: str, env: dict[str, str] | None = None) -> str | None:
     """SMTP 密码：先取环境变量 XL_ECOM_SMTP_PASSWORD，再取系统钥匙串（服务名 xl-ecom）。"""
-    env = os.environ if env is None else env
-    password = env.get(PASSWORD_ENV)
+    source: Mapping[str, str] = os.environ if env is None else env
+    password = source.get(PASSWORD_ENV)
     if password:
         return password
     if not user:
@@ -548,7 +549,7 @@ def build_message(message: OutgoingMessage, sender: Sender, *, message_id: str |
     outer = MIMEMultipart()
     outer["From"] = _format_address(sender.name, from_address)
     outer["To"] = _format_address(message.person or message.unit, to_address)
-    outer["Subject"] = Header(_one_line(message.subject), "utf-8")
+    outer["Subject"] = Header(_one_line(message.subject), "utf-8")  # type: ignore[assignment]
     outer["Date"] = date or formatdate(localtime=True)
     outer["Message-ID"] = message_id or make_msgid(domain=from_address.rpartition("@")[2])
     body = "\r\n".join(message.body.splitlines()) + "\r\n"  # 文本的规范形式是 CRLF
@@ -672,7 +673,7 @@ def connect_smtp(config: SmtpConfig, password: str | None, *,
     """
     context = ssl_context or ssl.create_default_context()
     where = f"{config.host}:{config.port}"
-    smtp = None
+    smtp: smtplib.SMTP | None = None
     try:
         if config.security == "SSL":
             smtp = smtplib.SMTP_SSL(config.host, config.port, timeout=config.timeout, context=context)
@@ -1127,7 +1128,7 @@ class _MailStore:
             list[SendRecord], LegacyImport | None]:
         """本轮已有的记录；台账还没有发送记录而有旧记录时导入（write=False 时只在内存里换算）。"""
         self.round = self.ledger.ensure_round() if write else self.ledger.current_round()
-        label = self.round.label if self.round is not None else ""
+        label = self.round_label
         domain = sender.address.rpartition("@")[2]
         imported = None
         if not self.ledger.mail_attempts():
@@ -1142,7 +1143,8 @@ class _MailStore:
 
     @property
     def round_label(self) -> str:
-        return self.round.label if self.round is not None else ""
+        # 试运行时台账可能还没有轮次：用真正发送时会建的那个（首轮），Message-ID 与之后真发时相同
+        return self.round.label if self.round is not None else ledger_store.FIRST_ROUND
 
     def record(self, record: SendRecord) -> None:
         try:
