@@ -25,7 +25,6 @@ import xlwings as xw
 from xl_ecom.rules import engine
 from xl_ecom.policy import lookup
 from xl_ecom.common.errors import InputError
-from xl_ecom.rules.money import cents_to_yuan
 from xl_ecom.policy import load_plan
 
 CATEGORY = "农村电商"
@@ -55,7 +54,8 @@ def _flat(value, shape):
 
 
 def _yuan(cents):
-    return BLANK if cents is None else float(cents_to_yuan(cents))
+    # cents / 100 is the double nearest the exact yuan, as float(cents_to_yuan(cents)) is
+    return BLANK if cents is None else cents / 100
 
 
 def call_rule(rule_id: str, *args):
@@ -82,13 +82,9 @@ def call_rule(rule_id: str, *args):
     except InputError:
         # report the first bad cell exactly as the per-cell path does (row order, same message)
         rows = list(zip(*(c if isinstance(c, list) else [c] * size for c in columns)))
-        out = [_yuan(c) for c in engine.calculate_sequence(rule_id, rows)]
-    if len(shape) == 2:
-        cols = shape[1]
-        if cols == 1:
-            return [[x] for x in out]
-        return [out[r * cols:(r + 1) * cols] for r in range(shape[0])]
-    return out
+        out = np.array([_yuan(c) for c in engine.calculate_sequence(rule_id, rows)], dtype=object)
+    # the result in the shape of the first range (numpy builds the nested lists)
+    return out.reshape(shape).tolist()
 
 
 def _as_column(spec, col, size: int):
@@ -103,7 +99,7 @@ def _as_column(spec, col, size: int):
     if spec.kind == "choice":
         return np.array(col, dtype=object)
     types = set(map(type, col))
-    if types <= {float, int, type(None)}:
+    if types <= _NUMERIC_TYPES:
         arr = np.array(col, dtype="float64")
         if float in types:
             nan = np.isnan(arr)
@@ -116,7 +112,11 @@ def _as_column(spec, col, size: int):
     return np.array(col, dtype=object)
 
 
-def _vector(rule_id: str, columns, size: int) -> list:
+_NUMERIC_TYPES = frozenset({float, int, type(None)})
+
+
+def _vector(rule_id: str, columns, size: int) -> np.ndarray:
+    """Yuan as a float array, or an object array with "" for blank results."""
     rule = _RULES[rule_id]
     # a blank scalar argument (an omitted optional input) is left out: the engine applies its default
     data = {
@@ -125,12 +125,13 @@ def _vector(rule_id: str, columns, size: int) -> list:
         if not (col is None or (isinstance(col, str) and col.strip() == ""))
     }
     cents = engine.calculate_columns_cents(rule_id, data)
-    blank = np.isnan(cents)
+    yuan = cents / 100.0
+    blank = np.isnan(yuan)
     if not blank.any():
-        return (cents / 100.0).tolist()
-    out = np.where(blank, 0.0, cents / 100.0).astype(object)
+        return yuan
+    out = yuan.astype(object)
     out[blank] = BLANK
-    return out.tolist()
+    return out
 
 
 def _dims(shape) -> str:
@@ -155,7 +156,12 @@ class UdfSpec:
 UDF_SPECS: dict[str, UdfSpec] = {}
 
 
-def _register(func, description: str, arg_docs: dict[str, str]):
+#: xlwings options of every rule UDF argument: a range arrives as rows of cells whatever its shape
+#: (by default xlwings flattens a one-column range to a list, and a list it writes back is a row)
+RANGE_OPTIONS = {"ndim": 2}
+
+
+def _register(func, description: str, arg_docs: dict[str, str], options: dict | None = None):
     """Record the UDF's metadata and apply xlwings' decorators."""
     func.__doc__ = description
     args = []
@@ -169,7 +175,7 @@ def _register(func, description: str, arg_docs: dict[str, str]):
             )
         )
     for a in args:
-        func = xw.arg(("*" if a.vararg else "") + a.name, doc=a.doc)(func)
+        func = xw.arg(("*" if a.vararg else "") + a.name, doc=a.doc, **(options or {}))(func)
     func = xw.func(category=CATEGORY)(func)
     UDF_SPECS[func.__name__] = UdfSpec(func.__name__, description, tuple(args))
     return func
@@ -199,7 +205,7 @@ def rule_udf(func):
         elif spec.optional:
             doc += "（可选）"
         docs[spec.name] = doc
-    return _register(func, f"{rule.name}（条款{rule.clause}）：{rule.text}", docs)
+    return _register(func, f"{rule.name}（条款{rule.clause}）：{rule.text}", docs, RANGE_OPTIONS)
 
 
 @rule_udf

@@ -207,11 +207,12 @@ def _run(body: dict, v: Mapping[str, Any], ops, *, cum_state=None, trace: list |
     (vector backend): a mask of the rows this body applies to; the others get 0.
     """
     eligible = within
-    for c in body["conditions"]:
-        ok = holds(v[c["input"]], c["word"], c["threshold"])
+    for c in body.conditions:
+        value = v[c.input]
+        ok = holds(value, c.word, c.threshold)
         eligible = ok if eligible is True else (eligible & ok)
         if trace is not None:
-            trace.append(("condition", c, v[c["input"]], bool(ok)))
+            trace.append(("condition", c, value, bool(ok)))
     a = body.amount
     match a:
         case Rate() | Factor():
@@ -244,12 +245,13 @@ def _run(body: dict, v: Mapping[str, Any], ops, *, cum_state=None, trace: list |
             raise TypeError(f"unhandled amount kind {a!r}")
     if eligible is not True:
         raw = ops.where(eligible, raw, 0)
-    if body["cap"] is None:
+    limit = body.limit
+    if limit is None:
         return raw
-    if body["cumulative"]:
-        paid = ops.cumcap(raw, body["cap"], cum_state)
+    if limit.cumulative:
+        paid = ops.cumcap(raw, limit.cents, cum_state)
     else:
-        paid = ops.minimum(raw, body["cap"])
+        paid = ops.minimum(raw, limit.cents)
     if trace is not None:
         trace.append(("cap", body, raw, paid, cum_state))
     return paid
@@ -293,15 +295,15 @@ def _scalar_value(spec, value):
     return dec
 
 
-def _check_rate(rule: Rule, body: dict, rate) -> None:
-    a = body["amount"]
-    ceiling = a["rate"]
+def _check_rate(rule: Rule, body: Body, rate) -> None:
+    a = body.amount
+    ceiling = a.rate
     if rate is None:
         return
     if rate > ceiling:
         raise InputError(
-            f"{rule.input(a['rate_input']).label}“{_pct(rate)}”超过条款{rule.clause}规定的上限{_pct(ceiling)}"
-            f"（“{a['rate_ref']}”）"
+            f"{rule.input(a.rate_input).label}“{_pct(rate)}”超过条款{rule.clause}规定的上限{_pct(ceiling)}"
+            f"（“{a.rate_ref}”）"
         )
 
 
@@ -348,19 +350,24 @@ def required_inputs(rule: Rule, variant: str = "") -> tuple[str, ...]:
 
 
 def _normalise(rule: Rule, args: Sequence, kwargs: Mapping) -> dict | None:
-    names = rule.input_names
-    if len(args) > len(names):
-        raise InputError(f"{rule.id} 最多接受{len(names)}个参数（{'、'.join(i.label for i in rule.inputs)}），收到{len(args)}个")
-    raw = dict(zip(names, args))
-    for k, val in kwargs.items():
-        if k not in names:
-            raise InputError(f"{rule.id} 没有参数“{k}”")
-        raw[k] = val
-    values: dict = {}
-    for spec in rule.inputs:
-        values[spec.name] = _scalar_value(spec, raw.get(spec.name))
+    specs = rule.inputs
+    if len(args) > len(specs):
+        raise InputError(f"{rule.id} 最多接受{len(specs)}个参数（{'、'.join(i.label for i in specs)}），收到{len(args)}个")
+    if kwargs:
+        names = rule.input_names
+        raw = dict(zip(names, args))
+        for k, val in kwargs.items():
+            if k not in names:
+                raise InputError(f"{rule.id} 没有参数“{k}”")
+            raw[k] = val
+        given = [raw.get(n) for n in names]
+    else:
+        given = list(args) + [None] * (len(specs) - len(args))
+    values = {spec.name: _scalar_value(spec, x) for spec, x in zip(specs, given)}
+    if None not in values.values():
+        return values
     required = required_inputs(rule, values[rule.switch] if rule.switch else "")
-    for spec in rule.inputs:
+    for spec in specs:
         if values[spec.name] is None:
             if spec.default_input:
                 values[spec.name] = values[spec.default_input]
@@ -475,15 +482,16 @@ def _fmt_step(rule: Rule, step) -> str:
 
 def _evaluate(rule_id, args, kwargs, on, plan, paid_before=0, want_trace=False):
     plan = plan or load_plan()
-    rule = get_rule(rule_id, plan)
+    rule = plan.rules.get(rule_id) or get_rule(rule_id, plan)
     resolved = _resolve_cached(id(plan), rule.id, policy_date(on), plan)
     values = _normalise(rule, args, kwargs)
     variant = values[rule.switch] if (values is not None and rule.switch) else ""
     if values is None:
         return rule, resolved, values, variant, [], None
     body = resolved.variants[variant]
-    if body["amount"].get("rate_input"):
-        _check_rate(rule, body, values.get(body["amount"]["rate_input"]))
+    a = body.amount
+    if isinstance(a, Rate) and a.rate_input:
+        _check_rate(rule, body, values.get(a.rate_input))
     trace = [] if want_trace else None
     cents = _run(body, values, _SCALAR, cum_state=paid_before, trace=trace)
     return rule, resolved, values, variant, trace, int(cents)

@@ -33,7 +33,14 @@ class _Mapping:
         return key == "type" or key in self._keys()
 
     def _keys(self) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(self))  # type: ignore[arg-type]
+        cls = type(self)
+        keys = _KEYS.get(cls)
+        if keys is None:
+            keys = _KEYS[cls] = tuple(f.name for f in fields(self))  # type: ignore[arg-type]
+        return keys
+
+
+_KEYS: dict[type, tuple[str, ...]] = {}
 
 
 @dataclass(frozen=True)
