@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "xl_ecom", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "xl_ecom", *args], check=False, capture_output=True, text=True,
                           encoding="utf-8", cwd=cwd or ROOT)
 
 
@@ -131,3 +131,16 @@ def test_errors_exit_2(tmp_path, workbook):
     r = run("setup-excel", str(other))
     assert r.returncode == 2 and r.stderr.startswith("错误：") and "xlwings.conf" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_readme_and_the_readme_sheet_give_one_set_of_instructions():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    windows = readme.split("## 在 Windows 的 Excel 中使用", 1)[1]
+    sheet = (ROOT / "templates" / "sheets" / "说明.txt").read_text(encoding="utf-8")
+    sheet = sheet.split("== 五、在 Windows 的 Excel 中启用", 1)[1].split("\n== ", 1)[0]
+    for text in (windows, sheet):
+        assert "setup-excel" in text and "pythonw.exe" in text and "Interpreter_Win" in text
+        assert "PYTHONPATH 留空" in text and "不要手工改" in text
+        assert "64 位" in text and "install.bat" in text and "pywin32" in text
+        # the old, contradicting advice is gone
+        assert "保持 python" not in text and "python.exe 的完整路径" not in text and "本项目目录”" not in text
