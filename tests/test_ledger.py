@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import hashlib
 import multiprocessing as mp
+import os
 import sqlite3
 
 import pandas as pd
@@ -407,3 +408,61 @@ def test_a_file_that_is_not_a_database(tmp_path):
     with pytest.raises(LedgerError, match="坏.台账.sqlite"):
         open_ledger(url="sqlite:///" + str(path))
 
+
+
+# ------------------------------------------------------------------------------------------ kill -9
+
+def _killed_writer(url: str, fd: int) -> None:
+    """The child: writes submissions forever, reporting each id once its transaction has committed."""
+    try:
+        with open_ledger(url=url) as ledger:
+            os.write(fd, b"ready\n")
+            i = 0
+            while True:
+                unit = ("寿县", "凤台县", "田家庵区")[i % 3]
+                with ledger.submission(f"{unit}{i}.xlsx", "x", 1, unit, unit) as sub:
+                    rows = [{"i": i, "j": j, "名称": "村" * 20} for j in range(3000)]
+                    sub.add_rows("示范村", rows, list(range(3000)))
+                    sub.add_problem("示范村", "C3", "测试")
+                os.write(fd, f"merged {sub.id}\n".encode())
+                i += 1
+    finally:
+        os._exit(1)
+
+
+def test_kill_9_while_writing_loses_no_reported_submission(ledger_url):  # noqa: F811
+    import random
+    import signal
+    import time
+
+    rng = random.Random(20201)
+    reported: set[int] = set()
+    with open_ledger(url=ledger_url) as ledger:
+        ledger.ensure_round()
+    for _ in range(24):
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_end)
+            _killed_writer(ledger_url, write_end)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            assert pipe.readline() == b"ready\n"
+            time.sleep(rng.uniform(0.0, 0.5))
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            out = pipe.read().decode()
+        reported |= {int(line.split()[1]) for line in out.splitlines() if line.startswith("merged")}
+        with open_ledger(url=ledger_url) as ledger:
+            subs = {s.id: s for s in ledger.submissions()}
+            assert reported <= set(subs)
+            current = [s for s in subs.values() if s.status == MERGED]
+            assert len({s.unit for s in current}) == len(current)
+            with ledger.engine.connect() as conn:
+                counts = dict(conn.exec_driver_sql(
+                    "SELECT submission_id, count(*) FROM rows GROUP BY submission_id").all())
+                if ledger.is_sqlite:
+                    assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+            assert all(counts.get(i, 0) == s.row_count == 3000 for i, s in subs.items())
+            assert len(ledger.current_rows("示范村")) == 3000 * len(current)
+    assert len(reported) >= 5  # the kills landed both between and inside transactions
