@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import hashlib
 import io
@@ -63,7 +64,8 @@ class FaultyHandler:
       keep_dropped = True 时断开前先把邮件收下（服务器已投递、只是 250 没送到客户端）；
     * refuse_after_drop：断开之后，新连接在 EHLO 时即被断开（服务器“挂了”）；
     * ehlo_temporary = n：前 n 次 EHLO 回复 421 并断开；ehlo_unsupported：EHLO 回复 502（只能用 HELO）；
-      helo_temporary = n：前 n 次 HELO 回复 421 并断开。
+      helo_temporary = n：前 n 次 HELO 回复 421 并断开；
+    * data_delay[地址] = 秒：收完该地址的邮件内容后先收下，等这么久再回复 250（慢服务器，客户端会超时）。
     """
 
     def __init__(self) -> None:
@@ -80,6 +82,7 @@ class FaultyHandler:
         self.ehlo_unsupported = False
         self.helo_temporary = 0
         self.helo_count = 0
+        self.data_delay: dict[str, float] = {}
         self.rcpt_attempts: Counter = Counter()
         self.data_count = 0
         self.connections = 0
@@ -130,6 +133,11 @@ class FaultyHandler:
                 self.refusing = True
             return "250 OK"  # 写不出去：连接已断
         rcpt = envelope.rcpt_tos[0]
+        if rcpt in self.data_delay:
+            with self.lock:
+                self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+            await asyncio.sleep(self.data_delay.pop(rcpt))
+            return "250 2.0.0 Ok: queued late"
         if rcpt in self.data_permanent:
             return "554 5.6.0 Message content rejected"
         if self.data_temporary[rcpt] > 0:
@@ -294,7 +302,7 @@ RETRY_DELAYS = (1.0, 2.0, 4.0)
 
 
 def run_cli(argv: list[str], *, env: dict | None = None, sleep: FakeSleep | None = None,
-            ssl_context=None) -> CliRun:
+            ssl_context=None, timeout: float = 5) -> CliRun:
     """像 xl-ecom 那样：建 argparse 解析器、注册 mail 子命令、调用处理函数。"""
     parser = argparse.ArgumentParser(prog="xl-ecom")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -303,7 +311,7 @@ def run_cli(argv: list[str], *, env: dict | None = None, sleep: FakeSleep | None
     out, err = io.StringIO(), io.StringIO()
     sleep = sleep or FakeSleep()
     code = args.func(args, stdout=out, stderr=err, env={} if env is None else env, sleep=sleep,
-                     retry_delays=RETRY_DELAYS, ssl_context=ssl_context, timeout=5)
+                     retry_delays=RETRY_DELAYS, ssl_context=ssl_context, timeout=timeout)
     return CliRun(code, out.getvalue(), err.getvalue(), sleep)
 
 

@@ -635,6 +635,18 @@ def test_drop_after_data_is_uncertain_not_resent_blindly(city, server):
     assert len(server.received) == 7
 
 
+def test_no_reply_after_the_final_dot_within_the_timeout_is_uncertain(city, server):
+    """慢服务器：内容发完后超时还没回复 250（服务器其实收下了）。记“不确定”，不重试，不重复。"""
+    server.handler.data_delay["czj@hn.example.cn"] = 2.5
+    result = run_cli([str(city.workbook)], timeout=1)
+    assert result.code == 1
+    assert result.sleep.delays == []
+    assert final_results(log_rows(city))[("市财政局", "czj@hn.example.cn")] == RESULT_UNCERTAIN
+    assert server.by_recipient() == Counter({a: 1 for a in ALL_ADDRESSES})
+    resend = run_cli([str(city.workbook), "--resend-failed"], timeout=1)
+    assert resend.code == 1 and len(server.received) == 6 and "本次没有重发" in resend.stdout
+
+
 def test_connection_dropped_midway_and_server_gone(city, server):
     server.handler.drop_at_data = 3
     server.handler.refuse_after_drop = True

@@ -179,7 +179,12 @@ def test_ledger_beside_the_workbook_by_default_and_db_option(city, server, ledge
     again = run_cli([str(city.workbook), "--db", ledger_url, "--resend-failed"])
     assert again.code == 0 and "此前已成功发送的 1 封没有重复发送" in again.stdout
     assert server.by_recipient() == Counter({a: 1 for a in ALL_ADDRESSES})
-    # 不带 --db：工作簿旁的 SQLite，另一份记录（那里还什么都没有）
+    # 漏了 --db：工作簿旁的空台账里没有记录，CSV 导出却记着已发送——停下说明，不重发
+    forgot = run_cli([str(city.workbook), "--resend-failed"])
+    assert forgot.code == 2 and "记着 6 次已发送" in forgot.stderr and "--db" in forgot.stderr
+    assert len(server.received) == 6
+    # 确认要在新台账里从头记录：把导出移走
+    city.log.rename(city.log.with_name("旧导出.csv"))
     plain = run_cli([str(city.workbook), "--resend-failed", "--only", "寿县"])
     assert plain.code == 0 and beside.exists()
     assert server.by_recipient()["shouxian@sx.example.cn"] == 2

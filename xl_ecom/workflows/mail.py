@@ -1127,19 +1127,40 @@ class _MailStore:
     def prepare(self, sender: Sender, *, write: bool, sheet_records: Sequence[SendRecord] = ()) -> tuple[
             list[SendRecord], LegacyImport | None]:
         """本轮已有的记录；台账还没有发送记录而有旧记录时导入（write=False 时只在内存里换算）。"""
+        empty = not self.ledger.mail_attempts()
+        legacy = legacy_records(self.workbook_path, sheet_records) if empty else None
+        if write and legacy is not None and not legacy.records:
+            self._refuse_if_export_of_another_ledger()
         self.round = self.ledger.ensure_round() if write else self.ledger.current_round()
         label = self.round_label
         domain = sender.address.rpartition("@")[2]
         imported = None
-        if not self.ledger.mail_attempts():
-            legacy = legacy_records(self.workbook_path, sheet_records)
-            if legacy.records:
-                if write:
-                    imported = import_legacy(self.ledger, legacy, self.round, domain, self.workbook_path)
-                else:
-                    imported = _convert_only(legacy, label, domain)
-                    return imported.records, imported
+        if legacy is not None and legacy.records:
+            if not write:
+                imported = _convert_only(legacy, label, domain)
+                return imported.records, imported
+            imported = import_legacy(self.ledger, legacy, self.round, domain, self.workbook_path)
         return ledger_records(self.ledger, self.round.id if self.round is not None else None), imported
+
+    def _refuse_if_export_of_another_ledger(self) -> None:
+        """台账里没有任何发送记录，工作簿旁的 CSV 导出却记着已发送的邮件：多半是这次没用原来的台账
+        （漏了 --db，或台账文件被移走）。照这个空台账发就会重发，所以先停下说明。"""
+        path = log_path(self.workbook_path)
+        try:
+            rows = list(csv.reader(io.StringIO(decode_lines(path.read_bytes()), newline="")))
+        except OSError:
+            return
+        header = tuple(_text(c) for c in rows[0]) if rows else ()
+        if header != tuple(ledger_store.Ledger.MAIL_HEADER):
+            return
+        status = header.index("状态")
+        sent = sum(1 for row in rows[1:] if len(row) > status and _text(row[status]) == ledger_schema.SENT)
+        if sent:
+            raise MailError(
+                f"工作簿旁的发送记录导出 {path.name} 记着 {sent} 次已发送，但现在用的台账（{self.ledger.url}）"
+                "里没有任何发送记录：是不是该用 --db（或设置表“台账数据库”）指定原来的台账？照这个空台账发送，"
+                f"那些邮件会再发一次。如确认要在这个台账里从头记录，请先把 {path.name} 移走或改名。"
+            )
 
     @property
     def round_label(self) -> str:
