@@ -50,9 +50,8 @@ def city(tmp_path):
 def test_a_second_process_is_refused_with_who_holds_it(city):
     child = start_holder(city)
     try:
-        with pytest.raises(lock.WorkbookBusyError) as caught:
-            with lock.workbook_lock(city, "刷新"):
-                pytest.fail("the lock was taken twice")
+        with pytest.raises(lock.WorkbookBusyError) as caught, lock.workbook_lock(city, "刷新"):
+            pytest.fail("the lock was taken twice")
         text = str(caught.value)
         assert "汇总县区报表" in text and str(child.pid) in text and socket.gethostname() in text
         assert "刷新" in text and "未执行" in text
@@ -93,9 +92,8 @@ def test_a_killed_holder_leaves_a_stale_lock_that_is_recovered(city):
 def test_a_lock_from_another_host_is_never_broken(city):
     path = lock.lock_path(city)
     path.write_text(json.dumps({"pid": 1, "host": "县区办公室-PC", "user": "李四", "command": "发送邮件", "since": "2020-07-01 09:00:00", "token": "x"}), encoding="utf-8")
-    with pytest.raises(lock.WorkbookBusyError) as caught:
-        with lock.workbook_lock(city, "刷新"):
-            pass
+    with pytest.raises(lock.WorkbookBusyError) as caught, lock.workbook_lock(city, "刷新"):
+        pass
     assert "县区办公室-PC" in str(caught.value) and "李四" in str(caught.value) and "发送邮件" in str(caught.value)
     assert str(path) in str(caught.value)  # says which file to delete once that command has stopped
     assert path.exists()
@@ -104,9 +102,8 @@ def test_a_lock_from_another_host_is_never_broken(city):
 def test_an_unreadable_lock_is_busy_while_young_and_stale_when_old(city):
     path = lock.lock_path(city)
     path.write_bytes(b"")
-    with pytest.raises(lock.WorkbookBusyError, match="刚刚创建"):
-        with lock.workbook_lock(city, "刷新"):
-            pass
+    with pytest.raises(lock.WorkbookBusyError, match="刚刚创建"), lock.workbook_lock(city, "刷新"):
+        pass
     old = time.time() - lock.UNREADABLE_GRACE_SECONDS - 5
     os.utime(path, (old, old))
     with lock.workbook_lock(city, "刷新"):
@@ -116,9 +113,8 @@ def test_an_unreadable_lock_is_busy_while_young_and_stale_when_old(city):
 @pytest.mark.parametrize("office_lock", ["~$" + layout.WORKBOOK_NAME, ".~lock." + layout.WORKBOOK_NAME + "#"])
 def test_a_workbook_open_in_excel_wps_or_libreoffice_is_refused(city, office_lock):
     (city.parent / office_lock).write_bytes(b"owner")
-    with pytest.raises(lock.WorkbookBusyError) as caught:
-        with lock.workbook_lock(city, "汇总县区报表"):
-            pass
+    with pytest.raises(lock.WorkbookBusyError) as caught, lock.workbook_lock(city, "汇总县区报表"):
+        pass
     assert office_lock in str(caught.value) and "关闭" in str(caught.value)
     assert not lock.lock_path(city).exists()
 
@@ -132,9 +128,8 @@ def test_the_lock_is_reentrant_in_one_process_and_released_once(city):
 
 
 def test_an_error_inside_releases_the_lock(city):
-    with pytest.raises(RuntimeError):
-        with lock.workbook_lock(city, "刷新"):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), lock.workbook_lock(city, "刷新"):
+        raise RuntimeError("boom")
     assert not lock.lock_path(city).exists()
 
 

@@ -242,6 +242,7 @@ def test_a_full_disk_leaves_no_truncated_backup_and_the_workbook_as_it_was(tmp_p
         capture_output=True,
         text=True,
         timeout=600,
+        check=False,
         env={**os.environ, "PYTHONIOENCODING": "utf-8"},
     )
     assert done.returncode == 2, done.stderr

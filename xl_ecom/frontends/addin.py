@@ -41,9 +41,9 @@ import symtable
 import sys
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 from xl_ecom.ooxml.vba import (
@@ -189,8 +189,9 @@ def xlwings_udf_namespace() -> dict[str, Any]:
 
     path = xlwings_package_dir() / "udfs.py"
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    nodes = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in _XLWINGS_UDF_FUNCTIONS]
-    found = {n.name for n in nodes}
+    defs = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in _XLWINGS_UDF_FUNCTIONS]
+    found = {n.name for n in defs}
+    nodes: list[ast.stmt] = list(defs)
     missing = [name for name in _XLWINGS_UDF_FUNCTIONS if name not in found]
     if missing:
         raise VBASourceError(f"已安装的 xlwings 的 udfs.py 中没有这些函数：{'、'.join(missing)}；请安装 xlwings==0.37.8。")
