@@ -7,6 +7,9 @@ CONTENT_TYPES = "http://schemas.openxmlformats.org/package/2006/content-types"
 EXTENDED_PROPERTIES = "http://schemas.openxmlformats.org/officeDocument/2006/extended-properties"
 DOC_PROPS_VTYPES = "http://schemas.openxmlformats.org/officeDocument/2006/docPropsVTypes"
 XML = "http://www.w3.org/XML/1998/namespace"
+DRAWINGML = "http://schemas.openxmlformats.org/drawingml/2006/main"
+CHART = "http://schemas.openxmlformats.org/drawingml/2006/chart"
+SPREADSHEET_DRAWING = "http://schemas.openxmlformats.org/drawingml/2006/spreadsheetDrawing"
 
 #: relationship types (officeDocument/2006/relationships/<name>)
 REL = R + "/"

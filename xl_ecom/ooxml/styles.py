@@ -14,7 +14,7 @@ _KINDS = ("fonts", "fills", "borders", "cellXfs")
 
 def _fragment(text: str) -> list:
     """Elements of ``text`` (unqualified, as openpyxl serialises style objects) in the main namespace."""
-    wrapper = xml.parse(f'<x xmlns="{MAIN}">{text}</x>'.encode("utf-8"), "styles.xml")
+    wrapper = xml.parse(f'<x xmlns="{MAIN}">{text}</x>'.encode(), "styles.xml")
     return list(wrapper)
 
 
@@ -25,23 +25,28 @@ class Styles:
         self.pkg = pkg
         self.part = pkg._rel_target(REL_STYLES)
         root = xml.parse(pkg.parts[self.part], "styles.xml")
-        count = lambda tag: len([el for el in (root.find(q(MAIN, tag)) if root.find(q(MAIN, tag)) is not None else []) if isinstance(el.tag, str)])  # noqa: E731
+
+        def count(tag: str) -> int:
+            holder = root.find(q(MAIN, tag))
+            return 0 if holder is None else len([el for el in holder if isinstance(el.tag, str)])
+
         self.n = {kind: count(kind) for kind in _KINDS}
         self.fmt_ids = {n.get("formatCode"): int(n.get("numFmtId")) for n in root.iter(q(MAIN, "numFmt"))}
-        self.new: dict[str, list[str]] = {kind: [] for kind in (*_KINDS, "numFmts")}
+        self.new: dict[str, list] = {kind: [] for kind in (*_KINDS, "numFmts")}
         self.cache: dict = {}
 
     @staticmethod
-    def _xml(obj, tag: str | None = None) -> str:
+    def _element(obj, tag: str | None = None):
+        """An openpyxl style object as an lxml element in the main namespace."""
         from openpyxl.xml.functions import tostring
 
         el = obj.to_tree(tag) if tag else obj.to_tree()
-        return tostring(el).decode("utf-8")
+        return _fragment(tostring(el).decode("utf-8"))[0]
 
-    def _add(self, kind: str, text: str) -> int:
-        key = (kind, text)
+    def _add(self, kind: str, el) -> int:
+        key = (kind, etree.tostring(el))
         if key not in self.cache:
-            self.new[kind].append(text)
+            self.new[kind].append(el)
             self.cache[key] = self.n[kind] + len(self.new[kind]) - 1
         return self.cache[key]
 
@@ -52,25 +57,26 @@ class Styles:
             return BUILTIN_FORMATS_REVERSE[code]
         if code not in self.fmt_ids:
             self.fmt_ids[code] = max([163, *self.fmt_ids.values()]) + 1
-            el = etree.Element("numFmt", numFmtId=str(self.fmt_ids[code]), formatCode=code)
-            self.new["numFmts"].append(etree.tostring(el, encoding="unicode"))
+            self.new["numFmts"].append(etree.Element(q(MAIN, "numFmt"), numFmtId=str(self.fmt_ids[code]), formatCode=code))
         return self.fmt_ids[code]
 
-    def xf(self, font, alignment, fmt: str = "General", border=None, fill=None) -> int:
-        key = ("xf", repr(font), repr(alignment), fmt, repr(border), repr(fill))
+    def xf(self, font, alignment, fmt: str = "General", border=None, fill=None, quote_prefix: bool = False) -> int:
+        """The index of the cell format; ``quote_prefix``: Excel's leading apostrophe (the text is
+        kept as text when edited, never taken for a formula)."""
+        key = ("xf", repr(font), repr(alignment), fmt, repr(border), repr(fill), quote_prefix)
         if key in self.cache:
             return self.cache[key]
-        font_id = self._add("fonts", self._xml(font))
-        fill_id = self._add("fills", self._xml(fill)) if fill is not None else 0
-        border_id = self._add("borders", self._xml(border)) if border is not None else 0
-        fmt_id = self._fmt(fmt)
-        align = self._xml(alignment, "alignment")
-        text = (
-            f'<xf numFmtId="{fmt_id}" fontId="{font_id}" fillId="{fill_id}" borderId="{border_id}" xfId="0"'
-            f' applyNumberFormat="1" applyFont="1" applyFill="{1 if fill is not None else 0}"'
-            f' applyBorder="{1 if border is not None else 0}" applyAlignment="1">{align}</xf>'
-        )
-        self.cache[key] = self._add("cellXfs", text)
+        font_id = self._add("fonts", self._element(font))
+        fill_id = self._add("fills", self._element(fill)) if fill is not None else 0
+        border_id = self._add("borders", self._element(border)) if border is not None else 0
+        el = etree.Element(q(MAIN, "xf"), numFmtId=str(self._fmt(fmt)), fontId=str(font_id), fillId=str(fill_id),
+                           borderId=str(border_id), xfId="0", applyNumberFormat="1", applyFont="1",
+                           applyFill="1" if fill is not None else "0", applyBorder="1" if border is not None else "0",
+                           applyAlignment="1")
+        if quote_prefix:
+            el.set("quotePrefix", "1")
+        el.append(self._element(alignment, "alignment"))
+        self.cache[key] = self._add("cellXfs", el)
         return self.cache[key]
 
     def save(self) -> None:
@@ -84,7 +90,7 @@ class Styles:
             if holder is None:  # only numFmts may be missing: it is the stylesheet's first child
                 holder = etree.Element(q(MAIN, kind))
                 root.insert(0, holder)
-            for el in _fragment("".join(self.new[kind])):
+            for el in self.new[kind]:
                 holder.append(el)
             holder.set("count", str(len([el for el in holder if isinstance(el.tag, str)])))
         self.pkg.parts[self.part] = xml.to_bytes(root, self.pkg.parts[self.part])

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from lxml import etree
 
 from xl_ecom.ooxml import xml
-from xl_ecom.ooxml.namespaces import MAIN, PACKAGE_RELS_PART, R, REL_OFFICE_DOCUMENT, q
+from xl_ecom.ooxml.namespaces import MAIN, PACKAGE_RELS_PART, REL_OFFICE_DOCUMENT, R, q
 from xl_ecom.ooxml.relationships import relationships, rels_part_of, resolve_target
 
 

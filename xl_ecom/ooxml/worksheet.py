@@ -1,13 +1,20 @@
-"""Worksheet parts: the formula cells, the code name, numbers written into cells."""
+"""Worksheet parts: the formula cells, the code name, numbers written into cells, and a whole
+sheet written (:func:`write_sheet`, one short ``_write_<element>`` per element in the order of
+CT_Worksheet, in the XlsxWriter style, serialised by lxml row by row)."""
 
 from __future__ import annotations
 
+import copy
 import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 from lxml import etree
 
 from xl_ecom.ooxml import xml
-from xl_ecom.ooxml.namespaces import MAIN, q
+from xl_ecom.ooxml.namespaces import MAIN, XML, R, q
 
 _C, _F, _V, _ROW, _SHEET_PR = q(MAIN, "c"), q(MAIN, "f"), q(MAIN, "v"), q(MAIN, "row"), q(MAIN, "sheetPr")
 
@@ -95,3 +102,200 @@ def set_numbers(data: bytes, values: dict[tuple[int, int], str]) -> bytes:
             cell.set("s", style)
         etree.SubElement(cell, _V).text = text
     return xml.to_bytes(root, data)
+
+
+# ---------------------------------------------------------------------------------------------
+# writing a whole sheet
+# ---------------------------------------------------------------------------------------------
+
+
+def num_text(v) -> str:
+    """A number as the text of a ``<v>`` element."""
+    if isinstance(v, (bool, np.bool_)):
+        return "1" if v else "0"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    f = float(v)
+    if f.is_integer() and abs(f) < 2**53:
+        return str(int(f))
+    return repr(f)
+
+
+#: characters XML 1.0 cannot hold (removed from cell text)
+_ILLEGAL = dict.fromkeys([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20)])
+
+
+@dataclass(frozen=True)
+class PageSetup:
+    """Print settings: paper, orientation, fit to width, margins (inches), centred, a footer."""
+
+    paper_size: int = 9  # A4
+    orientation: str = "landscape"
+    fit_to_width: int | None = 1  # None: no fit to page
+    fit_to_height: int = 0
+    horizontal_centered: bool = True
+    margins: tuple[float, float, float, float, float, float] = (0.5, 0.5, 0.75, 0.75, 0.5, 0.5)  # l r t b header footer
+    footer: str = ""  # Excel's header/footer codes, e.g. '&C&"仿宋"&10 第 &P 页 共 &N 页'
+
+
+@dataclass
+class Sheet:
+    """What :func:`write_sheet` writes.  ``rows`` yields (row number, height or None, cells) in row
+    order; the cells fill the row from column A, each (value, style index): None, "" or NaN is an
+    empty styled cell, text an inline string (never a formula), anything else a number."""
+
+    rows: Iterable[tuple[int, float | None, Sequence[tuple[Any, int]]]]
+    dimension: str
+    widths: Sequence[float] = ()
+    merges: Sequence[str] = ()
+    code_name: str | None = None
+    freeze: str | None = None  # top-left cell of the scrolling pane ("A4": rows 1-3 frozen)
+    page: PageSetup | None = None
+    drawing_rid: str | None = None
+    default_row_height: float = 15
+    letters: list[str] = field(default_factory=list)
+
+
+def write_sheet(sheet: Sheet) -> bytes:
+    """The worksheet part for ``sheet`` (UTF-8, standalone declaration as Excel writes it)."""
+    buf = io.BytesIO()
+    with etree.xmlfile(buf, encoding="UTF-8") as xf:
+        xf.write_declaration(standalone=True)
+        with xf.element(q(MAIN, "worksheet"), nsmap={None: MAIN, "r": R}):
+            for write in (_write_sheet_pr, _write_dimension, _write_sheet_views, _write_sheet_format_pr, _write_cols):
+                write(xf, sheet)
+            _write_sheet_data(xf, sheet)
+            for write in (_write_merge_cells, _write_print_options, _write_page_margins, _write_page_setup,
+                          _write_header_footer, _write_drawing):
+                write(xf, sheet)
+    return buf.getvalue()
+
+
+def _write_sheet_pr(xf, sheet: Sheet) -> None:
+    el = etree.Element("sheetPr")
+    if sheet.code_name:
+        el.set("codeName", sheet.code_name)
+    if sheet.page is not None and sheet.page.fit_to_width is not None:
+        etree.SubElement(el, "pageSetUpPr", fitToPage="1")
+    xf.write(el)
+
+
+def _write_dimension(xf, sheet: Sheet) -> None:
+    xf.write(etree.Element("dimension", ref=sheet.dimension))
+
+
+def _write_sheet_views(xf, sheet: Sheet) -> None:
+    views = etree.Element("sheetViews")
+    view = etree.SubElement(views, "sheetView", workbookViewId="0")
+    if sheet.freeze:
+        split = split_ref(sheet.freeze)[0] - 1
+        etree.SubElement(view, "pane", ySplit=str(split), topLeftCell=sheet.freeze, activePane="bottomLeft", state="frozen")
+        etree.SubElement(view, "selection", pane="bottomLeft", activeCell=sheet.freeze, sqref=sheet.freeze)
+    xf.write(views)
+
+
+def _write_sheet_format_pr(xf, sheet: Sheet) -> None:
+    xf.write(etree.Element("sheetFormatPr", defaultRowHeight=num_text(sheet.default_row_height)))
+
+
+def _write_cols(xf, sheet: Sheet) -> None:
+    if not sheet.widths:
+        return
+    cols = etree.Element("cols")
+    for j, w in enumerate(sheet.widths, start=1):
+        etree.SubElement(cols, "col", min=str(j), max=str(j), width=num_text(w), customWidth="1")
+    xf.write(cols)
+
+
+def _row_prototype(signature: tuple) -> etree._Element:
+    """An empty ``<row>`` whose cells have the styles and value kinds of ``signature``."""
+    row = etree.Element("row")
+    for kind, style in signature:
+        c = etree.SubElement(row, "c", r="", s=str(style))
+        if kind == "s":
+            c.set("t", "inlineStr")
+            t = etree.SubElement(etree.SubElement(c, "is"), "t")
+            t.set(q(XML, "space"), "preserve")
+        elif kind == "n":
+            etree.SubElement(c, "v")
+    return row
+
+
+def _write_sheet_data(xf, sheet: Sheet) -> None:
+    """``<sheetData>``: each row built from a prototype of its cells' kinds and styles (copied by
+    lxml), then written and freed, so a sheet of 400,000 rows never sits in memory as a tree."""
+    letters = sheet.letters
+    protos: dict[tuple, etree._Element] = {}
+    with xf.element("sheetData"):
+        for r, height, cells in sheet.rows:
+            kinds = []
+            for v, style in cells:
+                cls = v.__class__
+                if v is None or (cls is str and v == "") or (cls is float and np.isnan(v)):
+                    kinds.append(("", style))
+                elif cls is str:
+                    kinds.append(("s", style))
+                else:
+                    kinds.append(("n", style))
+            signature = tuple(kinds)
+            proto = protos.get(signature)
+            if proto is None:
+                proto = protos[signature] = _row_prototype(signature)
+            row = copy.deepcopy(proto)
+            rs = str(r)
+            row.set("r", rs)
+            if height is not None:
+                row.set("ht", num_text(height))
+                row.set("customHeight", "1")
+            for j, (c, (v, _), (kind, _)) in enumerate(zip(row, cells, signature)):
+                c.set("r", letters[j] + rs)
+                if kind == "s":
+                    c[0][0].text = v.translate(_ILLEGAL)
+                elif kind == "n":
+                    c[0].text = str(v) if v.__class__ is int else num_text(v)
+            xf.write(row)
+
+
+def _write_merge_cells(xf, sheet: Sheet) -> None:
+    if not sheet.merges:
+        return
+    merges = etree.Element("mergeCells", count=str(len(sheet.merges)))
+    for ref in sheet.merges:
+        etree.SubElement(merges, "mergeCell", ref=ref)
+    xf.write(merges)
+
+
+def _write_print_options(xf, sheet: Sheet) -> None:
+    if sheet.page is not None and sheet.page.horizontal_centered:
+        xf.write(etree.Element("printOptions", horizontalCentered="1"))
+
+
+def _write_page_margins(xf, sheet: Sheet) -> None:
+    if sheet.page is None:
+        return
+    names = ("left", "right", "top", "bottom", "header", "footer")
+    xf.write(etree.Element("pageMargins", {k: num_text(v) for k, v in zip(names, sheet.page.margins)}))
+
+
+def _write_page_setup(xf, sheet: Sheet) -> None:
+    page = sheet.page
+    if page is None:
+        return
+    el = etree.Element("pageSetup", orientation=page.orientation, paperSize=str(page.paper_size))
+    if page.fit_to_width is not None:
+        el.set("fitToHeight", str(page.fit_to_height))
+        el.set("fitToWidth", str(page.fit_to_width))
+    xf.write(el)
+
+
+def _write_header_footer(xf, sheet: Sheet) -> None:
+    if sheet.page is None or not sheet.page.footer:
+        return
+    hf = etree.Element("headerFooter")
+    etree.SubElement(hf, "oddFooter").text = sheet.page.footer
+    xf.write(hf)
+
+
+def _write_drawing(xf, sheet: Sheet) -> None:
+    if sheet.drawing_rid:
+        xf.write(etree.Element("drawing", {q(R, "id"): sheet.drawing_rid}, nsmap={"r": R}))

@@ -11,6 +11,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.table import Table, TableStyleInfo
 
+from xl_ecom.ooxml.worksheet import PageSetup
 from xl_ecom.rules import formulas
 from xl_ecom.workflows import layout
 from xl_ecom.workflows.tables import InputTable
@@ -33,22 +34,37 @@ PERCENT_FORMAT = "0.0%"
 INPUT_ROWS = 200  # pre-formatted, pre-validated rows in each input table
 
 
+FOOTER_TEXT, FOOTER_FONT, FOOTER_SIZE = "第 &P 页 共 &N 页", "仿宋", 10
+#: the print settings of every official sheet, as data: applied to openpyxl sheets by
+#: :func:`page_setup` and written into refresh's generated sheets by :mod:`xl_ecom.ooxml.worksheet`
+OFFICIAL_PAGE = PageSetup(
+    paper_size=9,  # A4
+    orientation="landscape",
+    fit_to_width=1,
+    fit_to_height=0,
+    horizontal_centered=True,
+    margins=(0.5, 0.5, 0.75, 0.75, 0.5, 0.5),
+    footer=f'&C&"{FOOTER_FONT}"&{FOOTER_SIZE} {FOOTER_TEXT}',
+)
+
+
 def page_setup(ws, header_rows: str | None = None, landscape: bool = True, fit_width: bool = True) -> None:
-    """A4 landscape, fit to one page wide, repeated header rows, 第 N 页 共 M 页."""
-    ws.page_setup.paperSize = ws.PAPERSIZE_A4
-    ws.page_setup.orientation = "landscape" if landscape else "portrait"
+    """A4 landscape, fit to one page wide, repeated header rows, 第 N 页 共 M 页 (:data:`OFFICIAL_PAGE`)."""
+    page = OFFICIAL_PAGE
+    ws.page_setup.paperSize = str(page.paper_size)
+    ws.page_setup.orientation = page.orientation if landscape else "portrait"
     if fit_width:
-        ws.page_setup.fitToWidth = 1
-        ws.page_setup.fitToHeight = 0
+        ws.page_setup.fitToWidth = page.fit_to_width
+        ws.page_setup.fitToHeight = page.fit_to_height
         ws.sheet_properties.pageSetUpPr.fitToPage = True
-    ws.print_options.horizontalCentered = True
-    ws.page_margins.left = ws.page_margins.right = 0.5
-    ws.page_margins.top = ws.page_margins.bottom = 0.75
+    ws.print_options.horizontalCentered = page.horizontal_centered
+    ws.page_margins.left, ws.page_margins.right, ws.page_margins.top, ws.page_margins.bottom = page.margins[:4]
+    ws.page_margins.header, ws.page_margins.footer = page.margins[4:]
     if header_rows:
         ws.print_title_rows = header_rows
-    ws.oddFooter.center.text = "第 &P 页 共 &N 页"
-    ws.oddFooter.center.font = "仿宋"
-    ws.oddFooter.center.size = 10
+    ws.oddFooter.center.text = FOOTER_TEXT
+    ws.oddFooter.center.font = FOOTER_FONT
+    ws.oddFooter.center.size = FOOTER_SIZE
 
 
 def title(ws, text: str, ncols: int, subtitle: str | None = None, row: int = 1) -> int:

@@ -11,31 +11,17 @@ and the bookkeeping entries (workbook.xml, its relationships, [Content_Types].xm
 from __future__ import annotations
 
 import io
-import re
 import zipfile
 from collections.abc import Sequence
 from copy import copy
 
-from xl_ecom.ooxml import namespaces as _ns
-from xl_ecom.ooxml import safeio, xlsm
-from xl_ecom.ooxml.package import num_text as _num_text
+from xl_ecom.common.textsafe import is_formula_like
+from xl_ecom.ooxml import chart, safeio, worksheet, xlsm
 from xl_ecom.ooxml.styles import Styles as _Styles
 from xl_ecom.workflows import layout
 from xl_ecom.workflows.refresh.errors import RefreshError
 from xl_ecom.workflows.refresh.layouts import SHEET_ORDER, ChartSpec, SheetSpec
 from xl_ecom.workflows.refresh.read import Package
-
-_NS, _R = _ns.MAIN, _ns.R
-_REF_RE = re.compile(r"([A-Z]+)(\d+)$")
-_ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
-
-
-def _esc(text: str) -> str:
-    return _ILLEGAL_XML.sub("", text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _esc_attr(text: str) -> str:
-    return _esc(text).replace('"', "&quot;")
 
 
 def write_openpyxl(wb, specs: Sequence[SheetSpec], updates: dict) -> None:
@@ -126,15 +112,12 @@ def check_kept(before: bytes, after: bytes, name: str) -> None:
 
 
 def _sheet_xml(spec: SheetSpec, styles: _Styles, code_name: str | None, with_drawing: bool) -> bytes:
-    """The worksheet XML of a generated sheet (inline strings: text is never a formula)."""
+    """The worksheet XML of a generated sheet (:func:`xl_ecom.ooxml.worksheet.write_sheet`): inline
+    strings, so text is never a formula; formula-like text also gets Excel's quote prefix."""
     from openpyxl.styles import Alignment, Font
-    from openpyxl.utils import get_column_letter
 
     from xl_ecom.workflows import sheets
 
-    title_s = styles.xf(sheets.TITLE_FONT, sheets.CENTER)
-    sub_s = styles.xf(sheets.SUBTITLE_FONT, sheets.LEFT)
-    head_s = styles.xf(sheets.HEADER_FONT, sheets.CENTER, border=sheets.BORDER, fill=sheets.HEADER_FILL)
     bold = Font(name=sheets.BODY_FONT.name, size=sheets.BODY_FONT.sz, bold=True)
     right = Alignment(horizontal="right", vertical="center")
     kinds = {
@@ -144,126 +127,75 @@ def _sheet_xml(spec: SheetSpec, styles: _Styles, code_name: str | None, with_dra
         "count": (sheets.COUNT_FORMAT, right),
         "percent": (sheets.PERCENT_FORMAT, right),
     }
-    body_s = {(k, tot): styles.xf(bold if tot else sheets.BODY_FONT, al, fmt, border=sheets.BORDER) for k, (fmt, al) in kinds.items() for tot in (False, True)}
-    letters = [get_column_letter(j) for j in range(1, max(spec.ncols, 30) + 1)]
 
-    escaped: dict[str, str] = {}
+    args: dict[int, tuple] = {}
+    quoted: dict[int, int] = {}
 
-    def text(v: str) -> str:
-        e = escaped.get(v)
-        if e is None:
-            e = escaped[v] = _esc(v)
-        return e
+    def xf_of(font, al, fmt="General", border=None, fill=None) -> int:
+        s = styles.xf(font, al, fmt, border=border, fill=fill)
+        args[s] = (font, al, fmt, border, fill)
+        return s
 
-    def cell(r: int, c: int, v, s: int) -> str:
-        ref = f"{letters[c - 1]}{r}"
-        if v is None or (isinstance(v, float) and v != v):
-            return f'<c r="{ref}" s="{s}"/>'
-        if isinstance(v, str):
-            return f'<c r="{ref}" s="{s}" t="inlineStr"><is><t xml:space="preserve">{text(v)}</t></is></c>'
-        return f'<c r="{ref}" s="{s}"><v>{_num_text(v)}</v></c>'
+    def quote(s: int) -> int:
+        """the same style with the quote prefix, for formula-like text (added when first needed)"""
+        q = quoted.get(s)
+        if q is None:
+            font, al, fmt, border, fill = args[s]
+            q = quoted[s] = styles.xf(font, al, fmt, border=border, fill=fill, quote_prefix=True)
+        return q
 
-    def body_row(r: int, row, ss) -> str:
-        out = []
-        for j, v in enumerate(row):
-            if v is None or v == "" or v.__class__ is float and v != v:
-                out.append(f'<c r="{letters[j]}{r}" s="{ss[j]}"/>')
-            elif v.__class__ is str:
-                out.append(f'<c r="{letters[j]}{r}" s="{ss[j]}" t="inlineStr"><is><t xml:space="preserve">{text(v)}</t></is></c>')
-            elif v.__class__ is int:
-                out.append(f'<c r="{letters[j]}{r}" s="{ss[j]}"><v>{v}</v></c>')
-            else:
-                out.append(f'<c r="{letters[j]}{r}" s="{ss[j]}"><v>{_num_text(v)}</v></c>')
-        return "".join(out)
+    title_s = xf_of(sheets.TITLE_FONT, sheets.CENTER)
+    sub_s = xf_of(sheets.SUBTITLE_FONT, sheets.LEFT)
+    head_s = xf_of(sheets.HEADER_FONT, sheets.CENTER, border=sheets.BORDER, fill=sheets.HEADER_FILL)
+    body_s = {(k, tot): xf_of(bold if tot else sheets.BODY_FONT, al, fmt, border=sheets.BORDER) for k, (fmt, al) in kinds.items() for tot in (False, True)}
+    letters = [worksheet.col_letter(j) for j in range(1, max(spec.ncols, 30) + 1)]
 
-    rows: dict[int, str] = {}
-    heights: dict[int, float] = {1: 30, 2: 36}
-    rows[1] = cell(1, 1, spec.title, title_s)
-    rows[2] = cell(2, 1, spec.subtitle, sub_s)
+    def cells(values, ss):
+        return [(v, quote(s) if v.__class__ is str and is_formula_like(v) else s) for v, s in zip(values, ss)]
+
+    def rows():
+        yield 1, 30, cells([spec.title], [title_s])
+        yield 2, 36, cells([spec.subtitle], [sub_s])
+        for b in spec.blocks:
+            width = max(len(h) for h in b.headers)
+            for i, hrow in enumerate(b.headers):
+                yield b.top + i, 32, cells(hrow + [None] * (width - len(hrow)), [head_s] * width)
+            ntot = len(b.rows) - b.total_rows
+            col_s = [[body_s[(b.kind(-1, j), tot)] for j in range(width)] for tot in (False, True)]
+            special = {i for i, _ in b.overrides}
+            for i, row in enumerate(b.rows):
+                ss = col_s[i >= ntot]
+                if i in special:
+                    ss = [body_s[(b.kind(i, j), i >= ntot)] for j in range(width)]
+                yield b.first_body_row + i, b.row_height, cells(row, ss)
+
+    last_row = max([2] + [b.last_row if b.rows else b.top + len(b.headers) - 1 for b in spec.blocks])
     merges = [f"A1:{letters[spec.ncols - 1]}1", f"A2:{letters[spec.ncols - 1]}2"] if spec.ncols > 1 else []
     for b in spec.blocks:
-        width = max(len(h) for h in b.headers)
-        for i, hrow in enumerate(b.headers):
-            r = b.top + i
-            rows[r] = "".join(cell(r, j, v, head_s) for j, v in enumerate(hrow + [None] * (width - len(hrow)), start=1))
-            heights[r] = 32
-        for (r1, c1, r2, c2) in b.merges:
-            merges.append(f"{letters[c1 - 1]}{r1}:{letters[c2 - 1]}{r2}")
-        ntot = len(b.rows) - b.total_rows
-        col_s = [[body_s[(b.kind(-1, j), tot)] for j in range(width)] for tot in (False, True)]
-        special = {i for i, _ in b.overrides}
-        first = b.first_body_row
-        for i, row in enumerate(b.rows):
-            ss = col_s[i >= ntot]
-            if i in special:
-                ss = [body_s[(b.kind(i, j), i >= ntot)] for j in range(width)]
-            rows[first + i] = body_row(first + i, row, ss)
-            if b.row_height:
-                heights[first + i] = b.row_height
-    parts = ['<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n',
-             f'<worksheet xmlns="{_NS}" xmlns:r="{_R}">']
-    code = f' codeName="{_esc_attr(code_name)}"' if code_name else ""
-    parts.append(f'<sheetPr{code}><pageSetUpPr fitToPage="1"/></sheetPr>')
-    last_row = max(rows)
-    parts.append(f'<dimension ref="A1:{letters[spec.ncols - 1]}{last_row}"/>')
-    if spec.freeze:
-        m = _REF_RE.match(spec.freeze)
-        split = int(m.group(2)) - 1
-        parts.append(
-            f'<sheetViews><sheetView workbookViewId="0"><pane ySplit="{split}" topLeftCell="{spec.freeze}" activePane="bottomLeft" state="frozen"/>'
-            f'<selection pane="bottomLeft" activeCell="{spec.freeze}" sqref="{spec.freeze}"/></sheetView></sheetViews>'
-        )
-    else:
-        parts.append('<sheetViews><sheetView workbookViewId="0"/></sheetViews>')
-    parts.append('<sheetFormatPr defaultRowHeight="15"/>')
-    parts.append("<cols>" + "".join(f'<col min="{j}" max="{j}" width="{w}" customWidth="1"/>' for j, w in enumerate(spec.widths, start=1)) + "</cols>")
-    parts.append("<sheetData>")
-    for r in sorted(rows):
-        ht = f' ht="{heights[r]}" customHeight="1"' if r in heights else ""
-        parts.append(f'<row r="{r}"{ht}>{rows[r]}</row>')
-    parts.append("</sheetData>")
-    if merges:
-        parts.append(f'<mergeCells count="{len(merges)}">' + "".join(f'<mergeCell ref="{m}"/>' for m in merges) + "</mergeCells>")
-    parts.extend(_page_setup_xml(spec.print_rows))
-    if with_drawing:
-        parts.append('<drawing r:id="rId1"/>')
-    parts.append("</worksheet>")
-    return "".join(parts).encode("utf-8")
+        merges += [f"{letters[c1 - 1]}{r1}:{letters[c2 - 1]}{r2}" for (r1, c1, r2, c2) in b.merges]
+    return worksheet.write_sheet(worksheet.Sheet(
+        rows=rows(),
+        dimension=f"A1:{letters[spec.ncols - 1]}{last_row}",
+        widths=spec.widths,
+        merges=merges,
+        code_name=code_name,
+        freeze=spec.freeze,
+        page=sheets.OFFICIAL_PAGE,
+        drawing_rid="rId1" if with_drawing else None,
+        letters=letters,
+    ))
 
 
-def _page_setup_xml(print_rows: str | None) -> list[str]:
-    """printOptions, pageMargins, pageSetup, headerFooter exactly as :func:`xl_ecom.workflows.sheets.page_setup`
-    sets them (applied to a scratch openpyxl sheet and serialised by openpyxl)."""
-    from openpyxl import Workbook
-    from openpyxl.xml.functions import tostring
-
-    from xl_ecom.workflows import sheets
-
-    ws = Workbook().active
-    sheets.page_setup(ws, print_rows)
-    return [tostring(o.to_tree()).decode("utf-8") for o in (ws.print_options, ws.page_margins, ws.page_setup, ws.HeaderFooter)]
+def _column_chart(spec: SheetSpec) -> chart.ColumnChart:
+    ch = spec.chart
+    row, col = worksheet.split_ref(ch.anchor)
+    return chart.ColumnChart(spec.name, ch.title, ch.y_title, ch.categories, ch.series, (row, col), ch.width_cm, ch.height_cm)
 
 
 def _chart_parts(spec: SheetSpec):
-    """(drawing xml from chart part names, [chart xml]) for the sheet's chart, serialised by openpyxl."""
-    from openpyxl import Workbook
-    from openpyxl.drawing.spreadsheet_drawing import SpreadsheetDrawing
-    from openpyxl.xml.functions import tostring
-
-    ch = spec.chart
-    ws = Workbook().active
-    ws.title = spec.name
-    chart = _bar_chart(ws, ch)
-    chart_xml = tostring(chart._write())
-
-    def drawing_xml(chart_names):
-        drawing = SpreadsheetDrawing()
-        chart._id = 1
-        drawing.charts.append(chart)
-        tree = drawing._write()
-        return tostring(tree)
-
-    return drawing_xml, [chart_xml]
+    """(drawing xml from chart part names, [chart xml]) for the sheet's chart (:mod:`xl_ecom.ooxml.chart`)."""
+    ch = _column_chart(spec)
+    return (lambda chart_names: chart.drawing_xml(ch, "rId1")), [chart.chart_xml(ch)]
 
 
 def _bar_chart(ws, ch: ChartSpec):
