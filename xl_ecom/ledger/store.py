@@ -40,6 +40,9 @@ BUSY_TIMEOUT_MS = 60_000
 #: rows fetched per chunk when building DataFrames
 CHUNK = 262_144
 INT64 = 2**63
+#: PostgreSQL advisory lock keys: every write transaction, and the schema migration
+WRITE_LOCK = 7245101
+MIGRATE_LOCK = 7245100
 
 
 class LedgerError(XlEcomError):
@@ -409,7 +412,7 @@ class Ledger:
             )
         with self.engine.connect().execution_options(ledger_write=True) as conn, conn.begin():
             if conn.dialect.name == "postgresql":  # two openers at once: one migrates, the other waits
-                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7245100)")
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATE_LOCK})")
             before = set(MigrationContext.configure(conn).get_current_heads())
             if before == heads:
                 return
@@ -559,8 +562,6 @@ class Ledger:
     def _write_submission(self, sub: SubmissionWriter) -> None:
         with self._write() as conn:
             rnd = self._round_row(conn, sub.round_id)
-            if conn.dialect.name == "postgresql":  # one submission per round at a time (versions stay unique)
-                conn.execute(sa.select(S.rounds.c.id).where(S.rounds.c.id == rnd.id).with_for_update())
             if sub.issue_id is not None and conn.execute(
                 sa.select(S.issues.c.id).where(S.issues.c.id == sub.issue_id)
             ).first() is None:
@@ -839,6 +840,10 @@ class _Tx:
             if self.write:
                 self.conn = self.conn.execution_options(ledger_write=True)
             self.tx = self.conn.begin()
+            if self.write and self.conn.dialect.name == "postgresql":
+                # one writer at a time, as SQLite's BEGIN IMMEDIATE: versions, the first round and
+                # "exists?" checks stay consistent across PCs
+                self.conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
         except exc.SQLAlchemyError as err:
             if hasattr(self, "conn"):
                 self.conn.close()
