@@ -7,9 +7,13 @@ Prints, in one run and on the same data:
 1. for every rule, the engine's vector path over N rows against a hand-written numpy one-liner of
    the same rule (the peer, :data:`PEERS`: constants typed in by hand, no validation, no exact
    half-cent handling) and against a per-row loop of the scalar path (timed on a sample and scaled);
-2. a whole-column UDF call (one range of ``--udf-cells`` cells, as xlwings passes it) against the
-   engine's vector path on the same cells;
-3. the per-call cost of scalar UDFs.
+2. a whole-column UDF call (one range of ``--udf-cells`` cells) against the engine's vector path on
+   the same cells.  The range goes through xlwings' own conversion stages with the options the UDF
+   declares (``Ensure2DStage``, ``AdjustDimensionsStage``; the result through ``Ensure2DStage``),
+   read from the ``__xlfunc__`` metadata xlwings' Windows decorators record
+   (:func:`xl_ecom.frontends.addin.load_udf_module`).  Left out: the Windows engine's cell-by-cell
+   ``clean_value_data``/``prepare_xl_data_element`` (COM dates and errors), which needs Excel;
+3. the per-call cost of scalar UDFs (arguments as those stages hand them over).
 
 Targets (issue #8): all rules within 3× of the numpy peer, a column UDF within 5× of the vector
 path, a scalar UDF call ≤ 20 µs.
@@ -22,10 +26,44 @@ import time
 import timeit
 
 import numpy as np
+from xlwings.conversion.standard import AdjustDimensionsStage, Ensure2DStage
 
-from xl_ecom.rules import engine
-from xl_ecom.frontends import udfs
+from xl_ecom.frontends import addin, udfs
 from xl_ecom.policy import load_plan
+from xl_ecom.rules import engine
+
+
+class _Ctx:
+    """The part of xlwings' ConversionContext its engine-free stages use."""
+
+    __slots__ = ("meta", "value")
+
+    def __init__(self, value):
+        self.value, self.meta = value, {}
+
+
+def xl_read(value, options: dict):
+    """A cell value (list of rows, or a scalar) as xlwings hands it to a UDF argument."""
+    c = _Ctx(value)
+    Ensure2DStage()(c)
+    AdjustDimensionsStage(options)(c)
+    return c.value
+
+
+def xl_write(value):
+    """A UDF's result as xlwings writes it back (rows of cells)."""
+    c = _Ctx(value)
+    Ensure2DStage()(c)
+    return c.value
+
+
+def arg_options(name: str) -> list[dict]:
+    """The xlwings options each argument of UDF ``name`` declares."""
+    info = getattr(_XL_UDFS, name).__xlfunc__
+    return [a["options"] for a in info["args"]]
+
+
+_XL_UDFS = addin.load_udf_module()
 
 
 def _r2(x):
@@ -124,10 +162,17 @@ def main() -> None:
         rule = plan.rules[name]
         data = make_columns(rule, n, rng)
         names = [s.name for s in rule.inputs if s.name in data]
-        ranges = [[[v] for v in data[k].tolist()] for k in names]  # what xlwings passes for a column
+        options = arg_options(name)
+        cells = [[[v] for v in data[k].tolist()] for k in names]  # a column: one row of one cell each
         f = getattr(udfs, name)
-        f(*ranges)
-        t_udf = best(lambda: f(*ranges), 5)
+
+        def call():
+            return xl_write(f(*(xl_read(c, o) for c, o in zip(cells, options))))
+
+        out = call()
+        assert len(out) == n and all(len(r) == 1 for r in out), "a column range must come back as a column"
+        assert [r[0] for r in out] == (engine.calculate_columns_cents(name, data) / 100).tolist()
+        t_udf = best(call, 5)
         t_vec = best(lambda: engine.calculate_columns_cents(name, data), 5)
         print(f"  {name:26} UDF {t_udf * 1e3:7.2f} ms   vector {t_vec * 1e3:6.2f} ms   {t_udf / t_vec:5.1f}x   (target ≤ 5x)")
 
@@ -136,8 +181,9 @@ def main() -> None:
     for name, a in [("AWARD_LIVESTREAM", (800000,)), ("AWARD_UPLINK", (12345678.9,)),
                     ("TRAINING_SUBSIDY", (80, 60000)), ("SUBSIDY_POVERTY_PURCHASE", (100000, "是"))]:
         f = getattr(udfs, name)
-        f(*a)
-        per = min(timeit.repeat(lambda: f(*a), number=calls, repeat=3)) / calls * 1e6
+        args_in = [xl_read(v, o) for v, o in zip(a, arg_options(name))]  # [[800000]] under ndim=2
+        f(*args_in)
+        per = min(timeit.repeat(lambda: f(*args_in), number=calls, repeat=3)) / calls * 1e6
         print(f"scalar UDF {name}{a}: {per:.1f} µs/call   (target ≤ 20 µs)")
 
 

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from xl_ecom.policy.boundaries import boundary, holds
+from xl_ecom.policy.boundaries import holds
 from xl_ecom.common.errors import InputError
 from xl_ecom.rules.money import (
     MAX_CENTS,
@@ -30,6 +30,8 @@ from xl_ecom.rules.money import (
     to_cents,
 )
 from xl_ecom.policy import Plan, Rule, load_plan
+from xl_ecom.rules.explain import AmountStep, CapStep, ConditionStep, pct, shown, step_text
+from xl_ecom.rules.explain import money as money_text
 from xl_ecom.rules.model import Body, Cap, Condition, Factor, Fixed, PerUnit, Rate, Tier, Tiers, Unit
 
 _TRUE = {"是", "true", "TRUE", "True", "1", "y", "Y", "yes", "有"}
@@ -212,7 +214,7 @@ def _run(body: dict, v: Mapping[str, Any], ops, *, cum_state=None, trace: list |
         ok = holds(value, c.word, c.threshold)
         eligible = ok if eligible is True else (eligible & ok)
         if trace is not None:
-            trace.append(("condition", c, value, bool(ok)))
+            trace.append(ConditionStep(c, value, bool(ok)))
     a = body.amount
     match a:
         case Rate() | Factor():
@@ -223,24 +225,26 @@ def _run(body: dict, v: Mapping[str, Any], ops, *, cum_state=None, trace: list |
             rate = a.rate if chosen is None else chosen
             raw = ops.mul_rate(basis, rate)
             if trace is not None:
-                trace.append((a.type, a, basis, rate))
+                trace.append(AmountStep(a, basis, rate, raw))
         case Fixed():
             raw = a.amount
             if ops.vector:
                 n = np.shape(eligible) or (len(next(x for x in v.values() if isinstance(x, np.ndarray))),)
                 raw = np.full(n, float(raw))
+            if trace is not None:
+                trace.append(AmountStep(a, None, None, raw))
         case Tiers():
             basis = v[a.basis]
             conds = [holds(basis, t.word, t.threshold) for t in a.tiers]
             raw = ops.select(conds, [t.amount for t in a.tiers], 0)
             if trace is not None:
-                trace.append(("tiers", a, basis, raw))
+                trace.append(AmountStep(a, basis, None, raw))
         case PerUnit():
             raw = 0
             for u in a.units:
                 raw = raw + v[u.input] * u.amount
             if trace is not None:
-                trace.append(("per_unit", a, {u.input: v[u.input] for u in a.units}, raw))
+                trace.append(AmountStep(a, {u.input: v[u.input] for u in a.units}, None, raw))
         case _:
             raise TypeError(f"unhandled amount kind {a!r}")
     if eligible is not True:
@@ -253,7 +257,7 @@ def _run(body: dict, v: Mapping[str, Any], ops, *, cum_state=None, trace: list |
     else:
         paid = ops.minimum(raw, limit.cents)
     if trace is not None:
-        trace.append(("cap", body, raw, paid, cum_state))
+        trace.append(CapStep(body, limit, raw, paid, cum_state))
     return paid
 
 
@@ -309,30 +313,35 @@ def _check_rate(rule: Rule, body: Body, rate) -> None:
 
 def percent(rate) -> str:
     """0.015 → '1.5%'."""
-    return _pct(rate)
+    return pct(rate)
 
 
-def _pct(rate) -> str:
-    d = Decimal(str(rate)) * 100
-    return f"{d.normalize():f}%"
+_pct = pct
 
 
-def _body_inputs(body: dict) -> set:
-    """The inputs a (parsed or resolved) rule body reads: its conditions and its amount's basis."""
-    used = {c["input"] for c in body["conditions"]}
-    a = body["amount"]
-    kind = a["type"]
-    if kind in ("rate", "factor"):
-        used |= set(a["basis"])
-    elif kind == "tiers":
-        used.add(a["basis"])
-    elif kind == "per_unit":
-        used |= {u["input"] for u in a["units"]}
-    elif kind == "fixed":
-        pass
-    else:
-        raise TypeError(f"unhandled amount kind {kind!r}")
+def _body_inputs(body: Body) -> set:
+    """The inputs a resolved rule body reads: its conditions and what its amount kind reads."""
+    used = {c.input for c in body.conditions}
+    a = body.amount
+    match a:
+        case Rate() | Factor():
+            used |= set(a.basis)
+        case Tiers():
+            used.add(a.basis)
+        case PerUnit():
+            used |= {u.input for u in a.units}
+        case Fixed():
+            pass
+        case _:
+            raise TypeError(f"unhandled amount kind {a!r}")
     return used
+
+
+@lru_cache(maxsize=None)
+def _typed_variants(rule: Rule) -> dict[str, Body]:
+    """The rule's variants as typed bodies (each parameter's latest value): which inputs a body
+    reads does not depend on the date."""
+    return {k: _resolve_body(rule, b, dt.date.max) for k, b in rule.variants.items()}
 
 
 @lru_cache(maxsize=None)
@@ -340,8 +349,9 @@ def required_inputs(rule: Rule, variant: str = "") -> tuple[str, ...]:
     """Inputs whose blank gives a blank result for ``variant``: the required inputs (not optional,
     no default_input) that the variant's conditions or basis read, plus those no variant reads.
     So 高管 training, which has no headcount condition, needs no 参训人数."""
-    used_any = set().union(*(_body_inputs(b) for b in rule.variants.values()))
-    used = _body_inputs(rule.variants[variant])
+    bodies = _typed_variants(rule)
+    used_any = set().union(*(_body_inputs(b) for b in bodies.values()))
+    used = _body_inputs(bodies[variant])
     return tuple(
         s.name
         for s in rule.inputs
@@ -398,86 +408,20 @@ class Explanation:
         if self.units:
             lines.append(f"牵头单位：{self.units[0]}" + (f"；配合单位：{'、'.join(self.units[1:])}" if len(self.units) > 1 else ""))
         lines.append(f"政策日期：{self.on.isoformat()}")
-        shown = []
+        given = []
         for spec in r.inputs:
             val = self.inputs.get(spec.name)
-            shown.append(f"{spec.label}={_fmt(spec.kind, val)}")
-        lines.append("输入：" + "；".join(shown))
+            given.append(f"{spec.label}={shown(spec.kind, val)}")
+        lines.append("输入：" + "；".join(given))
         if self.variant:
             lines.append(f"适用情形：{self.variant}")
         for step in self.steps:
-            lines.append(_fmt_step(r, step))
+            lines.append(step_text(r, step))
         if self.result_cents is None:
             lines.append("结果：（空白，必填输入为空）")
         else:
-            lines.append(f"结果：{_money(self.result_cents)}元")
+            lines.append(f"结果：{money_text(self.result_cents)}元")
         return "\n".join(lines)
-
-
-def _money(cents) -> str:
-    return f"{cents_to_yuan(int(cents)):,.2f}"
-
-
-def _fmt(kind, val) -> str:
-    if val is None:
-        return "（空白）"
-    if kind == "money":
-        return f"{_money(val)}元"
-    if kind == "rate":
-        return _pct(val)
-    if kind == "choice":
-        return val or "（空白）"
-    return f"{val}"
-
-
-def _fmt_step(rule: Rule, step) -> str:
-    kind = step[0]
-    if kind == "condition":
-        _, c, value, ok = step
-        spec = rule.input(c["input"])
-        b = boundary(c["word"])
-        thr = _fmt(spec.kind, c["threshold"])
-        return (
-            f"门槛：{spec.label} {_fmt(spec.kind, value)} {b.chinese} {thr}（原文“{c['reference']}”，"
-            f"“{c['word']}”{'含' if b.inclusive else '不含'}本数）→ {'满足' if ok else '不满足'}"
-        )
-    if kind == "rate":
-        _, a, basis, rate = step
-        ceiling = a["rate"]
-        if a.get("rate_input") and rate != ceiling:
-            how = f"适用比例 {_pct(rate)}（上限 {_pct(ceiling)}，原文“{a['rate_ref']}”）"
-        elif a.get("rate_word"):
-            how = f"比例 {_pct(rate)}（原文“{a['rate_ref']}”，为上限，按最高比例计）"
-        else:
-            how = f"比例 {_pct(rate)}（原文“{a['rate_ref']}”）"
-        labels = "+".join(rule.input(n).label for n in a["basis"])
-        return f"计算基数：{labels} {_money(basis)}元；{how}；{_money(basis)} × {_pct(rate)} = {_money(mul_rate(basis, Decimal(str(rate))))}元（四舍五入到分）"
-    if kind == "factor":
-        _, a, basis, factor = step
-        labels = "+".join(rule.input(n).label for n in a["basis"])
-        return (
-            f"计算基数：{labels} {_money(basis)}元；系数 {Decimal(str(factor)).normalize():f}（原文“{a['rate_ref']}”）；"
-            f"{_money(basis)} × {Decimal(str(factor)).normalize():f} = {_money(mul_rate(basis, Decimal(str(factor))))}元（四舍五入到分）"
-        )
-    if kind == "tiers":
-        _, a, basis, raw = step
-        parts = "；".join(f"{boundary(t['word']).chinese}{_money(t['threshold'])}元给予{_money(t['amount'])}元（原文“{t['ref']}”）" for t in a["tiers"])
-        return f"分档：{parts} → {_money(raw)}元"
-    if kind == "per_unit":
-        _, a, counts, raw = step
-        parts = "；".join(f"{rule.input(u['input']).label} {counts[u['input']]} × {_money(u['amount'])}元" for u in a["units"])
-        return f"定额：{parts} = {_money(raw)}元"
-    if kind == "cap":
-        _, body, raw, paid, before = step
-        if body["cumulative"]:
-            return (
-                f"累计上限：{_money(body['cap'])}元（原文“{body['cap_ref']}”），此前已补助 {_money(before or 0)}元，"
-                f"本次 {_money(raw)}元 → {_money(paid)}元" + ("（上限起作用）" if paid < raw else "（未触及上限）")
-            )
-        return f"上限：{_money(body['cap'])}元（原文“{body['cap_ref']}”）→ " + (
-            "上限起作用" if paid < raw else "未触及上限"
-        )
-    raise TypeError(f"unhandled explanation step {kind!r}")
 
 
 def _evaluate(rule_id, args, kwargs, on, plan, paid_before=0, want_trace=False):
