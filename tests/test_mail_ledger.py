@@ -298,3 +298,16 @@ def test_first_dry_run_has_the_message_ids_of_the_real_send(tmp_path, city, serv
     ids = {load_message_id(p.read_bytes()) for p in eml.glob("*.eml")}
     assert run_cli([str(city.workbook)]).code == 0
     assert ids == {r.message["Message-ID"] for r in server.received} and len(ids) == 6
+
+
+def test_ledger_from_the_settings_sheet(tmp_path, city, server):
+    """设置表“台账数据库”一项指定台账（命令行和按钮都用它；--db 优先）。"""
+    elsewhere = tmp_path / "共享" / "市台账.sqlite"
+    elsewhere.parent.mkdir()
+    wb = load_workbook(city.workbook)
+    wb[settings.SETTINGS_SHEET].append([mail.LEDGER_SETTING, str(elsewhere), "台账位置"])
+    wb.save(city.workbook)
+    assert run_cli([str(city.workbook), "--only", "寿县"]).code == 0
+    assert elsewhere.exists() and not city.workbook.with_name(f"{city.workbook.stem}.台账.sqlite").exists()
+    with open_ledger(url=str(elsewhere)) as ledger:
+        assert [a.unit for a in ledger.mail_attempts()] == ["寿县"]

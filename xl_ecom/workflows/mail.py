@@ -1318,7 +1318,8 @@ def add_cli(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--contacts", metavar="FILE", help="通讯录 CSV（列：单位,联系人,邮箱）或工作簿，代替工作簿中的通讯录表")
     parser.add_argument("--out", metavar="DIR", help="输出文件夹（默认取设置表“输出文件夹”）")
     parser.add_argument("--db", metavar="URL",
-                        help="台账数据库地址（如 postgresql://用户@主机/库名）；默认是工作簿旁的 SQLite 文件")
+                        help="台账数据库（如 postgresql://用户:密码@主机/库名，多台电脑共用时使用）；"
+                             "默认为设置表“台账数据库”，再默认为工作簿旁的“<工作簿名>.台账.sqlite”")
     parser.add_argument("--smtp-host", metavar="H", help="SMTP 服务器，覆盖设置表")
     parser.add_argument("--smtp-port", metavar="P", help="SMTP 端口，覆盖设置表")
     parser.add_argument("--user", metavar="U", help="SMTP 用户名，覆盖设置表")
