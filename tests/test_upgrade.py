@@ -52,6 +52,8 @@ def filled(fresh: bytes, *, big_generated_rows: int = 0) -> bytes:
             ws.cell(row, 4, "shou@example.cn; zhang@example.cn")
             ws.cell(row, 5, "0554-1234567")
     extra = ws.max_row + 1
+    ws.cell(3, 7, "备注")  # a column of the clerk's own: not in the new 通讯录, said so
+    ws.cell(4, 7, "周一联系")
     ws.cell(extra, 1, "市委督查室")
     ws.cell(extra, 2, "部门")
     ws.cell(extra, 4, "dc@example.cn")
@@ -73,6 +75,7 @@ def filled(fresh: bytes, *, big_generated_rows: int = 0) -> bytes:
         for c, value in enumerate(row, start=1):
             ws.cell(layout.INPUT_FIRST_ROW + i, c, value)
     ws.cell(layout.INPUT_FIRST_ROW + 1, 2).data_type = "s"  # typed with Excel's quote prefix: text
+    ws.cell(layout.INPUT_FIRST_ROW, 30, "旁注")  # beside the table, under no header
     ws = wb["示范创建"]
     ws.cell(layout.INPUT_FIRST_ROW, 1, "寿县")
     ws.cell(layout.INPUT_FIRST_ROW, 2, "正阳关镇")
@@ -156,6 +159,8 @@ def test_build_out_on_a_filled_workbook_keeps_its_data_and_writes_a_backup(tmp_p
     assert "设置：" in out and "目标任务分解表：2 个完成数" in out and "我的台账：2 行" in out
     assert "奖补汇总" in out and "刷新" in out
     assert "SMTP密码" in out  # said to be left out
+    assert "通讯录：“备注”在新版中没有这一列，1 个值未复制" in out
+    assert "企业销售：“AD 列（无表头）”在新版中没有这一列，1 个值未复制" in out
     assert not lock_path(city).exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([NAME, backup.name])
 

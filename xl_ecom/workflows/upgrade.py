@@ -125,24 +125,43 @@ def _read_table(ws, table, report: UpgradeReport) -> list[dict[str, Any]]:
     lost: dict[str, int] = {}
     for raw in _rows(ws, layout.INPUT_FIRST_ROW):
         row = {by_header[h]: raw[i] for i, h in columns.items() if h in by_header and i < len(raw) and not _blank(raw[i])}
-        for i, h in columns.items():
-            if h not in by_header and h not in derived and i < len(raw) and not _blank(raw[i]):
-                lost[h] = lost.get(h, 0) + 1
+        _count_lost(raw, columns, set(by_header) | derived, lost)
         if row:
             rows.append(row)
-    for h, n in lost.items():
-        report.left_out.append(f"{table.sheet}：列“{h}”在新版中没有，{n} 个值未复制")
+    _report_lost(table.sheet, lost, report)
     return rows
 
 
-def _read_contacts(ws) -> list[dict[str, Any]]:
+def _count_lost(raw: Sequence[Any], columns: dict[int, str], known: set[str], lost: dict[str, int]) -> None:
+    """Count the values of ``raw`` in columns the rebuilt sheet does not have."""
+    for i, value in enumerate(raw):
+        if _blank(value):
+            continue
+        header = columns.get(i)
+        if header is None:
+            from openpyxl.utils import get_column_letter
+
+            header = f"{get_column_letter(i + 1)} 列（无表头）"
+        if header not in known:
+            lost[header] = lost.get(header, 0) + 1
+
+
+def _report_lost(sheet: str, lost: dict[str, int], report: UpgradeReport) -> None:
+    for header, n in lost.items():
+        report.left_out.append(f"{sheet}：“{header}”在新版中没有这一列，{n} 个值未复制")
+
+
+def _read_contacts(ws, report: UpgradeReport) -> list[dict[str, Any]]:
     header = next(ws.iter_rows(min_row=3, max_row=3, values_only=True), ())
     columns = _header_map(header)
     out = []
+    lost: dict[str, int] = {}
     for raw in _rows(ws, 4):
         row = {h: raw[i] for i, h in columns.items() if i < len(raw) and not _blank(raw[i])}
+        _count_lost(raw, columns, set(settings.CONTACT_HEADERS), lost)
         if row:
             out.append(row)
+    _report_lost(settings.CONTACTS_SHEET, lost, report)
     return out
 
 
@@ -221,7 +240,7 @@ def read_kept(path: Path, plan: Plan, addin: build.AddIn) -> tuple[build.KeptDat
                 kept.table_rows[tables[name].key] = _read_table(ws, tables[name], report)
                 report.kept.append((name, len(kept.table_rows[tables[name].key]), "行"))
             elif name == settings.CONTACTS_SHEET:
-                kept.contacts = _read_contacts(ws)
+                kept.contacts = _read_contacts(ws, report)
                 report.kept.append((name, len(kept.contacts), "行"))
             elif name == settings.SETTINGS_SHEET:
                 kept.settings = _read_settings(ws, report)
