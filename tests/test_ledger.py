@@ -8,6 +8,7 @@ import hashlib
 import multiprocessing as mp
 import os
 import sqlite3
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -466,3 +467,19 @@ def test_kill_9_while_writing_loses_no_reported_submission(ledger_url):  # noqa:
             assert all(counts.get(i, 0) == s.row_count == 3000 for i, s in subs.items())
             assert len(ledger.current_rows("示范村")) == 3000 * len(current)
     assert len(reported) >= 5  # the kills landed both between and inside transactions
+
+
+def test_the_migrations_ship_in_the_wheel(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", str(root), "--no-deps",
+                           "-q", "-w", str(tmp_path)], capture_output=True, text=True, check=False, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (wheel,) = tmp_path.glob("xl_ecom-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {p.relative_to(root).as_posix() for p in (root / "xl_ecom/ledger/migrations").rglob("*")
+               if p.is_file() and p.suffix in (".py", ".mako")}
+    assert shipped and shipped <= names, shipped - names

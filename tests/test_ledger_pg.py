@@ -54,7 +54,7 @@ def test_plain_postgresql_urls_use_psycopg(pg_database_url):  # noqa: F811
 
 def _open_and_submit(url: str, unit: str, barrier) -> None:
     barrier.wait()
-    with open_ledger(url=url) as ledger:
+    with open_ledger(url=url) as ledger:  # noqa: SIM117
         with ledger.submission(f"{unit}.xlsx", "x", 1, unit, unit) as sub:
             sub.add_rows("示范村", [{"村": unit}], [3])
 
