@@ -9,10 +9,14 @@ import numpy as np
 import openpyxl
 import pytest
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from libreoffice import recalculated
-from xl_ecom.rules import engine, formulas
-from xl_ecom.workflows import refresh
+from xl_ecom.common.errors import XlEcomError
 from xl_ecom.policy import load_plan
+from xl_ecom.rules import counts, engine, explain, formulas
+from xl_ecom.workflows import refresh
 
 EDGE = [10_000_000.004, 10_000_000.005, 10_000_000.0, 10_000_000.01, 9_999_999.995]
 
@@ -22,10 +26,70 @@ def _award_pays(value) -> bool:
 
 
 def test_engine_count_uses_the_awards_rounded_condition():
-    plan = load_plan()
-    mask = refresh._condition_mask("AWARD_UPLINK", "sales", np.array(EDGE), None, plan)
+    mask = counts.condition_mask("AWARD_UPLINK", {"sales": np.array(EDGE)})
     assert mask.tolist() == [_award_pays(v) for v in EDGE]
     assert mask.tolist() == [False, True, False, True, False]
+
+
+#: (rule, money input whose threshold gates the award, the threshold in yuan)
+GATED = [("AWARD_UPLINK", "sales", 10_000_000), ("AWARD_PLATFORM", "retail", 2_000_000),
+         ("AWARD_POOR_SITE", "sales", 100_000), ("AWARD_LIVESTREAM", "sales", 500_000),
+         ("AWARD_LIVESTREAM", "sales", 1_000_000)]
+
+near = st.sampled_from(GATED).flatmap(
+    lambda g: st.tuples(
+        st.just(g),
+        st.lists(
+            st.one_of(
+                st.integers(-30, 30).map(lambda k, t=g[2]: t + k / 1000),  # tenths of a cent around it
+                st.integers(-3, 3).map(lambda k, t=g[2]: t + k / 100 + 0.005),  # half cents
+                st.floats(0, 3 * g[2], allow_nan=False),
+                st.none(),
+            ),
+            min_size=1,
+            max_size=30,
+        ),
+    )
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(near)
+def test_counts_agree_with_awards_near_every_threshold(case):
+    """A row is counted exactly when the award pays it, scalar and vector, at every half cent."""
+    (rule_id, column, _), values = case
+    mask = counts.condition_mask(rule_id, {column: values})
+    vector = engine.calculate_columns_cents(rule_id, {column: np.array(values, dtype=float)})
+    scalar = [engine.calculate_cents(rule_id, v) for v in values]
+    assert mask.tolist() == [c is not None and c > 0 for c in scalar] == [bool(c > 0) for c in vector]
+
+
+def test_counts_at_the_exact_edges():
+    cases = {
+        "AWARD_UPLINK": [(10_000_000.004, False), (10_000_000.005, True), (10_000_000.0, False),
+                         (10_000_000.01, True), (9_999_999.995, False), (10_000_000.0049999, False)],
+        "AWARD_PLATFORM": [(2_000_000.004, False), (2_000_000.005, True), (2_000_000.0, False)],
+        "AWARD_POOR_SITE": [(99_999.994, False), (99_999.995, True), (100_000.0, True)],  # 达到: inclusive
+        "AWARD_LIVESTREAM": [(499_999.994, False), (499_999.995, True), (1e6, True)],
+    }
+    for rule_id, rows in cases.items():
+        column = "retail" if rule_id == "AWARD_PLATFORM" else "sales"
+        values = [v for v, _ in rows]
+        assert counts.condition_mask(rule_id, {column: values}).tolist() == [want for _, want in rows], rule_id
+        assert [engine.calculate_cents(rule_id, v) > 0 for v in values] == [want for _, want in rows], rule_id
+
+
+def test_counts_read_cells_as_the_award_does():
+    # text amounts as the award reads them, a blank is not counted, a count threshold is not rounded
+    got = counts.condition_mask("AWARD_UPLINK", {"sales": ["1000万", "1,000.5万", None, "", "２０００万"]})
+    assert got.tolist() == [False, True, False, False, True]
+    assert counts.condition_mask("TRAINING_SUBSIDY", {"attendees": [79, 80, 200]}).tolist() == [False, True, True]
+    with pytest.raises(XlEcomError, match="50%"):
+        counts.condition_mask("AWARD_UPLINK", {"sales": ["50%"]})
+    with pytest.raises(XlEcomError, match="没有关于“奖励比例”的门槛"):
+        counts.condition_mask("AWARD_UPLINK", {"rate": [0.01]})
+    with pytest.raises(XlEcomError, match="没有“董事”这种情形"):
+        counts.condition_mask("TRAINING_SUBSIDY", {"attendees": [80]}, variant="董事")
 
 
 def test_count_criteria_shifts_the_threshold_by_half_a_cent():
@@ -212,12 +276,23 @@ def test_every_consumer_handles_every_kind(kind):
     assert cents == expected
     col = engine.calculate_columns_cents(rid, {"x": [2000.0, 50.0], "n": [3.0, 3.0]}, on=on, plan=plan)
     assert col.tolist() == [expected, 0]
-    assert engine.explain(rid, 2000, 3, on=on, plan=plan).to_text().endswith(f"{expected // 100:,}.00元")
+    text = engine.explain(rid, 2000, 3, on=on, plan=plan).to_text()
+    assert text.endswith(f"{expected // 100:,}.00元")
+    amount_line = {"rate": "比例 10%", "fixed": "定额：500.00元", "tiers": "分档：≥1,000.00元给予300.00元",
+                   "per_unit": "定额：个数 3 × 20.00元 = 60.00元", "factor": "系数 1.2"}[kind]
+    assert amount_line in text
+    assert explain.unmet_threshold(plan.rules[rid], engine.explain(rid, 50, 3, on=on, plan=plan).steps).startswith("金额 50.00元，须>100.00元")
     assert formulas.compile_rule(rid, {"x": "A1", "n": "B1"}, on=on, plan=plan).startswith("=IF(")
     assert departments.rule_terms(rid, on=on, plan=plan)
     assert departments.rule_summary(rid, on=on, plan=plan)
     assert build.rule_cases(rid, on=on, plan=plan)
     assert refresh._condition_mask(rid, "x", np.array([100.004, 100.005]), on, plan).tolist() == [False, True]
+    xs = [100.004, 100.005, 999.995, 5000]
+    paid = [engine.calculate_cents(rid, x, 3, on=on, plan=plan) > 0 for x in xs]
+    assert counts.condition_mask(rid, {"x": xs}, on=on, plan=plan).tolist() == paid
+    assert paid == ([False, False, True, True] if kind == "tiers" else [False, True, True, True])
+    body = engine.resolve(rid, on=on, plan=plan).variants[""]
+    assert engine._body_inputs(body) == ({"x", "n"} if kind == "per_unit" else {"x"})
     assert formulas.count_criteria(rid, "x", on=on, plan=plan) == '">=100.005"'
 
 
@@ -236,6 +311,28 @@ def test_model_kinds_match_the_loader_kinds_and_unknown_kinds_fail_loudly():
         engine._run(body, {"sales": 1}, engine._SCALAR)
     with pytest.raises(TypeError, match="unhandled amount kind"):
         departments._body_terms(rule, "", body)
+    with pytest.raises(TypeError, match="unhandled amount kind"):
+        engine._body_inputs(body)
+    with pytest.raises(TypeError, match="unhandled amount kind"):
+        explain.amount_text(rule, explain.AmountStep(Bogus(), 1, None, 1))
+    with pytest.raises(TypeError, match="unhandled amount kind"):
+        counts._gates(body)
+    with pytest.raises(TypeError, match="unhandled explanation step"):
+        explain.step_text(rule, ("condition", None, 1, True))
+    with pytest.raises(TypeError, match="unhandled explanation step"):
+        explain.unmet_threshold(rule, [("condition", None, 1, False)])
+
+
+def test_explanation_steps_are_typed_and_still_read_as_tuples():
+    """EXPLAIN's steps are typed (one per condition, the amount, the cap); each also unpacks as
+    the tuple form code such as the CLI's threshold hint was written against."""
+    ex = engine.explain("AWARD_UPLINK", 30_000_000)
+    kinds = [type(s) for s in ex.steps]
+    assert kinds == [explain.ConditionStep, explain.AmountStep, explain.CapStep]
+    tag, cond, value, ok = ex.steps[0]
+    assert (tag, cond.input, value, ok) == ("condition", "sales", 3_000_000_000, True)
+    assert ex.steps[1][0] == "rate" and ex.steps[2][0] == "cap"
+    assert set(explain.STEP_KINDS) == set(kinds)
 
 
 def test_native_compiler_and_case_generator_fail_loudly_on_an_unknown_kind(monkeypatch):
