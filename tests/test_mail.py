@@ -1286,3 +1286,18 @@ def load_plan():
 def test_csv_log_that_cannot_be_created_is_a_clear_error(tmp_path):
     with pytest.raises(MailError, match="无法写入发送记录.*请先关闭"):
         mail.CsvLog(tmp_path / "没有这个文件夹" / "x_发送记录.csv")
+
+
+def test_lines_starting_with_a_dot_survive_data(server):
+    """DATA 分步发送时自己做“.”加倍（RFC 5321 4.5.2）：单独一个“.”的行不会提前结束邮件。"""
+    raw = (b"From: a@x.cn\r\nTo: dots@x.cn\r\nSubject: dots\r\n\r\n"
+           b"first\r\n.\r\n..two\r\n.last")
+    config = mail.SmtpConfig("127.0.0.1", server.port, "无", "", 5)
+    smtp = mail.connect_smtp(config, None)
+    try:
+        reply = mail._transmit(smtp, "a@x.cn", "dots@x.cn", raw)
+    finally:
+        smtp.quit()
+    assert reply.startswith("250")
+    (received,) = server.received
+    assert received.data.replace(b"\r\n", b"\n") == raw.replace(b"\r\n", b"\n") + b"\n"
