@@ -339,3 +339,43 @@ def test_build_refuses_non_ascii_vba_and_writes_nothing(tmp_path, monkeypatch, c
     err = capsys.readouterr().err
     assert "非 ASCII" in err and "Ribbon" in err and "刷" in err
     assert not out.exists() and not list(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------
+# The add-in is the caller's (the workflow layer imports no front end)
+# ---------------------------------------------------------------------------
+
+
+class PlainAddIn:
+    """An add-in without xlwings: the hand-written VBA only, one listed function, no settings sheet."""
+
+    name = "plain"
+
+    def functions(self):
+        return [("求和(甲，乙)", "两数之和")]
+
+    def vba_modules(self):
+        return vba.template_modules()
+
+    def config_sheet(self):
+        return None
+
+
+def test_the_installed_add_in_is_the_xlwings_one():
+    assert build.installed_addin() is addin.XLWINGS_ADDIN
+    assert build.build_bytes() == build.build_bytes(addin=addin.XLWINGS_ADDIN)
+
+
+def test_the_build_takes_what_only_the_add_in_knows_from_the_caller():
+    plain = PlainAddIn()
+    data = build.build_bytes(addin=plain)
+    book = openpyxl.load_workbook(io.BytesIO(data))
+    assert book.sheetnames == build.sheet_names(plain) == build.sheet_names()[:-1]
+    readme = [c.value for row in book[layout.SHEET_README].iter_rows() for c in row if c.value]
+    assert "求和(甲，乙)" in readme and "两数之和" in readme
+    assert not any(isinstance(v, str) and v.startswith("AWARD_") for v in readme)
+    assert addin.XLWINGS_CONF_SHEET not in readme  # no row for a sheet the workbook does not have
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        modules = xlsm.project_modules(z.read(xlsm.VBA_PROJECT_PART))
+    assert {m.name for m in vba.template_modules()} <= set(modules)
+    assert not {"xlwings", "Dictionary", addin.UDF_WRAPPER_MODULE, addin.UDF_DESCRIPTIONS_MODULE} & set(modules)
