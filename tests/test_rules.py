@@ -131,3 +131,48 @@ def test_mismatched_ranges_are_refused():
 
 def test_promo_cap_runs_down_a_column():
     assert udfs.SUBSIDY_PROMO([[1e6], [1e6], [5e5]]) == [[50000.0], [50000.0], [0.0]]
+
+
+# --- the vector path's own normalisation (finite cents, blank masks, choice rows) -----------------
+
+def test_vector_choice_columns_mix_exact_spelt_and_blank_choices():
+    """Exact choices are matched by comparison, everything else normalised once per value; the
+    result equals the scalar path row by row (2-choice and 4-choice columns)."""
+    import pandas as pd
+
+    kinds = np.array(["是", "否", None, " 是", "TRUE", "0", True, np.nan, "否"], dtype=object)
+    amounts = np.full(len(kinds), 100_000.0)
+    got = engine.calculate_columns_cents("SUBSIDY_POVERTY_PURCHASE", {"amount": amounts, "order_based": kinds})
+    want = [engine.calculate_cents("SUBSIDY_POVERTY_PURCHASE", 100_000, k) for k in kinds]
+    assert got.tolist() == want
+    regions = ["", "贫困县", None, "行蓄洪区 ", "大别山革命老区", "贫困县"]
+    frame = pd.DataFrame({"amount": [1000.0] * len(regions), "region_type": regions})
+    got = engine.calculate_columns_cents("REGION_UPLIFT", frame)  # a DataFrame works as the mapping
+    assert got.tolist() == [engine.calculate_cents("REGION_UPLIFT", 1000, r) for r in regions]
+    assert got.tolist() == [100000, 120000, 100000, 120000, 120000, 120000]
+    with pytest.raises(InputError, match="“董事”无效"):
+        engine.calculate_columns_cents("TRAINING_SUBSIDY", {"attendees": [80, 80], "costs": [1, 1], "kind": ["基础", "董事"]})
+
+
+def test_vector_path_leaves_its_inputs_alone_and_refuses_infinities():
+    costs = np.array([60_000.0, 70_000.0])
+    sales = np.array([2e7, np.nan])
+    engine.calculate_columns_cents("TRAINING_SUBSIDY", {"attendees": np.array([90.0, 10.0]), "costs": costs, "kind": "高管"})
+    engine.calculate_columns_cents("AWARD_UPLINK", {"sales": sales})
+    assert costs.tolist() == [60_000.0, 70_000.0] and sales[0] == 2e7 and np.isnan(sales[1])
+    for rule, column in (("AWARD_UPLINK", "sales"), ("AWARD_TOURISM", "towns")):
+        data = {"sales": [1.0, np.inf]} if column == "sales" else {"towns": [1.0, np.inf], "villages": [0.0, 0.0]}
+        with pytest.raises(InputError, match="inf"):
+            engine.calculate_columns_cents(rule, data)
+    with pytest.raises(InputError, match="“-1”不能为负数"):
+        engine.calculate_columns_cents("AWARD_TOURISM", {"towns": [np.nan, -1.0], "villages": [0.0, 0.0]})
+    with pytest.raises(InputError, match="“1.5”应为整数"):
+        engine.calculate_columns_cents("AWARD_TOURISM", {"towns": [1.5], "villages": [0.0]})
+
+
+def test_vector_half_cents_are_exact():
+    """Every element at a half cent goes to the exact path: x.xx5 yuan rounds up, as Decimal does."""
+    yuan = np.array([k / 1000 for k in range(5, 100_000, 10)])  # 0.005, 0.015, … (none exact in binary)
+    got = engine.calculate_columns_cents("SUBSIDY_FACILITY", {"investment": yuan})
+    want = [engine.calculate_cents("SUBSIDY_FACILITY", float(y)) for y in yuan]
+    assert got.tolist() == want

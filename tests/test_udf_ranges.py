@@ -92,3 +92,33 @@ def test_an_omitted_choice_column_takes_its_default_before_required_inputs_are_j
     assert np.isnan(cents).all()
     assert udfs.TRAINING_SUBSIDY([[None], [None]], 0) == [[""], [""]]
     assert udfs.TRAINING_SUBSIDY([[None], [None]], 0, "高管") == [[0.0], [0.0]]
+
+
+def test_rule_udfs_declare_two_dimensional_ranges_and_a_column_comes_back_as_a_column():
+    """With xlwings' default options a one-column range arrives flattened and a list is written
+    back as a row; every rule UDF argument declares ndim=2, so the shape is kept.  Checked on the
+    metadata xlwings' own Windows decorators record and through its conversion stages."""
+    from xlwings.conversion.standard import AdjustDimensionsStage, Ensure2DStage
+
+    from xl_ecom.frontends import addin
+
+    class Ctx:
+        def __init__(self, value):
+            self.value, self.meta = value, {}
+
+    module = addin.load_udf_module()
+    for name in PLAN.rules:
+        args = getattr(module, name).__xlfunc__["args"]
+        assert [a["options"] for a in args] == [udfs.RANGE_OPTIONS] * len(args) == [{"ndim": 2}] * len(args), name
+    column = [[2e7], [None], [3e7]]
+    c = Ctx(column)
+    Ensure2DStage()(c)
+    AdjustDimensionsStage(udfs.RANGE_OPTIONS)(c)
+    assert c.value == column
+    out = Ctx(udfs.AWARD_UPLINK(c.value))
+    Ensure2DStage()(out)
+    assert out.value == [[200000.0], [""], [300000.0]]
+    single = Ctx(12345678.9)  # a single cell or a typed-in number
+    Ensure2DStage()(single)
+    AdjustDimensionsStage(udfs.RANGE_OPTIONS)(single)
+    assert udfs.AWARD_UPLINK(single.value) == 123456.79
