@@ -72,10 +72,10 @@ def compile_rule(
 
     def body_formula(body) -> str:
         conds = []
-        for c in body["conditions"]:
-            kind = rule.input(c["input"]).kind
-            conds.append(f"{ex[c['input']]}{boundary(c['word']).symbol}{_threshold(kind, c['threshold'])}")
-        a = body["amount"]
+        for c in body.conditions:
+            kind = rule.input(c.input).kind
+            conds.append(f"{ex[c.input]}{boundary(c.word).symbol}{_threshold(kind, c.threshold)}")
+        a = body.amount
         check = None
         match a:
             case Rate() | Factor():
@@ -99,9 +99,9 @@ def compile_rule(
                 raw = "+".join(f"{ex[u.input]}*{_money(u.amount)}" for u in a.units)
             case _:
                 raise TypeError(f"unhandled amount kind {a!r}")
-        if body["cap"] is not None:
-            cap = _money(body["cap"])
-            if body["cumulative"]:
+        if body.limit is not None:
+            cap = _money(body.limit.cents)
+            if body.limit.cumulative:
                 room = f"MAX(0,{cap}-{prior_paid})" if prior_paid else cap
                 raw = f"MIN({raw},{room})"
             else:
@@ -163,10 +163,10 @@ def condition_criteria(rule_id: str, input_name: str, on=None, plan: Plan | None
     plan = plan or load_plan()
     rule = get_rule(rule_id, plan)
     body = next(iter(resolve(rule.id, on=on, plan=plan).variants.values()))
-    for c in body["conditions"]:
-        if c["input"] == input_name:
+    for c in body.conditions:
+        if c.input == input_name:
             kind = rule.input(input_name).kind
-            return _quote(boundary(c["word"]).symbol + _threshold(kind, c["threshold"]))
+            return _quote(boundary(c.word).symbol + _threshold(kind, c.threshold))
     raise KeyError(f"{rule_id} has no condition on {input_name}")
 
 
@@ -181,14 +181,14 @@ def count_criteria(rule_id: str, input_name: str, on=None, plan: Plan | None = N
     plan = plan or load_plan()
     rule = get_rule(rule_id, plan)
     body = next(iter(resolve(rule.id, on=on, plan=plan).variants.values()))
-    for c in body["conditions"]:
-        if c["input"] != input_name:
+    for c in body.conditions:
+        if c.input != input_name:
             continue
         kind = rule.input(input_name).kind
-        symbol = boundary(c["word"]).symbol
+        symbol = boundary(c.word).symbol
         if kind != "money":
-            return _quote(symbol + _threshold(kind, c["threshold"]))
-        half = Decimal(int(c["threshold"])) / 100
+            return _quote(symbol + _threshold(kind, c.threshold))
+        half = Decimal(int(c.threshold)) / 100
         shifted = {">": (">=", half + Decimal("0.005")), ">=": (">=", half - Decimal("0.005")),
                    "<": ("<", half - Decimal("0.005")), "<=": ("<", half + Decimal("0.005"))}
         if symbol not in shifted:
