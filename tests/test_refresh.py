@@ -814,3 +814,143 @@ def test_totals_per_clause_add_up_the_rules_of_each_clause(refreshed):
     titles = {t["id"]: t["title"] for t in PLAN.tasks}
     for r in range(header + 1, ws.max_row):
         assert ws.cell(row=r, column=2).value == titles[ws.cell(row=r, column=1).value]
+
+
+# ---------------------------------------------------------------------------------------------
+# issue #8 leftovers: read seam, progress protocol, one neutraliser, formula-like names (#9),
+# the city's native promo cap with blank 县区 rows
+# ---------------------------------------------------------------------------------------------
+
+
+def test_frames_from_a_source_of_dataframes_compute_what_the_workbook_computes(refreshed):
+    """read.frames_from_source is where the ledger's current_rows(table_key) plugs in: one DataFrame
+    per table, column keys plus provenance columns, gives the same result as the workbook's sheets."""
+    import pandas as pd
+
+    _, _, report = refreshed
+
+    def source(key):
+        rows = [(i, r) for i, r in enumerate(FIXTURE.get(key, [])) if r is not None]
+        cols = [c.key for c in table(key).columns]
+        df = pd.DataFrame([{k: r.get(k) for k in cols} for _, r in rows], columns=cols)
+        df["_row"] = [layout.INPUT_FIRST_ROW + i for i, _ in rows]
+        df["_unit"], df["_submission"] = "寿县", 7
+        return df
+
+    problems = []
+    frames = refresh.frames_from_source(source, problems)
+    assert problems == []
+    result = refresh.compute(frames, on=POLICY_DATE)
+    assert result.total_cents == report.result.total_cents
+    assert result.by_county.equals(report.result.by_county)
+    assert result.actuals == report.result.actuals
+    cols = ["sheet", "row", "county", "name", "rule", "cents"]
+    a = result.awards.sort_values(["sheet", "row", "rule"]).reset_index(drop=True)[cols]
+    b = report.result.awards.sort_values(["sheet", "row", "rule"]).reset_index(drop=True)[cols]
+    assert a.equals(b)
+    # a source without a table, or without a column, is a problem naming it
+    problems = []
+    refresh.frames_from_source(lambda key: None if key == "T_SALES" else source(key).drop(columns=["county"]), problems)
+    assert any(p.sheet == table("T_SALES").sheet and "没有这张输入表" in p.message for p in problems)
+    assert any("缺少列“县区”" in p.message for p in problems)
+
+
+def test_refresh_reports_every_phase_through_the_one_progress_protocol(tmp_path):
+    from xl_ecom.common.progress import status_text
+
+    path = city_workbook(tmp_path)
+    calls = []
+    refresh.refresh_workbook(path, backup=False, progress=lambda m, done=None, total=None: calls.append((m, done, total)))
+    shown = [status_text(*c) for c in calls]
+    assert shown[0] == "打开工作簿" and shown[-1] == "保存"
+    reads = [c for c in calls if c[0].startswith("读取")]
+    assert [(d, t) for _, d, t in reads] == [(i, len(TABLES)) for i in range(1, len(TABLES) + 1)]
+    assert f"读取“{TABLES[0].sheet}”（1/{len(TABLES)}）" in shown
+    assert "检查数据" in shown and "汇总" in shown
+    computing = [c for c in calls if c[0].startswith("计算")]
+    assert computing and computing[-1][1] == computing[-1][2] == len(computing)
+    writes = [c for c in calls if c[0].startswith("写入")]
+    assert [(d, t) for _, d, t in writes] == [(1, 3), (2, 3), (3, 3)]
+    assert all(isinstance(m, str) and m for m, _, _ in calls)
+
+
+@pytest.mark.parametrize("typed", ["=1000*2", "＝1000*2", " =A1*2", "\u3000＝A1", "@SUM(A1)", "+A1"])
+def test_formula_text_in_a_number_cell_is_recognised_by_the_one_neutraliser(tmp_path, typed):
+    path = city_workbook(tmp_path, {"T_POOR_SITE": [{"county": "寿县", "site": "一号网点", "sales": typed}]})
+    with pytest.raises(refresh.RefreshError) as info:
+        refresh.refresh_workbook(path, backup=False)
+    (problem,) = info.value.problems
+    assert problem.cell == "D4" and f"是公式“{typed}”" in problem.message and "命令行刷新不计算公式" in problem.message
+
+
+def test_a_signed_number_as_text_is_a_number_not_a_formula(tmp_path):
+    path = city_workbook(tmp_path, {"T_POOR_SITE": [{"county": "寿县", "site": "一号网点", "sales": "-5"}]})
+    with pytest.raises(refresh.RefreshError) as info:
+        refresh.refresh_workbook(path, backup=False)
+    (problem,) = info.value.problems
+    assert "是公式" not in problem.message
+
+
+FORMULA_LIKE_NAMES = ["=1+1", "＝HYPERLINK(\"http://x\",\"点我\")", " +x", "@SUM(A1)"]
+
+
+def test_formula_like_enterprise_names_keep_their_quote_prefix_in_the_generated_sheets(tmp_path):
+    """#9: text copied from county files into 奖补明细 stays text, with Excel's quote prefix, in the
+    package writer and in the openpyxl writer; plain names get no prefix."""
+    rows = [{"county": "寿县", "enterprise": name, "uplink_sales": 20_000_000} for name in FORMULA_LIKE_NAMES]
+    rows.append({"county": "寿县", "enterprise": "平常公司", "uplink_sales": 20_000_000})
+    path = city_workbook(tmp_path, {"T_SALES": rows})
+    refresh.refresh_workbook(path, backup=False)
+
+    def names(ws):
+        out = {}
+        for r in range(4, ws.max_row + 1):
+            c = ws.cell(row=r, column=5)
+            if ws.cell(row=r, column=3).value == table("T_SALES").sheet:
+                out.setdefault(c.value, set()).add((c.data_type, c.quotePrefix))
+        return out
+
+    wb = openpyxl.load_workbook(path)
+    found = names(wb[layout.SHEET_AWARDS])
+    for name in FORMULA_LIKE_NAMES:  # the detail sheet shows the name without surrounding blanks
+        assert found[name.strip()] == {("s", True)}, name
+    assert found["平常公司"] == {("s", False)}
+    wb2 = openpyxl.load_workbook(path)
+    result = refresh.compute(refresh.read_tables(wb2, []), on=POLICY_DATE)
+    refresh.write_openpyxl(wb2, refresh.generated_sheets(result), refresh.annex_updates(result))
+    buf = io.BytesIO()
+    wb2.save(buf)
+    again = names(openpyxl.load_workbook(buf)[layout.SHEET_AWARDS])
+    for name in FORMULA_LIKE_NAMES:
+        assert again[name.strip()] == {("s", True)}, name
+
+
+def test_city_promo_formula_groups_blank_county_rows_under_one_cap_as_the_engine_does(tmp_path):
+    """The city master's native 活动补助 formula: blank-县区 rows share one cumulative cap (10万) instead
+    of a fresh cap each; recalculated by LibreOffice, every row equals the engine run with blank
+    县区 rows grouped together."""
+    import numpy as np
+
+    from libreoffice import recalculated
+
+    from xl_ecom.rules.engine import calculate_columns_cents
+
+    amounts = [1_500_000, 600_000, 999_999.99, 400_000.02, 0, 2_000_000, 100_000, 300_000, 1_999_999.9, 50_000]
+    counties_cycle = [None, "寿县", None, "凤台县", None, "寿县", "", None, "凤台县", None]
+    rows = []
+    for k in range(30):
+        county = counties_cycle[k % len(counties_cycle)]
+        rows.append({"county": county, "event": f"活动{k}", "event_sales": amounts[(k * 7) % len(amounts)]})
+    path = city_workbook(tmp_path, {"T_PROMO": rows})
+    (lo,) = recalculated([path], tmp_path / "lo")
+    ws = openpyxl.load_workbook(lo, data_only=True)[table("T_PROMO").sheet]
+    t = table("T_PROMO")
+    award_col = len(t.columns) + 1
+    got = [ws.cell(row=layout.INPUT_FIRST_ROW + i, column=award_col).value for i in range(len(rows))]
+    groups = np.array([r["county"] or "" for r in rows], dtype=object)
+    cents = calculate_columns_cents("SUBSIDY_PROMO", {"event_sales": np.array([r["event_sales"] for r in rows], dtype=float)},
+                                    on=POLICY_DATE, groups=groups)
+    assert [round(g * 100) for g in got] == [int(c) for c in cents]
+    blank = [i for i, r in enumerate(rows) if not r["county"]]
+    assert sum(int(cents[i]) for i in blank) == 10_000_000  # the blank rows together reach the cap once
+    assert sum(round(got[i] * 100) for i in blank) == 10_000_000

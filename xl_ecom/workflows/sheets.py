@@ -135,7 +135,13 @@ def body_cell(cell, kind: str = "text") -> None:
 
 
 def award_formula(table: InputTable, award, row: int, first_row: int, on=None) -> str:
-    """Native formula for one award column of one row of an input table."""
+    """Native formula for one award column of one row of an input table.
+
+    A cumulative cap (plan.yaml ``cap.cumulative``, grouped by ``group_by``) runs over the rows above
+    of the same group.  Rows whose group cell (县区) is blank form one group of their own, so a blank
+    县区 cannot escape the cap: a bare reference to an empty cell as the SUMIFS criterion would be
+    read as 0 and match nothing, giving each such row a fresh cap; ``""`` matches the blank cells.
+    (The city's 校验数据 and 刷新 report the blank 县区 as an error, naming the cell.)"""
     refs = {}
     for name, key in award.inputs.items():
         col = [c.key for c in table.columns].index(key) + 1
@@ -147,7 +153,8 @@ def award_formula(table: InputTable, award, row: int, first_row: int, on=None) -
         if row == first_row:
             prior = "0"
         else:
-            prior = f"SUMIFS({own}${first_row}:{own}{row - 1},{grp}${first_row}:{grp}{row - 1},{grp}{row})"
+            same_group = f'IF({grp}{row}="","",{grp}{row})'
+            prior = f"SUMIFS({own}${first_row}:{own}{row - 1},{grp}${first_row}:{grp}{row - 1},{same_group})"
     return formulas.compile_rule(award.rule, refs, on=on, prior_paid=prior)
 
 

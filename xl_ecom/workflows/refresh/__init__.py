@@ -38,7 +38,7 @@ from pathlib import Path
 
 from xl_ecom.common.errors import XlEcomError
 from xl_ecom.common.problems import Problem
-from xl_ecom.common.progress import Progress
+from xl_ecom.common.progress import Progress, status_text
 from xl_ecom.ooxml import safeio
 from xl_ecom.policy import Plan, load_plan
 from xl_ecom.rules.money import describe
@@ -123,16 +123,14 @@ def refresh_workbook(path, plan: Plan | None = None, on=None, progress: Progress
             "请先保存并关闭该工作簿，或直接在 Excel 里点“刷新”按钮。"
         )
     if progress:
-        progress("打开工作簿……")
+        progress("打开工作簿")
     original = path.read_bytes()
     pkg = Package(original, path.name)
     frames, on = read_package(pkg, plan, on, progress)
     result = compute(frames, on=on, plan=plan, progress=progress)
+    write_package(pkg, generated_sheets(result, plan), annex_updates(result, plan), progress)
     if progress:
-        progress("写入生成的表……")
-    write_package(pkg, generated_sheets(result, plan), annex_updates(result, plan))
-    if progress:
-        progress("保存……")
+        progress("保存")
     data = pkg.to_bytes()
     check_kept(original, data, path.name)
     try:
@@ -153,7 +151,7 @@ def cmd_refresh(args, out=None, err=None) -> int:
     err = err or sys.stderr
     try:
         report = refresh_workbook(args.workbook, on=args.date, backup=not args.no_backup,
-                                  progress=(lambda m: print(m, file=err)) if args.verbose else None)
+                                  progress=(lambda m, i=None, n=None: print(status_text(m, i, n), file=err)) if args.verbose else None)
     except RefreshError as exc:  # exit codes as in cli: 2 = error, nothing written
         text = exc.to_text()
         print(text if text.startswith("错误：") else f"错误：{text}", file=err)

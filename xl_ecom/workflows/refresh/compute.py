@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from xl_ecom.common import textsafe
 from xl_ecom.common.errors import InputError, XlEcomError
 from xl_ecom.common.problems import Problem
 from xl_ecom.common.progress import Progress
@@ -42,6 +43,19 @@ def _cell(frame: InputFrame, key: str, i: int) -> str:
     return f"{frame.letters.get(key, '?')}{int(frame.data['_row'].iat[i])}"
 
 
+def _is_formula_text(raw) -> bool:
+    """Text a spreadsheet would take for a formula (:func:`xl_ecom.common.textsafe.is_formula_like`:
+    ``=`` ``＝`` ``+`` ``@`` …, after blanks too), except a signed number such as "-5" or "+5",
+    which is a number to check, not a formula."""
+    if not textsafe.is_formula_like(raw):
+        return False
+    try:
+        float(raw.strip())
+    except ValueError:
+        return True
+    return False
+
+
 def _judge(frame: InputFrame, col, i: int, raw, counties, problems: list[Problem]):
     """A cell the fast path could not accept: the clean value, or None after recording why not.
 
@@ -49,7 +63,7 @@ def _judge(frame: InputFrame, col, i: int, raw, counties, problems: list[Problem
     (the same checks 校验数据 and 汇总县区报表 apply), so every front end words a problem alike."""
     from xl_ecom.workflows import validate
 
-    if isinstance(raw, str) and raw.lstrip().startswith("="):
+    if _is_formula_text(raw):
         problems.append(
             Problem(
                 frame.table.sheet,
@@ -176,7 +190,7 @@ def compute(
     problems: list[Problem] = []
     checked: dict[str, dict[str, np.ndarray]] = {}
     if progress:
-        progress("检查数据……")
+        progress("检查数据")
     for table in TABLES:
         fr = frames.get(table.key)
         if fr is None:
@@ -195,12 +209,11 @@ def compute(
 
     rule_order = [r for r in plan.rules]
     parts = []
-    for table in TABLES:
-        fr = frames.get(table.key)
-        if fr is None or not table.awards or len(fr.data) == 0:
-            continue
+    paying = [t for t in TABLES if t.awards and frames.get(t.key) is not None and len(frames[t.key].data)]
+    for done, table in enumerate(paying, start=1):
+        fr = frames[table.key]
         if progress:
-            progress(f"计算“{table.sheet}”的奖补（{len(fr.data)}行）……")
+            progress(f"计算“{table.sheet}”的奖补（{len(fr.data)}行）", done, len(paying))
         cols = checked[table.key]
         names = _award_name(table, fr.data)
         for award in table.awards:
@@ -266,7 +279,7 @@ def compute(
     awards = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
     if progress:
-        progress("汇总……")
+        progress("汇总")
     present = set(awards["rule"].unique())
     paid_rules = [r for r in rule_order if r in present]
     by_county = (

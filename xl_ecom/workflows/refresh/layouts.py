@@ -1,7 +1,9 @@
 """刷新, step 3 — layouts: the generated sheets as data (neutral cell grids the package, openpyxl
 and xlwings writers render): 奖补明细, 奖补汇总, 完成情况 (with its bar chart) and the 完成数 cells of
-目标任务分解表.  Text copied from the county files (名称) is neutralised here
-(:func:`xl_ecom.common.textsafe.neutralise`), so no writer can turn it into a formula.
+目标任务分解表.  Text copied from the county files (名称) stays as typed here; every writer keeps
+it text: the package writer as an inline string with Excel's quote prefix when
+:func:`xl_ecom.common.textsafe.is_formula_like`, the openpyxl and xlwings writers through
+:mod:`xl_ecom.ooxml.safeio`.
 """
 
 from __future__ import annotations

@@ -99,9 +99,9 @@ def frames_from_rows(table: InputTable, rows: Sequence[Sequence[Any]], problems:
 def read_tables(wb, problems: list[Problem], progress: Progress | None = None) -> dict[str, InputFrame]:
     """All input tables of an openpyxl workbook (normal or read-only mode)."""
     frames = {}
-    for table in TABLES:
+    for i, table in enumerate(TABLES, start=1):
         if progress:
-            progress(f"读取“{table.sheet}”……")
+            progress(f"读取“{table.sheet}”", i, len(TABLES))
         if table.sheet not in wb.sheetnames:
             problems.append(Problem(table.sheet, "", "工作簿中没有这张输入表"))
             continue
@@ -120,9 +120,9 @@ def frames_from_source(source: Callable[[str], pd.DataFrame | None], problems: l
     when the source has no such table.  ``_row`` (the row in the county's sheet) is kept when given,
     else the rows are numbered from ``layout.INPUT_FIRST_ROW``."""
     frames = {}
-    for table in TABLES:
+    for i, table in enumerate(TABLES, start=1):
         if progress:
-            progress(f"读取“{table.sheet}”……")
+            progress(f"读取“{table.sheet}”", i, len(TABLES))
         df = source(table.key)
         if df is None:
             problems.append(Problem(table.sheet, "", "数据来源中没有这张输入表"))
@@ -153,9 +153,9 @@ def read_package(pkg: Package, plan: Plan | None = None, on=None, progress: Prog
         on = policy_date_from_rows(pkg.rows(SETTINGS_SHEET, 1, 3) if SETTINGS_SHEET in pkg.sheet_names else [])
     problems: list[Problem] = []
     frames = {}
-    for table in TABLES:
+    for i, table in enumerate(TABLES, start=1):
         if progress:
-            progress(f"读取“{table.sheet}”……")
+            progress(f"读取“{table.sheet}”", i, len(TABLES))
         if table.sheet not in pkg.sheet_names:
             problems.append(Problem(table.sheet, "", "工作簿中没有这张输入表"))
             continue

@@ -15,6 +15,7 @@ import zipfile
 from collections.abc import Sequence
 from copy import copy
 
+from xl_ecom.common.progress import Progress
 from xl_ecom.common.textsafe import is_formula_like
 from xl_ecom.ooxml import chart, safeio, worksheet, xlsm
 from xl_ecom.ooxml.styles import Styles as _Styles
@@ -81,17 +82,17 @@ def _recreate_sheet(wb, spec: SheetSpec, after: str) -> None:
                 ws.row_dimensions[r].height = b.row_height
             for j, v in enumerate(row, start=1):
                 cell = ws.cell(row=r, column=j)
-                if v is not None and v != "":
-                    safeio.write_cell_value(cell, v)  # text stays text, never a formula
                 key = (b.kind(i, j - 1), is_total)
                 proto = protos.get(key)
                 if proto is None:
                     sheets.body_cell(cell, key[0])
                     if is_total:
                         cell.font = bold
-                    protos[key] = cell
+                    protos[key] = copy(cell._style)  # before the value: its quote prefix is the cell's own
                 else:
-                    cell._style = copy(proto._style)
+                    cell._style = copy(proto)
+                if v is not None and v != "":
+                    safeio.write_cell_value(cell, v)  # text stays text (quote prefix if formula-like), never a formula
     sheets.page_setup(ws, spec.print_rows)
     if spec.freeze:
         ws.freeze_panes = spec.freeze
@@ -242,11 +243,13 @@ def _code_name_for(pkg: Package, name: str) -> str:
     return f"Sheet{n}"
 
 
-def write_package(pkg: Package, specs: Sequence[SheetSpec], updates: dict) -> None:
+def write_package(pkg: Package, specs: Sequence[SheetSpec], updates: dict, progress: Progress | None = None) -> None:
     """Put the generated sheets and the annex 完成数 into the package (nothing else changes)."""
     styles = _Styles(pkg)
     after = layout.SHEET_ANNEX
-    for spec in sorted(specs, key=lambda sp: SHEET_ORDER.index(sp.name)):
+    for i, spec in enumerate(sorted(specs, key=lambda sp: SHEET_ORDER.index(sp.name)), start=1):
+        if progress:
+            progress(f"写入“{spec.name}”", i, len(specs))
         extras = _chart_parts(spec) if spec.chart else None
         xml = _sheet_xml(spec, styles, _code_name_for(pkg, spec.name), bool(extras))
         pkg.replace_sheet(spec.name, xml, after, extras)
