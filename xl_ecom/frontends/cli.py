@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import importlib
 import importlib.util
+import io
 import json
 import logging
 import shutil
@@ -369,7 +370,7 @@ def cmd_check(args) -> int:
 def cmd_run(args) -> int:
     """The main job on the built-in plan: check it, build the workbook, write department and county files."""
     from xl_ecom.policy.check import WARNING, check_plan
-    from xl_ecom.workflows import build, counties, departments, settings
+    from xl_ecom.workflows import counties, departments, settings
 
     out = Path(args.out)
     findings = check_plan()
@@ -398,57 +399,50 @@ def cmd_run(args) -> int:
 
 
 # --- the workflow commands, run under this module's exit-code convention ---------------------------
-# The workflow modules register their subcommands (add_cli); the handlers below replace theirs so
-# that every command reports errors the same way (错误： on stderr, exit 2) and shows progress.
+# The workflow modules register their subcommands (add_cli) with their own handlers.  main() runs each
+# under the one convention: inputs named on the command line are checked first (a missing file is
+# 错误： on stderr, exit 2), and a handler that reports an error on stdout or without the 错误：
+# prefix has its message moved to stderr with the prefix.  departments, counties and refresh get the
+# terminal progress bar: their workflow functions take a progress argument.
 
 def cmd_build(args) -> int:
-    from xl_ecom.workflows import build
-
     from xl_ecom.frontends.addin import XLWINGS_ADDIN
-    from xl_ecom.workflows import upgrade
+    from xl_ecom.workflows import build, upgrade
 
     report = upgrade.write_city_workbook(args.out or build.DEFAULT_OUT, addin=XLWINGS_ADDIN, command="xl-ecom build")
     _out(report.to_text())  # an existing workbook is rebuilt with its data kept, after a backup
     return DONE
 
 
-def _export(args, make, label: str, subdir: str) -> int:
-    from xl_ecom.workflows.departments import cli_context
+def _with_progress(make, progress):
+    def made(folder, **kwargs):
+        return make(folder, progress=progress, **kwargs)
 
-    folder, on, due = cli_context(args)
-    progress = _progress(args)
-    try:
-        paths = make(folder, on=on, due=due, progress=progress)
-    finally:
-        progress.close()
-    _out(f"已生成{label}{len(paths)}个，在 {folder / subdir}：")
-    for p in paths:
-        _out(f"  {p.name}")
-    return DONE
+    return made
 
 
 def cmd_departments(args) -> int:
     from xl_ecom.workflows import departments
 
-    return _export(args, departments.make_department_sheets, "部门任务表", departments.SUBDIR)
+    make = _with_progress(departments.make_department_sheets, _progress(args))
+    return departments.run_export_cli(args, make, "部门任务表", departments.SUBDIR)
 
 
 def cmd_counties(args) -> int:
-    from xl_ecom.workflows import counties
+    from xl_ecom.workflows import counties, departments
 
-    return _export(args, counties.make_for_cli(args), "县区工作簿", counties.SUBDIR)  # --workbook/--db: the ledger issues tokens
+    make = counties.make_for_cli(args) if hasattr(counties, "make_for_cli") else counties.make_county_workbooks
+    return departments.run_export_cli(args, _with_progress(make, _progress(args)), "县区工作簿", counties.SUBDIR)
 
 
 def cmd_refresh(args) -> int:
     from xl_ecom.workflows import refresh
 
     progress = _progress(args)
+    use = progress
     if args.verbose and not progress.enabled:  # refresh -v: progress lines even without a terminal
-        def progress_lines(message, done=None, total=None):
+        def use(message, done=None, total=None):
             print(status_text(message, done, total), file=sys.stderr)
-        use = progress_lines
-    else:
-        use = progress
     try:
         report = refresh.refresh_workbook(_existing_file(args.workbook), on=args.date, backup=not args.no_backup, progress=use)
     finally:
@@ -457,41 +451,77 @@ def cmd_refresh(args) -> int:
     return DONE
 
 
-def cmd_validate(args) -> int:
-    from xl_ecom.workflows import validate
-
-    path = _existing_file(args.workbook)
-    problems = validate.validate_workbook(path, include_plan=not args.no_plan)
-    _out(f"校验数据：{path.name}")
-    _out(validate.report_text(problems))
-    return DONE_WITH_PROBLEMS if any(p.is_error for p in problems) else DONE
-
-
-def cmd_collect(args) -> int:
-    from xl_ecom.workflows import collect
-
-    folder = Path(args.folder)
-    if not folder.is_dir():
-        raise XlEcomError(f"找不到文件夹“{folder}”")
-    if args.into:
-        _existing_file(args.into, "市级工作簿")
-    report = collect.collect(folder, into=args.into, db=getattr(args, "db", None))
-    _out(report.to_text())
-    if report.fatal:
-        print(f"错误：{report.fatal}", file=sys.stderr)
-        return ERROR
-    return min(int(report.exit_code), ERROR)
-
-
-#: subcommand -> the handler used instead of the workflow module's own
+#: subcommand -> the handler used instead of the workflow module's own (progress; build with the xlwings add-in)
 HANDLERS = {
     "build": cmd_build,
     "departments": cmd_departments,
     "counties": cmd_counties,
     "refresh": cmd_refresh,
-    "validate": cmd_validate,
-    "collect": cmd_collect,
 }
+
+#: subcommand -> (argument, what it names, "file" | "folder"): checked before the handler runs
+INPUTS = {
+    "validate": [("workbook", "工作簿", "file")],
+    "collect": [("folder", "文件夹", "folder"), ("into", "市级工作簿", "file")],
+    "departments": [("workbook", "工作簿", "file")],
+    "counties": [("workbook", "工作簿", "file")],
+    "refresh": [("workbook", "工作簿", "file")],
+    "mail": [("workbook", "工作簿", "file")],
+}
+
+#: subcommands whose handler may print its error on stdout or with another prefix (生成失败：)
+_NORMALISE = ("build", "validate", "collect")
+_PREFIXES = ("生成失败：",)
+
+
+def check_inputs(command: str, args) -> None:
+    """Raise (错误：…, exit 2) when a file or folder named on the command line does not exist."""
+    for dest, what, kind in INPUTS.get(command, ()):
+        value = getattr(args, dest, None)
+        if not value:
+            continue
+        path = Path(value)
+        if kind == "file" and not path.is_file():
+            raise XlEcomError(f"找不到{what}“{path}”")
+        if kind == "folder" and not path.is_dir():
+            raise XlEcomError(f"找不到{what}“{path}”")
+
+
+def _normalised(func):
+    """Run a workflow handler, then make its error report follow the convention: on exit 2 the
+    错误：lines are on stderr (moved from stdout) and every error text starts with 错误：."""
+
+    def handler(args) -> int:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = func(args)
+        text_out, text_err = out.getvalue(), err.getvalue()
+        if code == ERROR:
+            lines = text_out.splitlines(keepends=True)
+            moved = [line for line in lines if line.startswith("错误：")]
+            text_out = "".join(line for line in lines if not line.startswith("错误："))
+            text_err = "".join(moved) + text_err
+            for prefix in _PREFIXES:
+                text_err = text_err.removeprefix(prefix)
+            if not text_err.startswith("错误："):
+                text_err = "错误：" + (text_err or "命令未完成。\n")
+        sys.stdout.write(text_out)
+        sys.stderr.write(text_err)
+        return code
+
+    return handler
+
+
+def _conforming(command: str, func):
+    inner = _normalised(func) if command in _NORMALISE else func
+
+    def handler(args) -> int:
+        check_inputs(command, args)
+        return inner(args)
+
+    handler.__wrapped__ = func  # type: ignore[attr-defined]
+    return handler
+
 
 #: commands with --json output; `status` joins when it exists (its handler reads args.json)
 JSON_COMMANDS = ("calc", "check", "status")
@@ -548,9 +578,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name in FRONT_ENDS:
         if importlib.util.find_spec(name) is not None:
             importlib.import_module(name).add_cli(sub)
-    for command, handler in HANDLERS.items():
-        if command in sub.choices:
-            sub.choices[command].set_defaults(func=handler)
+    for command, parser_of in sub.choices.items():
+        own = parser_of.get_default("func")
+        if own is not None and command not in ("calc", "clauses", "check", "run"):
+            parser_of.set_defaults(func=_conforming(command, HANDLERS.get(command, own)))
 
     from xl_ecom.frontends import bundle, setup_excel
 
