@@ -342,10 +342,9 @@ class SubmissionWriter:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type, exc_value, tb) -> bool:
+    def __exit__(self, exc_type, exc_value, tb) -> None:
         if exc_type is None:
             self._ledger._write_submission(self)
-        return False
 
 
 # ----------------------------------------------------------------------------------------------- ledger
@@ -472,7 +471,7 @@ class Ledger:
         created = _now()
         new_id = conn.execute(
             S.rounds.insert().values(label=label, deadline=deadline, created_at=created)
-        ).inserted_primary_key[0]
+        ).inserted_primary_key[0]  # type: ignore[index]
         self._log(conn, "新建报送轮次", f"{label}" + (f"（截止 {deadline}）" if deadline else ""))
         return Round(new_id, label, deadline, created)
 
@@ -519,7 +518,7 @@ class Ledger:
             new_id = conn.execute(
                 S.issues.insert().values(unit=unit, kind=kind, round_id=rnd.id, file_name=str(file_name),
                                          sha256=content_sha256, token=None, issued_at=issued)
-            ).inserted_primary_key[0]
+            ).inserted_primary_key[0]  # type: ignore[index]
             token = self._token(conn, unit, rnd.label, new_id)
             conn.execute(S.issues.update().where(S.issues.c.id == new_id).values(token=token))
             self._log(conn, "下发文件", f"{unit}（{kind}，{rnd.label}）{file_name} 第{new_id}号")
@@ -589,7 +588,7 @@ class Ledger:
                 issue_id=sub.issue_id, file_name=sub.file_name, sha256=sub.sha256, size=sub.size,
                 received_at=sub.received_at, status=status, version=version, row_count=len(rows),
                 problem_count=len(sub._problems), reason=reason,
-            )).inserted_primary_key[0]
+            )).inserted_primary_key[0]  # type: ignore[index]
             self._insert_rows(conn, new_id, rows)
             if sub._problems:
                 conn.execute(S.problems.insert(), [
@@ -609,7 +608,7 @@ class Ledger:
     def _insert_rows(self, conn: sa.Connection, submission_id: int, rows: list[tuple[str, int, str]]) -> None:
         if not rows:
             return
-        raw = conn.connection.driver_connection
+        raw: Any = conn.connection.driver_connection
         if conn.dialect.name == "sqlite":
             cur = raw.cursor()
             cur.executemany(
@@ -709,7 +708,7 @@ class Ledger:
         Python object is made per row."""
         s, r = S.submissions, S.rows
         subs = conn.execute(sa.select(s.c.id, s.c.unit).where(*where).order_by(s.c.id)).all()
-        groups = []
+        groups: list[tuple[int, str, str, int, int]] = []
         for sub_id, unit in subs:  # each bound found through the index, not by scanning the rows
             if table_key is None:
                 keys = conn.execute(sa.select(r.c.table_key).distinct().where(r.c.submission_id == sub_id)
@@ -720,7 +719,7 @@ class Ledger:
                 inside = (r.c.submission_id == sub_id, r.c.table_key == key)
                 low = conn.execute(sa.select(sa.func.min(r.c.id)).where(*inside)).scalar()
                 if low is not None:
-                    high = conn.execute(sa.select(sa.func.max(r.c.id)).where(*inside)).scalar()
+                    high = conn.execute(sa.select(sa.func.max(r.c.id)).where(*inside)).scalar_one()
                     groups.append((sub_id, unit, key, low, high))
         if conn.dialect.name == "sqlite":
             sql = ("SELECT group_concat(data, char(10)), group_concat(row_number, ','), count(*) FROM "
@@ -747,7 +746,7 @@ class Ledger:
             new_id = conn.execute(S.mail_attempts.insert().values(
                 round_id=rnd.id, unit=unit, address=address, file_name=str(file_name), kind=kind, status=status,
                 detail=detail or "", message_id=message_id or "", attempted_at=attempted_at or _now(),
-            )).inserted_primary_key[0]
+            )).inserted_primary_key[0]  # type: ignore[index]
             self._log(conn, "邮件发送", f"{unit} <{address}> {file_name}：{status}" + (f"（{detail}）" if detail else ""))
             return new_id
 
@@ -850,7 +849,7 @@ class _Tx:
             raise _db_error(err, self.ledger.url) from None
         return self.conn
 
-    def __exit__(self, exc_type, exc_value, tb) -> bool:
+    def __exit__(self, exc_type, exc_value, tb) -> None:
         try:
             if exc_type is None:
                 self.tx.commit()
@@ -869,7 +868,6 @@ class _Tx:
             ("sqlite3", "psycopg")
         ):
             raise _db_error(exc_value, self.ledger.url) from None
-        return False
 
 
 # ----------------------------------------------------------------------------------------------- helpers
