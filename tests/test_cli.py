@@ -225,6 +225,7 @@ def test_calc_without_a_workbook_takes_the_plan_default(monkeypatch, capsys):
     monkeypatch.setattr(cli, "default_workbook", lambda: None)
     code, out, _ = _main(["calc", "AWARD_LIVESTREAM", "800000", "--json"], capsys)
     data = json.loads(out)
+    assert code == 0
     assert data["date"] == SETTINGS_DEFAULTS["政策日期"].isoformat() and data["date_source"] == "方案默认"
 
 
@@ -338,3 +339,22 @@ def test_progress_is_silent_without_a_terminal_and_logged_with_v(tmp_path):
     assert "调试" not in r.stderr
     r = run("-vv", "calc", "AWARD_LIVESTREAM", "1")
     assert r.returncode == 0 and "调试 xl_ecom.cli：命令：calc" in r.stderr
+
+
+def test_refresh_runs_under_main_with_progress_lines(city_workbook, tmp_path):
+    import shutil
+
+    target = tmp_path / city_workbook.name
+    shutil.copy2(city_workbook, target)
+    r = run("refresh", str(target), "--no-backup", "-v")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("已刷新：") and "打开工作簿" in r.stderr and "\r" not in r.stderr
+
+
+def test_a_handler_reporting_its_error_on_stdout_is_moved_to_stderr(tmp_path, capsys):
+    bad = tmp_path / "坏.xlsm"
+    bad.write_bytes(b"not a zip")
+    code, out, err = _main(["validate", str(bad)], capsys)
+    assert code == 2 and err.startswith("错误：") and "错误：" not in out and "坏.xlsm" in err
+    code, out, err = _main(["build", "--out", str(tmp_path / "工作簿.xlsx")], capsys)
+    assert code == 2 and err.startswith("错误：") and "生成失败" not in err and ".xlsm" in err
