@@ -122,3 +122,41 @@ def test_engine_scalar_nan_rate_is_an_error_not_the_ceiling():
         udfs.AWARD_UPLINK("50%")
     assert udfs.AWARD_UPLINK(2e7, "1%") == udfs.AWARD_UPLINK(2e7) == 200000.0
     assert udfs.AWARD_UPLINK("２０００万") == 200000.0
+
+
+# --- the engine's fast cent conversions equal the exact Decimal one -------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from xl_ecom.rules import engine  # noqa: E402
+
+_amounts = st.one_of(
+    st.floats(0, 1e12, allow_nan=False),
+    st.integers(0, 10**14).map(lambda c: c / 100),
+    st.integers(0, 10**13).map(lambda k: k / 100 + 0.005),  # half cents
+    st.integers(0, 10**12),
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_amounts)
+def test_fast_scalar_cents_equal_decimal_half_up(x):
+    fast = engine._cents_of_number(x)
+    assert fast is None or fast == to_cents(x, "金额")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_amounts, min_size=1, max_size=50))
+def test_fast_vector_cents_equal_decimal_half_up(xs):
+    spec = engine.get_rule("AWARD_UPLINK").input("sales")
+    cents, blank = engine._money_cents(spec, np.array(xs, dtype=float))
+    assert blank is None
+    assert cents.tolist() == [to_cents(float(x), "金额") for x in xs]
+
+
+def test_fast_scalar_cents_leave_the_hard_cases_to_the_exact_path():
+    for x in (0.005, 1.015, 2.675, float("nan"), float("inf"), -1.0, 1e13, True, "5", None):
+        assert engine._cents_of_number(x) is None, x
+    assert engine._cents_of_number(12345678.9) == 1234567890
+    assert engine._cents_of_number(7) == 700

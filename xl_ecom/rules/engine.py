@@ -9,6 +9,7 @@ come from the plan data, resolved as of a policy date.  This module never import
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
@@ -38,10 +39,21 @@ _TRUE = {"是", "true", "TRUE", "True", "1", "y", "Y", "yes", "有"}
 _FALSE = {"否", "false", "FALSE", "False", "0", "n", "N", "no", "无"}
 
 
+_TODAY: list = [0.0, None]  # [local midnight ending the day, the day]
+
+
+def _today() -> dt.date:
+    """dt.date.today(), read from the clock only when the day may have changed."""
+    if time.time() >= _TODAY[0]:
+        day = dt.date.today()
+        _TODAY[:] = [dt.datetime.combine(day + dt.timedelta(days=1), dt.time()).timestamp(), day]
+    return _TODAY[1]
+
+
 def policy_date(on: dt.date | str | None = None) -> dt.date:
     """The date the rules are evaluated as of (default: today)."""
     if on is None or on == "":
-        return dt.date.today()
+        return _today()
     if isinstance(on, dt.datetime):
         return on.date()
     if isinstance(on, dt.date):
@@ -282,9 +294,29 @@ def _choice(spec, value):
     raise InputError(f"{spec.label}“{text}”无效，应为：{shown}")
 
 
+_HALF_CENT_WINDOW = 1e-9
+
+
+def _cents_of_number(value) -> int | None:
+    """Cents of a plain float/int amount when float arithmetic gives them exactly: away from a
+    half cent, rint(x·100) is the half-up cent (the vector path's test, see _money_cents).
+    None: not such a value (text, NaN, ±inf, negative, too large, at a half cent)."""
+    t = type(value)
+    if t is int:
+        return value * 100 if 0 <= value <= _MAX_YUAN_INT else None
+    if t is not float or not 0.0 <= value <= _MAX_YUAN:
+        return None
+    scaled = value * 100.0
+    cents = round(scaled)
+    if abs(scaled - cents) < 0.5 - (_HALF_CENT_WINDOW + scaled * 4e-15):
+        return cents
+    return None
+
+
 def _scalar_value(spec, value):
     if spec.kind == "money":
-        return to_cents(value, spec.label, nan_blank=False)
+        cents = _cents_of_number(value)
+        return to_cents(value, spec.label, nan_blank=False) if cents is None else cents
     if spec.kind == "choice":
         return _choice(spec, value)
     dec = parse_number(value, spec.label, percent_ok=spec.kind == "rate", nan_blank=False)
@@ -525,6 +557,7 @@ def _check_range(spec, x: np.ndarray, limit: float | None) -> float:
 
 
 _MAX_YUAN = float(MAX_YUAN)
+_MAX_YUAN_INT = int(MAX_YUAN)
 
 
 def _money_cents(spec, col) -> tuple[np.ndarray, np.ndarray | None]:
@@ -537,7 +570,7 @@ def _money_cents(spec, col) -> tuple[np.ndarray, np.ndarray | None]:
     scaled = x * 100.0
     cents = np.rint(scaled)
     d = np.subtract(scaled, cents)
-    window = 0.5 - (1e-9 + hi * 100.0 * 4e-15)
+    window = 0.5 - (_HALF_CENT_WINDOW + hi * 100.0 * 4e-15)
     if d.size and (d.max() >= window or -d.min() >= window):
         fix = np.flatnonzero(np.abs(d) >= window)
         cents[fix] = [to_cents(float(v), spec.label) for v in x[fix]]
