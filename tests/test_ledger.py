@@ -483,3 +483,20 @@ def test_the_migrations_ship_in_the_wheel(tmp_path):
     shipped = {p.relative_to(root).as_posix() for p in (root / "xl_ecom/ledger/migrations").rglob("*")
                if p.is_file() and p.suffix in (".py", ".mako")}
     assert shipped and shipped <= names, shipped - names
+
+
+def test_sqlite_on_a_network_share_is_refused(tmp_path):
+    from xl_ecom.ledger.store import network_share
+
+    mounts = ("/dev/vda1 / ext4 rw 0 0\n"
+              "//server/科室 /mnt/share cifs rw 0 0\n"
+              "nas:/export /mnt/nas\\040dir nfs4 rw 0 0\n"
+              "/dev/vdb1 /mnt/share/local ext4 rw 0 0\n")
+    assert network_share(Path("/mnt/share/目标任务分解表.台账.sqlite"), mounts) == "cifs"
+    assert network_share(Path("/mnt/nas dir/a.sqlite"), mounts) == "nfs4"
+    assert network_share(Path("/mnt/share/local/a.sqlite"), mounts) is None  # a local disk mounted inside
+    assert network_share(Path("/mnt/shared/a.sqlite"), mounts) is None
+    assert network_share(Path("//server/科室/a.sqlite"), "") == "网络共享路径"
+    assert network_share(tmp_path / "a.sqlite") is None  # this machine's temp folder is local
+    with pytest.raises(LedgerError, match=r"网络共享.*PostgreSQL"):
+        open_ledger(url="sqlite://///server/科室/目标任务分解表.台账.sqlite")

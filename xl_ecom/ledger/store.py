@@ -194,6 +194,41 @@ def resolve_url(workbook_path: Path | str | None, url_or_none: str | None) -> st
     return "sqlite:///" + str(default_path(Path(workbook_path).resolve()))
 
 
+NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "afs", "ncpfs", "fuse.sshfs", "davfs", "fuse.davfs2",
+              "glusterfs", "ceph", "9p"}
+
+
+def network_share(path: Path, mounts: str | None = None) -> str | None:
+    """The kind of network share ``path`` lies on (“\\\\服务器\\共享”, “网络驱动器 Z:”, “cifs”…), or None on a
+    local disk. SQLite's locking is unreliable over such shares: two PCs can corrupt the file."""
+    text = str(path)
+    if text.startswith(("\\\\", "//")):
+        return "网络共享路径"
+    if os.name == "nt":  # pragma: no cover - Windows only
+        import ctypes
+
+        drive = os.path.splitdrive(os.path.abspath(text))[0]
+        if drive and ctypes.windll.kernel32.GetDriveTypeW(drive + "\\") == 4:  # DRIVE_REMOTE
+            return f"网络驱动器 {drive}"
+        return None
+    if mounts is None:
+        try:
+            mounts = Path("/proc/self/mounts").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+    best, kind = "", None
+    resolved = os.path.abspath(text)
+    for line in mounts.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        point = parts[1].replace("\\040", " ")
+        inside = resolved == point or resolved.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, parts[2]
+    return kind if kind in NETWORK_FS else None
+
+
 def _mask(text: str) -> str:
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", text)
 
@@ -212,6 +247,12 @@ def _make_engine(url: str) -> sa.Engine:
         if database in ("", ":memory:"):
             raise LedgerError(f"台账必须是磁盘上的文件，不能是内存数据库：{shown}")
         folder = Path(database).parent
+        share = network_share(Path(database))
+        if share is not None:
+            raise LedgerError(
+                f"台账 {database} 位于网络共享（{share}）上：SQLite 在网络共享上加锁不可靠，几台电脑同时写会损坏台账。"
+                "请把工作簿放在本机磁盘上，或多人共用时用 --db（设置表的“台账数据库”）指定 PostgreSQL 数据库"
+            )
         if not folder.is_dir():
             raise LedgerError(f"台账所在的文件夹不存在：{folder}")
         engine = sa.create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
