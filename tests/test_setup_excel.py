@@ -144,3 +144,13 @@ def test_readme_and_the_readme_sheet_give_one_set_of_instructions():
         assert "64 位" in text and "install.bat" in text and "pywin32" in text
         # the old, contradicting advice is gone
         assert "保持 python" not in text and "python.exe 的完整路径" not in text and "本项目目录”" not in text
+
+
+def test_refused_while_another_command_holds_the_workbook(workbook):
+    from xl_ecom.ledger.lock import workbook_lock
+
+    before = workbook.read_bytes()
+    with workbook_lock(workbook, "汇总县区报表"):
+        r = run("setup-excel", str(workbook), "--no-backup")
+    assert r.returncode == 2 and r.stderr.startswith("错误：") and "汇总县区报表" in r.stderr, r.stderr
+    assert workbook.read_bytes() == before

@@ -23,6 +23,7 @@ from pathlib import Path
 from lxml import etree
 
 from xl_ecom.common.errors import XlEcomError
+from xl_ecom.ledger.lock import workbook_lock
 from xl_ecom.ooxml import safeio, xml
 from xl_ecom.ooxml.namespaces import MAIN, q
 from xl_ecom.ooxml.package import Package
@@ -183,6 +184,13 @@ def configure(workbook, setup: Setup, *, write: bool = True, backup: bool = True
     path = Path(workbook)
     if not path.is_file():
         raise SetupError(f"找不到工作簿“{path}”")
+    if not write:
+        return _configure(path, setup, write=False, backup=backup)
+    with workbook_lock(path, "设置 Excel"):  # no other command rewrites it meanwhile
+        return _configure(path, setup, write=True, backup=backup)
+
+
+def _configure(path: Path, setup: Setup, *, write: bool, backup: bool) -> tuple[dict[str, str | None], Path | None]:
     pkg = Package(path.read_bytes(), path.name)
     if CONF_SHEET not in pkg.sheet_names:
         raise SetupError(f"工作簿“{path.name}”中没有“{CONF_SHEET}”表；请使用 xl-ecom build 生成的工作簿")
