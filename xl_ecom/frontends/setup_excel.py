@@ -23,7 +23,6 @@ from pathlib import Path
 from lxml import etree
 
 from xl_ecom.common.errors import XlEcomError
-from xl_ecom.ledger.lock import workbook_lock
 from xl_ecom.ooxml import safeio, xml
 from xl_ecom.ooxml.namespaces import MAIN, q
 from xl_ecom.ooxml.package import Package
@@ -186,6 +185,9 @@ def configure(workbook, setup: Setup, *, write: bool = True, backup: bool = True
         raise SetupError(f"找不到工作簿“{path}”")
     if not write:
         return _configure(path, setup, write=False, backup=backup)
+    # the ledger (SQLAlchemy) is imported only when writing
+    from xl_ecom.ledger.lock import workbook_lock
+
     with workbook_lock(path, "设置 Excel"):  # no other command rewrites it meanwhile
         return _configure(path, setup, write=True, backup=backup)
 
