@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from xl_ecom.policy.boundaries import holds
+from xl_ecom.policy.boundaries import BOUNDARY_WORDS, boundary, holds
 from xl_ecom.common.errors import InputError
 from xl_ecom.rules.money import (
     MAX_CENTS,
@@ -142,6 +142,11 @@ def resolve(rule_id: str, on=None, plan: Plan | None = None) -> _Resolved:
 
 # --- the two backends ------------------------------------------------------------------------------
 
+@lru_cache(maxsize=4096)
+def _ratio(rate: Decimal) -> tuple[int, int]:
+    return rate.as_integer_ratio()
+
+
 class _ScalarOps:
     vector = False
 
@@ -162,17 +167,16 @@ class _ScalarOps:
 
     @staticmethod
     def mul_rate(cents, rate):
+        # a rate of few digits (every plan rate): exact integer half-up, as the vector path
+        p, q = _ratio(rate)
+        if q <= 10**12:
+            return (2 * cents * p + q) // (2 * q)
         return mul_rate(cents, rate)
 
     @staticmethod
     def cumcap(raw, cap, paid_before):
         room = cap - paid_before
         return raw if raw <= room else max(room, 0)
-
-
-@lru_cache(maxsize=None)
-def _ratio(rate: Decimal) -> tuple[int, int]:
-    return rate.as_integer_ratio()
 
 
 class _VectorOps:
@@ -211,6 +215,8 @@ class _VectorOps:
 
 
 _SCALAR = _ScalarOps()
+#: each boundary word's comparison (policy.boundaries), looked up once per word
+_OPS = {word: b.op for word, b in BOUNDARY_WORDS.items()}
 _VECTOR = _VectorOps()
 
 
@@ -223,7 +229,7 @@ def _run(body: dict, v: Mapping[str, Any], ops, *, cum_state=None, trace: list |
     eligible = within
     for c in body.conditions:
         value = v[c.input]
-        ok = holds(value, c.word, c.threshold)
+        ok = (_OPS.get(c.word) or boundary(c.word).op)(value, c.threshold)
         eligible = ok if eligible is True else (eligible & ok)
         if trace is not None:
             trace.append(ConditionStep(c, value, bool(ok)))
@@ -319,6 +325,10 @@ def _scalar_value(spec, value):
         return to_cents(value, spec.label, nan_blank=False) if cents is None else cents
     if spec.kind == "choice":
         return _choice(spec, value)
+    if spec.kind == "count":
+        t = type(value)
+        if (t is int and value >= 0) or (t is float and value.is_integer() and value >= 0.0):
+            return int(value)
     dec = parse_number(value, spec.label, percent_ok=spec.kind == "rate", nan_blank=False)
     if dec is None:
         return None
