@@ -1,17 +1,50 @@
 """LibreOffice headless for tests: recalculate workbooks and render PDFs.
 
 Tests that use it FAIL when LibreOffice is missing (CI installs it); they never skip.
+
+Each conversion is shared within one test run.  A file's bytes are hashed, and a (hash, format) pair is
+converted once: later requests for the same bytes, from any test, module or pytest-xdist worker of the
+same run, get a copy of that result.  The run's cache lives under pytest's base temporary directory
+(the one all xdist workers of a run share) and is written by atomic renames, so a worker never reads a
+half-written file.  Nothing is kept from one run to the next: every run's LibreOffice really opens and
+recalculates every file the tests check.
+
+Each process (so each xdist worker) has its own LibreOffice profile (``-env:UserInstallation``).  Two
+soffice processes on one profile would not run side by side: the second hands its files to the first
+and may return before they are written.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-_PROFILE = Path(tempfile.gettempdir()) / f"xl-ecom-lo-profile-{os.getpid()}"
+FILTERS = {"xlsx": "xlsx:Calc MS Excel 2007 XML", "pdf": "pdf:calc_pdf_Export"}
+
+_cache_dir: Path | None = None
+_profile: Path | None = None
+#: how many files this process handed to LibreOffice, and how many soffice processes it started
+stats = {"converted": 0, "shared": 0, "runs": 0}
+
+
+def configure(cache_dir: Path, profile: Path) -> None:
+    """Set the run's shared cache and this process's own profile (tests/conftest.py does, per session)."""
+    global _cache_dir, _profile
+    _cache_dir, _profile = Path(cache_dir), Path(profile)
+    _cache_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _dirs() -> tuple[Path, Path]:
+    global _cache_dir, _profile
+    if _cache_dir is None or _profile is None:  # used outside pytest: a private cache and profile
+        base = Path(tempfile.mkdtemp(prefix="xl-ecom-lo-"))
+        configure(base / "cache", base / "profile")
+    assert _cache_dir is not None and _profile is not None
+    return _cache_dir, _profile
 
 
 def soffice() -> str:
@@ -21,18 +54,18 @@ def soffice() -> str:
     return exe
 
 
-def convert(paths, outdir, fmt: str = "xlsx", timeout: int = 240) -> list[Path]:
-    """Open each file in LibreOffice (recalculating every formula) and save it as ``fmt``.
+def _digest(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
-    Returns the converted files in the order given.  One soffice process handles the batch.
-    """
-    paths = [Path(p) for p in paths]
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    filt = {"xlsx": "xlsx:Calc MS Excel 2007 XML", "pdf": "pdf:calc_pdf_Export"}.get(fmt, fmt)
+
+def _run_soffice(paths: list[Path], filt: str, ext: str, timeout: int) -> list[Path]:
+    """One soffice process for ``paths`` (distinct stems); returns the outputs in a fresh directory."""
+    cache, profile = _dirs()
+    outdir = Path(tempfile.mkdtemp(prefix="out-", dir=cache))
     cmd = [
         soffice(),
-        f"-env:UserInstallation=file://{_PROFILE}",
+        f"-env:UserInstallation={profile.resolve().as_uri()}",
         "--headless",
         "--norestore",
         "--convert-to",
@@ -41,13 +74,57 @@ def convert(paths, outdir, fmt: str = "xlsx", timeout: int = 240) -> list[Path]:
         str(outdir),
         *map(str, paths),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    ext = fmt.split(":")[0]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"LibreOffice took over {timeout} s to convert {[p.name for p in paths]}") from exc
+    stats["runs"] += 1
+    stats["converted"] += len(paths)
     out = [outdir / (p.stem + "." + ext) for p in paths]
     missing = [str(o) for o in out if not o.exists()]
     if missing:
         raise AssertionError(f"LibreOffice did not produce {missing}: {proc.stdout}\n{proc.stderr}")
     return out
+
+
+def convert(paths, outdir, fmt: str = "xlsx", timeout: int = 300) -> list[Path]:
+    """Open each file in LibreOffice (recalculating every formula) and save it as ``fmt``.
+
+    Returns ``outdir/<stem>.<ext>`` for each file, in the order given.  Files this run has not converted
+    yet go to LibreOffice together, in one soffice process (a second only when two share a stem).
+    """
+    paths = [Path(p) for p in paths]
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    filt = FILTERS.get(fmt, fmt)
+    ext = fmt.split(":")[0]
+    cache, _ = _dirs()
+    keys = [cache / f"{_digest(p)}.{ext}" for p in paths]
+    dests = [outdir / (p.stem + "." + ext) for p in paths]
+    clash = {d for d, k in zip(dests, keys) if any(d == d2 and k != k2 for d2, k2 in zip(dests, keys))}
+    if clash:
+        raise AssertionError(f"different files would be written to the same output: {sorted(map(str, clash))}")
+
+    todo: dict[Path, Path] = {}  # cache entry -> a source with those bytes
+    for p, key in zip(paths, keys):
+        if not key.exists():
+            todo.setdefault(key, p)
+    stats["shared"] += len(paths) - len(todo)
+    pending = list(todo.items())
+    while pending:
+        batch, stems, rest = [], set(), []
+        for key, p in pending:
+            (rest if p.stem in stems else batch).append((key, p))
+            stems.add(p.stem)
+        outs = _run_soffice([p for _, p in batch], filt, ext, timeout)
+        for (key, _), produced in zip(batch, outs):
+            os.replace(produced, key)  # atomic: another worker sees all of it or nothing
+        shutil.rmtree(outs[0].parent, ignore_errors=True)
+        pending = rest
+
+    for key, dest in zip(keys, dests):
+        shutil.copyfile(key, dest)
+    return dests
 
 
 def recalculated(paths, outdir) -> list[Path]:
