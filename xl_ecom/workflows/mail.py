@@ -103,6 +103,7 @@ __all__ = [
     "sender_from_settings",
     "normalize_address",
     "load_templates",
+    "load_template",
     "plan_messages",
     "build_message",
     "message_bytes",
@@ -203,6 +204,10 @@ class OutgoingMessage:
     subject: str
     body: str
     data: bytes = field(repr=False, compare=False)
+    #: 邮件的用途（催报、退回等，含轮内编号）：空 = 下发文件的邮件；非空时算进 Message-ID，同一文件的催报不会被当成已发过的下发邮件
+    purpose: str = ""
+    #: 主附件之后的其他附件：(文件名, 字节)
+    extra: tuple[tuple[str, bytes], ...] = field(default=(), repr=False, compare=False)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -385,34 +390,36 @@ class _LoadedTemplate:
 def load_templates(template_dir: Any = None) -> dict[str, _LoadedTemplate]:
     """读取 部门.txt 和 县区.txt；第一行“主题：……”，其余为正文。"""
     directory = Path(template_dir) if template_dir is not None else TEMPLATE_DIR
-    loaded = {}
-    for category, name in TEMPLATE_FILES.items():
-        path = directory / name
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except FileNotFoundError:
-            raise MailError(f"找不到邮件模板：{path}") from None
-        except UnicodeDecodeError:
-            raise MailError(f"邮件模板 {path} 不是 UTF-8 编码，请用 UTF-8 保存。") from None
-        first, _, rest = text.replace("\r\n", "\n").partition("\n")
-        m = re.match(r"\s*主题\s*[：:]\s*(.*)$", first)
-        if not m:
-            raise MailError(f"邮件模板 {path} 的第一行应以“主题：”开头。")
-        subject = _MailTemplate(m.group(1).strip())
-        body = _MailTemplate(rest.lstrip("\n"))
-        identifiers: set[str] = set()
-        for part in (subject, body):
-            if not part.is_valid():
-                raise MailError(f"邮件模板 {path} 中有无效的占位符（$ 后应为 {{名称}}，写 $$ 表示 $ 字符）。")
-            identifiers.update(part.get_identifiers())
-        unknown = sorted(identifiers - set(_TEMPLATE_KEYS))
-        if unknown:
-            raise MailError(
-                f"邮件模板 {path} 中有未知的占位符：{'、'.join('${' + u + '}' for u in unknown)}；"
-                f"可用的有：{'、'.join('${' + k + '}' for k in _TEMPLATE_KEYS)}。"
-            )
-        loaded[category] = _LoadedTemplate(path, subject, body, frozenset(identifiers))
-    return loaded
+    return {category: load_template(directory / name) for category, name in TEMPLATE_FILES.items()}
+
+
+def load_template(path: Any, keys: Sequence[str] = _TEMPLATE_KEYS) -> _LoadedTemplate:
+    """读取一个邮件模板：第一行“主题：……”，其余为正文；占位符 ${名称} 只能用 ``keys`` 中的名称。"""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise MailError(f"找不到邮件模板：{path}") from None
+    except UnicodeDecodeError:
+        raise MailError(f"邮件模板 {path} 不是 UTF-8 编码，请用 UTF-8 保存。") from None
+    first, _, rest = text.replace("\r\n", "\n").partition("\n")
+    m = re.match(r"\s*主题\s*[：:]\s*(.*)$", first)
+    if not m:
+        raise MailError(f"邮件模板 {path} 的第一行应以“主题：”开头。")
+    subject = _MailTemplate(m.group(1).strip())
+    body = _MailTemplate(rest.lstrip("\n"))
+    identifiers: set[str] = set()
+    for part in (subject, body):
+        if not part.is_valid():
+            raise MailError(f"邮件模板 {path} 中有无效的占位符（$ 后应为 {{名称}}，写 $$ 表示 $ 字符）。")
+        identifiers.update(part.get_identifiers())
+    unknown = sorted(identifiers - set(keys))
+    if unknown:
+        raise MailError(
+            f"邮件模板 {path} 中有未知的占位符：{'、'.join('${' + u + '}' for u in unknown)}；"
+            f"可用的有：{'、'.join('${' + k + '}' for k in keys)}。"
+        )
+    return _LoadedTemplate(path, subject, body, frozenset(identifiers))
 
 
 def plan_messages(
@@ -564,7 +571,20 @@ def build_message(message: OutgoingMessage, sender: Sender, *, message_id: str |
     part.set_param("name", " ".join(Header(filename, "utf-8").encode().split()))
     part.add_header("Content-Disposition", "attachment", filename=("utf-8", "", filename))
     outer.attach(part)
+    for extra_name, extra_data in message.extra:
+        outer.attach(_attachment(_one_line(extra_name), extra_data))
     return outer
+
+
+def _attachment(filename: str, data: bytes) -> MIMEApplication:
+    ctype = mimetypes.guess_type(filename)[0] or _XLSX_TYPE
+    maintype, _, subtype = ctype.partition("/")
+    if maintype != "application":
+        subtype = "octet-stream"
+    part = MIMEApplication(data, _subtype=subtype)
+    part.set_param("name", " ".join(Header(filename, "utf-8").encode().split()))
+    part.add_header("Content-Disposition", "attachment", filename=("utf-8", "", filename))
+    return part
 
 
 def message_bytes(mime: MIMEMultipart) -> bytes:
@@ -610,7 +630,8 @@ def stable_message_id(round_label: str, unit: str, address: str, sha256: str, do
 
 
 def message_id_for(message: OutgoingMessage, sender: Sender, round_label: str) -> str:
-    return stable_message_id(round_label, message.unit, message.address, message.sha256,
+    label = f"{round_label}\x1f{message.purpose}" if message.purpose else round_label
+    return stable_message_id(label, message.unit, message.address, message.sha256,
                              sender.address.rpartition("@")[2])
 
 
