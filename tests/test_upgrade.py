@@ -178,13 +178,15 @@ def test_run_out_dir_on_a_filled_workbook_keeps_its_data(tmp_path, fresh, capsys
     assert not lock_path(city).exists()
 
 
-def test_a_second_upgrade_keeps_the_data_again(tmp_path, fresh):
+def test_upgrading_an_upgraded_workbook_changes_nothing(tmp_path, fresh):
+    """The kept data goes back in exactly as it came out: the second rebuild gives the same bytes."""
     city = tmp_path / NAME
     city.write_bytes(filled(fresh))
     first = upgrade.write_city_workbook(city, addin=XLWINGS_ADDIN)
+    upgraded = city.read_bytes()
     again = upgrade.write_city_workbook(city, addin=XLWINGS_ADDIN)
+    assert again.unchanged and city.read_bytes() == upgraded and backups(tmp_path) == [first.backup]
     check_kept(city)
-    assert first.backup != again.backup and len(backups(tmp_path)) == 2
     assert again.kept_count("企业销售") == 4 and again.kept_count(settings.CONTACTS_SHEET) == first.kept_count(settings.CONTACTS_SHEET)
 
 
@@ -194,15 +196,28 @@ def test_a_new_workbook_is_a_plain_build(tmp_path, fresh):
     assert report.to_text() == f"已生成 {tmp_path / NAME}"
 
 
-def test_an_unfilled_workbook_rebuilds_to_the_same_sheets(tmp_path, fresh):
+def test_an_untouched_current_workbook_is_left_as_it_is(tmp_path, fresh):
+    """Rebuilding a workbook nobody filled gives the fresh build's bytes: nothing to write, no backup."""
     city = tmp_path / NAME
     city.write_bytes(fresh)
     report = upgrade.write_city_workbook(city, addin=XLWINGS_ADDIN)
-    assert report.kept_count("企业销售") == 0 and report.regenerated == []
-    with zipfile.ZipFile(city) as new, zipfile.ZipFile(io.BytesIO(fresh)) as old:
-        assert new.read(xlsm.VBA_PROJECT_PART) == old.read(xlsm.VBA_PROJECT_PART)
-        assert new.read(xlsm.CUSTOM_UI_PART) == old.read(xlsm.CUSTOM_UI_PART)
-    assert openpyxl.load_workbook(city).sheetnames == build.sheet_names(XLWINGS_ADDIN)
+    assert report.unchanged and report.backup is None and "未改动" in report.to_text()
+    assert city.read_bytes() == fresh and sorted(p.name for p in tmp_path.iterdir()) == [NAME]
+
+
+def test_an_older_unfilled_workbook_becomes_the_fresh_build(tmp_path, fresh):
+    with zipfile.ZipFile(io.BytesIO(fresh)) as z:
+        ribbon = xlsm.ribbon_parts(z)
+    wb = openpyxl.load_workbook(io.BytesIO(fresh), keep_vba=True)
+    wb[layout.SHEET_README]["A3"] = "旧版说明"  # structure of an older version, no clerk data
+    out = io.BytesIO()
+    wb.save(out)
+    city = tmp_path / NAME
+    city.write_bytes(xlsm.restore_ribbon(out.getvalue(), ribbon))
+    before = city.read_bytes()
+    report = upgrade.write_city_workbook(city, addin=XLWINGS_ADDIN)
+    assert city.read_bytes() == fresh  # the same bytes as `xl-ecom build` into an empty folder
+    assert report.backup.read_bytes() == before and report.kept_count("企业销售") == 0
 
 
 def test_a_file_that_is_not_a_city_workbook_is_left_alone(tmp_path):

@@ -28,6 +28,7 @@ Chinese what was kept, sheet by sheet.
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import zipfile
 from collections.abc import Sequence
@@ -57,6 +58,7 @@ class UpgradeReport:
 
     path: Path
     created: bool = False  # no workbook was there: a fresh build
+    unchanged: bool = False  # the rebuild gave the very same bytes: nothing written, no backup
     backup: Path | None = None
     kept: list[tuple[str, int, str]] = field(default_factory=list)  # (sheet, count, what)
     regenerated: list[str] = field(default_factory=list)  # generated sheets left for 刷新
@@ -68,6 +70,8 @@ class UpgradeReport:
     def to_text(self) -> str:
         if self.created:
             return f"已生成 {self.path}"
+        if self.unchanged:
+            return f"{self.path} 已是当前版本，重建结果与原文件完全相同，未改动（不需要备份）。"
         lines = [f"已按新版结构重建 {self.path}，原有数据已保留。", f"原工作簿已备份为 {self.backup}"]
         if self.kept:
             lines.append("保留的数据：")
@@ -176,8 +180,19 @@ def _read_settings(ws, report: UpgradeReport) -> dict[str, Any]:
         if settings._PASSWORD_KEY.search(key):
             report.left_out.append(f"{settings.SETTINGS_SHEET}：“{key}”一行（密码不能写在工作簿里）")
             continue
-        out[key] = raw[1] if len(raw) > 1 else None
+        out[key] = _setting_value(key, raw[1] if len(raw) > 1 else None)
     return out
+
+
+def _setting_value(key: str, value: Any) -> Any:
+    """The 值 as the build writes it: a date setting read back as midnight is the date, and a blank
+    where the default is blank is the default (so an untouched 设置 rebuilds to the same sheet)."""
+    default = settings.SETTINGS_DEFAULTS.get(key)
+    if isinstance(value, dt.datetime) and value.time() == dt.time() and "日期" in key:
+        return value.date()
+    if _blank(value) and key in settings.SETTINGS_DEFAULTS and _blank(default):
+        return default
+    return value
 
 
 def _read_annex(ws, plan: Plan) -> dict[tuple[str, str], Any]:
@@ -305,6 +320,9 @@ def write_city_workbook(
             raise UpgradeError(f"无法读取已有的工作簿“{path}”（{exc.strerror or exc}），未改动它。") from None
         kept, report = read_kept(path, plan, addin)
         data = build.build_bytes(plan, addin, kept)
+        if data == old:
+            report.unchanged = True
+            return report
         backup = safeio.backup_path(path)
         try:
             safeio.write_atomically(backup, old, backup=False)
