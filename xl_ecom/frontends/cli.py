@@ -18,7 +18,7 @@ from pathlib import Path
 
 from xl_ecom import __version__
 from xl_ecom.common.errors import XlEcomError
-from xl_ecom.common.progress import status_text
+from xl_ecom.common.progress import Progress, status_text
 
 # front-end modules that register their own subcommands with add_cli(subparsers)
 FRONT_ENDS = (
@@ -439,10 +439,12 @@ def cmd_refresh(args) -> int:
     from xl_ecom.workflows import refresh
 
     progress = _progress(args)
-    use = progress
-    if args.verbose and not progress.enabled:  # refresh -v: progress lines even without a terminal
-        def use(message, done=None, total=None):
-            print(status_text(message, done, total), file=sys.stderr)
+
+    def lines(message, done=None, total=None):
+        print(status_text(message, done, total), file=sys.stderr)
+
+    # refresh -v: progress lines even without a terminal
+    use: Progress = lines if (args.verbose and not progress.enabled) else progress
     try:
         report = refresh.refresh_workbook(_existing_file(args.workbook), on=args.date, backup=not args.no_backup, progress=use)
     finally:
