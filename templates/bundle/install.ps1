@@ -1,7 +1,7 @@
 # xl-ecom offline installer, written by "xl-ecom bundle".
 # Usage (PowerShell): powershell -ExecutionPolicy Bypass -File install.ps1 [workbook.xlsm]
 param([string]$Workbook = "")
-$ErrorActionPreference = "Stop"
+$ErrorActionPreference = "Continue"  # native commands are checked through $LASTEXITCODE
 Set-Location -LiteralPath $PSScriptRoot
 $PyVer = "{{python_version}}"
 $check = "import sys; sys.exit(0 if sys.version_info[:2] == tuple(map(int, '$PyVer'.split('.'))) and sys.maxsize > 2**32 else 1)"
