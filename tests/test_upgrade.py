@@ -31,7 +31,11 @@ SALES = [
     ["大通区", "大通乙公司", None, 0, 10],
 ]
 FORMULA_ROW = ["潘集区", "潘集丙公司", "91340400MA2N0004X4", "=1000*3", None]  # a formula the clerk typed
-MAIL_LOG = [["时间", "单位", "邮箱", "结果"], ["2020-07-01 09:00", "寿县", "shou@example.cn", "已发送"], ["2020-07-01 09:01", "凤台县", "ft@example.cn", "失败"]]
+MAIL_LOG = [
+    ["时间", "单位", "邮箱", "结果"],
+    ["2020-07-01 09:00", "寿县", "shou@example.cn", "已发送"],
+    ["2020-07-01 09:01", "凤台县", "ft@example.cn", "失败"],
+]
 
 
 @pytest.fixture(scope="module")

@@ -1023,10 +1023,10 @@ def build_openpyxl(plan: Plan | None = None, addin: AddIn | None = None, kept: K
         write_config_sheet(wb.create_sheet(config.name), config, kept.config)
     if wb.sheetnames != sheet_names(addin):  # pragma: no cover - guards the order contract
         raise BuildError(f"工作表顺序不对：{wb.sheetnames}")
-    for name, rows in kept.extra_sheets.items():
+    for name, values in kept.extra_sheets.items():
         if name in wb.sheetnames:
             raise BuildError(f"要保留的工作表“{name}”与生成的工作表同名。")
-        write_kept_sheet(wb.create_sheet(name), rows)
+        write_kept_sheet(wb.create_sheet(name), values)
     wb.properties.creator = str(plan.meta.get("issuer", ""))
     wb.properties.title = layout.WORKBOOK_NAME.rsplit(".", 1)[0]
     wb.properties.lastModifiedBy = None
