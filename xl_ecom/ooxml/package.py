@@ -205,7 +205,8 @@ class Package:
                         value = "=" + (child.text or "")
                         break
                     elif tag == _IS and t == "inlineStr":
-                        value = _inline_text(child)
+                        only = child[0] if len(child) == 1 else None
+                        value = (only.text or "") if only is not None and only.tag == _T else _inline_text(child)
                 if value is None:
                     if not v or t == "inlineStr":
                         continue

@@ -4,7 +4,6 @@ CT_Worksheet, in the XlsxWriter style, serialised by lxml row by row)."""
 
 from __future__ import annotations
 
-import copy
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -140,11 +139,11 @@ class PageSetup:
 
 @dataclass
 class Sheet:
-    """What :func:`write_sheet` writes.  ``rows`` yields (row number, height or None, cells) in row
-    order; the cells fill the row from column A, each (value, style index): None, "" or NaN is an
-    empty styled cell, text an inline string (never a formula), anything else a number."""
+    """What :func:`write_sheet` writes.  ``rows`` yields (row number, height or None, values, style
+    indices) in row order; the values fill the row from column A: None, "" or NaN is an empty
+    styled cell, text an inline string (never a formula), anything else a number."""
 
-    rows: Iterable[tuple[int, float | None, Sequence[tuple[Any, int]]]]
+    rows: Iterable[tuple[int, float | None, Sequence[Any], Sequence[int]]]
     dimension: str
     widths: Sequence[float] = ()
     merges: Sequence[str] = ()
@@ -221,38 +220,48 @@ def _row_prototype(signature: tuple) -> etree._Element:
     return row
 
 
+def _kind(v) -> str:
+    """"s" text, "n" number, "" an empty cell (None, "" or NaN)."""
+    cls = v.__class__
+    if cls is str:
+        return "s" if v else ""
+    if v is None or v != v:  # noqa: PLR0124 (NaN)
+        return ""
+    return "n"
+
+
 def _write_sheet_data(xf, sheet: Sheet) -> None:
-    """``<sheetData>``: each row built from a prototype of its cells' kinds and styles (copied by
-    lxml), then written and freed, so a sheet of 400,000 rows never sits in memory as a tree."""
+    """``<sheetData>``: each row copied (by lxml) from a prototype of its cells' kinds and styles,
+    filled, written and freed, so a sheet of 400,000 rows never sits in memory as a tree."""
     letters = sheet.letters
-    protos: dict[tuple, etree._Element] = {}
+    protos: dict[tuple, tuple] = {}
+    clean: dict[str, str] = {}  # cell text without the characters XML cannot hold
     with xf.element("sheetData"):
-        for r, height, cells in sheet.rows:
-            kinds = []
-            for v, style in cells:
-                cls = v.__class__
-                if v is None or (cls is str and v == "") or (cls is float and np.isnan(v)):
-                    kinds.append(("", style))
-                elif cls is str:
-                    kinds.append(("s", style))
-                else:
-                    kinds.append(("n", style))
-            signature = tuple(kinds)
-            proto = protos.get(signature)
-            if proto is None:
-                proto = protos[signature] = _row_prototype(signature)
-            row = copy.deepcopy(proto)
+        for r, height, values, styles in sheet.rows:
+            key = (tuple(map(_kind, values)), tuple(styles))
+            found = protos.get(key)
+            if found is None:
+                signature = tuple(zip(*key))
+                found = protos[key] = (_row_prototype(signature), [(j, kind) for j, (kind, _) in enumerate(signature) if kind])
+            proto, filled = found
+            row = proto.__deepcopy__(None)
             rs = str(r)
             row.set("r", rs)
             if height is not None:
                 row.set("ht", num_text(height))
                 row.set("customHeight", "1")
-            for j, (c, (v, _), (kind, _)) in enumerate(zip(row, cells, signature)):
-                c.set("r", letters[j] + rs)
+            cells = list(row)
+            for c, letter in zip(cells, letters):
+                c.set("r", letter + rs)
+            for j, kind in filled:
+                v = values[j]
                 if kind == "s":
-                    c[0][0].text = v.translate(_ILLEGAL)
-                elif kind == "n":
-                    c[0].text = str(v) if v.__class__ is int else num_text(v)
+                    text = clean.get(v)
+                    if text is None:
+                        text = clean[v] = v.translate(_ILLEGAL)
+                    cells[j][0][0].text = text
+                else:
+                    cells[j][0].text = str(v) if v.__class__ is int else num_text(v)
             xf.write(row)
 
 

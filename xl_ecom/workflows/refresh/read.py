@@ -42,7 +42,7 @@ def _col_letter(n: int) -> str:
 
 
 def _blank(v) -> bool:
-    return v is None or (isinstance(v, str) and v.strip() == "") or (isinstance(v, float) and np.isnan(v))
+    return v is None or (isinstance(v, str) and v.strip() == "") or (isinstance(v, float) and v != v)  # noqa: PLR0124 (NaN)
 
 
 @dataclass

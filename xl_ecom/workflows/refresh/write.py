@@ -151,16 +151,28 @@ def _sheet_xml(spec: SheetSpec, styles: _Styles, code_name: str | None, with_dra
     body_s = {(k, tot): xf_of(bold if tot else sheets.BODY_FONT, al, fmt, border=sheets.BORDER) for k, (fmt, al) in kinds.items() for tot in (False, True)}
     letters = [worksheet.col_letter(j) for j in range(1, max(spec.ncols, 30) + 1)]
 
-    def cells(values, ss):
-        return [(v, quote(s) if v.__class__ is str and is_formula_like(v) else s) for v, s in zip(values, ss)]
+    formula_like: dict[str, bool] = {}  # most texts repeat (county, sheet, clause, rule): judged once each
+
+    def styled(values, ss):
+        """(values, styles): formula-like text takes the quote-prefixed variant of its style."""
+        quoted = None
+        for j, v in enumerate(values):
+            if v.__class__ is str:
+                flag = formula_like.get(v)
+                if flag is None:
+                    flag = formula_like[v] = is_formula_like(v)
+                if flag:
+                    quoted = quoted or list(ss)
+                    quoted[j] = quote(ss[j])
+        return values, quoted or ss
 
     def rows():
-        yield 1, 30, cells([spec.title], [title_s])
-        yield 2, 36, cells([spec.subtitle], [sub_s])
+        yield 1, 30, *styled([spec.title], [title_s])
+        yield 2, 36, *styled([spec.subtitle], [sub_s])
         for b in spec.blocks:
             width = max(len(h) for h in b.headers)
             for i, hrow in enumerate(b.headers):
-                yield b.top + i, 32, cells(hrow + [None] * (width - len(hrow)), [head_s] * width)
+                yield b.top + i, 32, *styled(hrow + [None] * (width - len(hrow)), [head_s] * width)
             ntot = len(b.rows) - b.total_rows
             col_s = [[body_s[(b.kind(-1, j), tot)] for j in range(width)] for tot in (False, True)]
             special = {i for i, _ in b.overrides}
@@ -168,7 +180,7 @@ def _sheet_xml(spec: SheetSpec, styles: _Styles, code_name: str | None, with_dra
                 ss = col_s[i >= ntot]
                 if i in special:
                     ss = [body_s[(b.kind(i, j), i >= ntot)] for j in range(width)]
-                yield b.first_body_row + i, b.row_height, cells(row, ss)
+                yield b.first_body_row + i, b.row_height, *styled(row, ss)
 
     last_row = max([2] + [b.last_row if b.rows else b.top + len(b.headers) - 1 for b in spec.blocks])
     merges = [f"A1:{letters[spec.ncols - 1]}1", f"A2:{letters[spec.ncols - 1]}2"] if spec.ncols > 1 else []
