@@ -155,6 +155,14 @@ class _ScalarOps:
         return a if cond else b
 
     @staticmethod
+    def gate(raw, eligible):
+        return raw if eligible else 0
+
+    @staticmethod
+    def cap(raw, cents):
+        return raw if raw <= cents else cents
+
+    @staticmethod
     def minimum(a, b):
         return a if a <= b else b
 
@@ -180,9 +188,20 @@ class _ScalarOps:
 
 
 class _VectorOps:
+    """Whole columns.  ``raw`` amounts are always arrays the evaluator owns (never an input), so
+    gating and capping run in place: on a million rows a fresh array costs more than the pass."""
+
     vector = True
     where = staticmethod(np.where)
     minimum = staticmethod(np.minimum)
+
+    @staticmethod
+    def gate(raw, eligible):
+        return np.multiply(raw, eligible, out=raw)
+
+    @staticmethod
+    def cap(raw, cents):
+        return np.minimum(raw, cents, out=raw)
 
     @staticmethod
     def select(conds, values, default):
@@ -193,15 +212,15 @@ class _VectorOps:
         """Finite whole cents × rate, half up.  A plan rate p/q runs as exact int64
         ``(2·c·p + q) // 2q``; a rate column goes through money.mul_rate_array."""
         if isinstance(rate, Decimal):
+            whole = cents.astype(np.int64)  # a copy: the evaluator owns what it returns
             if rate == 1:
-                return cents
+                return whole
             p, q = _ratio(rate)
             if p * MAX_CENTS * 2 + q < 2**62:
-                whole = cents.astype(np.int64)
                 whole *= 2 * p
                 whole += q
                 whole //= 2 * q
-                return whole.astype(np.float64)
+                return whole
         return mul_rate_array(cents, rate)
 
     @staticmethod
@@ -266,14 +285,14 @@ def _run(body: dict, v: Mapping[str, Any], ops, *, cum_state=None, trace: list |
         case _:
             raise TypeError(f"unhandled amount kind {a!r}")
     if eligible is not True:
-        raw = ops.where(eligible, raw, 0)
+        raw = ops.gate(raw, eligible)
     limit = body.limit
     if limit is None:
         return raw
     if limit.cumulative:
         paid = ops.cumcap(raw, limit.cents, cum_state)
     else:
-        paid = ops.minimum(raw, limit.cents)
+        paid = ops.cap(raw, limit.cents)
     if trace is not None:
         trace.append(CapStep(body, limit, raw, paid, cum_state))
     return paid
@@ -579,7 +598,7 @@ def _money_cents(spec, col) -> tuple[np.ndarray, np.ndarray | None]:
     hi = _check_range(spec, x, _MAX_YUAN)
     scaled = x * 100.0
     cents = np.rint(scaled)
-    d = np.subtract(scaled, cents)
+    d = np.subtract(scaled, cents, out=scaled)
     window = 0.5 - (_HALF_CENT_WINDOW + hi * 100.0 * 4e-15)
     if d.size and (d.max() >= window or -d.min() >= window):
         fix = np.flatnonzero(np.abs(d) >= window)
@@ -780,12 +799,15 @@ def calculate_columns_cents(rule_id, data, on=None, plan=None, groups=None) -> n
             continue
         g = None if groups is None else np.asarray(groups)
         # rows of other variants are not eligible for this body: they get 0 here and add up
-        res = np.asarray(_run(body, v, _VECTOR, cum_state=g, within=mask), dtype="float64")
+        res = np.asarray(_run(body, v, _VECTOR, cum_state=g, within=mask))
         if out is None:
             own = any(np.may_share_memory(res, np.asarray(c)) for c in inputs if not np.isscalar(c))
-            out = np.array(np.broadcast_to(res, (n,))) if own or res.shape != (n,) else res
+            if own or res.shape != (n,) or res.dtype != np.float64:
+                out = np.array(np.broadcast_to(res, (n,)), dtype="float64")
+            else:
+                out = res
         else:
-            out += res
+            np.add(out, res, out=out)
     if out is None:
         out = np.zeros(n)
     if blank is not None and blank.any():
