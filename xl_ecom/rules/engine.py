@@ -225,12 +225,17 @@ class _VectorOps:
 
     @staticmethod
     def cumcap(raw, cap, groups):
-        raw0 = np.nan_to_num(raw, nan=0.0)
+        """Paid in row order (per group) until ``cap`` is reached: min(total, cap) − min(total
+        before this row, cap).  ``raw`` is finite (blanks were zeroed before)."""
         if groups is None:
-            total = np.cumsum(raw0)
+            total = np.cumsum(raw)
         else:
-            total = pd.Series(raw0).groupby(np.asarray(groups), sort=False).cumsum().to_numpy()
-        return np.minimum(total, cap) - np.minimum(total - raw0, cap)
+            total = pd.Series(raw).groupby(np.asarray(groups), sort=False).cumsum().to_numpy()
+        before = np.subtract(total, raw)
+        np.minimum(before, cap, out=before)
+        np.minimum(total, cap, out=total)
+        total -= before
+        return total
 
 
 _SCALAR = _ScalarOps()
