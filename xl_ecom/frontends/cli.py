@@ -29,6 +29,7 @@ FRONT_ENDS = (
     "xl_ecom.workflows.validate",
     "xl_ecom.workflows.refresh",
     "xl_ecom.workflows.mail",
+    "xl_ecom.workflows.cycle",  # round, status, remind, return
 )  # setup-excel and bundle (xl_ecom.frontends) are added last
 
 
