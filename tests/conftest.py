@@ -53,6 +53,28 @@ def _libreoffice_run(tmp_path_factory):
     base = tmp_path_factory.getbasetemp()
     run = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     libreoffice.configure(run / "libreoffice-cache", base / "libreoffice-profile")
+    yield
+    libreoffice.save_stats()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """One line on what LibreOffice did in this run (under xdist: all workers together)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    import libreoffice
+
+    try:  # the run's base temporary directory, as pytest-xdist finds it for its workers
+        cache = config._tmp_path_factory.getbasetemp() / "libreoffice-cache"
+    except (AttributeError, OSError):
+        return
+    if not cache.is_dir():
+        return
+    s = libreoffice.run_stats(cache)
+    if s["runs"]:
+        terminalreporter.write_line(
+            f"LibreOffice：{s['runs']} 次 soffice 打开并重算 {s['converted']} 个文件；"
+            f"另有 {s['shared']} 个文件与已转换的内容相同，共用其结果"
+        )
 
 
 @pytest.fixture(scope="session")

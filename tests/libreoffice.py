@@ -17,6 +17,7 @@ and may return before they are written.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -36,6 +37,21 @@ def configure(cache_dir: Path, profile: Path) -> None:
     global _cache_dir, _profile
     _cache_dir, _profile = Path(cache_dir), Path(profile)
     _cache_dir.mkdir(parents=True, exist_ok=True)
+
+
+def save_stats() -> None:
+    """Leave this process's counts beside the run's cache, for the run's summary line."""
+    if _cache_dir is not None and any(stats.values()):
+        (_cache_dir / f"stats-{os.getpid()}.json").write_text(json.dumps(stats), encoding="utf-8")
+
+
+def run_stats(cache_dir: Path) -> dict[str, int]:
+    """The counts of every process of a run, added up."""
+    total = dict.fromkeys(stats, 0)
+    for f in Path(cache_dir).glob("stats-*.json"):
+        for k, v in json.loads(f.read_text(encoding="utf-8")).items():
+            total[k] = total.get(k, 0) + v
+    return total
 
 
 def _dirs() -> tuple[Path, Path]:
