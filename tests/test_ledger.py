@@ -13,7 +13,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from pg_server import ledger_url, pg_database_url, pg_url  # noqa: F401
 
 from xl_ecom.common.errors import XlEcomError
 from xl_ecom.ledger import (
@@ -27,6 +26,8 @@ from xl_ecom.ledger import (
     resolve_url,
 )
 from xl_ecom.ledger.schema import metadata
+
+from pg_server import ledger_url, pg_database_url, pg_url  # noqa: F401
 
 
 def _sha(text: str) -> str:
@@ -500,3 +501,19 @@ def test_sqlite_on_a_network_share_is_refused(tmp_path):
     assert network_share(tmp_path / "a.sqlite") is None  # this machine's temp folder is local
     with pytest.raises(LedgerError, match=r"网络共享.*PostgreSQL"):
         open_ledger(url="sqlite://///server/科室/目标任务分解表.台账.sqlite")
+
+
+def test_awkward_values_round_trip(ledger):
+    awkward = [
+        {"名称": "第一行\n第二行", "引号": '"双"\'单\'', "反斜杠": "C:\\路径\\", "表情": "🍑", "分隔": "\u2028\u2029\t"},
+        {"名称": "=HYPERLINK(\"http://x\")", "引号": "", "反斜杠": None, "表情": "长" * 32767, "分隔": ","},
+        {},
+        {"布尔": True, "名称": "  前后空格  "},
+    ]
+    _submit(ledger, "寿县", awkward)
+    frame = ledger.current_rows("示范村")
+    assert len(frame) == 4 and list(frame["_row"]) == [3, 4, 5, 6]
+    records = frame.drop(columns=["_unit", "_submission", "_row"]).to_dict("records")
+    for stored, original in zip(records, awkward, strict=True):
+        assert {k: v for k, v in stored.items() if not pd.isna(v)} == {k: v for k, v in original.items()
+                                                                        if v is not None}

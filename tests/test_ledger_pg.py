@@ -8,9 +8,10 @@ import socket
 
 import pytest
 import sqlalchemy as sa
-from pg_server import pg_database_url, pg_url  # noqa: F401
 
 from xl_ecom.ledger import MERGED, LedgerError, open_ledger, resolve_url
+
+from pg_server import pg_database_url, pg_url  # noqa: F401
 
 
 def _free_port() -> int:
