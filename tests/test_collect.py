@@ -145,7 +145,7 @@ def test_clean_merge_keeps_macros_and_ribbon_and_writes_a_backup(city, folder, c
     assert report.backup is not None and report.backup.read_bytes() == city_bytes
     assert report.backup.parent == city.parent
     text = report.to_text()
-    assert "【已汇总】寿县.xlsx（寿县）：有效6行" in text and "原文件已备份为" in text
+    assert "【已汇总】寿县.xlsx（寿县，第1版）：有效6行" in text and "原文件已备份为" in text
 
 
 def test_award_formulas_are_regenerated_and_the_table_grows(city, folder, county_bytes):
@@ -261,7 +261,7 @@ def test_unknown_county(city, folder, county_bytes, city_bytes):
     assert find(report, "淮南新区.xlsx", "填报说明", "B3", "错误", "工作簿标记的县区“淮南新区”不是淮南市的县区")
     assert find(report, "寿县.xlsx", "示范创建", "A4", "错误", "县区“毛集实验区”不是淮南市的县区")
     by_name = {f.name: f for f in report.files}
-    assert by_name["淮南新区.xlsx"].status == collect.NOT_MERGED and by_name["寿县.xlsx"].status == collect.MERGED
+    assert by_name["淮南新区.xlsx"].status == collect.REFUSED and by_name["寿县.xlsx"].status == collect.MERGED
     assert rows_of(city, "T_DEMO") == SHOU["T_DEMO"]  # the bad row is left out, and reported
 
 
@@ -308,7 +308,7 @@ def test_changed_header_deleted_sheet_and_old_version(city, folder, county_bytes
     assert find(report, "寿县.xlsx", "整个文件未汇总")
     assert find(report, "凤台县.xlsx", "缺少录入表“示范创建”")
     assert find(report, "大通区.xlsx", "填报说明", "B4", "结构版本为“0-old”")
-    assert all(f.status == collect.NOT_MERGED for f in report.files)
+    assert all(f.status == collect.REFUSED for f in report.files)  # 拒收 in the ledger
     assert rows_of(city, "T_SALES") == []
 
 
@@ -454,7 +454,7 @@ def test_xml_bomb_zip_bomb_and_oversized_files_are_refused(city, folder, county_
     assert find(report, "大通区.xlsx", "压缩炸弹")
     assert find(report, "潘集区.xlsx", "超过上限")
     assert report.exit_code == 1 and rows_of(city, "T_SALES") == SHOU["T_SALES"]
-    assert "【拒绝打开】凤台县.xlsx" in report.to_text()
+    assert "【拒收】凤台县.xlsx" in report.to_text()
 
 
 def test_xlsm_county_file_macros_are_ignored_and_reported(city, folder, county_bytes):
@@ -503,7 +503,7 @@ def test_cli(city, folder, county_bytes, capsys, tmp_path):
     args = parser.parse_args(["collect", str(folder), "--into", str(city)])
     assert args.func(args) == 0
     out = capsys.readouterr().out
-    assert "【已汇总】寿县.xlsx（寿县）" in out and "已写入" in out
+    assert "【已汇总】寿县.xlsx（寿县，第1版）" in out and "已写入" in out
     fill(folder / "凤台县.xlsx", county_bytes("凤台县"), {"T_SALES": [["凤台县", "负数", None, -1, None, None]]})
     args = parser.parse_args(["collect", str(folder), "--into", str(city)])
     assert args.func(args) == 1
@@ -574,7 +574,9 @@ def test_a_blank_returned_workbook_never_wipes_a_county(city, folder, county_byt
     fill(folder / "寿县.xlsx", county_bytes("寿县"), {})
     report = collect.collect(folder, into=city)
     assert find(report, "寿县.xlsx", "警告", "没有填写任何数据，未汇总")
-    assert report.files[0].status == collect.NOT_MERGED and not report.written
+    # 有错 in the ledger: no row, the previous version stays current, and the report says so
+    assert report.files[0].status == collect.FAULTY and not report.written
+    assert "寿县仍以台账中的第1版（“寿县.xlsx”" in report.to_text()
     assert rows_of(city, "T_SALES") == SHOU["T_SALES"]
 
 
@@ -726,6 +728,11 @@ def test_collect_into_a_plain_xlsx_and_a_failed_write(tmp_path, folder, county_b
     monkeypatch.setattr(safeio, "write_atomically", refuse)
     fill(folder / "寿县.xlsx", county_bytes("寿县"), {"T_DEMO": SHOU["T_DEMO"]})
     report = collect.collect(folder, into=city)
-    assert report.exit_code == 2 and "无法写入“市级汇总.xlsx”（Permission denied），原文件未改动" == report.fatal
-    assert report.files[0].status == collect.NOT_MERGED and report.changes == []
+    assert report.exit_code == 2 and report.fatal.startswith("无法写入“市级汇总.xlsx”（Permission denied），原文件未改动")
+    assert "报送已登记到台账，再次汇总同一文件夹即可更新市级工作簿" in report.fatal
+    assert report.files[0].status == collect.MERGED and report.changes == []  # in the ledger, not yet in the view
     assert city.read_bytes() == before
+    monkeypatch.undo()
+    again = collect.collect(folder, into=city)  # the same file again: no new version, the view catches up
+    assert again.written and "与台账中寿县的第2版内容相同，未重复登记" in again.to_text()
+    assert rows_of(city, "T_DEMO") == SHOU["T_DEMO"]

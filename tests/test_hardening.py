@@ -161,9 +161,9 @@ def test_a_chartsheet_in_place_of_the_marker_or_an_input_sheet_refuses_only_that
     assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
     assert proc.returncode == 1, proc.stdout + proc.stderr
     out = proc.stdout
-    assert "【拒绝打开】田家庵区.xlsx" in out and "工作表“填报说明”不是数据工作表（是图表工作表等）" in out
-    assert "【拒绝打开】谢家集区.xlsx" in out and "工作表“电商培训”不是数据工作表（是图表工作表等）" in out
-    assert "【已汇总】八公山区.xlsx" in out
+    assert "【拒收】田家庵区.xlsx" in out and "工作表“填报说明”不是数据工作表（是图表工作表等）" in out
+    assert "【拒收】谢家集区.xlsx" in out and "工作表“电商培训”不是数据工作表（是图表工作表等）" in out
+    assert "【已汇总】八公山区.xlsx（八公山区，第1版）" in out
     assert train_rows(city) == [["八公山区", "电商基础培训", "基础", 60, 30000]]
 
 
@@ -341,9 +341,9 @@ def test_hidden_files_are_reported_and_control_characters_in_names_are_escaped(i
     assert "潘集区\\u202eslx.xlsx" in out
     # no line of the report starts with a forged status
     assert not any(line.startswith("【已汇总】假") for line in out.splitlines())
-    assert "【已汇总】八公山区.xlsx" in out
+    assert "【已汇总】八公山区.xlsx（八公山区，第1版）" in out
     # the escaped file's own rows: text amount flagged, not merged
-    assert re.search(r"\\x1b\[2J\\x1b\[31m凤台县\.xlsx（凤台县）：有效0行，有错未汇总1行", out), out
+    assert re.search(r"【有错】\\x1b\[2J\\x1b\[31m凤台县\.xlsx（凤台县，第1版）：有效0行，有错未汇总1行", out), out
 
 
 # --- one bad file never stops the others ------------------------------------------------------------

@@ -30,7 +30,10 @@ What a clerk can rely on:
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import io
+import math
 import re
 import zipfile
 from collections import Counter
@@ -43,22 +46,32 @@ from openpyxl.formula.translate import Translator
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.cell_range import CellRange, MultiCellRange
 
+from xl_ecom import ledger as ledger_mod
+from xl_ecom.common.errors import InputError, XlEcomError
+from xl_ecom.ooxml import safeio, xlsm
+from xl_ecom.policy import Plan, load_plan
 from xl_ecom.workflows import counties as county_books
 from xl_ecom.workflows import layout, sheets
-from xl_ecom.ooxml import safeio, xlsm
-from xl_ecom.common.errors import InputError, XlEcomError
-from xl_ecom.policy import Plan, load_plan
 from xl_ecom.workflows.tables import TABLES, InputTable
-from xl_ecom.workflows.validate import ERROR, WARNING, Problem, TableCheck, check_header, check_table
+from xl_ecom.workflows.validate import (
+    ERROR,
+    WARNING,
+    Problem,
+    TableCheck,
+    check_header,
+    check_table,
+)
 
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 MAX_ROWS = 100_000  # rows per input sheet of one returned county workbook (10,000 is a big county)
 OLD_SUFFIXES = (".xls", ".et", ".ods", ".csv")
 
-MERGED = "已汇总"
+MERGED = "已汇总"  # = ledger.MERGED: the file's rows are its county's current data
 READY = "可汇总"  # checked, no --into given
 NOT_MERGED = "未汇总"
-REFUSED = "拒绝打开"
+REFUSED = "拒收"  # = ledger.REJECTED: the file as a whole is not used (cannot be opened, wrong county, bad token…)
+FAULTY = "有错"  # = ledger.FAULTY: every row has errors (or none was filled in); the previous version stays current
+NO_UNIT = "（县区不明）"  # the ledger's unit for a refused file that names no county
 
 
 class CollectError(XlEcomError):
@@ -74,6 +87,13 @@ class FileResult:
     checks: dict[str, TableCheck] = field(default_factory=dict)  # table key -> check
     notes: list[str] = field(default_factory=list)
     empty: bool = False  # no data row at all: not merged (a blank workbook never wipes a county)
+    claimed: str | None = None  # the county the file says it is (marker, else file name)
+    verified: str | None = None  # the county its issue token belongs to
+    issue_id: int | None = None
+    sha256: str = ""
+    size: int = 0
+    version: int | None = None  # the ledger's version of this county's submissions
+    submission_id: int | None = None
 
     @property
     def name(self) -> str:
@@ -88,6 +108,13 @@ class FileResult:
     def reject(self, message: str, sheet: str = "", cell: str = "") -> None:
         self.problems.append(Problem(sheet, cell, message, ERROR, self.name))
         self.status = NOT_MERGED
+
+    def reject_reason(self) -> str:
+        """Why the file as a whole is not used (the ledger's 拒收 reason)."""
+        errors = [p.message for p in self.problems if p.is_error]
+        if not errors:
+            errors = [p.message for c in self.checks.values() for p in c.problems if p.is_error]
+        return "；".join(errors) or "整个文件未汇总"
 
     @property
     def mergeable(self) -> bool:
@@ -119,6 +146,8 @@ class CollectReport:
     backup: Path | None = None
     written: bool = False
     fatal: str | None = None
+    ledger_url: str = ""
+    recorded: int = 0  # submissions written to the ledger
 
     def all_problems(self) -> list[Problem]:
         out = list(self.problems)
@@ -148,7 +177,9 @@ class CollectReport:
             lines.append(f"错误：{self.fatal}")
         for f in self.files:
             ok, bad = f.counts()
-            who = f.county or "县区不明"
+            who = f.county or f.claimed or "县区不明"
+            if f.version is not None and f.status in (MERGED, FAULTY):
+                who += f"，第{f.version}版"
             head = f"【{f.status}】{f.name}（{who}）"
             if f.checks:
                 head += f"：有效{ok}行" + (f"，有错未汇总{bad}行" if bad else "")
@@ -177,6 +208,11 @@ class CollectReport:
         merged = sum(f.status == MERGED for f in self.files)
         ready = sum(f.status == READY for f in self.files)
         done = f"可汇总{ready}个" if ready and not merged else f"汇总{merged}个"
+        if self.ledger_url:
+            if self.into is None:
+                lines.append(f"台账：{self.ledger_url}（只核对下发凭证，未登记报送）")
+            else:
+                lines.append(f"台账：{self.ledger_url}（本次登记{self.recorded}份报送）")
         lines.append(f"共{len(self.files)}个文件，{done}；{errors}个错误，{warnings}个警告。")
         return "\n".join(map(printable, lines))
 
@@ -220,30 +256,70 @@ def read_marker(wb) -> tuple[str | None, str | None]:
     return county_books.county_marker(wb)
 
 
+def verify_token(result: FileResult, wb, ledger, issued: bool) -> None:
+    """Check the file's issue token (xl_ecom.workflows.counties.set_token) against the county it claims.
+
+    - the token names another county: refused, naming both;
+    - unknown or forged token, or its two copies differ: refused;
+    - no token: refused when the ledger has issued county workbooks (``issued``); while it has no
+      issue record at all (workbooks generated before tokens existed, or without a ledger) the file
+      is collected by its marker, and the report says so."""
+    by_name, by_prop = county_books.issue_token(wb)
+    claimed = result.claimed
+    who = claimed or "县区"
+    if by_name and by_prop and by_name != by_prop:
+        result.reject(f"下发凭证的两处记录不一致（隐藏名称与文档属性不同），文件被改动过，整个文件未汇总；请让{who}用下发的工作簿重新填报")
+        return
+    token = by_name or by_prop
+    if token is None:
+        if issued:
+            result.reject(
+                f"文件中没有下发凭证：不是市里下发的县区工作簿，或凭证被删除，整个文件未汇总；"
+                f"请让{who}用市里下发的县区工作簿（“生成县区工作簿”生成的文件）填报后再报送"
+            )
+        else:
+            result.notes.append("文件没有下发凭证（台账中尚无下发记录，县区工作簿是在启用下发凭证之前生成的），按工作簿标记的县区汇总")
+        return
+    issue = ledger.verify_token(token)
+    if issue is None or issue.kind != county_books.ISSUE_KIND:
+        result.reject(f"下发凭证无效（不是本台账签发的，或已被改动），整个文件未汇总；请让{who}用市里下发的县区工作簿重新填报")
+        return
+    result.issue_id, result.verified = issue.id, issue.unit
+    if claimed and issue.unit != claimed:
+        result.reject(
+            f"文件声称是{claimed}，但其下发凭证属于{issue.unit}：这是下发给{issue.unit}的工作簿，整个文件未汇总；"
+            f"{claimed}的数据保持不变，请核实报送单位"
+        )
+
+
 def _is_data_sheet(wb, name: str) -> bool:
     """A worksheet with cells (not a chartsheet or dialog sheet put in its place)."""
     return hasattr(wb[name], "iter_rows")
 
 
-def check_file(path: Path, plan: Plan) -> FileResult:
+def check_file(path: Path, plan: Plan, ledger=None, issued: bool = False) -> FileResult:
     """Open one returned file as untrusted and check it; nothing is written.
 
     Whatever goes wrong inside one file (a refused package, a chartsheet where a data sheet should
-    be, a value no check foresaw) refuses that file with a Chinese reason; it never stops the batch."""
+    be, a value no check foresaw) refuses that file with a Chinese reason; it never stops the batch.
+
+    With a ``ledger`` the file's issue token is verified (:func:`verify_token`); ``issued``: the
+    ledger holds issue records (then a file without a token is refused)."""
     try:
-        return _check_file(path, plan)
+        return _check_file(path, plan, ledger, issued)
     except XlEcomError as exc:
         return FileResult(path, status=REFUSED, problems=[Problem("", "", f"{exc}，整个文件未汇总", ERROR, path.name)])
-    except Exception as exc:  # an untrusted file reached a path no check foresaw: refuse it, go on
+    except Exception as exc:  # noqa: BLE001 - an untrusted file reached a path no check foresaw: refuse it, go on
         first = str(exc).splitlines()[0][:200] if str(exc) else ""
         return FileResult(path, status=REFUSED, problems=[Problem(
             "", "", f"读取时出错（{type(exc).__name__}：{first}），文件可能已损坏或被改动，整个文件未汇总；"
             "请让县区用下发的工作簿重新填报", ERROR, path.name)])
 
 
-def _check_file(path: Path, plan: Plan) -> FileResult:
+def _check_file(path: Path, plan: Plan, ledger=None, issued: bool = False) -> FileResult:
     result = FileResult(path)
     counties = plan.counties
+    result.claimed = county_in_name(path.stem, counties)
     try:
         wb = safeio.open_untrusted(path)
     except safeio.UntrustedFileError as exc:
@@ -282,7 +358,7 @@ def _check_file(path: Path, plan: Plan) -> FileResult:
                 county_books.COUNTY_CELL,
             )
         else:
-            result.county = marked
+            result.county = result.claimed = marked
             if by_name and by_name != marked:
                 result.reject(
                     f"文件名写的是“{by_name}”，工作簿却是下发给“{marked}”的：无法确定是哪个县区的报表，整个文件未汇总；"
@@ -295,6 +371,9 @@ def _check_file(path: Path, plan: Plan) -> FileResult:
                 county_books.COUNTY_MARKER_SHEET,
                 county_books.VERSION_CELL,
             )
+
+    if ledger is not None:
+        verify_token(result, wb, ledger, issued)
 
     tables = TABLES
     missing = [t.sheet for t in tables if t.sheet not in wb.sheetnames]
@@ -349,8 +428,10 @@ def _is_own_file(path: Path, into: Path | None) -> bool:
     return path.parent.resolve() == into.parent.resolve() and path.name.startswith(f"{into.stem}.备份")
 
 
-def check_folder(folder, plan: Plan | None = None, into: Path | None = None) -> CollectReport:
+def check_folder(folder, plan: Plan | None = None, into: Path | None = None, ledger=None) -> CollectReport:
+    """Check every file of ``folder``; nothing is written.  With a ``ledger`` issue tokens are verified."""
     plan = plan or load_plan()
+    issued = ledger is not None and any(i.kind == county_books.ISSUE_KIND for i in ledger.issues())
     folder = Path(folder)
     report = CollectReport(folder, Path(into) if into else None)
     if not folder.is_dir():
@@ -376,7 +457,7 @@ def check_folder(folder, plan: Plan | None = None, into: Path | None = None) -> 
                 report.files.append(FileResult(path, status=REFUSED, problems=[Problem(
                     "", "", f"是 {suffix} 格式，无法汇总；请用 Excel 或 WPS 另存为 .xlsx 后重新汇总", ERROR, path.name)]))
                 continue
-            report.files.append(check_file(path, plan))
+            report.files.append(check_file(path, plan, ledger, issued))
         else:
             report.problems.append(Problem("", "", "不是 Excel 工作簿（.xlsx/.xlsm），已跳过", WARNING, path.name))
     if not report.files:
@@ -548,14 +629,16 @@ def write_table(ws, table: InputTable, rows: list, old_data_last: int | None = N
         _extend_validations(ws, first, table_last, new_last, ncol)
 
 
-def merge_into_workbook(wb, report: CollectReport, plan: Plan | None = None, options: dict | None = None) -> list[str]:
+def merge_into_workbook(wb, report: CollectReport, plan: Plan | None = None, options: dict | None = None,
+                        current: dict[str, dict[str, list[dict]]] | None = None) -> list[str]:
     """Merge the files that can be merged into an openpyxl workbook; returns the change lines.
 
-    A county's rows are replaced table by table with the rows of its returned file.  ``options``:
-    extra arguments for :func:`xl_ecom.workflows.sheets.award_formula` (default: :func:`formula_options` of
-    ``wb``, i.e. its 设置 policy date once the compiler takes one)."""
+    A county's rows are replaced table by table with the rows of its returned file, or, given
+    ``current`` (county -> table key -> rows: the ledger's current version of each county), with
+    those.  ``options``: extra arguments for :func:`xl_ecom.workflows.sheets.award_formula` (default:
+    :func:`formula_options` of ``wb``, i.e. its 设置 policy date once the compiler takes one)."""
     plan = plan or load_plan()
-    files = [f for f in report.files if f.mergeable]
+    files = [f for f in report.files if f.mergeable] if current is None else [f for f in report.files if f.status == MERGED]
     # the city workbook must have every input table with the expected header
     for table in TABLES:
         if table.sheet not in wb.sheetnames:
@@ -565,13 +648,16 @@ def merge_into_workbook(wb, report: CollectReport, plan: Plan | None = None, opt
             raise CollectError(f"市级工作簿的录入表“{table.sheet}”结构已改动：{bad[0].cell} {bad[0].message}")
     changes: list[str] = []
     options = formula_options(wb) if options is None else options
-    replaced = {f.county for f in files}
+    replaced = {f.county for f in files} if current is None else set(current)
     order = {c: i for i, c in enumerate(plan.counties)}
     for table in TABLES:
         ws = wb[table.sheet]
         existing, old_data_last = _existing_rows(ws, table)
         county_col = next(i for i, c in enumerate(table.columns) if c.kind == "county")
-        new_by_county = {f.county: f.accepted_rows(table.key) for f in files}
+        if current is None:
+            new_by_county = {f.county: f.accepted_rows(table.key) for f in files}
+        else:
+            new_by_county = {county: tables.get(table.key, []) for county, tables in current.items()}
         old_counts: dict[str, int] = {}
         for row in existing:
             v = row[county_col].value
@@ -594,7 +680,8 @@ def merge_into_workbook(wb, report: CollectReport, plan: Plan | None = None, opt
         for county in sorted(replaced - placed, key=lambda c: order.get(c, 99)):
             merged.extend(new_by_county[county])
         write_table(ws, table, merged, old_data_last, options)
-        rejected = {f.county: len(f.checks[table.key].rejected) if table.key in f.checks else 0 for f in files}
+        rejected = dict.fromkeys(replaced, 0)
+        rejected.update({f.county: len(f.checks[table.key].rejected) if table.key in f.checks else 0 for f in files})
         for county in sorted(replaced, key=lambda c: order.get(c, 99)):
             old, new = old_counts.get(county, 0), len(new_by_county[county])
             if old:
@@ -609,8 +696,9 @@ def merge_into_workbook(wb, report: CollectReport, plan: Plan | None = None, opt
                 line += f"；另有{rejected[county]}行有错未汇总（见上）"
             if line:
                 changes.append(line)
-    for f in files:
-        f.status = MERGED
+    if current is None:
+        for f in files:
+            f.status = MERGED
     return changes
 
 
@@ -656,9 +744,109 @@ def save_city_workbook(wb, path: Path, original: bytes) -> tuple[bytes, list[str
     return data, warnings
 
 
-def collect(folder, into=None, plan: Plan | None = None) -> CollectReport:
-    """Check every .xlsx/.xlsm in ``folder``; with ``into``, merge the valid rows into that city
-    workbook (atomic write, dated backup, refused while Excel has it open)."""
+# ---------------------------------------------------------------------------------------------
+# the ledger: each file one submission
+# ---------------------------------------------------------------------------------------------
+
+
+def _digest(path: Path) -> tuple[str, int]:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest(), path.stat().st_size
+
+
+def _json_row(values: dict) -> dict:
+    """A row's clean values as the ledger stores them (JSON: dates as ISO text)."""
+    return {k: (v.isoformat() if isinstance(v, (dt.datetime, dt.date)) else v) for k, v in values.items()}
+
+
+def record_file(ledger, f: FileResult, round_id: int | None = None, received_at=None) -> None:
+    """Write one checked file as one ledger submission (one transaction) and take the ledger's
+    status and version: 已汇总 (its rows become the county's current data), 有错 (no row passed: the
+    previous version stays current), 拒收 (the file as a whole is not used)."""
+    if not f.sha256:
+        try:
+            f.sha256, f.size = _digest(f.path)
+        except OSError as exc:
+            f.notes.append(f"无法读取文件计算校验值（{exc.strerror or exc}），未登记到台账")
+            return
+    unit_claimed = f.claimed or (None if f.verified else NO_UNIT)
+    # a blank workbook is 有错 (no row, one problem): it never becomes current, the previous version stays
+    accept = (f.mergeable and f.status in (READY, MERGED)) or f.empty
+    sub = ledger.submission(f.name, f.sha256, f.size, unit_claimed, f.verified, issue_id=f.issue_id,
+                            round_id=round_id, received_at=received_at)
+    with sub:
+        for p in f.all_problems():
+            sub.add_problem(p.sheet, p.cell, f"[{p.severity}] {p.message}")
+        if not accept:
+            sub.reject(f.reject_reason())
+        else:
+            for key, check in f.checks.items():
+                ok = check.accepted
+                if ok:
+                    sub.add_rows(key, [_json_row(r.values) for r in ok], [r.row for r in ok])
+    f.submission_id, f.version = sub.id, sub.version
+    f.status = {ledger_mod.MERGED: MERGED, ledger_mod.FAULTY: FAULTY, ledger_mod.REJECTED: REFUSED}[sub.status]
+    unit = sub.unit
+    if sub.status == ledger_mod.FAULTY:
+        if sub.kept_previous:
+            prev = ledger.get_submission(sub.previous_id)
+            f.notes.append(
+                f"没有一行可以汇总，{unit}仍以台账中的第{prev.version}版（“{prev.file_name}”，{prev.received_at:%Y-%m-%d %H:%M}收到）"
+                f"为当前数据，市级工作簿中{unit}的数据保持不变；本文件已登记为第{sub.version}版（有错）"
+            )
+        else:
+            f.notes.append(f"没有一行可以汇总，{unit}在台账中尚无可用的数据；本文件已登记为第{sub.version}版（有错）")
+    elif sub.status == ledger_mod.MERGED:
+        if sub.previous_id is not None:
+            prev = ledger.get_submission(sub.previous_id)
+            f.notes.append(f"已登记为{unit}的第{sub.version}版，替代第{prev.version}版（“{prev.file_name}”）")
+        else:
+            f.notes.append(f"已登记为{unit}的第{sub.version}版")
+
+
+def _clean_current(table: InputTable, records: list[dict]) -> list[dict]:
+    """Rows read back from the ledger as cell values: NaN → blank, whole numbers as int, dates as datetime."""
+    kinds = {c.key: c.kind for c in table.columns}
+    out = []
+    for rec in records:
+        row = {}
+        for key, kind in kinds.items():
+            v = rec.get(key)
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                v = None
+            elif hasattr(v, "item"):  # numpy scalar
+                v = v.item()
+            if kind == "date" and isinstance(v, str):
+                try:
+                    v = dt.datetime.fromisoformat(v)
+                except ValueError:
+                    pass
+            elif isinstance(v, float) and v.is_integer() and kind in ("money", "count", "years", "rate"):
+                v = int(v)
+            row[key] = v
+        out.append(row)
+    return out
+
+
+def current_rows(ledger, counties: list[str], round_id: int | None = None) -> dict[str, dict[str, list[dict]]]:
+    """county -> table key -> its current rows in the ledger (sheet order of the source file)."""
+    out: dict[str, dict[str, list[dict]]] = {c: {} for c in counties}
+    for table in TABLES:
+        for county in counties:
+            frame = ledger.current_rows(table.key, round_id=round_id, unit=county)
+            if len(frame):
+                frame = frame.sort_values("_row", kind="stable")
+                records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+                out[county][table.key] = _clean_current(table, records)
+    return out
+
+
+def collect(folder, into=None, plan: Plan | None = None, db: str | None = None, ledger=None) -> CollectReport:
+    """Check every .xlsx/.xlsm in ``folder``; with ``into``, record each file in the ledger (beside
+    the city workbook, or at ``db``) as one submission and update the city workbook's input tables
+    from the ledger's current versions (atomic write, dated backup, refused while Excel has it open).
+
+    Without ``into`` nothing is written; with ``db`` the issue tokens are still verified."""
     plan = plan or load_plan()
     into = Path(into) if into else None
     if into is not None:
@@ -672,32 +860,76 @@ def collect(folder, into=None, plan: Plan | None = None) -> CollectReport:
             report = CollectReport(Path(folder), into)
             report.fatal = str(exc)
             return report
-    report = check_folder(folder, plan, into)
+    own = None
+    if ledger is None and (into is not None or db):
+        try:
+            ledger = own = ledger_mod.open_ledger(into, db)
+        except XlEcomError as exc:
+            report = CollectReport(Path(folder), into)
+            report.fatal = f"无法打开台账：{exc}"
+            return report
+    try:
+        return _collect(folder, into, plan, ledger)
+    finally:
+        if own is not None:
+            own.close()
+
+
+def _collect(folder, into: Path | None, plan: Plan, ledger) -> CollectReport:
+    try:
+        report = check_folder(folder, plan, into, ledger)
+    except XlEcomError as exc:  # the ledger cannot be read
+        report = CollectReport(Path(folder), into)
+        report.fatal = str(exc)
+        return report
+    if ledger is not None:
+        report.ledger_url = ledger.url
     if report.fatal or into is None:
         return report
-    if not any(f.mergeable for f in report.files):
+    # 1. the ledger, the system of record: each file one submission, one transaction each
+    received = dt.datetime.now().replace(microsecond=0)
+    touched: list[str] = []
+    try:
+        rnd = ledger.ensure_round()
+        for f in report.files:
+            current = ledger.current_submission(f.county, rnd.id) if f.mergeable and f.county else None
+            if current is not None and f.status == READY:
+                f.sha256, f.size = _digest(f.path)
+                if current.sha256 == f.sha256:  # collected again unchanged: no new version
+                    f.status, f.version, f.submission_id = MERGED, current.version, current.id
+                    f.notes.append(f"与台账中{f.county}的第{current.version}版内容相同，未重复登记")
+                    touched.append(f.county)
+                    continue
+            record_file(ledger, f, rnd.id, received)
+            report.recorded += 1
+            if f.status == MERGED:
+                touched.append(f.county)
+    except (XlEcomError, OSError) as exc:
+        report.fatal = f"写入台账时出错：{exc}；已登记的报送保留在台账中，市级工作簿未改动"
         return report
+    if not touched:
+        return report
+    # 2. the workbook, a view: each touched county's rows are its current version in the ledger
     original = into.read_bytes()
     macro = xlsm.VBA_PROJECT_PART in zipfile.ZipFile(io.BytesIO(original)).namelist()
     try:
         wb = openpyxl.load_workbook(io.BytesIO(original), keep_vba=macro)
     except Exception as exc:
-        report.fatal = f"无法打开市级工作簿“{into.name}”：{type(exc).__name__}：{exc}"
+        report.fatal = f"无法打开市级工作簿“{into.name}”：{type(exc).__name__}：{exc}（报送已登记到台账）"
         return report
     try:
-        report.changes = merge_into_workbook(wb, report, plan)
+        current = current_rows(ledger, touched, rnd.id)
+        report.changes = merge_into_workbook(wb, report, plan, current=current)
         data, warnings = save_city_workbook(wb, into, original)
         report.problems.extend(Problem("", "", w, WARNING, into.name) for w in warnings)
         report.backup = safeio.write_atomically(into, data)
-    except (CollectError, safeio.FileBusyError, OSError) as exc:
-        for f in report.files:
-            if f.status in (MERGED, READY):
-                f.status = NOT_MERGED
+    except (CollectError, safeio.FileBusyError, OSError, XlEcomError) as exc:
         report.changes = []
         if isinstance(exc, OSError):
             report.fatal = f"无法写入“{into.name}”（{exc.strerror or exc}），原文件未改动"
         else:
             report.fatal = str(exc)
+        report.fatal += "；报送已登记到台账，再次汇总同一文件夹即可更新市级工作簿"
         return report
     report.written = True
     return report
@@ -709,7 +941,7 @@ def collect(folder, into=None, plan: Plan | None = None) -> CollectReport:
 
 
 def cmd_collect(args) -> int:
-    report = collect(args.folder, into=args.into)
+    report = collect(args.folder, into=args.into, db=getattr(args, "db", None))
     print(report.to_text())
     return report.exit_code
 
@@ -721,4 +953,8 @@ def add_cli(subparsers) -> None:
     )
     p.add_argument("folder", help="存放报回的县区工作簿（.xlsx）的文件夹")
     p.add_argument("--into", help="市级工作簿（目标任务分解表.xlsm）；不指定则只检查不写入")
+    p.add_argument(
+        "--db", metavar="URL",
+        help="台账数据库（如 postgresql://用户:密码@主机/库名，多台电脑共用时使用）；默认为市级工作簿旁的“<工作簿名>.台账.sqlite”",
+    )
     p.set_defaults(func=cmd_collect)

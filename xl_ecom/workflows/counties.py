@@ -14,6 +14,13 @@ Marker (read back by :func:`county_marker`):
 - workbook defined names ``XL_ECOM_COUNTY`` = "<县区>" and ``XL_ECOM_VERSION`` = STRUCTURE_VERSION
   (hidden names, constant string values);
 - the same two values, visible, in 填报说明!B3 (县区) and 填报说明!B4 (结构版本); that sheet is protected.
+
+Issue token (read back by :func:`issue_token`): when the workbooks are generated with a ledger
+(``xl-ecom counties --workbook 市级工作簿`` or ``--db URL``), each file is recorded as issued
+(``ledger.issue(县区, "县区", 文件名, sha256)``) and carries the token the ledger returns, in the hidden
+defined name ``_xl_ecom_token`` and in the custom document property ``xl_ecom_token``.  The sha256
+recorded is that of the file's bytes before the token is written into it.  collect verifies the
+token against the county the file claims.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import json
 from pathlib import Path
 
 from openpyxl import Workbook
+from openpyxl.packaging.custom import StringProperty
 from openpyxl.utils import get_column_letter, quote_sheetname
 from openpyxl.workbook.defined_name import DefinedName
 
@@ -37,6 +45,7 @@ from xl_ecom.workflows.departments import (
     pin_properties,
     run_export_cli,
     save_workbook,
+    workbook_bytes,
     write_task_sheet,
 )
 from xl_ecom.common.errors import InputError
@@ -434,7 +443,7 @@ def _write_summary(ws, county: str, plan: Plan, on) -> None:
     note = (
         f"注：“未计入(行)”为奖补金额列显示提示文字而非金额的行数（“{FLAG_NUMBER}”：金额等数值列填了文字，如“50万”；"
         f"“{FLAG_COUNTY}”：县区不是{county}），这些行未计入金额合计，请按提示改正后再报送。"
-        f"市级汇总时，“50万”这类文字金额会按识别出的数值计入并提示，县区名不符的行不予汇总。"
+        f"市级汇总时这两类行同样不予汇总（“50万”这类文字金额不按识别出的数值计入），请改填数字后再报送。"
         f"“县区”留空的行按{county}计入（与市级汇总一致），并参与累计封顶。"
     ) + "".join(
         f"{plan.rules[a.rule].name}按县区累计封顶（“{plan.rules[a.rule].text}”），按“{t.sheet}”表中的行序累计。"
@@ -448,6 +457,34 @@ def _write_summary(ws, county: str, plan: Plan, on) -> None:
     ws.row_dimensions[r + 2].height = fit_height([note], [sum(SUMMARY_WIDTHS)], 10)
     ws.protection.sheet = True
     sheets.page_setup(ws, f"{SUMMARY_HEADER_ROW}:{SUMMARY_HEADER_ROW}")
+
+
+TOKEN_NAME = "_xl_ecom_token"  # hidden defined name
+TOKEN_PROPERTY = "xl_ecom_token"  # custom document property
+ISSUE_KIND = "县区"
+
+
+def set_token(wb, token: str | None) -> None:
+    """Write (or, with None, remove) the issue token in both places."""
+    if TOKEN_NAME in wb.defined_names:
+        del wb.defined_names[TOKEN_NAME]
+    props = wb.custom_doc_props
+    for prop in [q for q in props if q.name == TOKEN_PROPERTY]:
+        props.props.remove(prop)
+    if token:
+        wb.defined_names[TOKEN_NAME] = DefinedName(TOKEN_NAME, attr_text=_q(token), hidden=True)
+        props.append(StringProperty(name=TOKEN_PROPERTY, value=token))
+
+
+def issue_token(wb) -> tuple[str | None, str | None]:
+    """(token in the hidden defined name, token in the custom document property); None where absent."""
+    by_name = _name_value(wb, TOKEN_NAME)
+    by_prop = None
+    for prop in getattr(wb, "custom_doc_props", None) or []:
+        if prop.name == TOKEN_PROPERTY:
+            value = getattr(prop, "value", None)
+            by_prop = str(value).strip() if value is not None and str(value).strip() else None
+    return by_name, by_prop
 
 
 def _set_marker(wb, county: str) -> None:
@@ -506,32 +543,60 @@ def _retarget(wb, old: str, new: str, plan: Plan, on, due) -> None:
     _write_county_sheets(wb, new, plan, on, due)
 
 
-def make_county_workbooks(out_dir, plan: Plan | None = None, on=None, *, due=None, counties=None, progress: Progress | None = None) -> list[Path]:
-    """Write ``<out_dir>/县区工作簿/<县区>.xlsx`` for every county of the annex; returns the paths."""
+def make_county_workbooks(out_dir, plan: Plan | None = None, on=None, *, due=None, counties=None, progress: Progress | None = None,
+                          ledger=None, workbook=None, db: str | None = None) -> list[Path]:
+    """Write ``<out_dir>/县区工作簿/<县区>.xlsx`` for every county of the annex; returns the paths.
+
+    With a ledger (``ledger``, or opened beside the city ``workbook`` / at ``db``) every file is
+    recorded as issued and carries its issue token (:func:`set_token`); without one the files have
+    no token (collect accepts such files only while the ledger has no issue record at all)."""
     plan = plan or load_plan()
     names = [_check_county(c, plan) for c in (counties or plan.counties)]
     folder = Path(out_dir) / SUBDIR
     paths = [folder / f"{c}.xlsx" for c in names]
     for p in paths:
         check_not_open(p)
-    wb = None
-    previous = None
-    for i, (county, path) in enumerate(zip(names, paths), start=1):
-        if progress:
-            progress(county, i, len(names))
-        if wb is None:
-            wb = county_workbook(county, plan, on=on, due=due)
-        else:
-            _retarget(wb, previous, county, plan, on, due)
-        save_workbook(wb, path)
-        previous = county
+    own = None
+    if ledger is None and (workbook is not None or db):
+        from xl_ecom.ledger import open_ledger
+
+        ledger = own = open_ledger(workbook, db)
+    try:
+        wb = None
+        previous = None
+        for i, (county, path) in enumerate(zip(names, paths), start=1):
+            if progress:
+                progress(county, i, len(names))
+            if wb is None:
+                wb = county_workbook(county, plan, on=on, due=due)
+            else:
+                _retarget(wb, previous, county, plan, on, due)
+            if ledger is not None:
+                set_token(wb, None)
+                sha = hashlib.sha256(workbook_bytes(wb)).hexdigest()
+                set_token(wb, ledger.issue(county, ISSUE_KIND, path.name, sha).token)
+            save_workbook(wb, path)
+            previous = county
+    finally:
+        if own is not None:
+            own.close()
     return paths
 
 
 # --- command line ---------------------------------------------------------------------------------------
 
+def make_for_cli(args):
+    """make_county_workbooks with the ledger the command line names: ``--db``, else beside ``--workbook``."""
+    workbook, db = getattr(args, "workbook", None), getattr(args, "db", None)
+
+    def make(folder, **kwargs):
+        return make_county_workbooks(folder, workbook=workbook, db=db, **kwargs)
+
+    return make
+
+
 def run_cli(args, stdout=None, stderr=None) -> int:
-    return run_export_cli(args, make_county_workbooks, "县区工作簿", SUBDIR, stdout, stderr)
+    return run_export_cli(args, make_for_cli(args), "县区工作簿", SUBDIR, stdout, stderr)
 
 
 def add_cli(subparsers):
@@ -541,5 +606,10 @@ def add_cli(subparsers):
         description=f"为目标任务分解表中的每个县区生成填报工作簿，写入输出文件夹的“{SUBDIR}”子文件夹。",
     )
     _add_common(parser)
+    parser.add_argument(
+        "--db", metavar="URL",
+        help="台账数据库（如 postgresql://用户:密码@主机/库名）；默认为 --workbook 旁的“<工作簿名>.台账.sqlite”。"
+        "指定 --workbook 或 --db 时，每个县区工作簿都登记为已下发并带下发凭证，汇总时据此核对县区",
+    )
     parser.set_defaults(func=run_cli)
     return parser
