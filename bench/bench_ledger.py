@@ -15,7 +15,10 @@ Target: every ratio ≤ 2.
 ``--province``: 16,000,000 generated rows (128 units × 125,000) written through the submission API, then read
 back with current_rows (pyarrow-backed columns); prints the times and the peak RSS of the process.
 
-Run: python bench/bench_ledger.py [--sizes 8x10000 8x125000] [--province] [--repeat K]
+``--pg URL``: the same comparison on a PostgreSQL server (the URL of a role that may create databases): the
+ledger (COPY inside its transaction) against a bare table filled with psycopg's COPY, read back with read_sql.
+
+Run: python bench/bench_ledger.py [--sizes 8x10000 8x125000] [--province] [--repeat K] [--pg URL]
 """
 
 from __future__ import annotations
@@ -87,6 +90,61 @@ def peer_write(path: Path, files: list[list[dict]]) -> float:
     elapsed = time.perf_counter() - start
     con.close()
     return elapsed
+
+
+def pg_peer_write(url: str, files: list[list[dict]]) -> float:
+    import psycopg
+
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn) as con:
+        con.execute("CREATE TABLE bare (unit TEXT, row_number INTEGER, data TEXT)")
+        con.commit()
+        start = time.perf_counter()
+        for rows in files:
+            unit = rows[0]["county"]
+            with con.cursor() as cur, cur.copy("COPY bare FROM STDIN") as copy:
+                for n, r in enumerate(rows, 3):
+                    copy.write_row((unit, n, json.dumps(r, ensure_ascii=False, separators=(",", ":"))))
+            con.commit()
+        return time.perf_counter() - start
+
+
+def pg_peer_read(url: str) -> float:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    start = time.perf_counter()
+    with engine.connect() as con:
+        frame = pd.read_sql("SELECT unit, row_number, data FROM bare", con)
+    elapsed = time.perf_counter() - start
+    engine.dispose()
+    assert len(frame)
+    return elapsed
+
+
+def run_pg(admin_url: str, units: int, per_unit: int) -> dict[str, float]:
+    import secrets
+
+    import sqlalchemy as sa
+
+    files = [make_rows(u, per_unit) for u in range(units)]
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    names = [f"bench_ledger_{secrets.token_hex(4)}" for _ in range(2)]
+    with admin.connect() as conn:
+        for name in names:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    urls = [sa.engine.make_url(admin_url).set(database=n).render_as_string(hide_password=False) for n in names]
+    try:
+        t = {"pw": pg_peer_write(urls[0], files), "lw": ledger_write(urls[1], files)}
+        t["pr"] = pg_peer_read(urls[0])
+        t["lr"], frame = ledger_read(urls[1])
+        assert len(frame) == units * per_unit
+        return t
+    finally:
+        with admin.connect() as conn:
+            for name in names:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
 
 
 def ledger_read(url: str) -> tuple[float, pd.DataFrame]:
@@ -168,9 +226,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", nargs="+", default=["8x10000", "8x125000"])
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--province", action="store_true")
+    parser.add_argument("--pg", metavar="URL")
     args = parser.parse_args(argv)
     if args.province:
         return province()
+    if args.pg:
+        worst = 0.0
+        for size in args.sizes:
+            units, per_unit = (int(x) for x in size.lower().split("x"))
+            t = run_pg(args.pg, units, per_unit)
+            w, r = t["lw"] / t["pw"], t["lr"] / t["pr"]
+            worst = max(worst, w, r)
+            print(f"PostgreSQL {units} × {per_unit:,} = {units * per_unit:,} 行")
+            print(f"  写入：台账 {t['lw']:.2f} s，裸表 COPY {t['pw']:.2f} s，比值 {w:.2f}")
+            print(f"  读取：current_rows {t['lr']:.2f} s，read_sql {t['pr']:.2f} s，比值 {r:.2f}")
+        print(f"最大比值 {worst:.2f}（目标 ≤ {TARGET}）：{'达标' if worst <= TARGET else '未达标'}")
+        return 0 if worst <= TARGET else 1
     worst = 0.0
     for size in args.sizes:
         units, per_unit = (int(x) for x in size.lower().split("x"))
