@@ -154,3 +154,10 @@ def test_refused_while_another_command_holds_the_workbook(workbook):
         r = run("setup-excel", str(workbook), "--no-backup")
     assert r.returncode == 2 and r.stderr.startswith("错误：") and "汇总县区报表" in r.stderr, r.stderr
     assert workbook.read_bytes() == before
+
+
+def test_a_rebuild_keeps_what_setup_excel_wrote(workbook):
+    assert run("setup-excel", str(workbook), "--no-backup", "--interpreter", r"C:\xl-ecom\.venv\Scripts\pythonw.exe").returncode == 0
+    r = run("build", "--out", str(workbook))
+    assert r.returncode == 0, r.stderr
+    assert conf(workbook)["Interpreter_Win"] == r"C:\xl-ecom\.venv\Scripts\pythonw.exe"
