@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import time
 import timeit
+from functools import partial
 
 import numpy as np
 from xlwings.conversion.standard import AdjustDimensionsStage, Ensure2DStage
@@ -135,9 +136,9 @@ def main() -> None:
     for rule_id, rule in plan.rules.items():
         data = make_columns(rule, args.rows, rng)
         engine.calculate_columns(rule_id, {k: v[:10] for k, v in data.items()}, on=on)  # warm caches
-        t_vec = best(lambda: engine.calculate_columns_cents(rule_id, data, on=on))
+        t_vec = best(partial(engine.calculate_columns_cents, rule_id, data, on=on))
         peer = PEERS[rule_id]
-        t_peer = best(lambda: peer(data))
+        t_peer = best(partial(peer, data))
         vec = engine.calculate_columns_cents(rule_id, data, on=on)
         diff = np.nanmax(np.abs(vec / 100.0 - peer(data)))
         assert diff <= 0.0100001, (rule_id, diff)  # the peer differs at most by a half-cent tie
@@ -166,14 +167,14 @@ def main() -> None:
         cells = [[[v] for v in data[k].tolist()] for k in names]  # a column: one row of one cell each
         f = getattr(udfs, name)
 
-        def call():
+        def call(f=f, cells=cells, options=options):
             return xl_write(f(*(xl_read(c, o) for c, o in zip(cells, options))))
 
         out = call()
         assert len(out) == n and all(len(r) == 1 for r in out), "a column range must come back as a column"
         assert [r[0] for r in out] == (engine.calculate_columns_cents(name, data) / 100).tolist()
         t_udf = best(call, 5)
-        t_vec = best(lambda: engine.calculate_columns_cents(name, data), 5)
+        t_vec = best(partial(engine.calculate_columns_cents, name, data), 5)
         print(f"  {name:26} UDF {t_udf * 1e3:7.2f} ms   vector {t_vec * 1e3:6.2f} ms   {t_udf / t_vec:5.1f}x   (target ≤ 5x)")
 
     print()
@@ -183,7 +184,7 @@ def main() -> None:
         f = getattr(udfs, name)
         args_in = [xl_read(v, o) for v, o in zip(a, arg_options(name))]  # [[800000]] under ndim=2
         f(*args_in)
-        per = min(timeit.repeat(lambda: f(*args_in), number=calls, repeat=3)) / calls * 1e6
+        per = min(timeit.repeat(partial(f, *args_in), number=calls, repeat=3)) / calls * 1e6
         print(f"scalar UDF {name}{a}: {per:.1f} µs/call   (target ≤ 20 µs)")
 
 

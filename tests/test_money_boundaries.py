@@ -5,8 +5,8 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from xl_ecom.policy.boundaries import BOUNDARY_WORDS, holds
 from xl_ecom.common.errors import InputError
+from xl_ecom.policy.boundaries import BOUNDARY_WORDS, holds
 from xl_ecom.rules.money import mul_rate, mul_rate_array, parse_number, to_cents, to_cents_array
 
 
@@ -109,8 +109,8 @@ def test_vector_nan_is_still_a_blank():
 
 
 def test_engine_scalar_nan_rate_is_an_error_not_the_ceiling():
-    from xl_ecom.rules import engine
     from xl_ecom.frontends import udfs
+    from xl_ecom.rules import engine
 
     for call in (lambda: udfs.AWARD_UPLINK(2e7, float("nan")),
                  lambda: engine.calculate_cents("AWARD_UPLINK", 2e7, float("nan"))):

@@ -8,8 +8,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xl_ecom.rules import engine
 from xl_ecom.policy import load_plan
+from xl_ecom.rules import engine
 
 PLAN = load_plan()
 RULES = sorted(PLAN.rules)

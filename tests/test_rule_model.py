@@ -8,15 +8,15 @@ from decimal import Decimal
 import numpy as np
 import openpyxl
 import pytest
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from libreoffice import recalculated
 from xl_ecom.common.errors import XlEcomError
 from xl_ecom.policy import load_plan
 from xl_ecom.rules import counts, engine, explain, formulas
 from xl_ecom.workflows import refresh
+
+from libreoffice import recalculated
 
 EDGE = [10_000_000.004, 10_000_000.005, 10_000_000.0, 10_000_000.01, 9_999_999.995]
 
@@ -159,9 +159,9 @@ import datetime as dt  # noqa: E402
 
 import yaml  # noqa: E402
 
-from xl_ecom.workflows import build, departments
 from xl_ecom.common.errors import PlanError  # noqa: E402
-from xl_ecom.policy import PLAN_PATH, _AMOUNT_KEYS, parse_plan  # noqa: E402
+from xl_ecom.policy import _AMOUNT_KEYS, PLAN_PATH, parse_plan  # noqa: E402
+from xl_ecom.workflows import build, departments  # noqa: E402
 
 RAW = yaml.safe_load(PLAN_PATH.read_text(encoding="utf-8"))
 D = dt.date(2020, 1, 1)
@@ -281,7 +281,8 @@ def test_every_consumer_handles_every_kind(kind):
     amount_line = {"rate": "比例 10%", "fixed": "定额：500.00元", "tiers": "分档：≥1,000.00元给予300.00元",
                    "per_unit": "定额：个数 3 × 20.00元 = 60.00元", "factor": "系数 1.2"}[kind]
     assert amount_line in text
-    assert explain.unmet_threshold(plan.rules[rid], engine.explain(rid, 50, 3, on=on, plan=plan).steps).startswith("金额 50.00元，须>100.00元")
+    unmet = explain.unmet_threshold(plan.rules[rid], engine.explain(rid, 50, 3, on=on, plan=plan).steps)
+    assert unmet.startswith("金额 50.00元，须>100.00元")
     assert formulas.compile_rule(rid, {"x": "A1", "n": "B1"}, on=on, plan=plan).startswith("=IF(")
     assert departments.rule_terms(rid, on=on, plan=plan)
     assert departments.rule_summary(rid, on=on, plan=plan)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import yaml
 
-from xl_ecom.rules import engine
-from xl_ecom.frontends import udfs
 from xl_ecom.common.errors import InputError
+from xl_ecom.frontends import udfs
+from xl_ecom.rules import engine
 
 CASES = yaml.safe_load((Path(__file__).parent / "cases" / "rules.yaml").read_text(encoding="utf-8"))
 ERRORS = yaml.safe_load((Path(__file__).parent / "cases" / "errors.yaml").read_text(encoding="utf-8"))

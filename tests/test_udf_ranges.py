@@ -5,10 +5,10 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xl_ecom.rules import engine
-from xl_ecom.frontends import udfs
 from xl_ecom.common.errors import InputError
+from xl_ecom.frontends import udfs
 from xl_ecom.policy import load_plan
+from xl_ecom.rules import engine
 
 PLAN = load_plan()
 
@@ -85,8 +85,8 @@ def test_an_omitted_choice_column_takes_its_default_before_required_inputs_are_j
     # found by hypothesis: TRAINING_SUBSIDY(range of blanks, 0) — 基础 needs 参训人数, so the result is blank
     import numpy as np
 
-    from xl_ecom.rules import engine
     from xl_ecom.frontends import udfs
+    from xl_ecom.rules import engine
 
     cents = engine.calculate_columns_cents("TRAINING_SUBSIDY", {"attendees": np.array([np.nan, np.nan]), "costs": np.array([0.0, 0.0])})
     assert np.isnan(cents).all()

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from xl_ecom.frontends import cli, udfs
 from xl_ecom.common.errors import InputError
+from xl_ecom.frontends import cli, udfs
 
 
 def test_udfs_are_plain_callables_with_chinese_descriptions():

@@ -16,16 +16,15 @@ the same decorator that applies ``@xw.func``/``@xw.arg``: off Windows xlwings ma
 from __future__ import annotations
 
 import inspect
-from itertools import chain
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 import xlwings as xw
 
-from xl_ecom.rules import engine
-from xl_ecom.policy import lookup
 from xl_ecom.common.errors import InputError
-from xl_ecom.policy import load_plan
+from xl_ecom.policy import load_plan, lookup
+from xl_ecom.rules import engine
 
 CATEGORY = "农村电商"
 BLANK = ""
@@ -62,21 +61,21 @@ def call_rule(rule_id: str, *args):
     """Evaluate a rule on Excel-shaped arguments; returns the matching shape."""
     shapes = [_shape(a) for a in args]
     # a 1×1 range is a scalar
-    args = list(args)
+    given = list(args)
     for i, s in enumerate(shapes):
         if s in ((1, 1), (1,)):
-            args[i] = args[i][0][0] if len(s) == 2 else args[i][0]
+            given[i] = given[i][0][0] if len(s) == 2 else given[i][0]
             shapes[i] = None
     ranged = [s for s in shapes if s is not None]
     if not ranged:
-        return _yuan(engine.calculate_cents(rule_id, *args))
+        return _yuan(engine.calculate_cents(rule_id, *given))
     shape = ranged[0]
     size = shape[0] * (shape[1] if len(shape) == 2 else 1)
     for s in ranged:
         n = s[0] * (s[1] if len(s) == 2 else 1)
         if n != size:
             raise InputError(f"参数区域大小不一致（{_dims(shape)} 与 {_dims(s)}），请选择同样大小的区域")
-    columns = [_flat(a, s) if s is not None else a for a, s in zip(args, shapes)]
+    columns = [_flat(a, s) if s is not None else a for a, s in zip(given, shapes)]
     try:
         out = _vector(rule_id, columns, size)
     except InputError:

@@ -72,7 +72,7 @@ def condition_mask(
     if not tests:
         labels = "、".join(rule.input(n).label for n in columns if n in rule.input_names) or "、".join(map(str, columns))
         raise XlEcomError(f"规则 {rule.id} 没有关于“{labels}”的门槛，无法计数")
-    mask = None
+    mask: np.ndarray | None = None
     read: dict = {}
     for name, alternatives in tests:
         if name not in read:
@@ -84,4 +84,5 @@ def condition_mask(
         if blank is not None:
             ok &= ~blank
         mask = ok if mask is None else (mask & ok)
+    assert mask is not None  # tests is not empty
     return mask

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import lru_cache
-from typing import Any, Iterable, Mapping, Sequence
+from functools import cache, lru_cache
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from xl_ecom.policy.boundaries import BOUNDARY_WORDS, boundary, holds
 from xl_ecom.common.errors import InputError
+from xl_ecom.policy import Plan, Rule, load_plan
+from xl_ecom.policy.boundaries import BOUNDARY_WORDS, boundary, holds
+from xl_ecom.rules.explain import AmountStep, CapStep, ConditionStep, pct, shown, step_text
+from xl_ecom.rules.explain import money as money_text
+from xl_ecom.rules.model import Body, Cap, Condition, Factor, Fixed, PerUnit, Rate, Tier, Tiers, Unit
 from xl_ecom.rules.money import (
     MAX_CENTS,
     MAX_YUAN,
@@ -30,10 +35,6 @@ from xl_ecom.rules.money import (
     parse_number,
     to_cents,
 )
-from xl_ecom.policy import Plan, Rule, load_plan
-from xl_ecom.rules.explain import AmountStep, CapStep, ConditionStep, pct, shown, step_text
-from xl_ecom.rules.explain import money as money_text
-from xl_ecom.rules.model import Body, Cap, Condition, Factor, Fixed, PerUnit, Rate, Tier, Tiers, Unit
 
 _TRUE = {"是", "true", "TRUE", "True", "1", "y", "Y", "yes", "有"}
 _FALSE = {"否", "false", "FALSE", "False", "0", "n", "N", "no", "无"}
@@ -106,7 +107,12 @@ def _resolve_amount(rule: Rule, a: dict, on: dt.date):
             return Tiers(
                 a["basis"],
                 tuple(
-                    Tier(t["word"], _internal(basis_kind, t["threshold"].at(on)), _internal("money", t["amount"].at(on)), t["threshold"].reference)
+                    Tier(
+                        t["word"],
+                        _internal(basis_kind, t["threshold"].at(on)),
+                        _internal("money", t["amount"].at(on)),
+                        t["threshold"].reference,
+                    )
                     for t in a["tiers"]
                 ),
             )
@@ -244,7 +250,7 @@ _OPS = {word: b.op for word, b in BOUNDARY_WORDS.items()}
 _VECTOR = _VectorOps()
 
 
-def _run(body: dict, v: Mapping[str, Any], ops, *, cum_state=None, trace: list | None = None, within=True):
+def _run(body: Body, v: Mapping[str, Any], ops, *, cum_state=None, trace: list | None = None, within=True):
     """Evaluate one resolved rule body.  ``v`` holds internal values (money in cents).
 
     Returns cents (int for the scalar backend, float array for the vector backend).  ``within``
@@ -367,9 +373,9 @@ def _scalar_value(spec, value):
 
 def _check_rate(rule: Rule, body: Body, rate) -> None:
     a = body.amount
-    ceiling = a.rate
-    if rate is None:
+    if rate is None or not isinstance(a, Rate) or a.rate_input is None:
         return
+    ceiling = a.rate
     if rate > ceiling:
         raise InputError(
             f"{rule.input(a.rate_input).label}“{_pct(rate)}”超过条款{rule.clause}规定的上限{_pct(ceiling)}"
@@ -403,14 +409,14 @@ def _body_inputs(body: Body) -> set:
     return used
 
 
-@lru_cache(maxsize=None)
+@cache
 def _typed_variants(rule: Rule) -> dict[str, Body]:
     """The rule's variants as typed bodies (each parameter's latest value): which inputs a body
     reads does not depend on the date."""
     return {k: _resolve_body(rule, b, dt.date.max) for k, b in rule.variants.items()}
 
 
-@lru_cache(maxsize=None)
+@cache
 def required_inputs(rule: Rule, variant: str = "") -> tuple[str, ...]:
     """Inputs whose blank gives a blank result for ``variant``: the required inputs (not optional,
     no default_input) that the variant's conditions or basis read, plus those no variant reads.
@@ -563,11 +569,11 @@ def _floats(spec, col, *, money: bool) -> tuple[np.ndarray, np.ndarray | None]:
     arr = np.asarray(col)
     if arr.dtype.kind not in "fiu":
         if money:
-            vals = [to_cents(x, spec.label) for x in arr.tolist()]
-            arr = np.array([np.nan if c is None else c / 100 for c in vals], dtype="float64")
+            cents = [to_cents(x, spec.label) for x in arr.tolist()]
+            arr = np.array([np.nan if c is None else c / 100 for c in cents], dtype="float64")
         else:
-            vals = [parse_number(x, spec.label, percent_ok=spec.kind == "rate") for x in arr.tolist()]
-            arr = np.array([np.nan if v is None else float(v) for v in vals], dtype="float64")
+            numbers = [parse_number(x, spec.label, percent_ok=spec.kind == "rate") for x in arr.tolist()]
+            arr = np.array([np.nan if v is None else float(v) for v in numbers], dtype="float64")
     elif arr.dtype != np.float64:
         arr = arr.astype("float64")
     if not arr.size or not np.isnan(arr.min()):  # min is NaN exactly when a NaN is present
@@ -773,6 +779,7 @@ def calculate_columns_cents(rule_id, data, on=None, plan=None, groups=None) -> n
         if nan is None:
             continue
         if len(needed_by) != len(rule.variants):
+            assert switch is not None  # variants differ only by a switch
             nan = nan & switch.mask(needed_by)
         blank = nan if blank is None else (blank | nan)
     out = None

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from xl_ecom.policy import Plan, load_plan
 from xl_ecom.policy.boundaries import boundary
 from xl_ecom.rules.engine import get_rule, percent, required_inputs, resolve
-from xl_ecom.policy import Plan, load_plan
 from xl_ecom.rules.model import Factor, Fixed, PerUnit, Rate, Tiers
 
 
