@@ -659,30 +659,34 @@ def _choice_rows(spec, col, n: int) -> _Choices:
 
     With two choices, a cell holding one exactly is matched by one comparison per choice, and the
     rest (blanks, 是/否 spellings, padded text, invalid values) are normalised one check per
-    distinct value; with more, every distinct value is checked once (pd.factorize)."""
+    distinct value; with more, or for a DataFrame column (factorised in its own storage, with no
+    object copy), every distinct value is checked once (pd.factorize)."""
     if col is None:
         return _Choices({_choice(spec, None): np.ones(n, dtype=bool)}, n)
-    arr = col if isinstance(col, np.ndarray) and col.dtype == object else np.asarray(col, dtype=object)
     choices = tuple(dict.fromkeys(spec.choices))
-    if len(choices) > 2:
-        rest = None
-        codes, uniques = pd.factorize(arr, use_na_sentinel=True)
-        rows = {c: np.zeros(len(arr), dtype=bool) for c in choices}
+    rest = None
+    if isinstance(col, pd.Series) or len(choices) > 2:
+        codes, uniques = pd.factorize(col if isinstance(col, pd.Series) else np.asarray(col, dtype=object), use_na_sentinel=True)
+        size = len(codes)
+        rows = {c: np.zeros(size, dtype=bool) for c in choices}
     else:
+        arr = col if isinstance(col, np.ndarray) and col.dtype == object else np.asarray(col, dtype=object)
+        size = len(arr)
         rows = {c: np.equal(arr, c) for c in choices}
         exact = np.logical_or.reduce(list(rows.values()))
         if exact.all():
-            return _Choices(rows, len(arr))
+            return _Choices(rows, size)
         rest = np.flatnonzero(~exact)
         codes, uniques = pd.factorize(arr[rest], use_na_sentinel=True)
+    uniques = list(uniques)
     labels = [_choice(spec, u) for u in uniques] + [_choice(spec, None)]
-    for j, label in enumerate(labels):
-        hit = codes == (j if j < len(uniques) else -1)
+    for k, label in enumerate(labels):
+        hit = codes == (k if k < len(uniques) else -1)
         if rest is None:
             rows[label] |= hit
         elif hit.any():
             rows[label][rest[hit]] = True
-    return _Choices(rows, len(arr))
+    return _Choices(rows, size)
 
 
 def _choice_column(spec, col) -> np.ndarray:
