@@ -382,7 +382,8 @@ def cmd_run(args) -> int:
     from xl_ecom.frontends.addin import XLWINGS_ADDIN
     from xl_ecom.workflows import upgrade
 
-    built = upgrade.write_city_workbook(out / WORKBOOK_NAME, addin=XLWINGS_ADDIN, command="xl-ecom run")  # keeps the data of one already there
+    # keeps the data of one already there
+    built = upgrade.write_city_workbook(out / WORKBOOK_NAME, addin=XLWINGS_ADDIN, command="xl-ecom run")
     wb = built.path
     _out(f"工作簿：{built.to_text()}")
     # the files go where the workbook's 设置 says, so its buttons and `xl-ecom mail` find them
@@ -462,15 +463,12 @@ HANDLERS = {
     "refresh": cmd_refresh,
 }
 
-#: subcommand -> (argument, what it names, "file" | "folder"): checked before the handler runs
+#: subcommand -> [(argument, what it names, "file" | "folder")]: checked before the handler runs;
+#: any other subcommand's ``workbook`` argument, when given, must name a file
 INPUTS = {
-    "validate": [("workbook", "工作簿", "file")],
     "collect": [("folder", "文件夹", "folder"), ("into", "市级工作簿", "file")],
-    "departments": [("workbook", "工作簿", "file")],
-    "counties": [("workbook", "工作簿", "file")],
-    "refresh": [("workbook", "工作簿", "file")],
-    "mail": [("workbook", "工作簿", "file")],
 }
+_WORKBOOK_INPUT = [("workbook", "工作簿", "file")]
 
 #: subcommands whose handler may print its error on stdout or with another prefix (生成失败：)
 _NORMALISE = ("build", "validate", "collect")
@@ -479,7 +477,7 @@ _PREFIXES = ("生成失败：",)
 
 def check_inputs(command: str, args) -> None:
     """Raise (错误：…, exit 2) when a file or folder named on the command line does not exist."""
-    for dest, what, kind in INPUTS.get(command, ()):
+    for dest, what, kind in INPUTS.get(command, _WORKBOOK_INPUT):
         value = getattr(args, dest, None)
         if not value:
             continue
@@ -513,6 +511,18 @@ def _normalised(func):
         return code
 
     return handler
+
+
+def _wrap_handlers(sub, command: str | None = None) -> None:
+    """Every workflow subcommand (nested ones such as ``round new`` too) runs under the convention."""
+    for name, parser_of in sub.choices.items():
+        top = command or name
+        own = parser_of.get_default("func")
+        if own is not None and top not in ("calc", "clauses", "check", "run"):
+            parser_of.set_defaults(func=_conforming(top, HANDLERS.get(top, own)))
+        for action in parser_of._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _wrap_handlers(action, top)
 
 
 def _conforming(command: str, func):
@@ -575,16 +585,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("run", help="一次完成：检查方案、生成工作簿、部门任务表和县区工作簿")
-    p.add_argument("--out", default=".", help="工作簿所在文件夹（默认当前文件夹）；生成的文件放在工作簿“设置”表的输出文件夹（默认其下的“输出”）")
+    p.add_argument("--out", default=".",
+                   help="工作簿所在文件夹（默认当前文件夹）；生成的文件放在工作簿“设置”表的输出文件夹（默认其下的“输出”）")
     p.set_defaults(func=cmd_run)
 
     for name in FRONT_ENDS:
         if importlib.util.find_spec(name) is not None:
             importlib.import_module(name).add_cli(sub)
-    for command, parser_of in sub.choices.items():
-        own = parser_of.get_default("func")
-        if own is not None and command not in ("calc", "clauses", "check", "run"):
-            parser_of.set_defaults(func=_conforming(command, HANDLERS.get(command, own)))
+    _wrap_handlers(sub)
 
     from xl_ecom.frontends import bundle, setup_excel
 
