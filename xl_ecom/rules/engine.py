@@ -689,11 +689,6 @@ def _choice_rows(spec, col, n: int) -> _Choices:
     return _Choices(rows, size)
 
 
-def _choice_column(spec, col) -> np.ndarray:
-    """A normalised choice column as an object array of choices."""
-    return _choice_rows(spec, col, len(col)).labels()
-
-
 @dataclass(frozen=True)
 class _VectorPlan:
     """What the vector path needs of a rule as of a date, worked out once."""
@@ -829,7 +824,3 @@ def calculate_columns_cents(rule_id, data, on=None, plan=None, groups=None) -> n
     if blank is not None and blank.any():
         out[blank] = np.nan
     return out
-
-
-def _rate_inputs(rule: Rule) -> set:
-    return {s.name for s in rule.inputs if s.kind == "rate"}
