@@ -17,12 +17,13 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from mail_helpers import SENDER, SmtpServer
 from xl_ecom.frontends import cli
 from xl_ecom.ledger import FAULTY, MERGED, open_ledger
 from xl_ecom.ooxml import safeio, xlsm
 from xl_ecom.workflows import build, cycle, layout
 from xl_ecom.workflows.tables import table
+
+from mail_helpers import SENDER, SmtpServer
 
 #: 通讯录里有邮箱的单位；其余 12 个部门和 4 个县区没有邮箱
 EMAILS = {

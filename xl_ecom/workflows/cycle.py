@@ -67,7 +67,8 @@ __all__ = [
     "SHEET_STATUS", "ROUND_SETTING", "DEADLINE_SETTING", "REMIND_KIND", "RETURN_KIND", "GENERATED_ONLY",
     "RETURNED_SUBDIR", "STATUS_HEADERS", "CycleError", "Unit", "UnitStatus", "StatusReport", "CycleMail",
     "plan_units", "resolve_round", "new_round", "new_round_from_settings", "carried_units", "round_rows",
-    "compute_status", "workbook_status", "status_rows", "status_sheet_spec", "write_status_sheet",
+    "compute_status", "workbook_status", "status_rows", "status_sheet_spec", "status_sheet_for_workbook",
+    "write_status_sheet",
     "plan_reminders", "plan_returns", "remind_workbook", "return_workbook", "add_cli",
 ]
 
@@ -87,7 +88,7 @@ TEMPLATE_FILES = {REMIND_KIND: "催报.txt", RETURN_KIND: "退回.txt"}
 _COMMON_KEYS = ("单位", "联系人", "称呼", "类别", "轮次", "截止日期", "发件人", "发件人邮箱", "附件名", "发送日期")
 TEMPLATE_KEYS = {
     REMIND_KIND: _COMMON_KEYS + ("截止情况", "报送情况", "文件类别"),
-    RETURN_KIND: _COMMON_KEYS + ("收到时间", "报送文件", "版本", "问题数", "处理结果", "问题清单", "问题表"),
+    RETURN_KIND: _COMMON_KEYS + ("收到时间", "报送文件", "版本", "问题数", "处理结果", "问题清单", "问题表", "报送期限"),
 }
 #: problems listed in a return's body (all are in the attached .csv)
 BODY_PROBLEMS = 50
@@ -354,7 +355,7 @@ def _detail(u: UnitStatus) -> str:
     if u.file:
         bits.append(f"下发 {u.file}" + (f"（{u.issued_how}）" if u.issued_how else ""))
     if u.reports:
-        if not u.has_contact:
+        if not u.has_contact and "无联系邮箱" not in u.state:
             bits.append("通讯录中无联系邮箱")
         if u.mailed_at:
             bits.append(f"{_when(u.mailed_at)} 发给 {'、'.join(u.mailed_to)}（{u.mail_status}）")
@@ -410,7 +411,7 @@ def compute_status(ledger: Ledger, settings: dict[str, Any], contacts: Sequence[
             s.mailed_to = tuple(dict.fromkeys(a.address for a in sent))
             s.mail_status = SENT
         elif first:
-            s.mail_status = first[-1].status
+            s.mail_status = mail.record_from_attempt(first[-1]).result  # 未发送 / 暂时失败 / 失败 / 不确定
         reminders = [a for a in mine if a.kind == REMIND_KIND and a.status == SENT]
         if reminders:
             s.reminded_at = max(a.attempted_at for a in reminders)
@@ -563,6 +564,12 @@ def status_sheet_spec(report: StatusReport):
         print_rows="3:3",
         freeze="B4",
     )
+
+
+def status_sheet_for_workbook(workbook: Path | str, db: str | None = None, *, today: dt.date | None = None):
+    """The ribbon's 报送情况 (pure part): the sheet's layout (a refresh ``SheetSpec``) for the workbook file's
+    设置, 通讯录 and ledger, for the xlwings writer to render into the open book."""
+    return status_sheet_spec(workbook_status(workbook, db, today=today))
 
 
 def write_status_sheet(workbook: Path | str, report: StatusReport, *, backup: bool = True,
@@ -776,6 +783,7 @@ def plan_returns(ledger: Ledger, status: StatusReport, settings: dict[str, Any],
             "收到时间": sub.received_at.strftime("%Y年%m月%d日 %H:%M"), "报送文件": sub.file_name,
             "版本": str(sub.version), "问题数": str(sub.problem_count), "问题表": table_name,
             "处理结果": _outcome(sub, s) + (f"（{note}）" if note else ""), "问题清单": _problem_lines(rows),
+            "报送期限": _due_text(status.deadline, today),
         })
         subject, body = _fill(template, values, settings)
         for address in addresses:
@@ -788,6 +796,14 @@ def plan_returns(ledger: Ledger, status: StatusReport, settings: dict[str, Any],
                 continue
             plan.messages.append(message)
     return plan
+
+
+def _due_text(deadline: dt.date | None, today: dt.date) -> str:
+    if deadline is None:
+        return "尽快"
+    if today > deadline:
+        return f"尽快（本轮截止日期{format_date(deadline)}已过）"
+    return f"于{format_date(deadline)}前"
 
 
 def _outcome(sub: Submission, s: UnitStatus) -> str:
@@ -966,7 +982,13 @@ def cmd_round(args, out=None, err=None) -> int:
             previous = ledger.current_round()
             created, carried = new_round(ledger, label, deadline)
             due = f"，截止日期 {created.deadline.isoformat()}" if created.deadline else "，未设截止日期"
+            if created.deadline and not args.deadline:
+                due += f"（取自“{SETTINGS_SHEET}”表的“{DEADLINE_SETTING}”）"
             print(f"已新建报送轮次“{created.label}”{due}。", file=out)
+            if (created.deadline and previous is not None and previous.deadline
+                    and created.deadline <= previous.deadline):
+                print(f"注意：本轮的截止日期不晚于上一轮“{previous.label}”的（{previous.deadline.isoformat()}），"
+                      f"请确认；需要时用 --deadline 指定。", file=out)
             if previous is not None:
                 names = "、".join(carried) or "（无）"
                 print(f"上一轮“{previous.label}”的数据作为本轮的起点：{len(carried)} 个单位沿用之前的数据（{names}），"
