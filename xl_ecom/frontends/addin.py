@@ -496,9 +496,9 @@ def xlwings_conf_rows(
 
 #: Column D of the xlwings.conf sheet (xlwings reads only A and B).
 XLWINGS_CONF_NOTES = {
-    "interpreter_win": "Windows 上 python.exe 的路径；python 在 PATH 中时保持 python 即可",
+    "interpreter_win": "pythonw.exe 的完整路径，由 xl-ecom setup-excel 填写，请勿手工修改",
     "interpreter_mac": "Mac 上 Python 的路径（一般不用）",
-    "pythonpath": "额外的模块搜索路径；pip install xl-ecom 后不需要填写",
+    "pythonpath": "留空（xl-ecom 已安装时不需要）；需要时由 xl-ecom setup-excel 填写",
     "udf modules": "工作表函数所在的 Python 模块，请勿修改",
 }
 
