@@ -187,3 +187,165 @@ def test_refreshed_package_opens_in_openpyxl_and_libreoffice(chained, tmp_path):
     lo = openpyxl.load_workbook(out)
     assert lo.sheetnames == names
     assert lo[layout.SHEET_SUMMARY]["A1"].value == wb[layout.SHEET_SUMMARY]["A1"].value
+
+
+# --- the chart part and its drawing, compared with what openpyxl saves ------------------------
+
+
+def _tree(data: bytes):
+    """A part as (tag, attributes, text, children), namespace prefixes and declarations aside — the
+    comparison XlsxWriter's _compare_xlsx_files makes part by part."""
+    from lxml import etree
+
+    def walk(el):
+        return (el.tag, sorted(el.attrib.items()), (el.text or "").strip(), [walk(c) for c in el if isinstance(c.tag, str)])
+
+    return walk(etree.fromstring(data))
+
+
+CHART = dict(sheet="完成情况", title="各县区目标任务完成率", y_title="完成率", categories=(1, 30, 37),
+             series=[(2, 29, 30, 37), (3, 29, 30, 37), (4, 29, 30, 37)], anchor=(40, 1))
+
+
+def _openpyxl_chart_parts(spec: dict):
+    """The chart and drawing parts openpyxl writes for the equivalent BarChart in a saved workbook."""
+    from openpyxl.chart import BarChart, Reference
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = spec["sheet"]
+    chart = BarChart()
+    chart.type, chart.grouping = "col", "clustered"
+    chart.title, chart.y_axis.title, chart.y_axis.numFmt = spec["title"], spec["y_title"], "0%"
+    chart.width, chart.height = 24, 10
+    cols = [s[0] for s in spec["series"]]
+    header, _, last = spec["series"][0][1:]
+    chart.add_data(Reference(ws, min_col=min(cols), max_col=max(cols), min_row=header, max_row=last), titles_from_data=True)
+    c, first, last = spec["categories"]
+    chart.set_categories(Reference(ws, min_col=c, min_row=first, max_row=last))
+    chart.x_axis.delete = chart.y_axis.delete = False
+    row, col = spec["anchor"]
+    ws.add_chart(chart, f"{worksheet.col_letter(col)}{row}")
+    buf = io.BytesIO()
+    wb.save(buf)
+    with zipfile.ZipFile(buf) as z:
+        return z.read("xl/charts/chart1.xml"), z.read("xl/drawings/drawing1.xml")
+
+
+def test_chart_part_has_the_structure_openpyxl_saves_for_the_same_chart():
+    from xl_ecom.ooxml import chart
+
+    ours = chart.ColumnChart(**CHART)
+    theirs_chart, theirs_drawing = _openpyxl_chart_parts(CHART)
+    assert _tree(chart.chart_xml(ours)) == _tree(theirs_chart)
+    assert _tree(chart.drawing_xml(ours, "rId1")) == _tree(theirs_drawing)
+
+
+def test_chart_part_quotes_the_sheet_name_and_shows_its_axes():
+    from xl_ecom.ooxml import chart
+    from xl_ecom.ooxml.namespaces import CHART as C
+
+    root = xml.parse(chart.chart_xml(chart.ColumnChart(**{**CHART, "sheet": "O'Brien 表"})))
+    formulas = [f.text for f in root.iter(f"{{{C}}}f")]
+    assert formulas[0] == "'O''Brien 表'!B29" and "'O''Brien 表'!$A$30:$A$37" in formulas
+    assert [d.get("val") for d in root.iter(f"{{{C}}}delete")] == ["0", "0"]
+    assert len(list(root.iter(f"{{{C}}}ser"))) == 3
+
+
+def test_refreshed_chart_opens_in_openpyxl_as_a_bar_chart_of_the_counties(chained):
+    path, _, _ = chained
+    with zipfile.ZipFile(path) as z:
+        charts = [n for n in z.namelist() if n.startswith("xl/charts/chart")]
+        assert len(charts) == 1
+        root = xml.parse(z.read(charts[0]))
+    from xl_ecom.ooxml.namespaces import CHART as C
+
+    assert root.find(f".//{{{C}}}barDir").get("val") == "col"
+    n_series = len(PLAN.annex_columns)
+    assert len(list(root.iter(f"{{{C}}}ser"))) == n_series
+
+
+# --- the streaming cell reader ---------------------------------------------------------------
+
+
+def _package_with_sheet(sheet_xml: bytes):
+    """A real package (openpyxl-saved) whose first sheet is replaced, with a shared-string table
+    (this openpyxl writes inline strings, so the table is given as the package reader holds it)."""
+    wb = openpyxl.Workbook()
+    wb.active.title = "表"
+    buf = io.BytesIO()
+    wb.save(buf)
+    pkg = refresh.Package(buf.getvalue())
+    pkg.parts[pkg.sheet_part("表")] = sheet_xml
+    pkg._sst = ["共享文本"]
+    return pkg
+
+
+def test_reader_takes_any_writers_layout_prefixes_missing_references_rich_text():
+    sheet = (
+        f'<x:worksheet xmlns:x="{MAIN}"><x:sheetData>'
+        '<x:row r="2"><x:c t="s"><x:v>0</x:v></x:c><x:c t="inlineStr"><x:is><x:r><x:t>富</x:t></x:r>'
+        "<x:r><x:t>文本</x:t></x:r><x:rPh><x:t>fu</x:t></x:rPh></x:is></x:c><x:c><x:v>2.5</x:v></x:c></x:row>"
+        '<x:row><x:c><x:f>SUM(A1)</x:f><x:v>3</x:v></x:c><x:c t="b"><x:v>1</x:v></x:c><x:c t="str"><x:v>&amp;&lt;</x:v></x:c></x:row>'
+        '<x:row r="5"><x:c r="C5" t="e"><x:v>#N/A</x:v></x:c><x:c r="D5"/><x:c r="E5"><x:v>7</x:v></x:c></x:row>'
+        "</x:sheetData></x:worksheet>"
+    ).encode()
+    pkg = _package_with_sheet(sheet)
+    assert pkg.rows("表", 1, 5) == [
+        [None] * 5,
+        ["共享文本", "富文本", 2.5, None, None],
+        ["=SUM(A1)", True, "&<", None, None],
+        [None] * 5,
+        [None, None, "#N/A", None, 7],
+    ]
+    assert pkg.rows("表", 2, 5, last_row=2) == [["共享文本", "富文本", 2.5, None, None]]
+    assert pkg.rows("表", 2, 5, skip={1, 3})[0] == [None, "富文本", None, None, None]
+
+
+def test_reader_gives_dates_for_date_styled_numbers_and_refuses_a_doctype():
+    import datetime as dt
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "表"
+    ws["A1"], ws["B1"] = dt.datetime(2020, 6, 30), 43000
+    buf = io.BytesIO()
+    wb.save(buf)
+    pkg = refresh.Package(buf.getvalue())
+    assert pkg.rows("表", 1, 2) == [[dt.datetime(2020, 6, 30), 43000]]
+    part = pkg.sheet_part("表")
+    data = pkg.parts[part]
+    pkg.parts[part] = b'<?xml version="1.0"?><!DOCTYPE w [<!ENTITY e "x">]>' + data[data.index(b"<worksheet") :]
+    with pytest.raises(refresh.RefreshError, match="DOCTYPE"):
+        pkg.rows("表", 1, 2)
+
+
+# --- the sheet writer ------------------------------------------------------------------------
+
+
+def test_write_sheet_is_read_back_by_openpyxl_cell_for_cell():
+    from xl_ecom.ooxml.package import Package
+    from xl_ecom.workflows import sheets
+
+    rows = [(1, 30, ["标题"], [0]), (3, None, ["县区", 1.5, 7, None, "=1+1", "a\x01b"], [0] * 6),
+            (4, 20, [float("nan"), ""], [0, 0])]
+    sheet = worksheet.Sheet(rows=iter(rows), dimension="A1:F4", widths=[12, 8], merges=["A1:F1"], code_name="Sheet9",
+                            freeze="A4", page=sheets.OFFICIAL_PAGE, letters=[worksheet.col_letter(j) for j in range(1, 10)])
+    data = worksheet.write_sheet(sheet)
+    wb = openpyxl.Workbook()
+    wb.active.title = "表"
+    buf = io.BytesIO()
+    wb.save(buf)
+    pkg = Package(buf.getvalue())
+    pkg.parts[pkg.sheet_part("表")] = data
+    ws = openpyxl.load_workbook(io.BytesIO(pkg.to_bytes()))["表"]
+    assert ws["A1"].value == "标题" and ws.row_dimensions[1].height == 30
+    assert [ws.cell(row=3, column=c).value for c in range(1, 7)] == ["县区", 1.5, 7, None, "=1+1", "ab"]
+    assert ws["E3"].data_type == "s"  # text, never a formula
+    assert ws["A4"].value is None and ws.row_dimensions[4].height == 20
+    assert [str(r) for r in ws.merged_cells.ranges] == ["A1:F1"]
+    assert ws.column_dimensions["A"].width == 12 and ws.freeze_panes == "A4"
+    assert ws.sheet_properties.codeName == "Sheet9" and ws.sheet_properties.pageSetUpPr.fitToPage
+    assert ws.page_setup.orientation == "landscape" and ws.page_setup.fitToWidth == 1 and ws.page_margins.top == 0.75
+    assert "&P" in ws.oddFooter.center.text
+    assert pkg.rows("表", 1, 6) == [["标题", None, None, None, None, None], [None] * 6, ["县区", 1.5, 7, None, "=1+1", "ab"]]

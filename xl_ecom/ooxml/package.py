@@ -188,8 +188,9 @@ class Package:
                     rt = el.getparent().get("r")
                     r = int(rt) if rt else rows_done + 1
                     col = col + 1 if r == r_prev else 1
+                    if r != r_prev:
+                        r_prev, row_vals = r, None
                     if col > ncols or col in skip:
-                        r_prev = r
                         continue
                 if r != r_prev:
                     r_prev, row_vals = r, None
