@@ -122,3 +122,20 @@ def test_rule_udfs_declare_two_dimensional_ranges_and_a_column_comes_back_as_a_c
     Ensure2DStage()(single)
     AdjustDimensionsStage(udfs.RANGE_OPTIONS)(single)
     assert udfs.AWARD_UPLINK(single.value) == 123456.79
+
+
+def test_a_column_with_a_row_not_of_one_cell_is_refused_and_the_collector_is_restored():
+    import gc
+
+    import pytest
+
+    for bad in ([[5e5], [1e6, 2]], [[5e5], []], [[5e5], 3]):
+        with pytest.raises(InputError, match="区域各行长度不一致"):
+            udfs.AWARD_LIVESTREAM(bad)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert udfs.AWARD_LIVESTREAM([[5e5], [1e6]]) == [[50000.0], [100000.0]]
+        assert not gc.isenabled()  # paused by the caller: left paused
+    finally:
+        gc.enable()

@@ -15,7 +15,9 @@ the same decorator that applies ``@xw.func``/``@xw.arg``: off Windows xlwings ma
 
 from __future__ import annotations
 
+import gc
 import inspect
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
 
@@ -45,6 +47,11 @@ def _flat(value, shape):
     if shape is None:
         return None
     if len(shape) == 2:
+        if shape[1] == 1:  # a column: unpacking checks every row holds one cell
+            try:
+                return [x for (x,) in value]
+            except (TypeError, ValueError):
+                raise InputError("区域各行长度不一致") from None
         flat = list(chain.from_iterable(value))
         if len(flat) != shape[0] * shape[1]:  # a ragged one-column range
             raise InputError("区域各行长度不一致")
@@ -75,15 +82,33 @@ def call_rule(rule_id: str, *args):
         n = s[0] * (s[1] if len(s) == 2 else 1)
         if n != size:
             raise InputError(f"参数区域大小不一致（{_dims(shape)} 与 {_dims(s)}），请选择同样大小的区域")
-    columns = [_flat(a, s) if s is not None else a for a, s in zip(given, shapes)]
+    with _collector_paused():
+        columns = [_flat(a, s) if s is not None else a for a, s in zip(given, shapes)]
+        try:
+            out = _vector(rule_id, columns, size)
+        except InputError:
+            # report the first bad cell exactly as the per-cell path does (row order, same message)
+            rows = list(zip(*(c if isinstance(c, list) else [c] * size for c in columns)))
+            out = np.array([_yuan(c) for c in engine.calculate_sequence(rule_id, rows)], dtype=object)
+        # the result in the shape of the first range (numpy builds the nested lists)
+        return out.reshape(shape).tolist()
+
+
+@contextmanager
+def _collector_paused():
+    """Python's cyclic garbage collector paused while a range is converted.
+
+    A 10,000-cell column is 10,000 new lists; each 700 allocations start a collection that walks
+    every tracked object, including the caller's own rows, and on a column that costs more than
+    the computation.  The lists hold only numbers and text, so they form no cycles to collect."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
     try:
-        out = _vector(rule_id, columns, size)
-    except InputError:
-        # report the first bad cell exactly as the per-cell path does (row order, same message)
-        rows = list(zip(*(c if isinstance(c, list) else [c] * size for c in columns)))
-        out = np.array([_yuan(c) for c in engine.calculate_sequence(rule_id, rows)], dtype=object)
-    # the result in the shape of the first range (numpy builds the nested lists)
-    return out.reshape(shape).tolist()
+        yield
+    finally:
+        gc.enable()
 
 
 def _as_column(spec, col, size: int):
