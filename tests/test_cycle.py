@@ -24,6 +24,7 @@ from xl_ecom.workflows import build, cycle, layout
 from xl_ecom.workflows.tables import table
 
 from mail_helpers import SENDER, SmtpServer
+from pg_server import pg_database_url, pg_url  # noqa: F401 - pytest fixtures
 
 #: 通讯录里有邮箱的单位；其余 12 个部门和 4 个县区没有邮箱
 EMAILS = {
@@ -48,6 +49,14 @@ def server():
     srv = SmtpServer().start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request) -> str | None:
+    """None: the SQLite file beside the city workbook; else a fresh database on the real PostgreSQL server."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("pg_database_url")
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +110,8 @@ def fill(src: Path, dst: Path, sales: list[list]) -> Path:
     return dst
 
 
-def status(capsys, city: Path, today: str) -> tuple[int, dict]:
-    code, out, _ = run(capsys, "status", city, "--json", "--today", today)
+def status(capsys, city: Path, today: str, *extra: str) -> tuple[int, dict]:
+    code, out, _ = run(capsys, "status", city, "--json", "--today", today, *extra)
     data = json.loads(out)
     assert data["exit_code"] == code
     return code, {u["unit"]: u for u in data["units"]}
@@ -121,22 +130,23 @@ def attachments(message) -> dict[str, bytes]:
     return {part.get_filename(): part.get_content() for part in message.iter_attachments()}
 
 
-def test_two_round_cycle_end_to_end(tmp_path, city, server, capsys):
+def test_two_round_cycle_end_to_end(tmp_path, city, server, capsys, db):
+    D = ["--db", db] if db else []
     out_dir = city.parent / "输出"
     returned = out_dir / cycle.RETURNED_SUBDIR
     issued = out_dir / "县区工作簿"
 
     # --- round 1: new round, issue, mail ----------------------------------------------------------------
-    code, out, _ = run(capsys, "round", "new", "2020-09", "--workbook", city)
+    code, out, _ = run(capsys, "round", "new", "2020-09", "--workbook", city, *D)
     assert code == 0 and "2020-09" in out and "2020-09-25" in out  # the deadline defaults to 设置's
     assert run(capsys, "departments", "--workbook", city)[0] == 0
-    assert run(capsys, "counties", "--workbook", city)[0] == 0
-    code, out, _ = run(capsys, "mail", city)
+    assert run(capsys, "counties", "--workbook", city, *D)[0] == 0
+    code, out, _ = run(capsys, "mail", city, *D)
     assert code == 1  # units without an address are reported
     first = len(server.received)
     assert new_mail(server, 0) == recipients(*EMAILS)
 
-    code, units = status(capsys, city, "2020-09-20")
+    code, units = status(capsys, city, "2020-09-20", *D)
     assert len(units) == 25 and code == 0  # nothing overdue yet, nothing received
     assert [u for u, s in units.items() if not s["reports"]] == ["各县区人民政府", "市加快电子商务发展工作领导小组成员单位"]
     for name in ("各县区人民政府", "市加快电子商务发展工作领导小组成员单位"):
@@ -152,14 +162,14 @@ def test_two_round_cycle_end_to_end(tmp_path, city, server, capsys):
     fill(issued / "寿县.xlsx", returned / "寿县.xlsx", GOOD)
     fill(issued / "凤台县.xlsx", returned / "凤台县.xlsx", FT_MIXED)
     fill(issued / "大通区.xlsx", returned / "大通区.xlsx", DT_BAD)
-    run(capsys, "collect", returned, "--into", city)
-    with open_ledger(city) as ledger:
+    run(capsys, "collect", returned, "--into", city, *D)
+    with open_ledger(city, db) as ledger:
         subs = {s.unit: s for s in ledger.submissions()}
     assert subs["寿县"].status == MERGED and subs["寿县"].problem_count == 0
     assert subs["凤台县"].status == MERGED and subs["凤台县"].problem_count > 0
     assert subs["大通区"].status == FAULTY
 
-    code, units = status(capsys, city, "2020-09-26")
+    code, units = status(capsys, city, "2020-09-26", *D)
     assert code == 1
     assert units["寿县"]["valid"] and not units["寿县"]["overdue"] and units["寿县"]["version"] == 1
     assert units["凤台县"]["valid"] and units["凤台县"]["problem_count"] == subs["凤台县"].problem_count
@@ -170,10 +180,10 @@ def test_two_round_cycle_end_to_end(tmp_path, city, server, capsys):
 
     # --- 催报: exactly the units with an address and no valid submission, once each -----------------------
     dry = tmp_path / "催报预览"
-    code, out, _ = run(capsys, "remind", city, "--dry-run", dry, "--today", "2020-09-26")
+    code, out, _ = run(capsys, "remind", city, "--dry-run", dry, "--today", "2020-09-26", *D)
     assert len(server.received) == first and len(list(dry.glob("*.eml"))) == 3
     before = len(server.received)
-    code, out, _ = run(capsys, "remind", city, "--today", "2020-09-26")
+    code, out, _ = run(capsys, "remind", city, "--today", "2020-09-26", *D)
     assert code == 1 and "谢家集区" in out  # units without an address are named
     assert new_mail(server, before) == recipients("市商务局", "大通区", "田家庵区")
     for r in server.received[before:]:
@@ -186,20 +196,20 @@ def test_two_round_cycle_end_to_end(tmp_path, city, server, capsys):
         assert files == {f"{stem}.xlsx": (out_dir / sub / f"{stem}.xlsx").read_bytes()}  # its own file again
         body = msg.get_body().get_content()
         assert "逾期1天" in body
-    with open_ledger(city) as ledger:
+    with open_ledger(city, db) as ledger:
         kinds = Counter(a.kind for a in ledger.mail_attempts() if a.status == "已发送")
     assert kinds["催报"] == 3
 
-    code, units = status(capsys, city, "2020-09-26")
+    code, units = status(capsys, city, "2020-09-26", *D)
     assert units["大通区"]["reminders"] == 1 and units["大通区"]["reminded_at"]
     assert units["寿县"]["reminders"] == 0
 
     # --- 退回: 凤台县 (both addresses) and 大通区, with the problems in the body and as .csv ----------------
     before = len(server.received)
-    code, out, _ = run(capsys, "return", city, "--today", "2020-09-26")
+    code, out, _ = run(capsys, "return", city, "--today", "2020-09-26", *D)
     assert code == 0, out
     assert new_mail(server, before) == recipients("凤台县", "大通区")
-    with open_ledger(city) as ledger:
+    with open_ledger(city, db) as ledger:
         problems = {u: ledger.problems(subs[u].id) for u in ("凤台县", "大通区")}
     for r in server.received[before:]:
         msg = r.message
@@ -217,15 +227,15 @@ def test_two_round_cycle_end_to_end(tmp_path, city, server, capsys):
             assert [f"{unit}.xlsx", p.sheet, p.cell, p.reason] in [row[:4] for row in rows]
     # a second run does not return the same submissions again
     before = len(server.received)
-    code, out, _ = run(capsys, "return", city, "--today", "2020-09-26")
+    code, out, _ = run(capsys, "return", city, "--today", "2020-09-26", *D)
     assert code == 0 and len(server.received) == before and "凤台县" in out and "不再发送" in out
 
-    code, units = status(capsys, city, "2020-09-26")
+    code, units = status(capsys, city, "2020-09-26", *D)
     assert units["凤台县"]["returned_at"] and units["大通区"]["returned_at"] and not units["寿县"]["returned_at"]
 
     # --- 报送情况 sheet in the city workbook --------------------------------------------------------------
     vba = zipfile.ZipFile(city).read(xlsm.VBA_PROJECT_PART)
-    code, out, _ = run(capsys, "status", city, "--write", "--today", "2020-09-26")
+    code, out, _ = run(capsys, "status", city, *D, "--write", "--today", "2020-09-26")
     assert code == 1 and "报送情况" in out
     assert zipfile.ZipFile(city).read(xlsm.VBA_PROJECT_PART) == vba
     wb = openpyxl.load_workbook(city, read_only=True)
@@ -239,9 +249,9 @@ def test_two_round_cycle_end_to_end(tmp_path, city, server, capsys):
     wb.close()
 
     # --- round 2: the previous round's data is the starting point ---------------------------------------
-    code, out, _ = run(capsys, "round", "new", "2020-10", "--deadline", "2020-10-25", "--workbook", city)
+    code, out, _ = run(capsys, "round", "new", "2020-10", "--deadline", "2020-10-25", "--workbook", city, *D)
     assert code == 0 and "寿县" in out and "凤台县" in out
-    with open_ledger(city) as ledger:
+    with open_ledger(city, db) as ledger:
         rnd = ledger.current_round()
         assert rnd.label == "2020-10" and str(rnd.deadline) == "2020-10-25"
         assert set(cycle.carried_units(ledger, rnd.id)) == {"寿县", "凤台县"}
@@ -249,7 +259,7 @@ def test_two_round_cycle_end_to_end(tmp_path, city, server, capsys):
         assert sorted(set(rows["_unit"])) == ["凤台县", "寿县"] and set(rows["_round"]) == {"2020-09"}
         assert len(ledger.current_rows("T_SALES")) == 0  # nothing submitted in the new round yet
 
-    code, units = status(capsys, city, "2020-10-20")
+    code, units = status(capsys, city, "2020-10-20", *D)
     assert code == 0  # not overdue yet
     assert not any(u["valid"] for u in units.values())
     assert units["寿县"]["carried_from"] == "2020-09" and units["大通区"]["carried_from"] is None
@@ -260,8 +270,8 @@ def test_two_round_cycle_end_to_end(tmp_path, city, server, capsys):
     returned2 = tmp_path / "第二轮报回"
     fill(issued / "大通区.xlsx", returned2 / "大通区.xlsx", [["大通区", "大通区电商", None, 2_000_000, None, None]])
     fill(issued / "寿县.xlsx", returned2 / "寿县10月.xlsx", GOOD + [["寿县", "寿县新店", None, "-5", None, None]])
-    run(capsys, "collect", returned2, "--into", city)
-    with open_ledger(city) as ledger:
+    run(capsys, "collect", returned2, "--into", city, *D)
+    with open_ledger(city, db) as ledger:
         subs2 = {s.unit: s for s in ledger.submissions(round_id=rnd.id)}
         assert subs2["大通区"].status == MERGED and subs2["大通区"].problem_count == 0
         assert subs2["寿县"].status == MERGED and subs2["寿县"].problem_count > 0
@@ -269,30 +279,30 @@ def test_two_round_cycle_end_to_end(tmp_path, city, server, capsys):
         assert dict(Counter(zip(rows["_unit"], rows["_round"]))) == {
             ("大通区", "2020-10"): 1, ("寿县", "2020-10"): 1, ("凤台县", "2020-09"): 1}
 
-    code, units = status(capsys, city, "2020-10-26")
+    code, units = status(capsys, city, "2020-10-26", *D)
     assert units["大通区"]["valid"] and units["寿县"]["valid"] and not units["凤台县"]["valid"]
     assert units["凤台县"]["overdue"] and units["凤台县"]["carried_from"] == "2020-09"
 
     before = len(server.received)
-    code, out, _ = run(capsys, "remind", city, "--today", "2020-10-26")
+    code, out, _ = run(capsys, "remind", city, "--today", "2020-10-26", *D)
     assert new_mail(server, before) == recipients("市商务局", "凤台县", "田家庵区")
     for r in server.received[before:]:
         assert "2020-10" in r.message["Subject"]
 
     before = len(server.received)
-    code, out, _ = run(capsys, "return", city, "--today", "2020-10-26", "--from", returned2)
+    code, out, _ = run(capsys, "return", city, "--today", "2020-10-26", "--from", returned2, *D)
     assert code == 0 and new_mail(server, before) == recipients("寿县")
     msg = server.received[-1].message
     assert attachments(msg)["寿县10月.xlsx"] == (returned2 / "寿县10月.xlsx").read_bytes()  # from --from
     assert len(server.received) == before + 1
-    code, out, _ = run(capsys, "return", city, "--today", "2020-10-26")
+    code, out, _ = run(capsys, "return", city, "--today", "2020-10-26", *D)
     assert len(server.received) == before + 1
 
     # the Message-IDs never repeat: the first mail, each reminder and each return are different messages
     ids = [r.message["Message-ID"] for r in server.received]
     assert len(ids) == len(set(ids))
 
-    code, out, _ = run(capsys, "round", "list", "--workbook", city)
+    code, out, _ = run(capsys, "round", "list", "--workbook", city, *D)
     assert code == 0 and "2020-09" in out and "2020-10（当前）" in out
 
 

@@ -578,9 +578,9 @@ def write_status_sheet(workbook: Path | str, report: StatusReport, *, backup: bo
     that sheet's part, the new styles and the workbook's bookkeeping change; the VBA project, the ribbon and
     every other sheet stay byte for byte (checked as refresh checks). Returns the backup's path."""
     from xl_ecom.ooxml import safeio
-    from xl_ecom.ooxml.package import Package
     from xl_ecom.ooxml.styles import Styles
     from xl_ecom.workflows.refresh import write as refresh_write
+    from xl_ecom.workflows.refresh.read import Package
 
     path = Path(workbook)
     spec = status_sheet_spec(report)
@@ -667,7 +667,7 @@ def _addresses(unit: str, contact: Contact | None, label: str, problems: list[Pr
     if contact is None or not contact.addresses:
         problems.append(Problem(subject=unit, message=f"通讯录中没有“{unit}”的邮箱，请填写后再{label}", file=""))
         return []
-    good = []
+    good: list[str] = []
     for raw in contact.addresses:
         try:
             address = mail.normalize_address(raw)
