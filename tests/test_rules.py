@@ -176,3 +176,16 @@ def test_vector_half_cents_are_exact():
     got = engine.calculate_columns_cents("SUBSIDY_FACILITY", {"investment": yuan})
     want = [engine.calculate_cents("SUBSIDY_FACILITY", float(y)) for y in yuan]
     assert got.tolist() == want
+
+
+def test_vector_cumulative_cap_per_group_equals_the_scalar_sequence_of_each_group():
+    sales = [1.5e6, 1e5, 1e6, 2e5, 3e5, 9e5, 4e5]
+    county = ["凤台县", "寿县", "凤台县", "凤台县", "寿县", "凤台县", "寿县"]
+    got = engine.calculate_columns_cents("SUBSIDY_PROMO", {"event_sales": np.array(sales)}, groups=np.array(county, dtype=object))
+    import pandas as pd
+
+    frame = pd.DataFrame({"event_sales": sales})
+    assert engine.calculate_columns_cents("SUBSIDY_PROMO", frame, groups=pd.Series(county)).tolist() == got.tolist()
+    for name in set(county):
+        rows = [(s,) for s, c in zip(sales, county) if c == name]
+        assert [int(x) for x, c in zip(got, county) if c == name] == engine.calculate_sequence("SUBSIDY_PROMO", rows)

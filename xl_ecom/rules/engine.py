@@ -239,9 +239,9 @@ class _VectorOps:
             total = pd.Series(raw).groupby(np.asarray(groups), sort=False).cumsum().to_numpy()
         before = np.subtract(total, raw)
         np.minimum(before, cap, out=before)
-        np.minimum(total, cap, out=total)
-        total -= before
-        return total
+        paid = np.minimum(total, cap)  # (pandas may hand back a read-only total)
+        paid -= before
+        return paid
 
 
 _SCALAR = _ScalarOps()
