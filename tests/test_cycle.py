@@ -343,12 +343,51 @@ def test_status_json_and_errors(tmp_path, city, capsys):
     assert code == 2 and "没有.xlsm" in err
 
 
-def test_new_round_from_settings(city):
+def test_new_round_from_settings(city, capsys):
     wb = openpyxl.load_workbook(city, keep_vba=True)
     ws = wb[layout.SHEET_SETTINGS]
     ws.append([cycle.ROUND_SETTING, "2020年第四季度", "本轮报送的名称"])
     wb.save(city)
+    code, out, _ = run(capsys, "status", city, "--json")
+    assert "round new" in json.loads(out)["notes"][0]  # 设置 names a round the ledger does not have yet
     created, carried = cycle.new_round_from_settings(city)
     assert created.label == "2020年第四季度" and str(created.deadline) == "2020-09-25" and carried == {}
     again, _ = cycle.new_round_from_settings(city)
     assert again.id == created.id  # the same entry twice is the same round
+    code, out, err = run(capsys, "round", "new", "--workbook", city)  # the CLI's name defaults to 当前轮次
+    assert code == 2 and "2020年第四季度" in err and "已存在" in err
+    code, out, _ = run(capsys, "status", city, "--json")
+    assert json.loads(out)["notes"] == [] and json.loads(out)["round"] == "2020年第四季度"
+
+
+def test_a_return_whose_delivery_is_uncertain_is_not_sent_again(tmp_path, city, server, capsys):
+    out_dir = city.parent / "输出"
+    assert run(capsys, "counties", "--workbook", city)[0] == 0
+    fill(out_dir / "县区工作簿" / "大通区.xlsx", out_dir / cycle.RETURNED_SUBDIR / "大通区.xlsx", DT_BAD)
+    run(capsys, "collect", out_dir / cycle.RETURNED_SUBDIR, "--into", city)
+    server.handler.drop_at_data = server.handler.data_count + 1  # the server keeps the mail, the 250 is lost
+    server.handler.keep_dropped = True
+    code, out, _ = run(capsys, "return", city, "--today", "2020-09-26")
+    assert code == 1 and "不确定" in out
+    assert new_mail(server, 0) == recipients("大通区")
+    with open_ledger(city) as ledger:
+        assert [(a.kind, a.status) for a in ledger.mail_attempts()] == [("退回", "不确定")]
+    server.handler.drop_at_data = None
+    code, out, _ = run(capsys, "return", city, "--today", "2020-09-26")
+    assert code == 0 and new_mail(server, 0) == recipients("大通区")  # not sent a second time
+    assert "大通区" in out and "不再发送" in out
+
+
+def test_status_write_refuses_while_excel_has_the_workbook_open(city, capsys):
+    assert run(capsys, "round", "new", "2020-09", "--workbook", city)[0] == 0
+    before = city.read_bytes()
+    lock = city.with_name("~$" + city.name)
+    lock.write_bytes(b"clerk")
+    code, out, err = run(capsys, "status", city, "--write")
+    assert code == 2 and err.startswith("错误：") and city.name in err
+    assert city.read_bytes() == before
+    lock.unlink()
+    code, out, err = run(capsys, "status", city, "--write", "--today", "2020-09-01")
+    assert code == 0, err
+    assert cycle.SHEET_STATUS in openpyxl.load_workbook(city, read_only=True).sheetnames
+    assert list(city.parent.glob("*.备份*"))  # the previous file is kept

@@ -295,6 +295,7 @@ class StatusReport:
     today: dt.date
     units: list[UnitStatus]
     ledger_url: str = ""
+    notes: list[str] = field(default_factory=list)
 
     def by_unit(self) -> dict[str, UnitStatus]:
         return {u.unit: u for u in self.units}
@@ -332,7 +333,7 @@ class StatusReport:
         return f"{name}{due}（{self.today.isoformat()}）"
 
     def to_text(self) -> str:
-        lines = [self.heading(), self.summary() + "。"]
+        lines = [self.heading(), self.summary() + "。"] + [f"注意：{n}" for n in self.notes]
         for u in self.units:
             lines.append(f"  {u.unit}（{u.category}）：{u.state}" + (f"；{_detail(u)}" if _detail(u) else ""))
         if self.ledger_url:
@@ -347,6 +348,7 @@ class StatusReport:
             "summary": self.summary(),
             "units": [u.to_json() for u in self.units],
             "exit_code": 1 if self.problems else 0,
+            "notes": list(self.notes),
         }
 
 
@@ -393,6 +395,13 @@ def compute_status(ledger: Ledger, settings: dict[str, Any], contacts: Sequence[
     submissions = ledger.submissions(round_id=rnd.id) if rnd is not None else []
     carried = carried_units(ledger, rnd.id) if rnd is not None else {}
     report = StatusReport(rnd, deadline, today, [], ledger.url)
+    named = _text(settings.get(ROUND_SETTING))
+    if named and not round_label and (rnd is None or named != rnd.label):
+        known = ledger.round_by_label(named) is not None
+        report.notes.append(
+            f"“{SETTINGS_SHEET}”表的“{ROUND_SETTING}”是“{named}”，台账的当前轮次是“{rnd.label if rnd else '（无）'}”："
+            + ("要看那一轮请用 --round。" if known else "请用 xl-ecom round new 新建这一轮（汇总和发送总是记在台账的当前轮次下）。")
+        )
     for unit in plan_units(plan):
         s = UnitStatus(unit.name, unit.category, unit.reports, note=unit.note)
         _issued(s, unit, issues, rnd, rounds, out_dir)
