@@ -30,6 +30,7 @@ FRONT_ENDS = (
     "xl_ecom.workflows.refresh",
     "xl_ecom.workflows.mail",
     "xl_ecom.workflows.cycle",  # round, status, remind, return
+    "xl_ecom.workflows.report",  # 进展通报
 )  # setup-excel and bundle (xl_ecom.frontends) are added last
 
 
