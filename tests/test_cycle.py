@@ -389,5 +389,8 @@ def test_status_write_refuses_while_excel_has_the_workbook_open(city, capsys):
     lock.unlink()
     code, out, err = run(capsys, "status", city, "--write", "--today", "2020-09-01")
     assert code == 0, err
-    assert cycle.SHEET_STATUS in openpyxl.load_workbook(city, read_only=True).sheetnames
+    names = openpyxl.load_workbook(city, read_only=True).sheetnames
+    assert names.index(cycle.SHEET_STATUS) == names.index(layout.SHEET_CONTACTS) + 1
     assert list(city.parent.glob("*.备份*"))  # the previous file is kept
+    assert run(capsys, "status", city, "--write", "--today", "2020-09-01")[0] == 0  # replaced in place
+    assert openpyxl.load_workbook(city, read_only=True).sheetnames == names

@@ -583,7 +583,7 @@ def status_sheet_for_workbook(workbook: Path | str, db: str | None = None, *, to
 
 def write_status_sheet(workbook: Path | str, report: StatusReport, *, backup: bool = True,
                        lock: bool = True) -> Path | None:
-    """Put 报送情况 into the city workbook file (new: after the last sheet; else replaced in place). Only
+    """Put 报送情况 into the city workbook file (new: after 发送记录 or 通讯录; else replaced in place). Only
     that sheet's part, the new styles and the workbook's bookkeeping change; the VBA project, the ribbon and
     every other sheet stay byte for byte (checked as refresh checks). Returns the backup's path."""
     from xl_ecom.ooxml import safeio
@@ -598,7 +598,9 @@ def write_status_sheet(workbook: Path | str, report: StatusReport, *, backup: bo
         original = path.read_bytes()
         pkg = Package(original, path.name)
         styles = Styles(pkg)
-        after = pkg.sheet_names[-1] if SHEET_STATUS not in pkg.sheet_names else SHEET_STATUS
+        # a new sheet goes after 发送记录 (else 通讯录, else last); an existing one stays where it is
+        after = next((n for n in (SHEET_STATUS, layout.SHEET_MAIL_LOG, layout.SHEET_CONTACTS) if n in pkg.sheet_names),
+                     pkg.sheet_names[-1])
         code_name = refresh_write._code_name_for(pkg, SHEET_STATUS)
         xml = refresh_write._sheet_xml(spec, styles, code_name, False)
         pkg.replace_sheet(SHEET_STATUS, xml, after, None)
