@@ -493,6 +493,7 @@ def chart_completion(b: Bulletin) -> bytes:
                         fontproperties=font, fontsize=6, rotation=90)
     ax.axhline(100, color="#999999", linewidth=0.8, linestyle="--")
     ax.set_xticks(x, [c.county for c in b.counties])
+    ax.tick_params(axis="x", labelrotation=30)
     ax.set_ylabel("完成率（%）", fontproperties=font)
     ax.set_title("各县区完成率（完成数÷目标任务数）", fontproperties=font)
     ax.legend(prop=font, frameon=False, ncols=min(n, 3), loc="upper right")
@@ -711,6 +712,7 @@ def _picture(doc, png: bytes) -> None:
     from docx.shared import Cm
 
     p = _paragraph(doc, align=WD_ALIGN_PARAGRAPH.CENTER, indent=False, line=None)
+    p.paragraph_format.keep_with_next = True  # the caption below stays with its figure
     p.add_run().add_picture(io.BytesIO(png), width=Cm(15.0))
 
 
@@ -719,7 +721,7 @@ def write_docx(b: Bulletin, path: Path | str) -> Path:
     from docx import Document
     from docx.enum.section import WD_ORIENT
     from docx.enum.text import WD_ALIGN_PARAGRAPH
-    from docx.shared import Cm, Pt
+    from docx.shared import Cm
 
     fonts = _fonts()
     doc = Document()
@@ -770,8 +772,8 @@ def write_docx(b: Bulletin, path: Path | str) -> Path:
     _table(doc, headers, rows, fonts, widths_cm=(2.0, *([annex_w] * len(b.annex)), 2.2, 3.4),
            numeric=(len(headers) - 1,))
     _paragraph(doc, "", line=None)
-    _caption(doc, "图1　各县区完成率", fonts)
     _picture(doc, chart_completion(b))
+    _caption(doc, "图1　各县区完成率", fonts)
 
     _heading(doc, "四、奖补资金测算情况", fonts.heading)
     _caption(doc, "表3　测算奖补资金（按条款）", fonts)
@@ -779,8 +781,8 @@ def write_docx(b: Bulletin, path: Path | str) -> Path:
            [[c, names, yuan(cents)] for c, names, cents in b.clauses] + [["合计", "", yuan(b.total_cents)]],
            fonts, widths_cm=(2.2, 9.4, 4.0), numeric=(2,))
     _paragraph(doc, "", line=None)
-    _caption(doc, "图2　测算奖补资金（按条款）", fonts)
     _picture(doc, chart_clauses(b))
+    _caption(doc, "图2　测算奖补资金（按条款）", fonts)
     if len(b.trend) == 1:
         trend_note = "目前台账中只有本轮，趋势图只有一个点，下一轮报送后可比较。"
     else:
@@ -788,8 +790,8 @@ def write_docx(b: Bulletin, path: Path | str) -> Path:
         trend_note = (f"自“{first.label}”以来共{len(b.trend)}轮，测算奖补资金由{wan_yuan(first.award_cents)}万元"
                       f"变为{wan_yuan(last.award_cents)}万元，已完成目标由{first.met}项变为{last.met}项。")
     _paragraph(doc, trend_note, fonts.body)
-    _caption(doc, "图3　历轮测算奖补资金和已完成目标数", fonts)
     _picture(doc, chart_trend(b))
+    _caption(doc, "图3　历轮测算奖补资金和已完成目标数", fonts)
 
     _heading(doc, "五、报送情况和存在问题", fonts.heading)
     _paragraph(doc, b.status.heading() + "。" + b.status.summary() + "。", fonts.body)
