@@ -124,6 +124,7 @@ def _missing_input_cases(tmp: Path):
         "status --json": ["status", str(gone / "市.xlsm"), "--json"],
         "remind": ["remind", str(gone / "市.xlsm"), "--dry-run", str(tmp / "eml")],
         "return": ["return", str(gone / "市.xlsm"), "--dry-run", str(tmp / "eml")],
+        "report": ["report", str(gone / "市.xlsm"), "--out", str(tmp / "通报")],
         "bundle": ["bundle", "--out", str(a_file / "包")],
     }
 
