@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import zipfile
@@ -394,3 +395,19 @@ def test_status_write_refuses_while_excel_has_the_workbook_open(city, capsys):
     assert list(city.parent.glob("*.备份*"))  # the previous file is kept
     assert run(capsys, "status", city, "--write", "--today", "2020-09-01")[0] == 0  # replaced in place
     assert openpyxl.load_workbook(city, read_only=True).sheetnames == names
+
+
+def test_ribbon_entry_takes_the_open_books_contacts_and_does_not_lock(city, server, capsys):
+    from xl_ecom.ledger.lock import WorkbookBusyError
+    from xl_ecom.workflows.settings import Contact
+
+    assert run(capsys, "counties", "--workbook", city)[0] == 0
+    city.with_name("~$" + city.name).write_bytes(b"clerk")  # Excel has the workbook open
+    with pytest.raises(WorkbookBusyError):
+        cycle.remind_workbook(city, only=["寿县"], today=dt.date(2020, 9, 26))
+    typed = [Contact("寿县", "县区", "王五", ("new@sx.example.cn",))]  # typed into 通讯录, not saved yet
+    result = cycle.remind_workbook(city, lock=False, contacts=typed, today=dt.date(2020, 9, 26), retry_delays=())
+    assert result.units == ["寿县"] and result.result is not None and result.result.ok
+    assert new_mail(server, 0) == Counter({"new@sx.example.cn": 1})
+    assert "王五" in server.received[0].message.get_body().get_content()
+    assert "有 22 个单位无法发送" in result.to_text()  # the other 15 departments and 7 counties: no address

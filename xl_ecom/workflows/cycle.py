@@ -512,9 +512,10 @@ class _Context:
 
 
 def _context(workbook: Path | str, db: str | None = None, out: str | None = None,
-             contacts: list[Contact] | None = None) -> _Context:
+             contacts: list[Contact] | None = None, settings: dict[str, Any] | None = None) -> _Context:
     workbook = Path(workbook)
-    settings = _settings(workbook)
+    if settings is None:
+        settings = _settings(workbook)
     if contacts is None:
         contacts = read_contacts(workbook)
     folder = Path(out) if out else output_dir(settings, workbook)
@@ -904,8 +905,8 @@ def _deliver(plan: CycleMail, ctx: _Context, ledger: Ledger, *, dry_run: Path | 
 
 def _run_mail(kind: str, workbook: Path | str, *, db: str | None, dry_run: Path | str | None, only, round_label,
               returned_dir, today, env, sleep, retry_delays, ssl_context, timeout, lock: bool, progress=None,
-              template_dir: Path | None = None) -> CycleMail:
-    ctx = _context(workbook, db)
+              template_dir: Path | None = None, settings=None, contacts=None) -> CycleMail:
+    ctx = _context(workbook, db, settings=settings, contacts=contacts)
     target = Path(dry_run) if dry_run else None
     guard = workbook_lock(ctx.workbook, kind) if (lock and target is None) else contextlib.nullcontext()
     with guard, open_ledger(ctx.workbook, ctx.db) as ledger:
@@ -924,12 +925,16 @@ def remind_workbook(workbook: Path | str, *, db: str | None = None, dry_run: Pat
                     only: Sequence[str] | None = None, round_label: str | None = None, today: dt.date | None = None,
                     env: dict[str, str] | None = None, sleep: Callable[[float], None] = time.sleep,
                     retry_delays: Sequence[float] = mail.DEFAULT_RETRY_DELAYS, ssl_context: ssl.SSLContext | None = None,
-                    timeout: float = mail.DEFAULT_TIMEOUT, lock: bool = True, progress=None) -> CycleMail:
+                    timeout: float = mail.DEFAULT_TIMEOUT, lock: bool = True, progress=None,
+                    settings: dict[str, Any] | None = None, contacts: list[Contact] | None = None) -> CycleMail:
     """催报 (CLI and ribbon): plan and send the reminders of the workbook's current round. The ribbon passes
-    ``lock=False`` (Excel has the workbook open; the ledger's transactions still serialise the writes)."""
+    ``lock=False`` (Excel has the workbook open; the ledger's transactions still serialise the writes) and
+    the open book's 设置 / 通讯录 (``settings_from_rows`` / ``contacts_from_rows`` of the sheets' values), so
+    unsaved edits count."""
     return _run_mail(REMIND_KIND, workbook, db=db, dry_run=dry_run, only=only, round_label=round_label,
                      returned_dir=None, today=today, env=env, sleep=sleep, retry_delays=retry_delays,
-                     ssl_context=ssl_context, timeout=timeout, lock=lock, progress=progress)
+                     ssl_context=ssl_context, timeout=timeout, lock=lock, progress=progress, settings=settings,
+                     contacts=contacts)
 
 
 def return_workbook(workbook: Path | str, *, db: str | None = None, dry_run: Path | str | None = None,
@@ -937,12 +942,14 @@ def return_workbook(workbook: Path | str, *, db: str | None = None, dry_run: Pat
                     round_label: str | None = None, today: dt.date | None = None, env: dict[str, str] | None = None,
                     sleep: Callable[[float], None] = time.sleep,
                     retry_delays: Sequence[float] = mail.DEFAULT_RETRY_DELAYS, ssl_context: ssl.SSLContext | None = None,
-                    timeout: float = mail.DEFAULT_TIMEOUT, lock: bool = True, progress=None) -> CycleMail:
-    """退回 (CLI and ribbon): plan and send the returns of the workbook's current round."""
+                    timeout: float = mail.DEFAULT_TIMEOUT, lock: bool = True, progress=None,
+                    settings: dict[str, Any] | None = None, contacts: list[Contact] | None = None) -> CycleMail:
+    """退回 (CLI and ribbon): plan and send the returns of the workbook's current round (ribbon: as
+    :func:`remind_workbook`)."""
     return _run_mail(RETURN_KIND, workbook, db=db, dry_run=dry_run, only=only, round_label=round_label,
                      returned_dir=Path(returned_dir) if returned_dir else None, today=today, env=env, sleep=sleep,
                      retry_delays=retry_delays, ssl_context=ssl_context, timeout=timeout, lock=lock,
-                     progress=progress)
+                     progress=progress, settings=settings, contacts=contacts)
 
 
 # ----------------------------------------------------------------------------------------------- CLI
