@@ -311,3 +311,14 @@ def test_missing_workbook(tmp_path, capsys):
     assert code == 2 and err.startswith("错误：") and "没有这个文件.xlsm" in err
     with pytest.raises(report.ReportError, match="找不到工作簿"):
         report.write_report(missing)
+
+
+def test_without_libreoffice_the_docx_is_kept_and_the_exit_code_is_1(made, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "空"))  # no soffice on the PATH
+    if report.find_soffice() is not None:  # a Windows install path: not on this machine
+        pytest.fail("soffice found outside PATH")
+    code, out, err = run(["report", str(made["workbook"]), "--out", str(tmp_path / "通报"), "--date", ISSUED], capsys)
+    assert code == 1
+    assert (tmp_path / "通报" / "进展通报_2020-10.docx").is_file()
+    assert not (tmp_path / "通报" / "进展通报_2020-10.pdf").exists()
+    assert "找不到 LibreOffice" in out + err

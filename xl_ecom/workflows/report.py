@@ -860,6 +860,9 @@ def docx_to_pdf(docx: Path | str, timeout: float = 300) -> Path:
         made = work / (docx.stem + ".pdf")
         if not made.is_file():
             detail = (done.stderr or done.stdout or "").strip().splitlines()
+            if any("could not be loaded" in line for line in detail):
+                raise ReportError(f"LibreOffice 打不开“{docx.name}”：很可能只装了 Calc，没有 Writer 组件"
+                                  "（Debian/Ubuntu：apt-get install libreoffice-writer-nogui）")
             raise ReportError(f"LibreOffice 没有生成 PDF（{docx.name}，退出码 {done.returncode}"
                               + (f"：{detail[-1]}" if detail else "") + "）")
         target = docx.with_suffix(".pdf")
