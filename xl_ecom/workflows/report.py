@@ -83,7 +83,7 @@ BODY_PT = 16  # 三号
 TITLE_PT = 22  # 二号
 TABLE_PT = 10.5  # 五号
 PAGE_NUMBER_PT = 14  # 四号
-LINE_PT = 28  # fixed line pitch: 22 lines a page
+LINE_PT = 28.95  # fixed line pitch: 22 lines in the 225 mm type area
 
 _CENT = Decimal("0.01")
 
@@ -298,6 +298,30 @@ def _workbook_result(workbook: Path, plan: Plan):
     return compute(frames, on=on, plan=plan), on
 
 
+@dataclass
+class _Context:
+    workbook: Path
+    settings: dict[str, Any]
+    contacts: list
+    out_dir: Path
+    db: str | None
+
+
+def _context(workbook: Path, db: str | None) -> _Context:
+    """设置, 通讯录, the output folder and the ledger URL (--db, else 设置's 台账数据库, else beside the workbook)."""
+    import warnings
+
+    from xl_ecom.workflows.mail import LEDGER_SETTING
+    from xl_ecom.workflows.settings import PasswordInSettingsWarning, read_contacts, read_settings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PasswordInSettingsWarning)  # mail and status warn about it; not ours
+        settings = read_settings(workbook)
+    contacts = read_contacts(workbook)
+    url = db or (str(settings.get(LEDGER_SETTING) or "").strip() or None)
+    return _Context(workbook, settings, list(contacts), output_dir(settings, workbook), url)
+
+
 def bulletin_data(workbook: Path | str, *, round_label: str | None = None, db: str | None = None,
                   issued: dt.date | None = None, plan: Plan | None = None) -> Bulletin:
     """Compute everything the bulletin shows for a round (default: the ledger's current round)."""
@@ -305,7 +329,7 @@ def bulletin_data(workbook: Path | str, *, round_label: str | None = None, db: s
     workbook = Path(workbook)
     if not workbook.is_file():
         raise ReportError(f"找不到工作簿“{workbook}”")
-    ctx = cycle._context(workbook, db)
+    ctx = _context(workbook, db)
     result, on = _workbook_result(workbook, plan)
     with open_ledger(ctx.workbook, ctx.db) as ledger:
         rnd = cycle.resolve_round(ledger, round_label)
@@ -917,7 +941,7 @@ def write_report(workbook: Path | str, *, round_label: str | None = None, out: P
         raise ReportError(f"找不到工作簿“{workbook}”")
     bulletin = bulletin_data(workbook, round_label=round_label, db=db, issued=issued, plan=plan)
     if out is None:
-        folder = output_dir(cycle._context(workbook, db).settings, workbook) / SUBDIR
+        folder = _context(workbook, db).out_dir / SUBDIR
     else:
         folder = Path(out)
     if folder.exists() and not folder.is_dir():
