@@ -8,6 +8,7 @@ it text: the package writer as an inline string with Excel's quote prefix when
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,13 +23,41 @@ GENERATED_SHEETS = (layout.SHEET_AWARDS, layout.SHEET_SUMMARY, layout.SHEET_PROG
 SHEET_ORDER = (layout.SHEET_PROGRESS, layout.SHEET_SUMMARY, layout.SHEET_AWARDS)
 
 
+class Rows(Sequence):
+    """Body rows kept as columns (one list per column) plus a few whole rows at the end: each row is
+    a list made when it is read, so 360,000 detail rows never sit in memory as 360,000 lists."""
+
+    def __init__(self, columns: list[list], tail: list[list] = ()):
+        self.columns = columns
+        self.n = len(columns[0]) if columns else 0
+        self.tail = list(tail)
+
+    def __len__(self) -> int:
+        return self.n + len(self.tail)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return [col[i] for col in self.columns] if i < self.n else list(self.tail[i - self.n])
+
+    def __iter__(self):
+        for row in zip(*self.columns):
+            yield list(row)
+        for row in self.tail:
+            yield list(row)
+
+
 @dataclass
 class Block:
     """A rectangle of cells starting at ``top`` (1-based row), column A."""
 
     top: int
     headers: list  # list of header rows (lists)
-    rows: list  # body rows (lists of values)
+    rows: Sequence  # body rows (lists of values, or :class:`Rows`)
     kinds: list  # per column: text | center | money | count | percent
     merges: list = field(default_factory=list)  # (row, col, row, col), absolute (header or body rows)
     total_rows: int = 0  # the last N body rows are totals (bold)
@@ -105,16 +134,15 @@ def _awards_sheet(result: RefreshResult) -> SheetSpec:
         paid = paid.assign(_t=tbl).sort_values(["_t", "row", "order"], kind="stable")
     headers = ["序号", "县区", "来源表", "行号", "名称", "条款", "奖补项目", "奖补金额(元)"]
     n = len(paid)
-    rows = []
+    columns: list = [[] for _ in headers]
     if n:
-        seq = np.arange(1, n + 1)
-        rowcol = np.where(paid["row"].to_numpy() > 0, paid["row"].to_numpy(), None)
-        yuan = paid["cents"].to_numpy() / 100.0
-        rows = [list(r) for r in zip(seq.tolist(), paid["county"].tolist(), paid["sheet"].tolist(),
-                                      [("县区汇总" if r is None else int(r)) for r in rowcol],
-                                      paid["name"].tolist(), paid["clause"].tolist(), paid["rule_name"].tolist(),
-                                      np.round(yuan, 2).tolist())]
-    rows.append(["合计", None, None, None, f"{n}笔", None, None, _yuan(int(paid["cents"].sum()) if n else 0)])
+        rowcol = paid["row"].to_numpy()
+        columns = [list(range(1, n + 1)), paid["county"].tolist(), paid["sheet"].tolist(),
+                   [int(r) if r > 0 else "县区汇总" for r in rowcol.tolist()],
+                   paid["name"].tolist(), paid["clause"].tolist(), paid["rule_name"].tolist(),
+                   np.round(paid["cents"].to_numpy() / 100.0, 2).tolist()]
+    total = ["合计", None, None, None, f"{n}笔", None, None, _yuan(int(paid["cents"].sum()) if n else 0)]
+    rows = Rows(columns, [total])
     block = Block(3, [headers], rows, ["center", "center", "center", "center", "text", "center", "text", "money"], total_rows=1)
     return SheetSpec(
         layout.SHEET_AWARDS,
