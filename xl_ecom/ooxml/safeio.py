@@ -300,13 +300,15 @@ def _defused_cause(exc: BaseException):
     return None
 
 
-def open_untrusted(path, *, max_bytes: int = MAX_FILE_BYTES, report: OpenReport | None = None) -> openpyxl.Workbook:
+def open_untrusted(path, *, max_bytes: int = MAX_FILE_BYTES, report: OpenReport | None = None,
+                   read_only: bool = False) -> openpyxl.Workbook:
     """Open a returned workbook for reading values only.
 
     Raises :class:`UntrustedFileError` (Chinese message naming the file) when it is refused.
     The returned workbook has ``data_only`` values (cached formula results).  What was noticed
     (ignored macros, formula cells) is on ``wb.untrusted_report`` (an :class:`OpenReport`); pass
-    ``report`` to receive it in an object of your own.
+    ``report`` to receive it in an object of your own.  ``read_only=True``: openpyxl's streaming
+    reader (rows are parsed as they are iterated; close the workbook when done), as collect reads.
     """
     path = Path(path)
     found = inspect_package(path, max_bytes=max_bytes)
@@ -315,7 +317,7 @@ def open_untrusted(path, *, max_bytes: int = MAX_FILE_BYTES, report: OpenReport 
         found = report
     try:
         # keep_vba=False: the VBA project is not even read; keep_links=False: external links dropped.
-        wb = openpyxl.load_workbook(path, data_only=True, keep_vba=False, keep_links=False, rich_text=False)
+        wb = openpyxl.load_workbook(path, data_only=True, keep_vba=False, keep_links=False, rich_text=False, read_only=read_only)
         found.formulas = _formula_cells(path)
     except UntrustedFileError:
         raise
