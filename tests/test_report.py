@@ -34,6 +34,8 @@ from xl_ecom.rules import engine
 from xl_ecom.workflows import layout, refresh, report
 from xl_ecom.workflows.tables import table
 
+from pg_server import pg_database_url, pg_url  # noqa: F401
+
 PLAN = load_plan()
 REFERENCE_PNG = Path(__file__).parent / "reference" / "进展通报_第1页.png"
 ISSUED = "2020-10-28"
@@ -110,8 +112,8 @@ def make_workbook(folder: Path, rows=ROWS) -> Path:
     return path
 
 
-def fill_ledger(workbook: Path) -> None:
-    with open_ledger(workbook) as ledger:
+def fill_ledger(workbook: Path, url: str | None = None) -> None:
+    with open_ledger(workbook, url) as ledger:
         sept = ledger.new_round("2020-09", dt.date(2020, 9, 25))
         with ledger.submission("寿县.xlsx", "a" * 64, 1000, "寿县", "寿县", round_id=sept.id) as sub:
             sub.add_rows("T_SALES", [SEPT_ROW], [layout.INPUT_FIRST_ROW])
@@ -322,3 +324,25 @@ def test_without_libreoffice_the_docx_is_kept_and_the_exit_code_is_1(made, tmp_p
     assert (tmp_path / "通报" / "进展通报_2020-10.docx").is_file()
     assert not (tmp_path / "通报" / "进展通报_2020-10.pdf").exists()
     assert "找不到 LibreOffice" in out + err
+
+
+def docx_text(path: Path) -> str:
+    from docx import Document
+
+    doc = Document(str(path))
+    cells = [c.text for tb in doc.tables for r in tb.rows for c in r.cells]
+    return "\n".join([p.text for p in doc.paragraphs] + cells)
+
+
+def test_the_ledger_on_postgresql(tmp_path, capsys, pg_database_url):  # noqa: F811
+    workbook = make_workbook(tmp_path / "市级")
+    fill_ledger(workbook, pg_database_url)
+    assert not list((tmp_path / "市级").glob("*.sqlite"))
+    code, out, err = run(["report", str(workbook), "--db", pg_database_url, "--out", str(tmp_path / "通报"),
+                          "--date", ISSUED, "--no-pdf"], capsys)
+    assert code == 0, err
+    text = docx_text(tmp_path / "通报" / "进展通报_2020-10.docx")
+    sept = engine.calculate_cents("AWARD_LIVESTREAM", SEPT_ROW["livestream_sales"], on=dt.date(2020, 12, 31))
+    assert f"自“2020-09”以来共2轮，测算奖补资金由{wan(sept)}万元变为{wan(expected_total_cents())}万元" in text
+    assert "凤台县.xlsx" in text and "上行网络销售额不是数值" in text
+    assert not list((tmp_path / "市级").glob("*.sqlite"))  # nothing written beside the workbook
