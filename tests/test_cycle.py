@@ -266,6 +266,7 @@ def test_two_round_cycle_end_to_end(tmp_path, city, server, capsys, db):
     assert units["寿县"]["carried_from"] == "2020-09" and units["大通区"]["carried_from"] is None
     assert units["寿县"]["issued_how"] == "沿用“2020-09”下发的文件"
     assert units["寿县"]["received_at"] is None and units["寿县"]["reminders"] == 0
+    assert units["寿县"]["mail_status"] == "已发送（“2020-09”）" and units["寿县"]["mailed_to"] == ADDRESSES["寿县"]
 
     # 大通区 fixes its file, 寿县 sends one with an error (still merged: its good row counts)
     returned2 = tmp_path / "第二轮报回"

@@ -391,7 +391,9 @@ def compute_status(ledger: Ledger, settings: dict[str, Any], contacts: Sequence[
     by_contact = {c.unit: c for c in contacts}
     rounds = {r.id: r for r in ledger.rounds()}
     issues = ledger.issues() if rnd is not None else []
-    attempts = ledger.mail_attempts(rnd.id) if rnd is not None else []
+    everything = ledger.mail_attempts() if rnd is not None else []
+    attempts = [a for a in everything if rnd is not None and a.round_id == rnd.id]
+    earlier_mail = [a for a in everything if rnd is not None and a.round_id < rnd.id]
     submissions = ledger.submissions(round_id=rnd.id) if rnd is not None else []
     carried = carried_units(ledger, rnd.id) if rnd is not None else {}
     report = StatusReport(rnd, deadline, today, [], ledger.url)
@@ -421,6 +423,15 @@ def compute_status(ledger: Ledger, settings: dict[str, Any], contacts: Sequence[
             s.mail_status = SENT
         elif first:
             s.mail_status = mail.record_from_attempt(first[-1]).result  # 未发送 / 暂时失败 / 失败 / 不确定
+        else:  # not mailed in this round: the file mailed in an earlier round still stands
+            before = [a for a in earlier_mail if a.unit in (unit.name, unit.file_stem) and a.status == SENT
+                      and a.kind not in (REMIND_KIND, RETURN_KIND)]
+            if before:
+                latest = max(a.round_id for a in before)
+                before = [a for a in before if a.round_id == latest]
+                s.mailed_at = max(a.attempted_at for a in before)
+                s.mailed_to = tuple(dict.fromkeys(a.address for a in before))
+                s.mail_status = f"已发送（“{rounds[latest].label}”）" if latest in rounds else SENT
         reminders = [a for a in mine if a.kind == REMIND_KIND and a.status == SENT]
         if reminders:
             s.reminded_at = max(a.attempted_at for a in reminders)
