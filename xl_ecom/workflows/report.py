@@ -818,7 +818,8 @@ def write_docx(b: Bulletin, path: Path | str) -> Path:
     _caption(doc, "图3　历轮测算奖补资金和已完成目标数", fonts)
 
     _heading(doc, "五、报送情况和存在问题", fonts.heading)
-    _paragraph(doc, b.status.heading() + "。" + b.status.summary() + "。", fonts.body)
+    due = (f"报送截止日期为{format_date(b.status.deadline)}" if b.status.deadline else "未设报送截止日期")
+    _paragraph(doc, f"本轮（{b.round_label}）{due}。截至{format_date(b.issued)}，{b.status.summary()}。", fonts.body)
     if b.overdue:
         _caption(doc, "表4　逾期未报单位", fonts)
         _table(doc, ["序号", "单位", "类别", "状态"],
