@@ -350,3 +350,15 @@ def test_the_ledger_on_postgresql(tmp_path, capsys, pg_database_url):  # noqa: F
     assert f"自“2020-09”以来共2轮，测算奖补资金由{wan(sept)}万元变为{wan(expected_total_cents())}万元" in text
     assert "凤台县.xlsx" in text and "上行网络销售额不是数值" in text
     assert not list((tmp_path / "市级").glob("*.sqlite"))  # nothing written beside the workbook
+
+
+def test_not_a_city_workbook(tmp_path, capsys):
+    text = tmp_path / "文本.xlsm"
+    text.write_text("不是工作簿", encoding="utf-8")
+    code, out, err = run(["report", str(text), "--no-pdf"], capsys)
+    assert code == 2 and err.startswith("错误：") and "文本.xlsm" in err
+    plain = tmp_path / "空白.xlsx"
+    openpyxl.Workbook().save(plain)
+    code, out, err = run(["report", str(plain), "--no-pdf"], capsys)
+    assert code == 2 and err.startswith("错误：") and "不是本方案的市级工作簿" in err
+    assert not list(tmp_path.glob("*.sqlite"))  # no ledger created for a file that is not the city workbook

@@ -329,8 +329,8 @@ def bulletin_data(workbook: Path | str, *, round_label: str | None = None, db: s
     workbook = Path(workbook)
     if not workbook.is_file():
         raise ReportError(f"找不到工作簿“{workbook}”")
+    result, on = _workbook_result(workbook, plan)  # first: says so when it is not the plan's city workbook
     ctx = _context(workbook, db)
-    result, on = _workbook_result(workbook, plan)
     with open_ledger(ctx.workbook, ctx.db) as ledger:
         rnd = cycle.resolve_round(ledger, round_label)
         rounds = ledger.rounds()
