@@ -137,15 +137,15 @@ def _child(source: Path, repeat: int) -> dict:
         times, phases_all = [], []
         for _ in range(repeat):
             path.write_bytes(source.read_bytes())
-            marks = []
+            marks: list = []
             start = time.perf_counter()
-            report = refresh.refresh_workbook(path, backup=False, progress=lambda m, i=None, n=None: marks.append((time.perf_counter(), m)))
+            report = refresh.refresh_workbook(path, backup=False, progress=lambda m, i=None, n=None, marks=marks: marks.append((time.perf_counter(), m)))
             elapsed = time.perf_counter() - start
             times.append(elapsed)
             phases: dict = {}
             prev_t, prev_m = start, "开始"
             for t, m in marks + [(start + elapsed, "完成")]:
-                key = prev_m.split("“")[0].rstrip("……")
+                key = prev_m.split("“")[0].removesuffix("……")
                 phases[key] = phases.get(key, 0.0) + (t - prev_t)
                 prev_t, prev_m = t, m
             phases_all.append(phases)

@@ -10,12 +10,11 @@ import zipfile
 
 import openpyxl
 import pytest
+from test_refresh import PLAN, city_workbook
 
-from xl_ecom.workflows import layout, refresh
 from xl_ecom.ooxml import app, calcchain, contenttypes, relationships, workbook, worksheet, xml
 from xl_ecom.ooxml.namespaces import APP_PART, CONTENT_TYPES_PART, MAIN, REL_CALC_CHAIN
-
-from test_refresh import PLAN, city_workbook
+from xl_ecom.workflows import layout, refresh
 
 # --- the one parser --------------------------------------------------------------------------
 

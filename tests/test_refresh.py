@@ -22,10 +22,10 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from xl_ecom.rules import engine
-from xl_ecom.workflows import layout, refresh
 from xl_ecom.ooxml import xlsm
 from xl_ecom.policy import load_plan
+from xl_ecom.rules import engine
+from xl_ecom.workflows import layout, refresh
 from xl_ecom.workflows.tables import TABLES, TOURISM_COUNTS, table
 
 PLAN = load_plan()
@@ -931,9 +931,9 @@ def test_city_promo_formula_groups_blank_county_rows_under_one_cap_as_the_engine
     县区 rows grouped together."""
     import numpy as np
 
-    from libreoffice import recalculated
-
     from xl_ecom.rules.engine import calculate_columns_cents
+
+    from libreoffice import recalculated
 
     amounts = [1_500_000, 600_000, 999_999.99, 400_000.02, 0, 2_000_000, 100_000, 300_000, 1_999_999.9, 50_000]
     counties_cycle = [None, "寿县", None, "凤台县", None, "寿县", "", None, "凤台县", None]

@@ -113,7 +113,7 @@ def _write_num_ref(parent, formula: str) -> None:
     etree.SubElement(etree.SubElement(parent, _c("numRef")), _c("f")).text = formula
 
 
-def _write_axis_common(ax, ax_id: str, cross: str) -> None:
+def _write_axis_common(ax, ax_id: str) -> None:
     _val(ax, "axId", ax_id)
     _val(etree.SubElement(ax, _c("scaling")), "orientation", "minMax")
     _val(ax, "delete", "0")  # shown in current Excel
@@ -122,7 +122,7 @@ def _write_axis_common(ax, ax_id: str, cross: str) -> None:
 
 def _write_cat_ax(plot) -> None:
     ax = etree.SubElement(plot, _c("catAx"))
-    _write_axis_common(ax, _CAT_AX, _VAL_AX)
+    _write_axis_common(ax, _CAT_AX)
     _val(ax, "majorTickMark", "none")
     _val(ax, "minorTickMark", "none")
     _val(ax, "crossAx", _VAL_AX)
@@ -131,7 +131,7 @@ def _write_cat_ax(plot) -> None:
 
 def _write_val_ax(plot, chart: ColumnChart) -> None:
     ax = etree.SubElement(plot, _c("valAx"))
-    _write_axis_common(ax, _VAL_AX, _CAT_AX)
+    _write_axis_common(ax, _VAL_AX)
     etree.SubElement(ax, _c("majorGridlines"))
     _write_title(ax, chart.y_title)
     etree.SubElement(ax, _c("numFmt"), formatCode=chart.y_num_format, sourceLinked="0")

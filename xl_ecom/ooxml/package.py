@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import zipfile
 from collections.abc import Sequence
+from typing import Any
 
 from lxml import etree
 
@@ -74,8 +75,8 @@ class Package:
             self._load_sheets()
         except Exception:
             raise self.error(f"“{name}”不是有效的 Excel 工作簿（缺少工作簿主部件）") from None
-        self._sst = None
-        self._date_styles = None
+        self._sst: list[str] | None = None
+        self._date_styles: set[int] | None = None
 
     # --- reading -------------------------------------------------------------------------
 
@@ -197,7 +198,8 @@ class Package:
                 if r < first_row or (last_row is not None and r > last_row) or not len(el):
                     continue
                 t = el.get("t")
-                v = value = None
+                v: str | None = None
+                value: Any = None
                 for child in el:
                     tag = child.tag
                     if tag == _V:
@@ -321,8 +323,8 @@ class Package:
                 self._put(chart, chart_xml, _CHART_CT)
                 chart_names.append(chart)
             self._put(drawing, drawing_xml(chart_names))
-            rels = [(f"rId{i}", _REL + "chart", relative_target(drawing, c)) for i, c in enumerate(chart_names, start=1)]
-            self._put(rels_part_of(drawing), new_rels(rels))
+            chart_rels = [(f"rId{i}", _REL + "chart", relative_target(drawing, c)) for i, c in enumerate(chart_names, start=1)]
+            self._put(rels_part_of(drawing), new_rels(chart_rels))
             self._put(rels_part_of(part), new_rels([("rId1", _DRAWING_REL, relative_target(part, drawing))]))
         return index
 

@@ -105,7 +105,7 @@ def _check_numeric(frame: InputFrame, col, counties, problems: list[Problem]) ->
         if _blank(v):
             num[i] = np.nan
             continue
-        clean = _judge(frame, col, i, v, counties, problems)
+        clean = _judge(frame, col, int(i), v, counties, problems)
         if clean is None:
             num[i] = np.nan
         else:
@@ -254,8 +254,8 @@ def compute(
     tourism_counts = {k: _count_by_county(frames, checked, t, c, v, counties) for k, (t, c, v) in tourism_rows.items()}
     if TOURISM_RULE in plan.rules:
         rule = plan.rules[TOURISM_RULE]
-        data = {k: np.array([tourism_counts[k][c] for c in counties], dtype="float64") for k in tourism_rows}
-        cents = calculate_columns_cents(TOURISM_RULE, data, on=on, plan=plan)
+        counts = {k: np.array([tourism_counts[k][c] for c in counties], dtype="float64") for k in tourism_rows}
+        cents = calculate_columns_cents(TOURISM_RULE, counts, on=on, plan=plan)
         labels = [
             "、".join(f"{tourism_rows[k][2]}{int(tourism_counts[k][c])}个" for k in tourism_rows) for c in counties
         ]
@@ -293,8 +293,8 @@ def compute(
     actuals, targets = _progress(frames, checked, plan, on)
     city = _city_targets(plan, actuals, tourism_counts, frames, checked)
     rows_read = {k: len(fr.data) for k, fr in frames.items()}
-    labels = {col["key"]: col["short"] for col in plan.annex_columns}
-    return RefreshResult(on, tuple(counties), awards, by_county, by_rule, actuals, targets, city, rows_read, labels)
+    short_names = {col["key"]: col["short"] for col in plan.annex_columns}
+    return RefreshResult(on, tuple(counties), awards, by_county, by_rule, actuals, targets, city, rows_read, short_names)
 
 
 def _sheet_of(table_key: str) -> str:
@@ -335,7 +335,7 @@ def _condition_mask(rule_id: str, column: str, values: np.ndarray, on, plan: Pla
 
 def _progress(frames, checked, plan: Plan, on) -> tuple[dict, dict]:
     counties = plan.counties
-    actuals = {c: {} for c in counties}
+    actuals: dict[str, dict] = {c: {} for c in counties}
     targets = {c: {col["key"]: plan.annex_value(c, col["key"]) for col in plan.annex_columns} for c in counties}
     for a in ACTUALS:
         fr = frames.get(a.table)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ class Rows(Sequence):
     """Body rows kept as columns (one list per column) plus a few whole rows at the end: each row is
     a list made when it is read, so 360,000 detail rows never sit in memory as 360,000 lists."""
 
-    def __init__(self, columns: list[list], tail: list[list] = ()):
+    def __init__(self, columns: list[list], tail: Sequence[list] = ()):
         self.columns = columns
         self.n = len(columns[0]) if columns else 0
         self.tail = list(tail)
@@ -188,7 +189,8 @@ def _summary_sheet(result: RefreshResult, plan: Plan) -> SheetSpec:
     for task in plan.tasks:
         ids = [r for r in rules if plan.rules[r].clause == task["id"]]
         if ids:
-            rows3.append([task["id"], task["title"], len(ids), sum(result.by_rule[r][0] for r in ids), _yuan(sum(result.by_rule[r][1] for r in ids))])
+            count, cents = sum(result.by_rule[r][0] for r in ids), sum(result.by_rule[r][1] for r in ids)
+            rows3.append([task["id"], task["title"], len(ids), count, _yuan(cents)])
     rows3.append(["合计", None, len(rules), sum(result.by_rule[r][0] for r in rules), _yuan(result.total_cents)])
     third = Block(top3, [head3], rows3, ["center", "text", "count", "count", "money"], total_rows=1)
     ncols = max(len(head), len(head2))
@@ -218,8 +220,8 @@ def progress_gap(actual, target) -> float:
 
 def _progress_sheet(result: RefreshResult, plan: Plan) -> SheetSpec:
     cols = list(plan.annex_columns)
-    group = ["县区"]
-    sub = [None]
+    group: list[Any] = ["县区"]
+    sub: list[Any] = [None]
     merges = []
     kinds = ["center"]
     for i, col in enumerate(cols):
@@ -233,7 +235,7 @@ def _progress_sheet(result: RefreshResult, plan: Plan) -> SheetSpec:
     totals_t = [0] * len(cols)
     totals_a = [0] * len(cols)
     for c in result.counties:
-        row = [c]
+        row: list[Any] = [c]
         for i, col in enumerate(cols):
             t = result.targets[c][col["key"]]
             a = result.actuals[c].get(col["key"], 0)
@@ -241,7 +243,7 @@ def _progress_sheet(result: RefreshResult, plan: Plan) -> SheetSpec:
             totals_a[i] += a
             row += [t, a, progress_rate(a, t), progress_gap(a, t)]
         rows.append(row)
-    total = ["合计"]
+    total: list[Any] = ["合计"]
     for i in range(len(cols)):
         total += [totals_t[i], totals_a[i], progress_rate(totals_a[i], totals_t[i]), progress_gap(totals_a[i], totals_t[i])]
     rows.append(total)
@@ -256,8 +258,8 @@ def _progress_sheet(result: RefreshResult, plan: Plan) -> SheetSpec:
     rows2, overrides, merges2 = [], {}, []
     for i, t in enumerate(result.city):
         state = "—" if t.met is None else ("已达到" if t.met else "未达到")
-        row = [t.clause, t.text, None, None, None, t.word, t.value, t.unit, t.actual, state, t.note]
-        rows2.append(row + [None] * (ncols - len(row)))
+        city_row: list[Any] = [t.clause, t.text, None, None, None, t.word, t.value, t.unit, t.actual, state, t.note]
+        rows2.append(city_row + [None] * (ncols - len(city_row)))
         value_kind = {"元": "money", "比例": "percent"}.get(t.unit, "count")
         overrides[(i, 6)] = overrides[(i, 8)] = value_kind
     for r in range(top2, top2 + 1 + len(rows2)):
@@ -268,7 +270,8 @@ def _progress_sheet(result: RefreshResult, plan: Plan) -> SheetSpec:
     second = Block(top2, [head2], rows2, kinds2, merges=merges2, overrides=overrides, row_height=30)
     top3 = second.last_row + 3
     head3 = ["县区"] + [f"{col['short']}完成率" for col in cols]
-    rows3 = [[c] + [progress_rate(result.actuals[c].get(col["key"], 0), result.targets[c][col["key"]]) for col in cols] for c in result.counties]
+    rows3 = [[c] + [progress_rate(result.actuals[c].get(col["key"], 0), result.targets[c][col["key"]]) for col in cols]
+             for c in result.counties]
     third = Block(top3, [head3], rows3, ["center"] + ["percent"] * len(cols))
     chart = ChartSpec(
         "各县区目标任务完成率",

@@ -72,7 +72,7 @@ def _recreate_sheet(wb, spec: SheetSpec, after: str) -> None:
         for (r1, c1, r2, c2) in b.merges:
             ws.merge_cells(start_row=r1, start_column=c1, end_row=r2, end_column=c2)
         # styles: one prototype per column (and per total/body), copied by style id (fast on big sheets)
-        protos = {}
+        protos: dict = {}
         first = b.first_body_row
         ntot = len(b.rows) - b.total_rows
         for i, row in enumerate(b.rows):
@@ -148,7 +148,8 @@ def _sheet_xml(spec: SheetSpec, styles: _Styles, code_name: str | None, with_dra
     title_s = xf_of(sheets.TITLE_FONT, sheets.CENTER)
     sub_s = xf_of(sheets.SUBTITLE_FONT, sheets.LEFT)
     head_s = xf_of(sheets.HEADER_FONT, sheets.CENTER, border=sheets.BORDER, fill=sheets.HEADER_FILL)
-    body_s = {(k, tot): xf_of(bold if tot else sheets.BODY_FONT, al, fmt, border=sheets.BORDER) for k, (fmt, al) in kinds.items() for tot in (False, True)}
+    body_s = {(k, tot): xf_of(bold if tot else sheets.BODY_FONT, al, fmt, border=sheets.BORDER)
+              for k, (fmt, al) in kinds.items() for tot in (False, True)}
     letters = [worksheet.col_letter(j) for j in range(1, max(spec.ncols, 30) + 1)]
 
     formula_like: dict[str, bool] = {}  # most texts repeat (county, sheet, clause, rule): judged once each
@@ -201,6 +202,7 @@ def _sheet_xml(spec: SheetSpec, styles: _Styles, code_name: str | None, with_dra
 
 def _column_chart(spec: SheetSpec) -> chart.ColumnChart:
     ch = spec.chart
+    assert ch is not None
     row, col = worksheet.split_ref(ch.anchor)
     return chart.ColumnChart(spec.name, ch.title, ch.y_title, ch.categories, ch.series, (row, col), ch.width_cm, ch.height_cm)
 
