@@ -138,3 +138,26 @@ def test_a_dead_pid_on_this_host_is_not_alive():
     child.wait(timeout=30)
     assert not lock.pid_alive(child.pid)
     assert lock.pid_alive(os.getpid())
+
+
+def test_office_locks_false_ignores_only_the_office_lock_files(city):
+    """A ribbon button runs inside the Excel that holds the workbook open: its ``~$`` file does not
+    refuse it, another xl-ecom command's lock still does."""
+    office = city.parent / ("~$" + city.name)
+    office.write_bytes(b"owner")
+    with pytest.raises(lock.WorkbookBusyError):
+        with lock.workbook_lock(city, "催报"):
+            pass
+    with lock.workbook_lock(city, "催报", office_locks=False) as me:
+        assert lock.read_holder(lock.lock_path(city)).token == me.token  # the xl-ecom lock is taken
+    assert not lock.lock_path(city).exists() and office.exists()  # Excel's own file is left alone
+    office.unlink()  # the holder is a plain command: it would refuse the open workbook itself
+    child = start_holder(city)
+    office.write_bytes(b"owner")
+    try:
+        with pytest.raises(lock.WorkbookBusyError) as caught, lock.workbook_lock(city, "催报", office_locks=False):
+            pytest.fail("the xl-ecom lock was taken twice")
+        assert "汇总县区报表" in str(caught.value) and str(child.pid) in str(caught.value)
+    finally:
+        child.stdin.close()
+        child.wait(timeout=30)

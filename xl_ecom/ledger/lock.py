@@ -213,11 +213,15 @@ def _release(path: Path, me: Holder) -> None:
 
 
 @contextlib.contextmanager
-def workbook_lock(path: str | os.PathLike, command: str) -> Iterator[Holder]:
+def workbook_lock(path: str | os.PathLike, command: str, *, office_locks: bool = True) -> Iterator[Holder]:
     """Hold the workbook ``path`` for ``command`` (its Chinese name, shown to whoever is refused).
 
     Refuses with :class:`WorkbookBusyError` while another command holds it or an Office program
-    has it open; yields the :class:`Holder` written into the lock file."""
+    has it open; yields the :class:`Holder` written into the lock file.
+
+    ``office_locks=False`` ignores only the Office programs' lock files (``~$<name>``,
+    ``.~lock.<name>#``): for a ribbon button, whose own Excel holds the workbook open and which
+    writes the ledger, not the file. Another xl-ecom command's lock still refuses."""
     path = Path(path).absolute()
     with _held_guard:
         if path in _held:
@@ -234,7 +238,8 @@ def workbook_lock(path: str | os.PathLike, command: str) -> Iterator[Holder]:
                 holder, depth = _held[path]
                 _held[path] = (holder, depth - 1)
         return
-    _refuse_if_open_in_office(path, command)
+    if office_locks:
+        _refuse_if_open_in_office(path, command)
     me = _acquire(path, command)
     with _held_guard:
         _held[path] = (me, 0)
