@@ -365,6 +365,41 @@ def _worksheet_parts(zf: zipfile.ZipFile) -> list[tuple[str, str]]:
     return [(s.name, s.part) for s in sheets if s.rel_type == REL_WORKSHEET and s.part in parts]
 
 
+def _scan_formulas_lxml(fh) -> dict[str, str] | None:
+    """A1 ref -> formula text for every ``<f>`` in one worksheet part, by lxml's iterparse (in C,
+    entities never resolved, no network; the prolog scan has already refused any DTD).  Returns
+    None when a ``<c>`` holding a formula has no ``r`` attribute (the slower scan then counts
+    positions)."""
+    from lxml import etree
+
+    from xl_ecom.ooxml.namespaces import MAIN as MAIN_NS
+
+    f_tag, row_tag = f"{{{MAIN_NS}}}f", f"{{{MAIN_NS}}}row"
+    found: dict[str, str] = {}
+    shared: dict[str, tuple[str, str]] = {}
+    for _event, el in etree.iterparse(fh, events=("end",), tag=(f_tag, row_tag), resolve_entities=False,
+                                      no_network=True, load_dtd=False, huge_tree=False):
+        if el.tag == row_tag:
+            el.clear()
+            parent = el.getparent()
+            while el.getprevious() is not None:
+                del parent[0]
+            continue
+        ref = el.getparent().get("r")
+        if not ref:
+            return None
+        text = el.text or ""
+        if el.get("t") == "shared":
+            si = el.get("si", "")
+            if text:
+                shared[si] = (text, ref)
+            elif si in shared:
+                master, origin = shared[si]
+                text = Translator("=" + master, origin=origin).translate_formula(ref)[1:]
+        found[ref] = "=" + text if text else "=（公式）"
+    return found
+
+
 def _scan_formulas(fh) -> dict[str, str]:
     """A1 ref -> formula text for every ``<f>`` in one worksheet part (streaming, C parser)."""
     parser = xml.parsers.expat.ParserCreate(namespace_separator="}")
@@ -422,7 +457,10 @@ def _formula_cells(path: Path) -> dict[str, dict[str, str]]:
     with zipfile.ZipFile(path) as zf:
         for name, part in _worksheet_parts(zf):
             with zf.open(part) as fh:
-                cells = _scan_formulas(fh)
+                cells = _scan_formulas_lxml(fh)
+            if cells is None:
+                with zf.open(part) as fh:
+                    cells = _scan_formulas(fh)
             if cells:
                 out[name] = cells
     return out
