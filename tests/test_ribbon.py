@@ -23,7 +23,12 @@ BUTTONS = {
     "生成县区工作簿": "make_counties",
     "汇总县区报表": "collect",
     "校验数据": "validate",
+    "新建轮次": "new_round",
     "发送邮件": "send_mail",
+    "报送情况": "status",
+    "催报": "remind",
+    "退回": "return_submissions",
+    "进展通报": "report",
 }
 
 
@@ -119,3 +124,31 @@ def test_ribbon_is_utf8_chinese_and_vba_is_ascii(ribbon_code):
     assert raw.startswith(b'<?xml version="1.0" encoding="UTF-8"')
     assert "农村电商".encode("utf-8") in raw
     assert ribbon_code.isascii()
+
+
+#: the reporting cycle's and the bulletin's buttons (issues 10, 11): id, onAction, group label
+CYCLE_BUTTONS = {
+    "新建轮次": ("xlEcomNewRound", "RibbonNewRound", "报送"),
+    "报送情况": ("xlEcomStatus", "RibbonStatus", "报送"),
+    "催报": ("xlEcomRemind", "RibbonRemind", "报送"),
+    "退回": ("xlEcomReturn", "RibbonReturn", "报送"),
+    "进展通报": ("xlEcomReport", "RibbonReport", "通报"),
+}
+
+
+def test_cycle_and_bulletin_buttons_in_their_groups(ribbon):
+    groups = {b.get("id"): g.get("label") for g in ribbon.findall(".//ui:tab/ui:group", NS)
+              for b in g.findall("ui:button", NS)}
+    found = {b.get("label"): b for b in buttons(ribbon)}
+    for label, (ident, action, group) in CYCLE_BUTTONS.items():
+        button = found[label]
+        assert (button.get("id"), button.get("onAction"), groups[button.get("id")]) == (ident, action, group)
+    assert groups["xlEcomSendMail"] == "报送"  # the first mail stays with the cycle's other mail
+
+
+def test_keytips_unique_within_the_tab(ribbon):
+    tab = ribbon.find(".//ui:tabs/ui:tab", NS)
+    assert tab.get("keytip") == "ZN"  # Excel's own tabs use single letters and J…; Z… is free
+    tips = [b.get("keytip") for b in buttons(ribbon)]
+    assert all(t and re.fullmatch(r"[A-Z]{1,2}", t) for t in tips), tips
+    assert len(set(tips)) == len(tips), tips

@@ -28,3 +28,23 @@ End Sub
 Public Sub RibbonSendMail(control As IRibbonControl)
     RunPython "import xl_ecom.frontends.macros; xl_ecom.frontends.macros.send_mail()"
 End Sub
+
+Public Sub RibbonNewRound(control As IRibbonControl)
+    RunPython "import xl_ecom.frontends.macros; xl_ecom.frontends.macros.new_round()"
+End Sub
+
+Public Sub RibbonStatus(control As IRibbonControl)
+    RunPython "import xl_ecom.frontends.macros; xl_ecom.frontends.macros.status()"
+End Sub
+
+Public Sub RibbonRemind(control As IRibbonControl)
+    RunPython "import xl_ecom.frontends.macros; xl_ecom.frontends.macros.remind()"
+End Sub
+
+Public Sub RibbonReturn(control As IRibbonControl)
+    RunPython "import xl_ecom.frontends.macros; xl_ecom.frontends.macros.return_submissions()"
+End Sub
+
+Public Sub RibbonReport(control As IRibbonControl)
+    RunPython "import xl_ecom.frontends.macros; xl_ecom.frontends.macros.report()"
+End Sub

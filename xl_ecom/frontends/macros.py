@@ -555,3 +555,139 @@ def _collect_work(book, ui: Ui, folder):
         text += "\n数据已写入本工作簿但尚未保存；请核对后保存，并点“刷新”重新计算。"
     ui.alert(text, mode="critical" if errors else "info")
     return report
+
+
+# ---------------------------------------------------------------------------------------------
+# the reporting cycle (xl_ecom.workflows.cycle) and the bulletin (xl_ecom.workflows.report)
+# ---------------------------------------------------------------------------------------------
+
+
+def _saved_path(book) -> Path:
+    """The open book's file: the cycle's ledger and output folder live beside it, so it must be saved."""
+    path = _book_path(book)
+    if not path.is_absolute() or not path.is_file():
+        raise XlEcomError(f"请先保存工作簿（找不到文件“{path}”）：台账和输出文件夹都放在工作簿所在的文件夹里。")
+    return path
+
+
+def _contacts(book) -> list:
+    from xl_ecom.workflows.settings import CONTACTS_SHEET, contacts_from_rows
+
+    rows = sheet_rows(book, CONTACTS_SHEET)
+    if rows is None:
+        raise XlEcomError(f"工作簿中没有“{CONTACTS_SHEET}”表，请先填写通讯录。")
+    return contacts_from_rows(rows, source=f"“{CONTACTS_SHEET}”表")
+
+
+def _cycle_lock(path: Path, command: str):
+    """Refuse while another xl-ecom command holds the workbook; Excel's own lock file (this very
+    book, open in the Excel that runs the button) does not refuse the button."""
+    from xl_ecom.ledger.lock import workbook_lock
+
+    return workbook_lock(path, command, office_locks=False)
+
+
+def _cycle_mail(book, ui: Ui, kind: str):
+    from xl_ecom.workflows import cycle
+
+    path = _saved_path(book)
+    settings = _settings(book)  # the open book's 设置 and 通讯录: unsaved edits count
+    contacts = _contacts(book)
+    send = cycle.remind_workbook if kind == cycle.REMIND_KIND else cycle.return_workbook
+
+    def progress(message, done=None, total=None):
+        ui.status(status_text(f"{kind}：{message}", done, total))
+
+    with _cycle_lock(path, kind):
+        result = send(path, lock=False, settings=settings, contacts=contacts, progress=progress)
+    # units without an address are listed in the text; the red icon is for mail that did not go out
+    failed = result.result is not None and not result.result.ok
+    ui.alert(result.to_text(), mode="critical" if failed else "info")
+    return result
+
+
+def remind(book=None):
+    """催报: mail the units without a valid submission in the current round (``xl-ecom remind``)."""
+    from xl_ecom.workflows.cycle import REMIND_KIND
+
+    return _run(book, REMIND_KIND, lambda b, ui: _cycle_mail(b, ui, REMIND_KIND))
+
+
+def return_submissions(book=None):
+    """退回: mail each faulty submission's problem list back to its unit (``xl-ecom return``)."""
+    from xl_ecom.workflows.cycle import RETURN_KIND
+
+    return _run(book, RETURN_KIND, lambda b, ui: _cycle_mail(b, ui, RETURN_KIND))
+
+
+def status(book=None):
+    """报送情况: write the 报送情况 sheet into the open book (``xl-ecom status --write``'s sheet)."""
+
+    def work(book, ui: Ui):
+        from xl_ecom.workflows import cycle
+
+        path = _saved_path(book)
+        ui.status("报送情况：读取台账……")
+        spec = cycle.status_sheet_for_workbook(path)
+        names = sheet_names(book)
+        after = next((n for n in (layout.SHEET_MAIL_LOG, layout.SHEET_CONTACTS) if n in names), None)
+        ui.screen_updating(False)
+        _render(_sheet_for(book, spec.name, after), spec)
+        ui.screen_updating(True)
+        ui.alert(f"已写入“{spec.name}”表（尚未保存）：\n{spec.subtitle}")
+        return spec
+
+    return _run(book, "报送情况", work)
+
+
+def new_round(book=None):
+    """新建轮次: the round named by 设置's 当前轮次, due by its 报送截止日期 (``xl-ecom round new``)."""
+
+    def work(book, ui: Ui):
+        from xl_ecom.workflows import cycle
+        from xl_ecom.workflows.settings import SETTINGS_SHEET, read_settings
+
+        path = _saved_path(book)
+        typed = _settings(book)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            saved = read_settings(path)
+        for key in (cycle.ROUND_SETTING, cycle.DEADLINE_SETTING):
+            if _plain(typed.get(key)) != _plain(saved.get(key)):
+                raise XlEcomError(f"“{SETTINGS_SHEET}”表的“{key}”改过但尚未保存（现为“{_plain(typed.get(key))}”，"
+                                  f"文件中为“{_plain(saved.get(key))}”）：请先保存工作簿，再点“新建轮次”。")
+        with _cycle_lock(path, "新建轮次"):
+            created, carried = cycle.new_round_from_settings(path)
+        due = f"截止日期 {created.deadline.isoformat()}" if created.deadline else "未设截止日期"
+        lines = [f"当前报送轮次：“{created.label}”，{due}。"]
+        if carried:
+            lines.append(f"{len(carried)} 个单位本轮尚未报送，沿用之前的数据：{'、'.join(carried)}。")
+        ui.alert("\n".join(lines))
+        return created, carried
+
+    return _run(book, "新建轮次", work)
+
+
+def _plain(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if hasattr(value, "date") and callable(value.date):  # a datetime read through xlwings: its date
+        value = value.date()
+    return str(value).strip()
+
+
+def report(book=None):
+    """进展通报: the bulletin (.docx and .pdf) in <输出文件夹>/进展通报 (``xl-ecom report``)."""
+
+    def work(book, ui: Ui):
+        from xl_ecom.workflows.report import write_report
+
+        path = _saved_path(book)
+        ui.status("进展通报：计算并生成 Word 和 PDF……")
+        result = write_report(path)
+        ui.alert(result.to_text(), mode="info" if result.ok else "critical")
+        return result
+
+    return _run(book, "进展通报", work)
