@@ -176,7 +176,7 @@ def test_annex_follows_the_plan_and_layout(book):
             assert ws.cell(row=r, column=t).value == plan.annex_value(county, col["key"])
             assert ws.cell(row=r, column=d).value is None  # 刷新 fills it
             assert ws.cell(row=r, column=rate).value == f'=IF(OR({dl}{r}="",N({tl}{r})=0),"",{dl}{r}/{tl}{r})'
-            assert ws.cell(row=r, column=diff).value == f'=IF({dl}{r}="","",{dl}{r}-{tl}{r})'
+            assert ws.cell(row=r, column=diff).value == f'=IF({dl}{r}="","",{tl}{r}-{dl}{r})'
         assert ws.cell(row=total, column=1).value == "合计"
         assert ws.cell(row=total, column=t).value == f"=SUM({tl}{first}:{tl}{first + len(plan.counties) - 1})"
         target = plan.target(col["target"])

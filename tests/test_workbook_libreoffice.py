@@ -377,11 +377,11 @@ def test_annex_completion_formulas_once_actuals_are_filled(lo):
             done = lo["done"][(county, col["key"])]
             sum_done += done
             assert ws.cell(row=r, column=layout.annex_col(i, "完成率")).value == pytest.approx(done / target)
-            assert ws.cell(row=r, column=layout.annex_col(i, "差额")).value == done - target
+            assert ws.cell(row=r, column=layout.annex_col(i, "差额")).value == target - done
         sum_target = sum(plan.annex_value(c, col["key"]) for c in plan.counties)
         assert ws.cell(row=total, column=layout.annex_col(i, "完成数")).value == sum_done
         assert ws.cell(row=total, column=layout.annex_col(i, "完成率")).value == pytest.approx(sum_done / sum_target)
-        assert ws.cell(row=total, column=layout.annex_col(i, "差额")).value == sum_done - sum_target
+        assert ws.cell(row=total, column=layout.annex_col(i, "差额")).value == sum_target - sum_done
 
 
 def test_input_table_award_columns_agree_with_the_engine(lo):

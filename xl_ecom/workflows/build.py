@@ -396,7 +396,7 @@ def write_annex(ws, plan: Plan, done: Mapping[tuple[str, str], Any] | None = Non
         ws.cell(row=r, column=t, value=target_value)
         ws.cell(row=r, column=d, value=done_formula)
         ws.cell(row=r, column=rate, value=f'=IF(OR({dl}{r}="",N({tl}{r})=0),"",{dl}{r}/{tl}{r})')
-        ws.cell(row=r, column=diff, value=f'=IF({dl}{r}="","",{dl}{r}-{tl}{r})')
+        ws.cell(row=r, column=diff, value=f'=IF({dl}{r}="","",{tl}{r}-{dl}{r})')
         sheets.body_cell(ws.cell(row=r, column=t), "count")
         sheets.body_cell(ws.cell(row=r, column=d), "count")
         sheets.body_cell(ws.cell(row=r, column=rate), "percent")
@@ -473,7 +473,7 @@ def write_annex(ws, plan: Plan, done: Mapping[tuple[str, str], Any] | None = Non
     note = check + 2
     text = (
         "注：1. 目标任务数为方案附件原数；完成数（黄色单元格）由“刷新”按钮按各输入表计算填入，也可手工填写。"
-        "2. 完成率＝完成数÷目标任务数，差额＝完成数－目标任务数，完成数未填时不显示。"
+        "2. 完成率＝完成数÷目标任务数，差额＝目标任务数－完成数（与县区工作簿相同），为0或负数表示已完成目标任务，完成数未填时不显示。"
         "3. 核对行按《民法典》第一千二百五十九条理解“以上”“达到”（含本数）。"
     )
     ws.cell(row=note, column=1, value=text).font = sheets.NOTE_FONT

@@ -214,8 +214,8 @@ def progress_rate(actual, target) -> float | None:
 
 
 def progress_gap(actual, target) -> float:
-    """差额 = 完成数 − 目标任务数 (negative: still short of the target)."""
-    return float(actual) - float(target or 0)
+    """差额 = 目标任务数 − 完成数, as in the county workbooks' 目标任务 sheet (0 or negative: the target is met)."""
+    return float(target or 0) - float(actual)
 
 
 def _progress_sheet(result: RefreshResult, plan: Plan) -> SheetSpec:
@@ -285,7 +285,7 @@ def _progress_sheet(result: RefreshResult, plan: Plan) -> SheetSpec:
     return SheetSpec(
         layout.SHEET_PROGRESS,
         "目标任务完成情况",
-        _subtitle(result, "完成率 = 完成数 ÷ 目标任务数；差额 = 完成数 − 目标任务数（负数为尚差的数量）。"),
+        _subtitle(result, "完成率 = 完成数 ÷ 目标任务数；差额 = 目标任务数 − 完成数（与县区工作簿相同：正数为尚差的数量，0或负数为已完成）。"),
         ncols,
         widths,
         [first, second, third],
