@@ -361,3 +361,158 @@ def test_refresh_in_excel_writes_formula_like_names_as_text(tmp_path):
     replay = Replay(payload(path), book.json()["actions"])
     names = [v for (r, c), v in replay.values[layout.SHEET_AWARDS].items() if c == 5 and r >= 4]
     assert "'=HYPERLINK(\"http://x\",\"点我\")" in names  # Excel's quote prefix: shown and kept as text
+
+
+# ---------------------------------------------------------------------------------------------
+# 新建轮次, 报送情况, 催报, 退回 (xl_ecom.workflows.cycle) and 进展通报 (xl_ecom.workflows.report)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def smtp():
+    from mail_helpers import SmtpServer
+
+    srv = SmtpServer().start()
+    yield srv
+    srv.stop()
+
+
+def _row_of(path: Path, sheet: str, first_cell: str, header_row: int | None = None, column: str | None = None):
+    """(row, column) of the cell in the row starting with ``first_cell`` (column 2, or the header's column)."""
+    ws = openpyxl.load_workbook(path)[sheet]
+    row = next(r for r in range(1, ws.max_row + 1) if ws.cell(row=r, column=1).value == first_cell)
+    col = 2 if column is None else [c.value for c in ws[header_row]].index(column) + 1
+    return row, col
+
+
+def _cli(*argv) -> int:
+    from xl_ecom.frontends import cli
+
+    return cli.main([str(a) for a in argv])
+
+
+def test_cycle_buttons_in_excel(tmp_path, smtp):
+    """新建轮次 → 催报 → 退回 → 报送情况 → 进展通报 on a real built city workbook, each button pressed on the
+    open book while Excel's own ``~$`` lock file is there; unsaved edits of 通讯录 count."""
+    from collections import Counter
+
+    from xl_ecom.ledger import open_ledger
+    from xl_ecom.ledger.lock import lock_path
+    from xl_ecom.workflows import build, cycle, report
+
+    from test_cycle import ADDRESSES, DT_BAD, configure, fill
+    from test_lock import start_holder
+
+    city = tmp_path / "市级" / layout.WORKBOOK_NAME
+    city.parent.mkdir()
+    city.write_bytes(build.build_bytes())
+    configure(city, smtp.port, "2020-09-25")
+    wb = openpyxl.load_workbook(city, keep_vba=True)
+    wb[layout.SHEET_SETTINGS].append([cycle.ROUND_SETTING, "2020-09", "本轮报送的名称"])
+    wb.save(city)
+    assert _cli("counties", "--workbook", city) == 0
+
+    # 新建轮次: the saved 设置's 当前轮次 and 报送截止日期
+    round_row, _ = _row_of(city, layout.SHEET_SETTINGS, cycle.ROUND_SETTING)
+    book = remote_book(city, {layout.SHEET_SETTINGS: {(round_row, 2): "2020-10"}})  # typed, not saved
+    assert macros.new_round(book=book) is None
+    alert = Replay(payload(city), book.json()["actions"]).alerts[-1]
+    assert "当前轮次" in alert and "尚未保存" in alert and "2020-10" in alert
+    with open_ledger(city) as ledger:
+        before = ledger.rounds()  # the counties' issue opened the ledger's first round
+    assert "2020-10" not in [r.label for r in before]  # nothing created from the unsaved value
+    book = remote_book(city)
+    created, carried = macros.new_round(book=book)
+    assert (created.label, str(created.deadline), carried) == ("2020-09", "2020-09-25", {})
+    assert Replay(payload(city), book.json()["actions"]).alerts[-1] == "当前报送轮次：“2020-09”，截止日期 2020-09-25。"
+    assert macros.new_round(book=remote_book(city))[0].id == created.id  # pressed again: the same round
+
+    # a faulty return from 大通区, collected by the CLI
+    out_dir = city.parent / "输出"
+    returned = out_dir / cycle.RETURNED_SUBDIR
+    fill(out_dir / "县区工作簿" / "大通区.xlsx", returned / "大通区.xlsx", DT_BAD)
+    _cli("collect", returned, "--into", city)
+
+    excel_lock = city.with_name("~$" + city.name)
+    excel_lock.write_bytes(b"clerk")  # Excel has the workbook open from here on
+
+    # 催报: the open book's 通讯录 (寿县's address typed, not saved), not refused by Excel's lock
+    row, col = _row_of(city, layout.SHEET_CONTACTS, "寿县", header_row=3, column="邮箱")
+    book = remote_book(city, {layout.SHEET_CONTACTS: {(row, col): "new@sx.example.cn"}})
+    result = macros.remind(book=book)
+    assert result is not None, macros.LAST_UI.alerts
+    units = ["寿县", "凤台县", "大通区", "田家庵区"]  # the counties with an address (no department file issued)
+    assert sorted(result.units) == sorted(units) and result.result.ok
+    want = Counter(a for u in units if u != "寿县" for a in ADDRESSES[u]) + Counter({"new@sx.example.cn": 1})
+    assert Counter(a for r in smtp.received for a in r.rcpt_tos) == want
+    alerts = Replay(payload(city), book.json()["actions"]).alerts
+    assert alerts[-1] == result.to_text() and "个单位无法发送" in alerts[-1] and "市商务局" in alerts[-1]
+    assert any(m.startswith("催报：") for m in macros.LAST_UI.messages[1:])  # the send's progress
+    assert not lock_path(city).exists()  # the xl-ecom lock was held and released
+    with open_ledger(city) as ledger:
+        assert Counter(a.kind for a in ledger.mail_attempts()) == Counter({"催报": sum(want.values())})
+
+    # another xl-ecom command holds the workbook: the button refuses, nothing is sent
+    excel_lock.unlink()  # the holder is a plain command, which would refuse the open workbook
+    child = start_holder(city)
+    excel_lock.write_bytes(b"clerk")
+    try:
+        sent = len(smtp.received)
+        book = remote_book(city)
+        assert macros.remind(book=book) is None
+        alert = Replay(payload(city), book.json()["actions"]).alerts[-1]
+        assert alert.startswith("催报未完成") and "汇总县区报表" in alert and str(child.pid) in alert
+        assert macros.return_submissions(book=remote_book(city)) is None
+        assert len(smtp.received) == sent
+    finally:
+        child.stdin.close()
+        child.wait(timeout=30)
+
+    # 退回: 大通区's problem list, once per submission
+    sent = len(smtp.received)
+    book = remote_book(city)
+    result = macros.return_submissions(book=book)
+    assert result is not None and result.units == ["大通区"] and result.result.ok
+    assert [r.rcpt_tos for r in smtp.received[sent:]] == [ADDRESSES["大通区"]]
+    body = smtp.received[-1].message.get_body().get_content()
+    assert "不知道" in body
+    again = macros.return_submissions(book=remote_book(city))
+    assert len(smtp.received) == sent + 1 and "大通区" in again.skipped
+
+    # 报送情况: the sheet the CLI's status --write writes, rendered into the open book after 通讯录
+    book = remote_book(city)
+    spec = macros.status(book=book)
+    assert spec is not None, macros.LAST_UI.alerts
+    replay = Replay(payload(city), book.json()["actions"])
+    assert replay.names.index(cycle.SHEET_STATUS) == replay.names.index(layout.SHEET_CONTACTS) + 1
+    want_rows = cycle.status_rows(cycle.workbook_status(city))
+    grid = normalised(replay.values[cycle.SHEET_STATUS])
+    assert grid[(1, 1)] == "报送情况：2020-09"
+    assert [grid.get((3, c)) for c in range(1, len(cycle.STATUS_HEADERS) + 1)] == list(cycle.STATUS_HEADERS)
+    got_rows = [[grid.get((r, c)) for c in range(1, len(cycle.STATUS_HEADERS) + 1)]
+                for r in range(4, 4 + len(want_rows))]
+    assert got_rows == [[_client_value(v) for v in row] for row in want_rows]
+    shouxian = next(r for r in got_rows if r[0] == "寿县")
+    assert shouxian[cycle.STATUS_HEADERS.index("催报次数")] == 1
+    datong = next(r for r in got_rows if r[0] == "大通区")
+    assert datong[cycle.STATUS_HEADERS.index("最近退回")]
+    assert "已写入“报送情况”表" in replay.alerts[-1]
+
+    # 进展通报: the CLI's bulletin, as .docx and .pdf in <输出文件夹>/进展通报
+    result = macros.report(book=remote_book(city))
+    assert result is not None, macros.LAST_UI.alerts
+    assert result.docx.parent == out_dir / report.SUBDIR and result.docx.is_file()
+    assert result.pdf is not None and result.pdf.read_bytes().startswith(b"%PDF")
+    twin = report.write_report(city, out=tmp_path / "cli", pdf=False)
+    assert result.bulletin.summary == twin.bulletin.summary
+    assert macros.LAST_UI.alerts[-1] == ("info", result.to_text())
+
+
+def test_cycle_buttons_on_an_unsaved_book_say_so(filled):
+    data = payload(filled)
+    data["book"]["name"] = "工作簿1"  # a new book Excel has not saved yet: no folder for ledger and output
+    for entry in (macros.remind, macros.return_submissions, macros.status, macros.new_round, macros.report):
+        book = xw.Book(json=data)
+        assert entry(book=book) is None
+        mode, text = macros.LAST_UI.alerts[-1]
+        assert mode == "critical" and "请先保存工作簿" in text and "Traceback" not in text, entry.__name__
