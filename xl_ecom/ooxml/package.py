@@ -200,16 +200,23 @@ class Package:
                 t = el.get("t")
                 v: str | None = None
                 value: Any = None
-                for child in el:
-                    tag = child.tag
-                    if tag == _V:
-                        v = child.text
-                    elif tag == _F:
-                        value = "=" + (child.text or "")
-                        break
-                    elif tag == _IS and t == "inlineStr":
+                # CT_Cell's children come in the order f, v, is: the first one decides
+                child = el[0]
+                tag = child.tag
+                if tag == _V:
+                    v = child.text
+                elif tag == _F:
+                    value = "=" + (child.text or "")
+                elif tag == _IS:
+                    if t == "inlineStr":
                         only = child[0] if len(child) == 1 else None
                         value = (only.text or "") if only is not None and only.tag == _T else _inline_text(child)
+                else:  # anything else first (extLst): look through the children
+                    for child in el:
+                        if child.tag == _V:
+                            v = child.text
+                        elif child.tag == _IS and t == "inlineStr":
+                            value = _inline_text(child)
                 if value is None:
                     if not v or t == "inlineStr":
                         continue
