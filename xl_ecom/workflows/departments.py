@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import io
 import math
 import os
@@ -23,7 +24,7 @@ import sys
 import tempfile
 import unicodedata
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Callable, Iterable
@@ -457,11 +458,279 @@ def department_workbook(unit: str, plan: Plan | None = None, *, on=None, due=Non
     ws = wb.active
     ws.title = TASK_SHEET
     info = write_task_sheet(ws, name, plan, on=on, due=due)
+    unlock_inputs(ws, info["last_row"])
+    owned = owned_targets(name, plan)
+    if owned:
+        write_done_sheet(wb.create_sheet(DONE_SHEET), name, owned, due=due)
     rule_ids = [r.id for mid in info["measures"] for r in plan.rules_for_measure(mid)]
     if rule_ids:
         write_rules_sheet(wb.create_sheet(RULES_SHEET), rule_ids, plan, on=on, filler=name)
+    set_marker(wb, name)
     pin_properties(wb, f"{name}任务落实情况表")
     return wb
+
+
+# --- department replies: 完成数 of the targets a department owns, marker, reading back ---------------------
+
+DONE_SHEET = "完成数"
+DONE_COLUMNS: tuple[tuple[str, float, str], ...] = (
+    ("序号", 5, "center"),
+    ("指标", 24, "text"),
+    ("目标（方案原文）", 34, "text"),
+    ("目标任务数", 11, "count"),
+    ("单位", 6, "center"),
+    ("完成时限", 12, "date"),
+    ("完成数", 11, "count"),
+    ("说明", 30, "text"),
+)
+DONE_HEADER_ROW = 3
+DONE_FIRST_ROW = 4
+DONE_VALUE_COL = 7  # G: 完成数, filled in by the department
+#: the department reply's marker: hidden defined names (constant strings), as county workbooks carry theirs
+DEPARTMENT_NAME = "XL_ECOM_DEPARTMENT"
+DEPARTMENT_VERSION_NAME = "XL_ECOM_DEPARTMENT_VERSION"
+DEPARTMENT_VERSION = "D1"
+ISSUE_KIND = "部门"
+COUNTY_UNIT = "各县区人民政府"
+#: ledger tables of a department submission
+TABLE_DONE = "部门完成数"  # rows {target, value}
+TABLE_PROGRESS = "部门进展"  # rows {measure, role, progress, done, person, phone}
+#: states of a measure in 部门进展
+NOT_STARTED, IN_PROGRESS, DONE, OVERDUE = "未开始", "推进中", "已完成", "逾期"
+
+
+def owned_targets(unit: str, plan: Plan) -> list[Target]:
+    """Targets whose actual figure the department reports itself (完成数): it leads them (plan.yaml's
+    ``departments.lead``, or for a measure's target the measure's lead), and no county input table
+    counts them (annex columns and 全市网络销售额 come from the county files)."""
+    if unit == COUNTY_UNIT:
+        return []
+    annex = {col.get("target") for col in plan.annex_columns}
+    return [t for t in plan.targets if t.lead == unit and t.id not in annex and t.actual is None]
+
+
+def _is_rate(t: Target) -> bool:
+    return t.unit == "比例"
+
+
+def unlock_inputs(ws, last_row: int) -> None:
+    """The cells the department fills in (进展情况, 完成时间, 责任人, 联系电话) are unlocked."""
+    from openpyxl.styles import Protection
+
+    heads = [c[0] for c in TASK_COLUMNS]
+    for head in FILL_HEADERS:
+        col = heads.index(head) + 1
+        for r in range(TASK_FIRST_ROW, max(last_row, TASK_FIRST_ROW) + 1):
+            ws.cell(row=r, column=col).protection = Protection(locked=False)
+
+
+def write_done_sheet(ws, unit: str, targets: list[Target], *, due=None) -> None:
+    """完成数: one row per owned target; the department types 完成数 (a non-negative number)."""
+    from openpyxl.styles import Protection
+
+    ncols = len(DONE_COLUMNS)
+    subtitle = f"填报单位：{unit}　　请在“完成数”一列填写截至报送日的累计完成数"
+    if due:
+        subtitle += f"　　报送截止日期：{_date_text(due)}"
+    sheets.title(ws, f"{unit}牵头目标任务完成数", ncols, subtitle)
+    sheets.header(ws, DONE_HEADER_ROW, [c[0] for c in DONE_COLUMNS], [c[1] for c in DONE_COLUMNS])
+    r = DONE_FIRST_ROW
+    for i, t in enumerate(targets, start=1):
+        rate = _is_rate(t)
+        values = [i, t.name, t.text, t.value, "%" if rate else t.unit, t.deadline or NO_DEADLINE, None,
+                  "填小数或百分比，如 62%" if rate else "填数字，不写单位"]
+        _write_row(ws, r, values, DONE_COLUMNS)
+        for col in (4, DONE_VALUE_COL):
+            ws.cell(row=r, column=col).number_format = "0%" if rate else "General"
+        ws.cell(row=r, column=DONE_VALUE_COL).protection = Protection(locked=False)
+        r += 1
+    last = r - 1
+    dv = DataValidation(type="decimal", operator="greaterThanOrEqual", formula1="0", allow_blank=True)
+    dv.error = "完成数应为不小于0的数字（不写单位）"
+    dv.errorTitle = "输入有误"
+    dv.showErrorMessage = True
+    ws.add_data_validation(dv)
+    dv.add(f"G{DONE_FIRST_ROW}:G{max(last, DONE_FIRST_ROW)}")
+    _note(ws, r + 1, "说明：完成数填截至报送日的累计数，只填数字（不写单位）；比例类指标填百分比（如 62%）。"
+          "市级工作簿“完成情况”表按本表计算差额（目标任务数－完成数，为0或负数表示已完成）。", ncols)
+    ws.freeze_panes = ws.cell(row=DONE_FIRST_ROW, column=1)
+    ws.protection.sheet = True
+    sheets.page_setup(ws, f"{DONE_HEADER_ROW}:{DONE_HEADER_ROW}")
+
+
+def set_marker(wb, unit: str) -> None:
+    from openpyxl.workbook.defined_name import DefinedName
+
+    for name, value in ((DEPARTMENT_NAME, unit), (DEPARTMENT_VERSION_NAME, DEPARTMENT_VERSION)):
+        if name in wb.defined_names:
+            del wb.defined_names[name]
+        wb.defined_names[name] = DefinedName(name, attr_text='"' + value.replace('"', '""') + '"', hidden=True)
+
+
+def department_marker(wb) -> tuple[str | None, str | None]:
+    """(unit, version) a department task sheet says it is, or (None, None) (works read-only)."""
+    from xl_ecom.workflows.counties import _name_value
+
+    return _name_value(wb, DEPARTMENT_NAME), _name_value(wb, DEPARTMENT_VERSION_NAME)
+
+
+@dataclass
+class Reply:
+    """What one department file reports: rows for the ledger and the cells that could not be used."""
+
+    unit: str
+    done: list[tuple[int, dict]]  # (row, {target, value})
+    progress: list[tuple[int, dict]]  # (row, {measure, role, progress, done, person, phone})
+    problems: list[tuple[str, str, str, str]]  # (sheet, cell, reason, value)
+
+
+def _parse_date(value) -> dt.date | None:
+    """A typed date: a date cell, or text such as 2020-10-31 / 2020/10/31 / 2020年10月31日; else ValueError."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    text = str(value).strip()
+    m = re.fullmatch(r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?", text)
+    if not m:
+        raise ValueError(text)
+    return dt.date(int(m[1]), int(m[2]), int(m[3]))
+
+
+def read_reply(wb, unit: str, plan: Plan) -> Reply:
+    """Read a returned department file (openpyxl, read-only is fine): 完成数 by target and 进展情况 /
+    完成时间 by measure.  Every unusable cell is a problem naming sheet, cell and reason; its value is
+    not filed."""
+    reply = Reply(unit, [], [], [])
+    if TASK_SHEET not in wb.sheetnames:
+        raise InputError(f"缺少“{TASK_SHEET}”工作表：部门任务表的结构已被改动")
+    heads = [c[0] for c in TASK_COLUMNS]
+    col = {h: heads.index(h) for h in ("条款", "职责", *FILL_HEADERS)}
+    measures = {m.id: m for m in plan.measures_for(unit)}
+    ws = wb[TASK_SHEET]
+    for r, row in enumerate(ws.iter_rows(min_row=TASK_FIRST_ROW, max_col=len(TASK_COLUMNS), values_only=True), start=TASK_FIRST_ROW):
+        row = tuple(row) + (None,) * (len(TASK_COLUMNS) - len(row))
+        key = str(row[col["条款"]] or "").strip()
+        if key not in measures:
+            continue
+        text = row[col["进展情况"]]
+        progress = str(text).strip() if text is not None else ""
+        done_raw = row[col["完成时间"]]
+        done = None
+        if done_raw is not None and str(done_raw).strip():
+            try:
+                done = _parse_date(done_raw).isoformat()
+            except ValueError:
+                letter = get_column_letter(col["完成时间"] + 1)
+                reply.problems.append((TASK_SHEET, f"{letter}{r}", f"措施{key}的完成时间“{done_raw}”不是日期，请填写如 2020-10-31", str(done_raw)))
+        person, phone = (row[col[h]] for h in ("责任人", "联系电话"))
+        reply.progress.append((r, {
+            "measure": key, "role": measures[key].role_of(unit), "progress": progress or None, "done": done,
+            "person": None if person is None else str(person).strip() or None,
+            "phone": None if phone is None else str(phone).strip() or None,
+        }))
+    owned = {t.name: t for t in owned_targets(unit, plan)}
+    if owned:
+        if DONE_SHEET not in wb.sheetnames:
+            raise InputError(f"缺少“{DONE_SHEET}”工作表：部门任务表的结构已被改动")
+        ws = wb[DONE_SHEET]
+        for r, row in enumerate(ws.iter_rows(min_row=DONE_FIRST_ROW, max_col=len(DONE_COLUMNS), values_only=True), start=DONE_FIRST_ROW):
+            row = tuple(row) + (None,) * (len(DONE_COLUMNS) - len(row))
+            t = owned.get(str(row[1] or "").strip())
+            if t is None:
+                continue
+            value = row[DONE_VALUE_COL - 1]
+            cell = f"{get_column_letter(DONE_VALUE_COL)}{r}"
+            if value is None or (isinstance(value, str) and not value.strip()):
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+                reply.problems.append((DONE_SHEET, cell, f"“{t.name}”的完成数“{value}”不是数字，请只填数字（不写单位）", str(value)))
+                continue
+            number = Decimal(str(value))
+            if not number.is_finite() or number < 0:
+                reply.problems.append((DONE_SHEET, cell, f"“{t.name}”的完成数“{value}”应为不小于0的数字", str(value)))
+                continue
+            if _is_rate(t) and number > 1:
+                reply.problems.append((DONE_SHEET, cell, f"“{t.name}”是比例，完成数“{value}”超过100%，请填百分比，如 62%", str(value)))
+                continue
+            reply.done.append((r, {"target": t.id, "value": float(number)}))
+    return reply
+
+
+def measure_state(progress: str | None, done: dt.date | None, deadline: dt.date | None, today: dt.date) -> str:
+    """未开始 / 推进中 / 已完成 / 逾期: blank 进展情况 and no 完成时间 → 未开始; 完成时间 filled and ≤ today →
+    已完成; otherwise 推进中; not 已完成 and the measure's 时限 has passed → 逾期."""
+    if done is not None and done <= today:
+        return DONE
+    if deadline is not None and deadline < today:
+        return OVERDUE
+    if not (progress or "").strip() and done is None:
+        return NOT_STARTED
+    return IN_PROGRESS
+
+
+@dataclass(frozen=True)
+class MeasureState:
+    measure: str
+    task: str
+    text: str
+    lead: str
+    deadline: dt.date | None
+    progress: str | None
+    done: dt.date | None
+    state: str
+    source: str  # the round the reply comes from ("" when none)
+
+
+@dataclass
+class DepartmentFigures:
+    """The department replies standing in a round: target → (value, unit, round), lead measures' states."""
+
+    targets: dict = field(default_factory=dict)
+    measures: list = field(default_factory=list)
+
+
+def _records(frame) -> list[dict]:
+    if frame is None or not len(frame):
+        return []
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
+def department_figures(ledger, plan: Plan | None = None, round_id: int | None = None, today: dt.date | None = None) -> DepartmentFigures:
+    """From the ledger (each department's current reply in the round, else its newest earlier one)."""
+    from xl_ecom.workflows.cycle import round_rows
+
+    plan = plan or load_plan()
+    today = today or dt.date.today()
+    out = DepartmentFigures()
+    for rec in _records(round_rows(ledger, TABLE_DONE, round_id)):
+        if rec.get("target") and rec.get("value") is not None:
+            out.targets[rec["target"]] = (float(rec["value"]), rec.get("_unit"), rec.get("_round") or "")
+    replies: dict[str, dict] = {}
+    for rec in _records(round_rows(ledger, TABLE_PROGRESS, round_id)):
+        if rec.get("measure") and rec.get("_unit"):
+            replies[(rec["_unit"], rec["measure"])] = rec
+    kinds = {d["name"]: d.get("kind") for d in plan.departments}
+    for m in plan.measures:
+        if m.lead == COUNTY_UNIT or kinds.get(m.lead) not in (None, "部门"):
+            continue
+        rec = replies.get((m.lead, m.id), {})
+        done = dt.date.fromisoformat(rec["done"]) if rec.get("done") else None
+        progress = rec.get("progress")
+        out.measures.append(MeasureState(m.id, m.task_id, m.text, m.lead, m.deadline, progress, done,
+                                         measure_state(progress, done, m.deadline, today), rec.get("_round") or ""))
+    return out
+
+
+def figures_beside(workbook, plan: Plan | None = None, today: dt.date | None = None) -> DepartmentFigures | None:
+    """The department figures of the ledger beside the city workbook, or None when it has no ledger yet
+    (nothing is created)."""
+    from xl_ecom.ledger import default_path, open_ledger
+
+    if not default_path(workbook).is_file():
+        return None
+    with open_ledger(workbook) as ledger:
+        return department_figures(ledger, plan, today=today)
 
 
 # --- reproducible files ---------------------------------------------------------------------------------
@@ -537,19 +806,39 @@ def save_workbook(wb: Workbook, path: Path) -> Path:
 from xl_ecom.common.progress import Progress  # noqa: E402 (the one progress protocol)
 
 
-def make_department_sheets(out_dir, plan: Plan | None = None, on=None, *, due=None, progress: Progress | None = None) -> list[Path]:
-    """Write ``<out_dir>/部门任务表/<单位>.xlsx`` for every unit the plan names; returns the paths."""
+def make_department_sheets(out_dir, plan: Plan | None = None, on=None, *, due=None, progress: Progress | None = None,
+                           ledger=None, workbook=None, db: str | None = None) -> list[Path]:
+    """Write ``<out_dir>/部门任务表/<单位>.xlsx`` for every unit the plan names; returns the paths.
+
+    With a ledger (``ledger``, or opened beside the city ``workbook`` / at ``db``) each department's file
+    (kind 部门 in plan.yaml) is recorded as issued (``ledger.issue(单位, "部门", 文件名, sha256)``) and
+    carries the token, as county workbooks do (:func:`xl_ecom.workflows.counties.set_token`)."""
+    from xl_ecom.workflows.counties import set_token
+
     plan = plan or load_plan()
     folder = Path(out_dir) / SUBDIR
     targets = [(d, folder / f"{d.get('short') or d['name']}.xlsx") for d in plan.departments]
     for _d, path in targets:
         check_not_open(path)
+    own = None
+    if ledger is None and (workbook is not None or db):
+        from xl_ecom.ledger import open_ledger
+
+        ledger = own = open_ledger(workbook, db)
     written = []
-    for i, (d, path) in enumerate(targets, start=1):
-        if progress:
-            progress(d.get("short") or d["name"], i, len(targets))
-        save_workbook(department_workbook(d["name"], plan, on=on, due=due), path)
-        written.append(path)
+    try:
+        for i, (d, path) in enumerate(targets, start=1):
+            if progress:
+                progress(d.get("short") or d["name"], i, len(targets))
+            wb = department_workbook(d["name"], plan, on=on, due=due)
+            if ledger is not None and d.get("kind") == ISSUE_KIND:
+                sha = hashlib.sha256(workbook_bytes(wb)).hexdigest()
+                set_token(wb, ledger.issue(d["name"], ISSUE_KIND, path.name, sha).token)
+            save_workbook(wb, path)
+            written.append(path)
+    finally:
+        if own is not None:
+            own.close()
     return written
 
 
@@ -599,7 +888,12 @@ def run_export_cli(args, make, label: str, subdir: str, stdout=None, stderr=None
 
 
 def run_cli(args, stdout=None, stderr=None) -> int:
-    return run_export_cli(args, make_department_sheets, "部门任务表", SUBDIR, stdout, stderr)
+    workbook, db = getattr(args, "workbook", None), getattr(args, "db", None)
+
+    def make(folder, **kwargs):
+        return make_department_sheets(folder, workbook=workbook, db=db, **kwargs)
+
+    return run_export_cli(args, make, "部门任务表", SUBDIR, stdout, stderr)
 
 
 def add_cli(subparsers) -> argparse.ArgumentParser:
@@ -609,5 +903,10 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
         description=f"为方案点名的每个单位生成任务落实情况表，写入输出文件夹的“{SUBDIR}”子文件夹。",
     )
     _add_common(parser)
+    parser.add_argument(
+        "--db", metavar="URL",
+        help="台账数据库（如 postgresql://用户:密码@主机/库名）；默认为 --workbook 旁的“<工作簿名>.台账.sqlite”。"
+        "指定 --workbook 或 --db 时，每个部门的任务表都登记为已下发并带下发凭证，汇总时据此核对单位",
+    )
     parser.set_defaults(func=run_cli)
     return parser
