@@ -91,7 +91,8 @@ def test_a_killed_holder_leaves_a_stale_lock_that_is_recovered(city):
 
 def test_a_lock_from_another_host_is_never_broken(city):
     path = lock.lock_path(city)
-    path.write_text(json.dumps({"pid": 1, "host": "县区办公室-PC", "user": "李四", "command": "发送邮件", "since": "2020-07-01 09:00:00", "token": "x"}), encoding="utf-8")
+    path.write_text(json.dumps({"pid": 1, "host": "县区办公室-PC", "user": "李四", "command": "发送邮件",
+                                "since": "2020-07-01 09:00:00", "token": "x"}), encoding="utf-8")
     with pytest.raises(lock.WorkbookBusyError) as caught, lock.workbook_lock(city, "刷新"):
         pass
     assert "县区办公室-PC" in str(caught.value) and "李四" in str(caught.value) and "发送邮件" in str(caught.value)

@@ -23,12 +23,11 @@ import pytest
 os.environ.setdefault("XLWINGS_LICENSE_KEY", "noncommercial")
 
 import xlwings as xw  # noqa: E402
+from test_refresh import BAD, FIXTURE, city_workbook, sheet_values  # noqa: E402
 
-from xl_ecom.workflows import layout, refresh
 from xl_ecom.frontends import macros
 from xl_ecom.policy import load_plan  # noqa: E402
-
-from test_refresh import BAD, FIXTURE, city_workbook, sheet_values  # noqa: E402
+from xl_ecom.workflows import layout, refresh
 
 PLAN = load_plan()
 
@@ -163,7 +162,8 @@ def test_refresh_in_excel_writes_what_the_cli_writes(filled, tmp_path):
     for name in refresh.GENERATED_SHEETS:
         assert normalised(replay.values[name]) == normalised(sheet_values(cli[name])), name
     # the annex: only the 完成数 cells of the county rows were written
-    writes = [a for a in book.json()["actions"] if a["func"] == "setValues" and a["sheet_position"] == replay.names.index(layout.SHEET_ANNEX)]
+    annex_at = replay.names.index(layout.SHEET_ANNEX)
+    writes = [a for a in book.json()["actions"] if a["func"] == "setValues" and a["sheet_position"] == annex_at]
     first, _, _ = layout.annex_rows(len(PLAN.counties))
     cells = {(a["start_row"] + 1, a["start_column"] + 1) for a in writes}
     assert cells == {(first + i, layout.annex_col(b, "完成数")) for i in range(len(PLAN.counties)) for b in range(len(PLAN.annex_columns))}
@@ -226,7 +226,8 @@ def test_refresh_second_time_reuses_the_generated_sheets(filled):
         cmax = max(c for _, c in grid)
         values = [[grid.get((r, c), "") for c in range(1, cmax + 1)] for r in range(1, rmax + 1)]
         ix = [s["name"] for s in data["sheets"]].index(layout.SHEET_ANNEX) + 1
-        data["sheets"].insert(ix, {"name": name, "values": values, "pictures": [], "tables": [], "charts": [], "shapes": [], "notes": [], "print_area": None})
+        data["sheets"].insert(ix, {"name": name, "values": values, "pictures": [], "tables": [], "charts": [],
+                                   "shapes": [], "notes": [], "print_area": None})
     book2 = xw.Book(json=data)
     assert macros.refresh(book=book2) is not None
     funcs = [a["func"] for a in book2.json()["actions"]]
@@ -302,10 +303,10 @@ def test_make_counties_in_excel_writes_the_cli_files(filled, tmp_path):
 
 
 def test_collect_in_excel_merges_what_the_cli_merges(tmp_path):
+    from test_roundtrip import fill_county_workbook, fixture_for
+
     from xl_ecom.workflows import collect as collect_mod
     from xl_ecom.workflows import counties
-
-    from test_roundtrip import fill_county_workbook, fixture_for
 
     city = city_workbook(tmp_path, None)
     blank = counties.make_county_workbooks(tmp_path / "gen")
@@ -396,12 +397,12 @@ def test_cycle_buttons_in_excel(tmp_path, smtp):
     open book while Excel's own ``~$`` lock file is there; unsaved edits of 通讯录 count."""
     from collections import Counter
 
+    from test_cycle import ADDRESSES, DT_BAD, configure, fill
+    from test_lock import start_holder
+
     from xl_ecom.ledger import open_ledger
     from xl_ecom.ledger.lock import lock_path
     from xl_ecom.workflows import build, cycle, report
-
-    from test_cycle import ADDRESSES, DT_BAD, configure, fill
-    from test_lock import start_holder
 
     city = tmp_path / "市级" / layout.WORKBOOK_NAME
     city.parent.mkdir()

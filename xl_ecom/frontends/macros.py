@@ -31,12 +31,13 @@ from __future__ import annotations
 import sys
 import traceback
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from xl_ecom.workflows import layout
 from xl_ecom.common.errors import XlEcomError
 from xl_ecom.common.progress import status_text
+from xl_ecom.workflows import layout
 
 TITLE = "农村电商"
 LAST_UI = None  # the Ui of the latest entry run (its status texts and messages), for diagnosis
@@ -317,8 +318,8 @@ def refresh(book=None):
     """刷新: recompute the generated sheets and the annex 完成数 of the open workbook."""
 
     def work(book, ui: Ui):
-        from xl_ecom.workflows import refresh as core
         from xl_ecom.policy import load_plan
+        from xl_ecom.workflows import refresh as core
         from xl_ecom.workflows.tables import TABLES
 
         plan = load_plan()
@@ -346,7 +347,8 @@ def refresh(book=None):
         ui.screen_updating(True)
         n = sum(count for count, _ in result.by_rule.values())
         ui.alert(
-            f"刷新完成：读取{sum(result.rows_read.values())}行，奖补{n}笔，合计{result.total_cents / 100:,.2f}元（政策日期{result.on.isoformat()}）。",
+            f"刷新完成：读取{sum(result.rows_read.values())}行，奖补{n}笔，合计{result.total_cents / 100:,.2f}元"
+            f"（政策日期{result.on.isoformat()}）。",
         )
         return result
 
@@ -517,8 +519,8 @@ def _write_back_table(book, ws, table, old_last: int) -> None:
 
 
 def _collect_work(book, ui: Ui, folder):
-    from xl_ecom.workflows import collect as core
     from xl_ecom.policy import load_plan
+    from xl_ecom.workflows import collect as core
     from xl_ecom.workflows.tables import TABLES
 
     plan = load_plan()
