@@ -67,6 +67,19 @@ def page_setup(ws, header_rows: str | None = None, landscape: bool = True, fit_w
     ws.oddFooter.center.size = FOOTER_SIZE
 
 
+def input_print_last_row(filled: int) -> int:
+    """The last printed row of an input table with ``filled`` rows: header and filled rows, at least one row.
+
+    LibreOffice does not evaluate a formula in ``_xlnm.Print_Area`` (an OFFSET/COUNTA name prints the
+    whole 200-row grid), so the area is a fixed range set when the file is written and updated by 刷新."""
+    return layout.INPUT_FIRST_ROW + max(filled, 1) - 1
+
+
+def set_print_area(ws, ncols: int, last_row: int) -> None:
+    """Print rows 1..``last_row`` of columns A..``ncols`` (an openpyxl sheet): no empty grid on paper."""
+    ws.print_area = f"A1:{get_column_letter(max(ncols, 1))}{max(last_row, 1)}"
+
+
 def title(ws, text: str, ncols: int, subtitle: str | None = None, row: int = 1) -> int:
     """Merged title (and subtitle) rows; returns the next free row."""
     ws.cell(row=row, column=1, value=text).font = TITLE_FONT
@@ -200,6 +213,8 @@ def write_input_table(
     add_validation(ws, table, counties, first, last)
     ws.freeze_panes = ws.cell(row=first, column=1)
     page_setup(ws, f"{layout.INPUT_HEADER_ROW}:{layout.INPUT_HEADER_ROW}")
+    filled = max((i + 1 for i, data in enumerate(rows) if any(v not in (None, "") for v in data.values())), default=0)
+    set_print_area(ws, len(headers), input_print_last_row(filled))
 
 
 def list_validation(choices, error: str) -> DataValidation:

@@ -72,7 +72,7 @@ from xl_ecom.workflows.refresh.read import (
     read_package,
     read_tables,
 )
-from xl_ecom.workflows.refresh.write import check_kept, write_openpyxl, write_package
+from xl_ecom.workflows.refresh.write import check_kept, set_input_print_areas, write_openpyxl, write_package
 
 __all__ = [
     "GENERATED_SHEETS", "ONLINE_SALES_TARGET", "SHEET_ORDER", "TOURISM_RULE", "TOURISM_TARGETS", "Block", "ChartSpec",
@@ -129,6 +129,7 @@ def refresh_workbook(path, plan: Plan | None = None, on=None, progress: Progress
     frames, on = read_package(pkg, plan, on, progress)
     result = compute(frames, on=on, plan=plan, progress=progress)
     write_package(pkg, generated_sheets(result, plan), annex_updates(result, plan), progress)
+    set_input_print_areas(pkg, frames)
     if progress:
         progress("保存")
     data = pkg.to_bytes()

@@ -202,7 +202,7 @@ def _summary_sheet(result: RefreshResult, plan: Plan) -> SheetSpec:
         ncols,
         widths,
         [first, second, third],
-        print_rows="3:3",
+        print_rows=None,  # stacked tables: no header repeats over the wrong one
     )
 
 
@@ -290,7 +290,7 @@ def _progress_sheet(result: RefreshResult, plan: Plan) -> SheetSpec:
         widths,
         [first, second, third],
         chart=chart,
-        print_rows="3:4",
+        print_rows=None,  # stacked tables: no header repeats over the wrong one
     )
 
 

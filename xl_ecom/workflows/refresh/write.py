@@ -274,3 +274,37 @@ def write_package(pkg: Package, specs: Sequence[SheetSpec], updates: dict, progr
     pkg.full_calc_on_load()
     pkg.finish([spec.name for spec in specs] + [layout.SHEET_ANNEX])
 
+
+def set_input_print_areas(pkg: Package, frames: dict) -> None:
+    """Each input table prints its header and filled rows (at least one row), not the empty grid below.
+
+    A fixed ``_xlnm.Print_Area`` in workbook.xml (LibreOffice ignores a formula there); the input
+    sheets' own parts stay byte for byte.  ``frames`` are the tables :func:`read_package` read."""
+    from lxml import etree
+
+    from xl_ecom.ooxml import xml
+    from xl_ecom.ooxml.namespaces import MAIN, q
+    from xl_ecom.workflows import sheets
+    from xl_ecom.workflows.tables import TABLES
+
+    root = xml.parse(pkg.parts[pkg.main], "workbook.xml")
+    names = root.find(q(MAIN, "definedNames"))
+    if names is None:
+        names = etree.Element(q(MAIN, "definedNames"))
+        root.find(q(MAIN, "sheets")).addnext(names)
+    for table in TABLES:
+        frame = frames.get(table.key)
+        if frame is None or table.sheet not in pkg.sheet_names:
+            continue
+        index = str(pkg.sheet_names.index(table.sheet))
+        data = frame.data
+        last = int(data["_row"].max()) if len(data) else 0
+        filled = max(0, last - layout.INPUT_FIRST_ROW + 1)
+        last_row = sheets.input_print_last_row(filled)
+        ncols = len(table.columns) + len(table.awards)
+        for dn in list(names):
+            if dn.get("name") == "_xlnm.Print_Area" and dn.get("localSheetId") == index:
+                names.remove(dn)
+        dn = etree.SubElement(names, q(MAIN, "definedName"), name="_xlnm.Print_Area", localSheetId=index)
+        dn.text = "'" + table.sheet.replace("'", "''") + f"'!$A$1:${worksheet.col_letter(ncols)}${last_row}"
+    pkg.parts[pkg.main] = xml.to_bytes(root, pkg.parts[pkg.main])
