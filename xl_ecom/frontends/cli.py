@@ -427,7 +427,7 @@ def _with_progress(make, progress):
 def cmd_departments(args) -> int:
     from xl_ecom.workflows import departments
 
-    make = _with_progress(departments.make_department_sheets, _progress(args))
+    make = _with_progress(departments.make_for_cli(args), _progress(args))
     return departments.run_export_cli(args, make, "部门任务表", departments.SUBDIR)
 
 

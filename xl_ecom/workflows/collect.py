@@ -51,6 +51,7 @@ from xl_ecom.common.errors import InputError, XlEcomError
 from xl_ecom.ooxml import safeio, xlsm
 from xl_ecom.policy import Plan, load_plan
 from xl_ecom.workflows import counties as county_books
+from xl_ecom.workflows import departments as department_books
 from xl_ecom.workflows import layout, sheets
 from xl_ecom.workflows.tables import TABLES, InputTable
 from xl_ecom.workflows.validate import (
@@ -94,13 +95,17 @@ class FileResult:
     size: int = 0
     version: int | None = None  # the ledger's version of this county's submissions
     submission_id: int | None = None
+    kind: str = county_books.ISSUE_KIND  # 县区, or 部门 for a department's returned task sheet
+    #: a department reply: ledger table -> [(row number, values)]; its unusable cells are cell_problems
+    reply_rows: dict = field(default_factory=dict)
+    cell_problems: list[Problem] = field(default_factory=list)
 
     @property
     def name(self) -> str:
         return self.path.name
 
     def all_problems(self) -> list[Problem]:
-        out = list(self.problems)
+        out = list(self.problems) + list(self.cell_problems)
         for c in self.checks.values():
             out.extend(c.all_problems())
         return out
@@ -337,6 +342,11 @@ def _check_file(path: Path, plan: Plan, ledger=None, issued: bool = False) -> Fi
         return result
     for note in report.notes:  # macros and other active content: ignored, never run
         result.problems.append(Problem("", "", note, WARNING, path.name))
+    if department_books.department_marker(wb)[0] is not None:
+        try:
+            return _check_department(path, wb, plan, ledger, result)
+        finally:
+            wb.close()
 
     # which county: the workbook's marker, checked against the file name
     by_name = county_in_name(path.stem, counties)
@@ -410,6 +420,63 @@ def _check_file(path: Path, plan: Plan, ledger=None, issued: bool = False) -> Fi
             Problem("", "", "报表中没有填写任何数据，未汇总；市级工作簿中该县区原有的数据保持不变", WARNING, path.name)
         )
     return result
+
+
+def _check_department(path: Path, wb, plan: Plan, ledger, result: FileResult) -> FileResult:
+    """A department's returned task sheet (marker XL_ECOM_DEPARTMENT): its unit, its issue token (kind
+    部门), then 完成数 and 进展情况 / 完成时间 (:func:`xl_ecom.workflows.departments.read_reply`)."""
+    result.kind = department_books.ISSUE_KIND
+    unit, version = department_books.department_marker(wb)
+    names = {d["name"] for d in plan.departments if d.get("kind") == department_books.ISSUE_KIND}
+    if unit not in names:
+        result.reject(f"部门任务表标记的单位“{unit}”不是方案点名的报送部门，整个文件未汇总")
+        return result
+    result.county = result.claimed = unit
+    if version != department_books.DEPARTMENT_VERSION:
+        result.reject(f"部门任务表的结构版本为“{version}”，当前应为“{department_books.DEPARTMENT_VERSION}”："
+                      "请使用最新下发的部门任务表重新填报，整个文件未汇总")
+    if ledger is not None:
+        _verify_department_token(result, wb, ledger, unit)
+    if not result.mergeable:
+        return result
+    try:
+        reply = department_books.read_reply(wb, unit, plan)
+    except InputError as exc:
+        result.reject(f"{exc}，整个文件未汇总；请使用下发的部门任务表重新填报")
+        return result
+    result.cell_problems = [Problem(sheet, cell, reason, ERROR, path.name) for sheet, cell, reason, _v in reply.problems]
+    filled = [(n, r) for n, r in reply.progress if r["progress"] or r["done"] or r["person"] or r["phone"]]
+    if reply.done:
+        result.reply_rows[department_books.TABLE_DONE] = reply.done
+    if filled:
+        result.reply_rows[department_books.TABLE_PROGRESS] = reply.progress
+    if not result.reply_rows and not result.cell_problems:
+        result.empty = True
+        result.problems.append(Problem(
+            "", "", "任务表中没有填写完成数、进展情况或完成时间，未汇总；台账中该单位原有的数据保持不变", WARNING, path.name))
+    return result
+
+
+def _verify_department_token(result: FileResult, wb, ledger, unit: str) -> None:
+    """As :func:`verify_token` for county workbooks, with the issue kind 部门."""
+    issued = any(i.kind == department_books.ISSUE_KIND for i in ledger.issues())
+    by_name, by_prop = county_books.issue_token(wb)
+    token = by_name or by_prop
+    if by_name and by_prop and by_name != by_prop:
+        result.reject(f"下发凭证的两处记录不一致（隐藏名称与文档属性不同），文件被改动过，整个文件未汇总；请让{unit}用下发的任务表重新填报")
+    elif token is None:
+        if issued:
+            result.reject(f"文件中没有下发凭证：不是市里下发的部门任务表，或凭证被删除，整个文件未汇总；请让{unit}用市里下发的任务表填报后再报送")
+        else:
+            result.notes.append("文件没有下发凭证（台账中尚无部门任务表的下发记录），按任务表标记的单位汇总")
+    else:
+        issue = ledger.verify_token(token)
+        if issue is None or issue.kind != department_books.ISSUE_KIND:
+            result.reject(f"下发凭证无效（不是本台账签发的部门任务表，或已被改动），整个文件未汇总；请让{unit}用市里下发的任务表重新填报")
+            return
+        result.issue_id, result.verified = issue.id, issue.unit
+        if issue.unit != unit:
+            result.reject(f"文件声称是{unit}，但其下发凭证属于{issue.unit}：这是下发给{issue.unit}的任务表，整个文件未汇总；请核实报送单位")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -820,6 +887,8 @@ def record_file(ledger, f: FileResult, round_id: int | None = None, received_at=
                 ok = check.accepted
                 if ok:
                     sub.add_rows(key, [_json_row(r.values) for r in ok], [r.row for r in ok])
+            for key, rows in f.reply_rows.items():
+                sub.add_rows(key, [values for _n, values in rows], [n for n, _values in rows])
     f.submission_id, f.version = sub.id, sub.version
     f.status = {ledger_mod.MERGED: MERGED, ledger_mod.FAULTY: FAULTY, ledger_mod.REJECTED: REFUSED}[sub.status]
     unit = sub.unit
@@ -934,11 +1003,12 @@ def _collect(folder, into: Path | None, plan: Plan, ledger) -> CollectReport:
                 if current.sha256 == f.sha256:  # collected again unchanged: no new version
                     f.status, f.version, f.submission_id = MERGED, current.version, current.id
                     f.notes.append(f"与台账中{f.county}的第{current.version}版内容相同，未重复登记")
-                    touched.append(f.county)
+                    if f.kind == county_books.ISSUE_KIND:
+                        touched.append(f.county)
                     continue
             record_file(ledger, f, rnd.id, received)
             report.recorded += 1
-            if f.status == MERGED:
+            if f.status == MERGED and f.kind == county_books.ISSUE_KIND:  # department replies live in the ledger only
                 touched.append(f.county)
     except (XlEcomError, OSError) as exc:
         report.fatal = f"写入台账时出错：{exc}；已登记的报送保留在台账中，市级工作簿未改动"

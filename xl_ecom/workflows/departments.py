@@ -887,13 +887,18 @@ def run_export_cli(args, make, label: str, subdir: str, stdout=None, stderr=None
     return 0
 
 
-def run_cli(args, stdout=None, stderr=None) -> int:
+def make_for_cli(args):
+    """make_department_sheets with the ledger the command line names: ``--db``, else beside ``--workbook``."""
     workbook, db = getattr(args, "workbook", None), getattr(args, "db", None)
 
     def make(folder, **kwargs):
         return make_department_sheets(folder, workbook=workbook, db=db, **kwargs)
 
-    return run_export_cli(args, make, "部门任务表", SUBDIR, stdout, stderr)
+    return make
+
+
+def run_cli(args, stdout=None, stderr=None) -> int:
+    return run_export_cli(args, make_for_cli(args), "部门任务表", SUBDIR, stdout, stderr)
 
 
 def add_cli(subparsers) -> argparse.ArgumentParser:
