@@ -20,7 +20,15 @@ works on the open book through xlwings ranges, never on its file:
   formula-like text always keeps Excel's quote prefix;
 - buttons that only produce other files (部门任务表, 县区工作簿) call the file-producing function
   itself, with the output folder and dates from the book's 设置 sheet; 发送邮件 is mail's own
-  workbook entry (:func:`xl_ecom.workflows.mail.send_mail_from_book`).
+  workbook entry (:func:`xl_ecom.workflows.mail.send_mail_from_book`);
+- the reporting cycle's buttons call cycle's entries with the saved file's path: 催报/退回
+  (:func:`xl_ecom.workflows.cycle.remind_workbook` / :func:`~xl_ecom.workflows.cycle.return_workbook`) with the
+  open book's 设置 and 通讯录 (unsaved edits count) and ``lock=False``, inside the xl-ecom lock taken with
+  ``office_locks=False`` (Excel's own ``~$`` file is this very book; another xl-ecom command still refuses);
+  新建轮次 (:func:`xl_ecom.workflows.cycle.new_round_from_settings`, refused while 设置's 当前轮次 or
+  报送截止日期 differ from the saved file); 报送情况 renders
+  :func:`xl_ecom.workflows.cycle.status_sheet_for_workbook`'s layout with the refresh sheet writer;
+  进展通报 is :func:`xl_ecom.workflows.report.write_report`.
 
 Progress goes to Excel's status bar; every error becomes a Chinese message box, never a traceback.
 The module imports xlwings lazily so the rest of the package does not depend on it.
