@@ -966,6 +966,9 @@ def write_config_sheet(ws, config: ConfigSheet, kept: Mapping[str, Any] | None =
     ws.column_dimensions["B"].width = 28
     ws.column_dimensions["D"].width = 60
     sheets.page_setup(ws)
+    # hidden, so "print entire workbook" (Excel) and a PDF export (LibreOffice) leave it out; the add-in
+    # (xlwings) reads it by name all the same, and 取消隐藏 shows it again
+    ws.sheet_state = "hidden"
 
 
 # ---------------------------------------------------------------------------

@@ -6,6 +6,9 @@ Shared by the city workbook builder, department task sheets and county workbooks
 
 from __future__ import annotations
 
+import math
+import unicodedata
+
 from openpyxl.styles import Alignment, Border, Font, NamedStyle, PatternFill, Side
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
@@ -97,6 +100,27 @@ def title(ws, text: str, ncols: int, subtitle: str | None = None, row: int = 1) 
     return row
 
 
+HEADER_ROW_HEIGHT = 32.0  # points: two lines of 11 pt 宋体
+_LINE_HEIGHT = 14.5  # points a wrapped 11 pt line takes, as LibreOffice and Excel lay it out
+
+
+def text_width(text: str) -> float:
+    """Width of ``text`` in column-width units at 11 pt: CJK and full-width characters about 2.2, others 1.1."""
+    return sum(2.2 if unicodedata.east_asian_width(ch) in "WF" else 1.1 for ch in text)
+
+
+def header_height(texts, widths, minimum: float = HEADER_ROW_HEIGHT) -> float:
+    """The height (points) of a header row whose wrapped ``texts`` sit in columns of ``widths``, so
+    no header is clipped: the most lines any cell needs, at least ``minimum``."""
+    lines = 1
+    for text, width in zip(texts, widths):
+        if text is None or text == "":
+            continue
+        usable = max(float(width or 8.43) - 1.0, 1.0)  # the cell's padding
+        lines = max(lines, sum(max(1, math.ceil(text_width(part) / usable)) for part in str(text).split("\n")))
+    return max(minimum, lines * _LINE_HEIGHT + 4.0)
+
+
 def header(ws, row: int, headers, widths=None) -> None:
     for col, text in enumerate(headers, start=1):
         cell = ws.cell(row=row, column=col, value=text)
@@ -106,7 +130,9 @@ def header(ws, row: int, headers, widths=None) -> None:
         cell.fill = HEADER_FILL
         if widths:
             ws.column_dimensions[get_column_letter(col)].width = widths[col - 1]
-    ws.row_dimensions[row].height = 32
+    if widths is None:
+        widths = [ws.column_dimensions[get_column_letter(c)].width for c in range(1, len(headers) + 1)]
+    ws.row_dimensions[row].height = header_height(headers, widths)
 
 
 RIGHT = Alignment(horizontal="right", vertical="center")

@@ -68,7 +68,7 @@ def _recreate_sheet(wb, spec: SheetSpec, after: str) -> None:
                 cell.alignment = sheets.CENTER
                 cell.border = sheets.BORDER
                 cell.fill = sheets.HEADER_FILL
-            ws.row_dimensions[r].height = 32
+            ws.row_dimensions[r].height = sheets.header_height(hrow, spec.widths)
         for (r1, c1, r2, c2) in b.merges:
             ws.merge_cells(start_row=r1, start_column=c1, end_row=r2, end_column=c2)
         # styles: one prototype per column (and per total/body), copied by style id (fast on big sheets)
@@ -173,7 +173,8 @@ def _sheet_xml(spec: SheetSpec, styles: _Styles, code_name: str | None, with_dra
         for b in spec.blocks:
             width = max(len(h) for h in b.headers)
             for i, hrow in enumerate(b.headers):
-                yield b.top + i, 32, *styled(hrow + [None] * (width - len(hrow)), [head_s] * width)
+                height = sheets.header_height(hrow, spec.widths)
+                yield b.top + i, height, *styled(hrow + [None] * (width - len(hrow)), [head_s] * width)
             ntot = len(b.rows) - b.total_rows
             col_s = [[body_s[(b.kind(-1, j), tot)] for j in range(width)] for tot in (False, True)]
             special = {i for i, _ in b.overrides}
