@@ -307,7 +307,7 @@ def test_progress_against_the_annex(refreshed):
             assert progress.cell(row=5 + i, column=base).value == target
             assert progress.cell(row=5 + i, column=base + 1).value == actual
             assert progress.cell(row=5 + i, column=base + 2).value == pytest.approx(actual / target)
-            assert progress.cell(row=5 + i, column=base + 3).value == actual - target
+            assert progress.cell(row=5 + i, column=base + 3).value == target - actual
     # city totals against the text's targets, judged with the targets' own boundary words
     city = {t.target_id: t for t in report.result.city}
     towns = sum(expected[c]["demo_towns"] for c in COUNTIES)

@@ -717,8 +717,9 @@ def department_figures(ledger, plan: Plan | None = None, round_id: int | None = 
         rec = replies.get((m.lead, m.id), {})
         done = dt.date.fromisoformat(rec["done"]) if rec.get("done") else None
         progress = rec.get("progress")
-        out.measures.append(MeasureState(m.id, m.task_id, m.text, m.lead, m.deadline, progress, done,
-                                         measure_state(progress, done, m.deadline, today), rec.get("_round") or ""))
+        deadline = _deadline(m, plan.targets_for_measure(m.id))  # the 完成时限 the task sheet shows
+        out.measures.append(MeasureState(m.id, m.task_id, m.text, m.lead, deadline, progress, done,
+                                         measure_state(progress, done, deadline, today), rec.get("_round") or ""))
     return out
 
 

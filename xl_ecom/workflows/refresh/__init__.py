@@ -31,15 +31,20 @@ byte.  The file is written atomically (temporary file, then ``os.replace``, by
 
 from __future__ import annotations
 
+import hashlib
+import io
 import sys
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from xl_ecom.common.errors import XlEcomError
 from xl_ecom.common.problems import Problem
 from xl_ecom.common.progress import Progress, status_text
-from xl_ecom.ooxml import safeio
+from xl_ecom.ledger import open_ledger
+from xl_ecom.ledger.lock import workbook_lock
+from xl_ecom.ooxml import safeio, xlsm
 from xl_ecom.policy import Plan, load_plan
 from xl_ecom.rules.money import describe
 from xl_ecom.workflows.refresh.compute import (
@@ -50,6 +55,7 @@ from xl_ecom.workflows.refresh.compute import (
     RefreshResult,
     _condition_mask,
     compute,
+    ledger_inputs,
 )
 from xl_ecom.workflows.refresh.errors import RefreshError
 from xl_ecom.workflows.refresh.layouts import (
@@ -69,9 +75,14 @@ from xl_ecom.workflows.refresh.read import (
     check_annex,
     frames_from_rows,
     frames_from_source,
+    import_typed_rows,
+    ledger_frames,
+    ledger_url,
     read_package,
     read_tables,
+    row_keys,
 )
+from xl_ecom.workflows.tables import TABLES
 from xl_ecom.workflows.refresh.write import check_kept, set_input_print_areas, write_openpyxl, write_package
 
 __all__ = [
@@ -83,18 +94,39 @@ __all__ = [
 ]
 
 
+def _mask_url(url: str) -> str:
+    import sqlalchemy as sa
+
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "***"
+
+
 @dataclass
 class RefreshReport:
     path: Path
     backup: Path | None
     result: RefreshResult
     seconds: float
+    ledger_url: str | None = None
+    imported: int = 0  # rows a city clerk typed, imported into the ledger as 市本级
+    rewritten: bool = False  # the input tables were rewritten from the ledger
 
     def to_text(self) -> str:
         r = self.result
         lines = [f"已刷新：{self.path}"]
         if self.backup:
             lines.append(f"原文件已备份为：{self.backup}")
+        if self.ledger_url:
+            source = "台账" + (f"（{_mask_url(self.ledger_url)}）")
+            lines.append(f"数据来源：{source}")
+            if self.imported:
+                lines.append(f"输入表中有{self.imported}行台账中没有，已作为“市本级”的报送登记到台账")
+            if self.rewritten:
+                lines.append("输入表已按台账的当前数据重写")
+        else:
+            lines.append("数据来源：工作簿的输入表（无台账）")
         lines.append(f"政策日期：{r.on.isoformat()}；读取输入行：{sum(r.rows_read.values())}行")
         lines.append(f"奖补合计：{r.total_cents / 100:,.2f} 元（{sum(n for n, _ in r.by_rule.values())}笔）")
         for c in r.counties:
@@ -109,37 +141,114 @@ class RefreshReport:
         return "\n".join(lines)
 
 
-def refresh_workbook(path, plan: Plan | None = None, on=None, progress: Progress | None = None, backup: bool = True) -> RefreshReport:
-    """Refresh the workbook file at ``path`` in place (atomic write, backup, lock check)."""
-    started = time.perf_counter()
-    plan = plan or load_plan()
+def refresh_workbook(path, plan: Plan | None = None, on=None, progress: Progress | None = None, backup: bool = True,
+                     db: str | None = None, office_locks: bool = True) -> RefreshReport:
+    """Refresh the workbook file at ``path`` in place (atomic write, backup, lock check).
+
+    With a ledger (``db``, else 设置's 台账数据库, else the ``.台账.sqlite`` file beside the workbook) the
+    input tables are read from the ledger: rows a city clerk typed into them that the ledger does not
+    hold are imported first as a 市本级 submission, then the input tables show the ledger's current rows.
+    Without one the input tables are read from the sheets.  Holds the workbook's lock (``刷新``)."""
     path = Path(path)
     if not path.is_file():
         raise RefreshError(f"找不到工作簿“{path}”")
     locks = safeio.lock_files(path)
-    if locks:
+    if locks and office_locks:
         raise RefreshError(
             f"工作簿“{path.name}”正在 Excel 或 WPS 中打开（发现锁定文件“{locks[0].name}”），命令行不能同时改写它。"
             "请先保存并关闭该工作簿，或直接在 Excel 里点“刷新”按钮。"
         )
+    with workbook_lock(path, "刷新", office_locks=office_locks):
+        return _refresh(path, plan or load_plan(), on, progress, backup, db)
+
+
+def _refresh(path: Path, plan: Plan, on, progress: Progress | None, backup: bool, db: str | None) -> RefreshReport:
+    started = time.perf_counter()
     if progress:
         progress("打开工作簿")
     original = path.read_bytes()
     pkg = Package(original, path.name)
     frames, on = read_package(pkg, plan, on, progress)
+    url = ledger_url(path, db, pkg)
+    imported, rewritten, base = 0, False, original
+    if url is not None:
+        with open_ledger(path, url) as ledger:
+            if progress:
+                progress("核对台账")
+            digest = hashlib.sha256(original).hexdigest()
+            imported = import_typed_rows(ledger, frames, path.name, digest, len(original))
+            problems: list[Problem] = []
+            held = ledger_frames(ledger, problems, progress=progress)
+        if problems:
+            raise RefreshError(f"台账数据有{len(problems)}处问题，未刷新：", problems)
+        if _differs(frames, held):
+            if progress:
+                progress("按台账写入输入表")
+            base = write_input_tables(original, held, path.name)
+            pkg = Package(base, path.name)
+            rewritten = True
+        frames = held
     result = compute(frames, on=on, plan=plan, progress=progress)
     write_package(pkg, generated_sheets(result, plan), annex_updates(result, plan), progress)
     set_input_print_areas(pkg, frames)
     if progress:
         progress("保存")
     data = pkg.to_bytes()
-    check_kept(original, data, path.name)
+    check_kept(base, data, path.name)
+    if rewritten:
+        _check_macros(original, data, path.name)
     try:
         bak = safeio.write_atomically(path, data, backup=backup)
     except safeio.FileBusyError as exc:
         raise RefreshError(str(exc)) from None
-    return RefreshReport(path, bak, result, time.perf_counter() - started)
+    return RefreshReport(path, bak, result, time.perf_counter() - started, url, imported, rewritten)
 
+
+def _differs(sheet: dict[str, InputFrame], held: dict[str, InputFrame]) -> bool:
+    """The sheets do not show the ledger's rows (compared on content, in order)."""
+    for table in TABLES:
+        a, b = sheet.get(table.key), held.get(table.key)
+        if (a is None) != (b is None):
+            return True
+        if a is not None and b is not None and row_keys(table, a.data) != row_keys(table, b.data):
+            return True
+    return False
+
+
+def _check_macros(before: bytes, after: bytes, name: str) -> None:
+    """The VBA project and the ribbon are byte-identical to the file as it was."""
+    with zipfile.ZipFile(io.BytesIO(before)) as a, zipfile.ZipFile(io.BytesIO(after)) as b:
+        new_names = set(b.namelist())
+        for n in (xlsm.VBA_PROJECT_PART, xlsm.CUSTOM_UI_PART):
+            if n in a.namelist() and (n not in new_names or a.read(n) != b.read(n)):
+                raise RefreshError(f"保存“{name}”时“{n}”会改变，已停止写入，原文件未改动")
+
+
+def write_input_tables(original: bytes, frames: dict[str, InputFrame], name: str) -> bytes:
+    """The workbook with its input tables showing ``frames`` (the ledger's rows), award formulas
+    regenerated, through openpyxl as collect writes them; VBA project and ribbon kept."""
+    import openpyxl
+
+    from xl_ecom.workflows import collect
+
+    macro = xlsm.VBA_PROJECT_PART in zipfile.ZipFile(io.BytesIO(original)).namelist()
+    try:
+        wb = openpyxl.load_workbook(io.BytesIO(original), keep_vba=macro)
+    except Exception as exc:
+        raise RefreshError(f"无法打开工作簿“{name}”：{type(exc).__name__}：{exc}") from None
+    options = collect.formula_options(wb)
+    for table in TABLES:
+        frame = frames.get(table.key)
+        if frame is None or table.sheet not in wb.sheetnames:
+            continue
+        keys = [c.key for c in table.columns]
+        rows = frame.data[keys].astype(object).where(frame.data[keys].notna(), None).to_dict("records")
+        collect.write_table(wb[table.sheet], table, rows, None, options)
+    try:
+        data, _ = collect.save_city_workbook(wb, Path(name), original)
+    except XlEcomError as exc:
+        raise RefreshError(str(exc)) from None
+    return data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,7 +260,7 @@ def cmd_refresh(args, out=None, err=None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
     try:
-        report = refresh_workbook(args.workbook, on=args.date, backup=not args.no_backup,
+        report = refresh_workbook(args.workbook, on=args.date, backup=not args.no_backup, db=getattr(args, "db", None),
                                   progress=(lambda m, i=None, n=None: print(status_text(m, i, n), file=err)) if args.verbose else None)
     except RefreshError as exc:  # exit codes as in cli: 2 = error, nothing written
         text = exc.to_text()
@@ -176,6 +285,9 @@ def add_cli(subparsers):
     )
     p.add_argument("workbook", metavar="WORKBOOK", help="市级工作簿，如 目标任务分解表.xlsm")
     p.add_argument("--date", help="政策日期（默认取“设置”表中的政策日期），如 2020-12-31")
+    p.add_argument("--db", metavar="URL",
+                   help="台账数据库（如 postgresql://用户:密码@主机/库名）；默认为设置表“台账数据库”，"
+                        "再默认为工作簿旁的“<工作簿名>.台账.sqlite”（存在时）。有台账时输入表按台账的当前数据刷新")
     p.add_argument("--no-backup", action="store_true", help="不保留备份文件")
     p.add_argument("-v", "--verbose", action="store_true", help="显示进度")
     p.set_defaults(func=cmd_refresh)

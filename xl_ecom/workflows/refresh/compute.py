@@ -161,6 +161,10 @@ class RefreshResult:
     city: list[CityTarget]
     rows_read: dict  # table key -> number of non-blank rows
     labels: dict = field(default_factory=dict)  # annex key -> its short Chinese name
+    #: each lead department's measures with their state (departments.MeasureState), from the ledger
+    measures: list = field(default_factory=list)
+    #: 环比: the previous round {"label", "round", "actuals": county -> annex key -> n, "city": target -> actual}
+    previous: dict | None = None
 
     @property
     def total_cents(self) -> int:
@@ -181,9 +185,14 @@ def compute(
     on=None,
     plan: Plan | None = None,
     progress: Progress | None = None,
+    departments=None,
 ) -> RefreshResult:
     """Everything refresh writes, from the input tables.  Raises :class:`RefreshError` listing every
-    bad cell when any value cannot be used (then nothing may be written)."""
+    bad cell when any value cannot be used (then nothing may be written).
+
+    ``departments`` (:class:`xl_ecom.workflows.departments.DepartmentFigures`, from the ledger): the
+    完成数 the departments reported fill the city targets no input table counts, and their lead
+    measures' states go into the result."""
     plan = plan or load_plan()
     on = policy_date(on)
     counties = plan.counties
@@ -291,10 +300,12 @@ def compute(
     by_rule = {rid: (int(grouped.at[rid, "n"]), int(grouped.at[rid, "cents"])) for rid in paid_rules}
 
     actuals, targets = _progress(frames, checked, plan, on)
-    city = _city_targets(plan, actuals, tourism_counts, frames, checked)
+    city = _city_targets(plan, actuals, tourism_counts, frames, checked, departments)
     rows_read = {k: len(fr.data) for k, fr in frames.items()}
     short_names = {col["key"]: col["short"] for col in plan.annex_columns}
-    return RefreshResult(on, tuple(counties), awards, by_county, by_rule, actuals, targets, city, rows_read, short_names)
+    measures = list(departments.measures) if departments is not None else []
+    return RefreshResult(on, tuple(counties), awards, by_county, by_rule, actuals, targets, city, rows_read, short_names,
+                         measures)
 
 
 def _sheet_of(table_key: str) -> str:
@@ -365,7 +376,7 @@ def _award_for(rule_id: str):
     raise KeyError(rule_id)
 
 
-def _city_targets(plan: Plan, actuals, tourism_counts, frames, checked) -> list[CityTarget]:
+def _city_targets(plan: Plan, actuals, tourism_counts, frames, checked, departments=None) -> list[CityTarget]:
     annex_for_target = {col["target"]: col["key"] for col in plan.annex_columns if col.get("target")}
     paid_per = plan.rules[TOURISM_RULE].paid_per if TOURISM_RULE in plan.rules else None
     tourism_for_target = {c["target"]: k for k, c in (paid_per or {"counts": {}})["counts"].items()}
@@ -391,6 +402,15 @@ def _city_targets(plan: Plan, actuals, tourism_counts, frames, checked) -> list[
                 note = t.actual.get("note") or f"{t.actual['table']}.{t.actual['column']}合计"
         else:
             note = "输入表中没有对应数据，请由牵头单位填报"
+        reported = departments.targets.get(t.id) if departments is not None else None
+        if reported is not None:
+            value, unit, label = reported
+            figure = f"{describe(value * 100)}%" if t.unit == "比例" else f"{describe(value)}{t.unit}"
+            said = f"{unit}报送{figure}" + (f"（{label}）" if label else "")
+            if actual is None:  # the department's own figure is the actual
+                actual, note = float(value), f"{said}的完成数"
+            else:  # counted from the county tables; the department's figure is shown beside it
+                note += f"；{said}"
         met = None
         if actual is not None:
             if t.word in APPROXIMATE_WORDS:
@@ -400,3 +420,52 @@ def _city_targets(plan: Plan, actuals, tourism_counts, frames, checked) -> list[
         out.append(CityTarget(t.id, t.clause, t.text, t.word, t.value, t.unit, actual, met, note))
     return out
 
+
+
+def _round_frames(ledger, round_id: int) -> dict[str, InputFrame]:
+    """The input tables of a round as the ledger holds them (carry-forward included)."""
+    from xl_ecom.workflows.cycle import round_rows
+    from xl_ecom.workflows.refresh.read import frames_from_source
+
+    def source(key: str) -> pd.DataFrame:
+        frame = round_rows(ledger, key, round_id)
+        table = next(t for t in TABLES if t.key == key)
+        for col in table.columns:
+            if col.key not in frame.columns:
+                frame[col.key] = None
+        return frame
+
+    problems: list[Problem] = []
+    frames = frames_from_source(source, problems)
+    if problems:
+        raise RefreshError("台账中上一轮的数据无法读取：", problems)
+    return frames
+
+
+def ledger_inputs(workbook, on=None, plan: Plan | None = None, today: dt.date | None = None):
+    """(department figures of the current round, the previous round for 环比) from the ledger beside the
+    city workbook; (None, None) when it has none yet (nothing is created).  The previous round is
+    computed from its ledger rows (carry-forward included) and its department replies."""
+    from xl_ecom.ledger import default_path, open_ledger
+    from xl_ecom.workflows.departments import department_figures
+
+    plan = plan or load_plan()
+    if not default_path(workbook).is_file():
+        return None, None
+    with open_ledger(workbook) as ledger:
+        figures = department_figures(ledger, plan, today=today)
+        rounds = ledger.rounds()
+        current = ledger.current_round()
+        earlier = [r for r in rounds if current is not None and r.id < current.id]
+        previous = None
+        if earlier:
+            prev = earlier[-1]
+            try:
+                result = compute(_round_frames(ledger, prev.id), on=on, plan=plan,
+                                 departments=department_figures(ledger, plan, round_id=prev.id, today=today))
+            except RefreshError:
+                result = None
+            if result is not None:
+                previous = {"label": prev.label, "round": current.label, "actuals": result.actuals,
+                            "city": {t.target_id: t.actual for t in result.city}}
+    return figures, previous

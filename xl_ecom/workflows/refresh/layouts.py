@@ -282,16 +282,110 @@ def _progress_sheet(result: RefreshResult, plan: Plan) -> SheetSpec:
     )
     widths = [12] + [11] * (ncols - 1)
     widths[6] = widths[8] = 16  # 目标值 / 实际完成 of the city block can be amounts in yuan (6亿元)
+    # below the chart (10 cm ≈ 19 default rows): 环比 per county and per target, then 部门进展
+    extra = []
+    top = third.last_row + 3 + CHART_ROWS
+    if result.previous is not None:
+        by_county, by_target = _history_blocks(result, plan, top, ncols)
+        extra += [by_county, by_target]
+        top = by_target.last_row + 3
+    if result.measures:
+        extra.append(_measures_block(result, top, ncols))
     return SheetSpec(
         layout.SHEET_PROGRESS,
         "目标任务完成情况",
         _subtitle(result, "完成率 = 完成数 ÷ 目标任务数；差额 = 目标任务数 − 完成数（与县区工作簿相同：正数为尚差的数量，0或负数为已完成）。"),
         ncols,
         widths,
-        [first, second, third],
+        [first, second, third, *extra],
         chart=chart,
         print_rows=None,  # stacked tables: no header repeats over the wrong one
     )
+
+
+#: rows left free below the first block's chart before the 环比 and 部门进展 blocks
+CHART_ROWS = 22
+#: 部门进展 header (columns: 条款 | 工作措施 over 4 | 牵头单位 over 2 | 完成时限 | 进展情况 over 2 | 完成时间 | 状态 | 数据轮次)
+MEASURE_HEADERS = ["条款", "工作措施（方案原文）", None, None, None, "牵头单位", None, "完成时限", "进展情况", None, "完成时间", "状态", "数据轮次"]
+
+
+def _date_cell(value) -> str | None:
+    return None if value is None else f"{value.year}年{value.month}月{value.day}日"
+
+
+def _change(now, before):
+    if now is None or before is None:
+        return None
+    return float(now) - float(before)
+
+
+def _history_blocks(result: RefreshResult, plan: Plan, top: int, ncols: int) -> tuple[Block, Block]:
+    """环比: this round against the previous one, per county (each annex column) and per city target."""
+    prev = result.previous or {}
+    now_label, before_label = prev.get("round") or "本轮", prev.get("label") or "上一轮"
+    cols = list(plan.annex_columns)
+    group: list[Any] = [f"县区（环比：{now_label}比{before_label}）"]
+    sub: list[Any] = [None]
+    merges = [(top, 1, top + 1, 1)]
+    kinds = ["center"]
+    for i, col in enumerate(cols):
+        start = 2 + 3 * i
+        group += [col["short"], None, None]
+        sub += [f"本轮（{now_label}）", f"上轮（{before_label}）", "增减"]
+        merges.append((top, start, top, start + 2))
+        kinds += ["count", "count", "count"]
+    rows = []
+    totals = [[0.0, 0.0] for _ in cols]
+    for c in result.counties:
+        row: list[Any] = [c]
+        for i, col in enumerate(cols):
+            a = result.actuals[c].get(col["key"], 0)
+            b = prev["actuals"].get(c, {}).get(col["key"], 0)
+            totals[i][0] += a
+            totals[i][1] += b
+            row += [a, b, _change(a, b)]
+        rows.append(row)
+    total: list[Any] = ["合计"]
+    for a, b in totals:
+        total += [a, b, _change(a, b)]
+    rows.append(total)
+    first = Block(top, [group, sub], rows, kinds, merges=merges, total_rows=1)
+
+    top2 = first.last_row + 3
+    head = ["条款", "目标（方案原文）", None, None, None, "单位", f"本轮（{now_label}）", f"上轮（{before_label}）", "增减"]
+    head += [None] * (ncols - len(head))
+    rows2, overrides, merges2 = [], {}, []
+    for t in result.city:
+        before = prev["city"].get(t.target_id)
+        if t.actual is None and before is None:
+            continue
+        i = len(rows2)
+        row2: list[Any] = [t.clause, t.text, None, None, None, t.unit, t.actual, before, _change(t.actual, before)]
+        rows2.append(row2 + [None] * (ncols - len(row2)))
+        kind = {"元": "money", "比例": "percent"}.get(t.unit, "count")
+        for j in (6, 7, 8):
+            overrides[(i, j)] = kind
+    for r in range(top2, top2 + 1 + len(rows2)):
+        merges2.append((r, 2, r, 5))
+    kinds2 = ["center", "text", "text", "text", "text", "center", "count", "count", "count"]
+    kinds2 += ["text"] * (ncols - len(kinds2))
+    second = Block(top2, [head], rows2, kinds2, merges=merges2, overrides=overrides, row_height=30)
+    return first, second
+
+
+def _measures_block(result: RefreshResult, top: int, ncols: int) -> Block:
+    """部门进展: each lead department's measures as 未开始 / 推进中 / 已完成 / 逾期."""
+    head = list(MEASURE_HEADERS) + [None] * (ncols - len(MEASURE_HEADERS))
+    rows, merges = [], []
+    for m in result.measures:
+        row: list[Any] = [m.measure, m.text, None, None, None, m.lead, None, _date_cell(m.deadline) or "未明确",
+                          m.progress, None, _date_cell(m.done), m.state, m.source or "未报送"]
+        rows.append(row + [None] * (ncols - len(row)))
+    for r in range(top, top + 1 + len(rows)):
+        merges += [(r, 2, r, 5), (r, 6, r, 7), (r, 9, r, 10)]
+    kinds = ["center", "text", "text", "text", "text", "text", "text", "center", "text", "text", "center", "center", "center"]
+    kinds += ["text"] * (ncols - len(kinds))
+    return Block(top, [head], rows, kinds, merges=merges, row_height=45)
 
 
 def annex_updates(result: RefreshResult, plan: Plan | None = None) -> dict:
