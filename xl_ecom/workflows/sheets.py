@@ -83,6 +83,19 @@ def set_print_area(ws, ncols: int, last_row: int) -> None:
     ws.print_area = f"A1:{get_column_letter(max(ncols, 1))}{max(last_row, 1)}"
 
 
+def fit_input_print_area(ws, table: InputTable, with_awards: bool = True) -> int:
+    """Set an input table's print area (an openpyxl sheet written by :func:`write_input_table`) to its
+    header and the rows a clerk filled, as they are now; returns the last printed row."""
+    ncols = len(table.columns) + (len(table.awards) if with_awards else 0)
+    filled = 0
+    for i, row in enumerate(ws.iter_rows(min_row=layout.INPUT_FIRST_ROW, max_col=len(table.columns), values_only=True), start=1):
+        if any(v is not None and not (isinstance(v, str) and v.strip() == "") for v in row):
+            filled = i
+    last = input_print_last_row(filled)
+    set_print_area(ws, ncols, last)
+    return last
+
+
 def title(ws, text: str, ncols: int, subtitle: str | None = None, row: int = 1) -> int:
     """Merged title (and subtitle) rows; returns the next free row."""
     ws.cell(row=row, column=1, value=text).font = TITLE_FONT
