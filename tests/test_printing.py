@@ -10,6 +10,7 @@ back (4+ pages per input table) fails.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
 import shutil
 import subprocess
@@ -198,3 +199,18 @@ def test_refresh_writes_one_print_area_per_input_table(rendered):
     path, _, _ = rendered["city_refreshed"]
     ids = re.findall(rb'<definedName name="_xlnm.Print_Area" localSheetId="(\d+)"', zipfile.ZipFile(path).read("xl/workbook.xml"))
     assert len(ids) == len(TABLES) and len(set(ids)) == len(ids)
+
+
+def test_collect_sets_the_print_area_to_the_rows_it_writes():
+    from xl_ecom.workflows import collect
+
+    wb = openpyxl.load_workbook(io.BytesIO(build.build_xlsx_bytes()))
+    sales = table("T_SALES")
+    ws = wb[sales.sheet]
+    rows = [{"county": COUNTY, "enterprise": f"企业{i}", "credit_code": f"91340400MA2N{i:06d}", "uplink_sales": 100 + i}
+            for i in range(250)]  # more rows than the table's 200: it grows, the print area with it
+    collect.write_table(ws, sales, rows)
+    letter = openpyxl.utils.get_column_letter(len(sales.columns) + len(sales.awards))
+    assert ws.print_area == f"'{sales.sheet}'!$A$1:${letter}${layout.INPUT_FIRST_ROW + 249}"
+    collect.write_table(ws, sales, rows[:2])
+    assert ws.print_area == f"'{sales.sheet}'!$A$1:${letter}${layout.INPUT_FIRST_ROW + 1}"

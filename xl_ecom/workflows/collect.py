@@ -730,6 +730,8 @@ def write_table(ws, table: InputTable, rows: list, old_data_last: int | None = N
         if tab.autoFilter is not None and tab.autoFilter.ref:
             tab.autoFilter.ref = tab.ref
         _extend_validations(ws, first, table_last, new_last, ncol)
+    # the print area: the header and the rows written (the grid below does not print)
+    sheets.set_print_area(ws, max([ncol, *(column for column, _ in awards)]), sheets.input_print_last_row(len(rows)))
 
 
 def merge_into_workbook(wb, report: CollectReport, plan: Plan | None = None, options: dict | None = None,
