@@ -82,8 +82,8 @@ from xl_ecom.workflows.refresh.read import (
     read_tables,
     row_keys,
 )
-from xl_ecom.workflows.tables import TABLES
 from xl_ecom.workflows.refresh.write import check_kept, set_input_print_areas, write_openpyxl, write_package
+from xl_ecom.workflows.tables import TABLES
 
 __all__ = [
     "GENERATED_SHEETS", "ONLINE_SALES_TARGET", "SHEET_ORDER", "TOURISM_RULE", "TOURISM_TARGETS", "Block", "ChartSpec",
@@ -188,7 +188,9 @@ def _refresh(path: Path, plan: Plan, on, progress: Progress | None, backup: bool
             pkg = Package(base, path.name)
             rewritten = True
         frames = held
-    result = compute(frames, on=on, plan=plan, progress=progress)
+    departments, previous = ledger_inputs(path, on, plan)  # department 完成数 and the previous round (环比)
+    result = compute(frames, on=on, plan=plan, progress=progress, departments=departments)
+    result.previous = previous
     write_package(pkg, generated_sheets(result, plan), annex_updates(result, plan), progress)
     set_input_print_areas(pkg, frames)
     if progress:

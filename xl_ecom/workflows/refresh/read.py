@@ -195,3 +195,160 @@ def check_annex(read_cell: Callable[[int, int], Any], plan: Plan | None = None) 
                 Problem(layout.SHEET_ANNEX, f"A{first + i}", f"应为“{county}”，实际为“{text}”：表格结构被改动，无法写入完成数")
             )
     return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# the ledger: the workbook is a view
+# ---------------------------------------------------------------------------------------------
+
+#: the unit of rows a city clerk typed into the master's input tables
+CITY_UNIT = "市本级"
+#: the 设置 entry naming the ledger's URL (blank: the SQLite file beside the workbook)
+LEDGER_SETTING = "台账数据库"
+
+
+def ledger_url(path, db: str | None, pkg: Package | None = None) -> str | None:
+    """The ledger's URL for the workbook at ``path``: ``db``, else 设置's 台账数据库, else the SQLite file
+    beside the workbook when it exists; None when the workbook has no ledger (refresh reads the sheets)."""
+    from pathlib import Path
+
+    from xl_ecom.ledger import default_path, resolve_url
+
+    if db is not None and str(db).strip():
+        return resolve_url(path, db)
+    if pkg is not None and SETTINGS_SHEET in pkg.sheet_names:
+        for row in pkg.rows(SETTINGS_SHEET, 1, 3):
+            if row and isinstance(row[0], str) and row[0].strip() == LEDGER_SETTING:
+                value = row[1] if len(row) > 1 else None
+                if value is not None and str(value).strip():
+                    return resolve_url(path, str(value))
+    if default_path(Path(path).resolve()).is_file():
+        return resolve_url(path, None)
+    return None
+
+
+def _canon(value: Any) -> str | None:
+    """One cell's value as compared between the sheet and the ledger (blank → None, 3.0 → "3", dates ISO)."""
+    if _blank(value):
+        return None
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day).isoformat()
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = str(value).strip()
+    try:  # a date the ledger holds as ISO text
+        return dt.datetime.fromisoformat(text).isoformat() if len(text) >= 10 and text[4] == "-" else text
+    except ValueError:
+        return text
+
+
+def row_keys(table: InputTable, data: pd.DataFrame) -> list[tuple]:
+    """Each row's content key (its input columns, canonical), for matching rows on content."""
+    keys = [c.key for c in table.columns]
+    if not len(data):
+        return []
+    columns = [data[k].tolist() if k in data.columns else [None] * len(data) for k in keys]
+    return [tuple(_canon(v) for v in values) for values in zip(*columns, strict=True)]
+
+
+def _json_value(value: Any) -> Any:
+    if _blank(value):
+        return None
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    return value
+
+
+def ledger_frames(ledger, problems: list[Problem], round_id: int | None = None,
+                  progress: Progress | None = None) -> dict[str, InputFrame]:
+    """The input tables as they stand in the ledger: each unit's current rows of the round (a unit
+    that has not submitted in it carries its previous round's rows forward, ``cycle.round_rows``),
+    in the plan's county order then by source row; dates back as datetimes, whole numbers as int."""
+    from xl_ecom.workflows import cycle
+
+    order = {c: i for i, c in enumerate(load_plan().counties)}
+    order[CITY_UNIT] = len(order)
+
+    def source(key: str) -> pd.DataFrame:
+        table = next(t for t in TABLES if t.key == key)
+        frame = cycle.round_rows(ledger, key, round_id)
+        for c in table.columns:
+            if c.key not in frame.columns:
+                frame[c.key] = None
+        if not len(frame):
+            return frame
+        frame = frame.assign(_order=frame["_unit"].map(lambda u: order.get(u, len(order) + 1)))
+        frame = frame.sort_values(["_order", "_submission", "_row"], kind="stable").drop(columns="_order")
+        frame = frame.astype(object).where(frame.notna(), None)
+        for c in table.columns:
+            if c.kind == "date":
+                frame[c.key] = frame[c.key].map(_date_back)
+            elif c.kind in ("money", "count", "years", "rate"):
+                frame[c.key] = frame[c.key].map(lambda v: int(v) if isinstance(v, float) and v.is_integer() else v)
+        frame["_source_row"] = frame["_row"]
+        return frame.drop(columns="_row").reset_index(drop=True)
+
+    return frames_from_source(source, problems, progress)
+
+
+def _date_back(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return dt.datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    return value
+
+
+def import_typed_rows(ledger, sheet: dict[str, InputFrame], workbook_name: str, sha256: str, size: int,
+                      round_id: int | None = None) -> int:
+    """Rows a city clerk typed into the master's input tables that the ledger does not hold (matched on
+    content against every unit's current rows of the round) become a new submission from 市本级
+    (its previous current rows plus the new ones, file = the workbook, row numbers = the sheet rows),
+    before refresh overwrites the sheet.  Returns the number of rows imported (0: nothing written)."""
+    from collections import Counter
+
+    from xl_ecom.workflows import cycle
+
+    current = ledger.current_submission(CITY_UNIT, round_id)
+    new_rows: dict[str, tuple[list[dict], list[int]]] = {}
+    count = 0
+    for table in TABLES:
+        frame = sheet.get(table.key)
+        if frame is None or not len(frame.data):
+            continue
+        held = Counter(row_keys(table, cycle.round_rows(ledger, table.key, round_id)))
+        keys = [c.key for c in table.columns]
+        rows, numbers = [], []
+        for key, (_, rec) in zip(row_keys(table, frame.data), frame.data.iterrows(), strict=True):
+            if held[key] > 0:
+                held[key] -= 1
+                continue
+            rows.append({k: _json_value(rec[k]) for k in keys})
+            numbers.append(int(rec["_row"]))
+        if rows:
+            new_rows[table.key] = (rows, numbers)
+            count += len(rows)
+    if not count:
+        return 0
+    with ledger.submission(workbook_name, sha256, size, CITY_UNIT, CITY_UNIT, round_id=round_id) as sub:
+        if current is not None:
+            old = ledger.submission_rows(current.id)
+            for key, part in old.groupby("_table", sort=False):
+                keep = [c for c in part.columns if not c.startswith("_")]
+                recs = part[keep].astype(object).where(part[keep].notna(), None).to_dict("records")
+                sub.add_rows(str(key), [{k: _json_value(v) for k, v in r.items()} for r in recs],
+                             part["_row"].astype(int).tolist())
+        for key, (rows, numbers) in new_rows.items():
+            sub.add_rows(key, rows, numbers)
+    return count
