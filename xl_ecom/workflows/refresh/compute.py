@@ -442,17 +442,17 @@ def _round_frames(ledger, round_id: int) -> dict[str, InputFrame]:
     return frames
 
 
-def ledger_inputs(workbook, on=None, plan: Plan | None = None, today: dt.date | None = None):
-    """(department figures of the current round, the previous round for 环比) from the ledger beside the
-    city workbook; (None, None) when it has none yet (nothing is created).  The previous round is
-    computed from its ledger rows (carry-forward included) and its department replies."""
+def ledger_inputs(workbook, on=None, plan: Plan | None = None, today: dt.date | None = None, url: str | None = None):
+    """(department figures of the current round, the previous round for 环比) from the ledger at ``url``,
+    else beside the city workbook; (None, None) when there is none yet (nothing is created).  The
+    previous round is computed from its ledger rows (carry-forward included) and its department replies."""
     from xl_ecom.ledger import default_path, open_ledger
     from xl_ecom.workflows.departments import department_figures
 
     plan = plan or load_plan()
-    if not default_path(workbook).is_file():
+    if url is None and not default_path(workbook).is_file():
         return None, None
-    with open_ledger(workbook) as ledger:
+    with open_ledger(workbook, url) as ledger:
         figures = department_figures(ledger, plan, today=today)
         rounds = ledger.rounds()
         current = ledger.current_round()
