@@ -752,14 +752,14 @@ def test_generated_sheets_print_officially(refreshed):
     path, _, _ = refreshed
     wb = openpyxl.load_workbook(path)
     # 奖补明细 repeats its header; 奖补汇总 and 完成情况 stack tables, so no header repeats over the wrong one
-    for name, titles in ((layout.SHEET_AWARDS, "$3:$3"), (layout.SHEET_SUMMARY, None), (layout.SHEET_PROGRESS, None)):
+    for name, titles, body_row in ((layout.SHEET_AWARDS, "$3:$3", 4), (layout.SHEET_SUMMARY, None, 4), (layout.SHEET_PROGRESS, None, 5)):
         ws = wb[name]
         assert str(ws.page_setup.paperSize) == ws.PAPERSIZE_A4 and ws.page_setup.orientation == "landscape"
         assert ws.sheet_properties.pageSetUpPr.fitToPage and ws.page_setup.fitToWidth == 1
         assert ws.print_title_rows == titles
         assert "&P" in ws.oddFooter.center.text and "&N" in ws.oddFooter.center.text
         assert ws["A1"].font.name == "宋体" and ws["A1"].font.b
-        body = ws.cell(row=int(titles.split(":")[1][1:]) + 1, column=1)
+        body = ws.cell(row=body_row, column=1)
         assert body.font.name == "仿宋" and body.border.left.style == "thin"
         assert ws["A3"].fill.fgColor.rgb.endswith("D9E1F2")
     assert wb[layout.SHEET_AWARDS].freeze_panes == "A4"
