@@ -31,6 +31,7 @@ FRONT_ENDS = (
     "xl_ecom.workflows.mail",
     "xl_ecom.workflows.cycle",  # round, status, remind, return
     "xl_ecom.workflows.report",  # 进展通报
+    "xl_ecom.workflows.history",  # history, export
 )  # setup-excel and bundle (xl_ecom.frontends) are added last
 
 
@@ -449,7 +450,8 @@ def cmd_refresh(args) -> int:
     # refresh -v: progress lines even without a terminal
     use: Progress = lines if (args.verbose and not progress.enabled) else progress
     try:
-        report = refresh.refresh_workbook(_existing_file(args.workbook), on=args.date, backup=not args.no_backup, progress=use)
+        report = refresh.refresh_workbook(_existing_file(args.workbook), on=args.date, backup=not args.no_backup, progress=use,
+                                           db=getattr(args, "db", None))
     finally:
         progress.close()
     _out(report.to_text())
