@@ -212,12 +212,15 @@ def test_sheets_targets_and_tasks(exported):
             assert ws.cell(row=r, column=3).value == annex[col["key"]]
             assert ws.cell(row=r, column=4).value.startswith("=COUNTIFS(")
             assert f'"{county}"' in ws.cell(row=r, column=4).value
-        # 各县区人民政府 measures, every one of them, no other
+        # 各县区人民政府 measures, every one of them, then the measures whose text names this county
         ws = wb["工作任务"]
         assert ws["A2"].value.startswith(f"填报单位：{county}人民政府")
-        ids = [r[1] for r in ws.iter_rows(min_row=4, max_col=2, values_only=True) if isinstance(r[0], int)]
-        measure_ids = [i for i in ids if "-" in str(i)]
-        assert measure_ids == yaml_county_measures()
+        rows = [r for r in ws.iter_rows(min_row=4, max_col=4, values_only=True) if isinstance(r[0], int)]
+        measure_ids = [r[1] for r in rows if "-" in str(r[1])]
+        named = [r[1] for r in rows if r[3] == "涉及"]
+        assert measure_ids == yaml_county_measures() + named
+        # 寿县: 国家电子商务进农村综合示范 (二（五）-2) and the 出村进城 pilot (二（五）-3); no other county is named
+        assert named == (["二（五）-2", "二（五）-3"] if county == "寿县" else [])
         # input sheets: county list holds only this county; award columns are native formulas
         for t in TABLES:
             ws = wb[t.sheet]

@@ -494,13 +494,20 @@ def _set_marker(wb, county: str) -> None:
         wb.defined_names[name] = DefinedName(name, attr_text=_q(value), hidden=True)
 
 
+def county_measures(county: str, plan: Plan) -> list:
+    """The measures whose text names the county (e.g. 寿县: 二（五）-2 国家电子商务进农村综合示范, 二（五）-3
+    出村进城 pilot), other than those assigned to 各县区人民政府 (every county workbook lists those)."""
+    return [m for m in plan.measures if county in m.text and not m.role_of(COUNTY_UNIT)]
+
+
 def _write_county_sheets(wb, county: str, plan: Plan, on, due) -> None:
     """(Re)write everything that depends on the county except the input sheets' data validation."""
     small = {
         SHEET_README: lambda ws: _write_readme(ws, county, plan, on, due),
         SHEET_TARGETS: lambda ws: _write_targets(ws, county, plan, on),
         SHEET_TASKS: lambda ws: write_task_sheet(
-            ws, COUNTY_UNIT, plan, on=on, due=due, filler=f"{county}人民政府", heading=f"{county}{plan.meta['title']}任务落实情况表"
+            ws, COUNTY_UNIT, plan, on=on, due=due, filler=f"{county}人民政府", heading=f"{county}{plan.meta['title']}任务落实情况表",
+            named=(f"方案点名{county}的工作措施（由牵头单位负责，{county}做好落实）", county_measures(county, plan)),
         ),
         SHEET_SUMMARY: lambda ws: _write_summary(ws, county, plan, on),
     }

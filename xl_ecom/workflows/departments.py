@@ -312,8 +312,12 @@ def _note(ws, row: int, text: str, ncols: int) -> None:
     ws.row_dimensions[row].height = fit_height([text], [sum(c[1] for c in TASK_COLUMNS)], 10)
 
 
-def write_task_sheet(ws, unit: str, plan: Plan, *, on=None, due=None, filler: str | None = None, heading: str | None = None) -> dict:
+def write_task_sheet(ws, unit: str, plan: Plan, *, on=None, due=None, filler: str | None = None, heading: str | None = None,
+                     named: tuple[str, list[Measure]] | None = None) -> dict:
     """The task list of ``unit``: its general targets and every measure it leads or cooperates on.
+
+    ``named`` = (section title, measures): further measures listed with the role 涉及 (a county
+    workbook's measures whose text names that county, e.g. 寿县's 国家电子商务进农村综合示范).
 
     Returns {"measures": [ids], "targets": [ids], "last_row": n}.  ``filler`` is the 填报单位 shown
     (default: the unit).
@@ -340,8 +344,13 @@ def write_task_sheet(ws, unit: str, plan: Plan, *, on=None, due=None, filler: st
             done_targets.append(t.id)
             row += 1
     current_task = None
-    for m in measures:
-        if m.task_id != current_task:
+    extra = [m for m in (named[1] if named else []) if m not in measures]
+    for m in [*measures, *extra]:
+        if m is (extra[0] if extra else None):
+            _section(ws, row, named[0], ncols)
+            row += 1
+            current_task = None
+        elif m.task_id != current_task and m in measures:
             current_task = m.task_id
             _section(ws, row, f"{m.task_id}　{m.task_title}", ncols)
             row += 1
@@ -350,7 +359,8 @@ def write_task_sheet(ws, unit: str, plan: Plan, *, on=None, due=None, filler: st
         rules = plan.rules_for_measure(m.id)
         target_text = "\n".join(t.text for t in mt)
         rule_text = "\n".join(f"{i}. {rule_summary(r.id, on=on, plan=plan)}" if len(rules) > 1 else rule_summary(r.id, on=on, plan=plan) for i, r in enumerate(rules, start=1))
-        values = [n, m.id, m.text, m.role_of(unit), _responsible(m.lead, m.cooperating), target_text, _deadline(m, mt) or NO_DEADLINE, rule_text, None, None, None, None]
+        values = [n, m.id, m.text, m.role_of(unit) or "涉及", _responsible(m.lead, m.cooperating), target_text,
+                  _deadline(m, mt) or NO_DEADLINE, rule_text, None, None, None, None]
         _write_row(ws, row, values, TASK_COLUMNS)
         done_measures.append(m.id)
         row += 1
@@ -371,7 +381,9 @@ def write_task_sheet(ws, unit: str, plan: Plan, *, on=None, due=None, filler: st
     _note(
         ws,
         row + 1,
-        "说明：1. 职责栏“牵头”指本单位为牵头单位，“配合”指本单位为配合单位；2. 奖补标准按"
+        "说明：1. 职责栏“牵头”指本单位为牵头单位，“配合”指本单位为配合单位"
+        + ("，“涉及”指方案原文点名本县区、由其他单位牵头的措施" if extra else "")
+        + "；2. 奖补标准按"
         + basis
         + "的方案参数列出，界限用语按《民法典》第一千二百五十九条理解（以上、以下、以内、届满、达到含本数，不满、超过、超、以外不含本数）；"
         "3. “进展情况”“完成时间”“责任人”“联系电话”由本单位填写后报市商务局。",
