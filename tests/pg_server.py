@@ -13,11 +13,13 @@ Import them in a test module: ``from pg_server import ledger_url, pg_database_ur
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import secrets
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,6 +51,16 @@ def _psql(sql: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def _local_cluster() -> str:
+    # xdist workers start at the same moment: one at a time creates, starts and prepares the cluster
+    with open(Path(tempfile.gettempdir()) / "xl-ecom-test-pg.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _prepare_local_cluster()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _prepare_local_cluster() -> str:
     versions = _versions()
     if not versions or shutil.which("pg_ctlcluster") is None:
         _fail(
