@@ -475,8 +475,11 @@ def test_the_migrations_ship_in_the_wheel(tmp_path):
     import sys
     import zipfile
 
+    from xl_ecom.frontends.bundle import copy_source_tree
+
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", str(root), "--no-deps",
+    source = copy_source_tree(root, tmp_path / "src")  # no build/ in the checkout, none shared between workers
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps",
                            "-q", "-w", str(tmp_path)], capture_output=True, text=True, check=False, timeout=300)
     assert proc.returncode == 0, proc.stderr
     (wheel,) = tmp_path.glob("xl_ecom-*.whl")

@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,6 +187,23 @@ def write_scripts(folder: Path, values: dict[str, str]) -> list[Path]:
     return written
 
 
+#: What a wheel is built from (pyproject.toml's package data lives under these)
+SOURCE_ITEMS = ("pyproject.toml", "README.md", "LICENSE", "xl_ecom", "templates")
+
+
+def copy_source_tree(root: Path, target: Path) -> Path:
+    """Copy the files a wheel is built from into ``target`` (no caches, no earlier build output)."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build", "dist")
+    target.mkdir(parents=True)
+    for name in SOURCE_ITEMS:
+        item = root / name
+        if item.is_dir():
+            shutil.copytree(item, target / name, ignore=ignore)
+        elif item.is_file():
+            shutil.copy2(item, target / name)
+    return target
+
+
 def make_bundle(out, python_version: str = "3.11", *, archive: bool = False, progress: Progress | None = None) -> BundleReport:
     """Write the offline bundle into folder ``out`` (and ``out.zip`` with ``archive``)."""
     if not re.fullmatch(r"3\.(\d+)", python_version or "") or int(python_version.split(".")[1]) < 11:
@@ -199,7 +217,10 @@ def make_bundle(out, python_version: str = "3.11", *, archive: bool = False, pro
     say("生成 xl-ecom 的 wheel……")
     for old in wheels.glob("xl_ecom-*.whl"):
         old.unlink()
-    _pip(["wheel", str(root), "--no-deps", "--quiet", "-w", str(wheels), *_build_isolation()], "生成 xl-ecom 的 wheel")
+    with tempfile.TemporaryDirectory(prefix="xl-ecom-wheel-") as scratch:
+        # built from a copy: the checkout gets no build/ folder, and two builds at once never share one
+        source = copy_source_tree(root, Path(scratch) / "src")
+        _pip(["wheel", str(source), "--no-deps", "--quiet", "-w", str(wheels), *_build_isolation()], "生成 xl-ecom 的 wheel")
     own = sorted(wheels.glob("xl_ecom-*.whl"))
     if not own:
         raise BundleError("pip wheel 没有生成 xl_ecom-*.whl")
