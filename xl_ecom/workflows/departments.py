@@ -344,10 +344,11 @@ def write_task_sheet(ws, unit: str, plan: Plan, *, on=None, due=None, filler: st
             done_targets.append(t.id)
             row += 1
     current_task = None
-    extra = [m for m in (named[1] if named else []) if m not in measures]
+    title, named_measures = named or ("", [])
+    extra = [m for m in named_measures if m not in measures]
     for m in [*measures, *extra]:
         if m is (extra[0] if extra else None):
-            _section(ws, row, named[0], ncols)
+            _section(ws, row, title, ncols)
             row += 1
             current_task = None
         elif m.task_id != current_task and m in measures:
@@ -631,10 +632,12 @@ def read_reply(wb, unit: str, plan: Plan) -> Reply:
         done = None
         if done_raw is not None and str(done_raw).strip():
             try:
-                done = _parse_date(done_raw).isoformat()
+                parsed = _parse_date(done_raw)
+                done = parsed.isoformat() if parsed is not None else None
             except ValueError:
                 letter = get_column_letter(col["完成时间"] + 1)
-                reply.problems.append((TASK_SHEET, f"{letter}{r}", f"措施{key}的完成时间“{done_raw}”不是日期，请填写如 2020-10-31", str(done_raw)))
+                reason = f"措施{key}的完成时间“{done_raw}”不是日期，请填写如 2020-10-31"
+                reply.problems.append((TASK_SHEET, f"{letter}{r}", reason, str(done_raw)))
         person, phone = (row[col[h]] for h in ("责任人", "联系电话"))
         reply.progress.append((r, {
             "measure": key, "role": measures[key].role_of(unit), "progress": progress or None, "done": done,
@@ -718,7 +721,7 @@ def department_figures(ledger, plan: Plan | None = None, round_id: int | None = 
     for rec in _records(round_rows(ledger, TABLE_DONE, round_id)):
         if rec.get("target") and rec.get("value") is not None:
             out.targets[rec["target"]] = (float(rec["value"]), rec.get("_unit"), rec.get("_round") or "")
-    replies: dict[str, dict] = {}
+    replies: dict[tuple[str, str], dict] = {}
     for rec in _records(round_rows(ledger, TABLE_PROGRESS, round_id)):
         if rec.get("measure") and rec.get("_unit"):
             replies[(rec["_unit"], rec["measure"])] = rec

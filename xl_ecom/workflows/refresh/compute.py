@@ -458,7 +458,7 @@ def ledger_inputs(workbook, on=None, plan: Plan | None = None, today: dt.date | 
         current = ledger.current_round()
         earlier = [r for r in rounds if current is not None and r.id < current.id]
         previous = None
-        if earlier:
+        if earlier and current is not None:
             prev = earlier[-1]
             try:
                 result = compute(_round_frames(ledger, prev.id), on=on, plan=plan,

@@ -294,7 +294,8 @@ def _progress_sheet(result: RefreshResult, plan: Plan) -> SheetSpec:
     return SheetSpec(
         layout.SHEET_PROGRESS,
         "目标任务完成情况",
-        _subtitle(result, "完成率 = 完成数 ÷ 目标任务数；差额 = 目标任务数 − 完成数（与县区工作簿相同：正数为尚差的数量，0或负数为已完成）。"),
+        _subtitle(result, "完成率 = 完成数 ÷ 目标任务数；差额 = 目标任务数 − 完成数"
+                  "（与县区工作簿相同：正数为尚差的数量，0或负数为已完成）。"),
         ncols,
         widths,
         [first, second, third, *extra],
@@ -306,7 +307,8 @@ def _progress_sheet(result: RefreshResult, plan: Plan) -> SheetSpec:
 #: rows left free below the first block's chart before the 环比 and 部门进展 blocks
 CHART_ROWS = 22
 #: 部门进展 header (columns: 条款 | 工作措施 over 4 | 牵头单位 over 2 | 完成时限 | 进展情况 over 2 | 完成时间 | 状态 | 数据轮次)
-MEASURE_HEADERS = ["条款", "工作措施（方案原文）", None, None, None, "牵头单位", None, "完成时限", "进展情况", None, "完成时间", "状态", "数据轮次"]
+MEASURE_HEADERS = ["条款", "工作措施（方案原文）", None, None, None, "牵头单位", None, "完成时限", "进展情况", None, "完成时间", "状态",
+                   "数据轮次"]
 
 
 def _date_cell(value) -> str | None:
@@ -354,7 +356,9 @@ def _history_blocks(result: RefreshResult, plan: Plan, top: int, ncols: int) -> 
     top2 = first.last_row + 3
     head = ["条款", "目标（方案原文）", None, None, None, "单位", f"本轮（{now_label}）", f"上轮（{before_label}）", "增减"]
     head += [None] * (ncols - len(head))
-    rows2, overrides, merges2 = [], {}, []
+    rows2: list[list[Any]] = []
+    overrides: dict[tuple[int, int], str] = {}
+    merges2: list[tuple[int, int, int, int]] = []
     for t in result.city:
         before = prev["city"].get(t.target_id)
         if t.actual is None and before is None:
