@@ -2,7 +2,7 @@
 with pdfinfo/pdftotext (poppler-utils).
 
 Page counts measured when this was written (LibreOffice 7.x, Debian): city workbook 26 pages (71
-before), after 刷新 30 (76 before), empty county workbook 14 (58 before), the 市商务局 department
+before), after 刷新 33 (76 before; 奖补汇总 and 完成情况 start each stacked table on a new page), empty county workbook 14 (58 before), the 市商务局 department
 workbook 6.  The bounds below sit a little above those numbers, so an empty 200-row grid coming
 back (4+ pages per input table) fails.
 """
@@ -28,7 +28,7 @@ from libreoffice import convert
 
 COUNTY = "田家庵区"
 SALES_ROWS = 70  # enough 企业销售 rows for the table to run over more than one page
-PAGE_BOUNDS = {"city": 28, "city_refreshed": 33, "county_empty": 15, "county_filled": 18, "department": 8}
+PAGE_BOUNDS = {"city": 28, "city_refreshed": 35, "county_empty": 15, "county_filled": 18, "department": 8}
 
 
 def _pdftotext(pdf: Path) -> list[str]:
@@ -214,3 +214,33 @@ def test_collect_sets_the_print_area_to_the_rows_it_writes():
     assert ws.print_area == f"'{sales.sheet}'!$A$1:${letter}${layout.INPUT_FIRST_ROW + 249}"
     collect.write_table(ws, sales, rows[:2])
     assert ws.print_area == f"'{sales.sheet}'!$A$1:${letter}${layout.INPUT_FIRST_ROW + 1}"
+
+
+def _sheet_headers(path: Path) -> list[list[str]]:
+    """The header rows of every sheet that prints: its repeated rows, its title row, and each row drawn
+    as a table header (the header fill), as lists of cell texts."""
+    wb = openpyxl.load_workbook(path)
+    out = []
+    for ws in wb.worksheets:
+        if ws.sheet_state != "visible":
+            continue
+        candidates = {1}
+        if ws.print_title_rows:
+            first, last = (int(x) for x in ws.print_title_rows.replace("$", "").split(":"))
+            candidates.update(range(first, last + 1))
+        for row in ws.iter_rows():
+            if any(c.fill is not None and c.fill.fgColor is not None and str(c.fill.fgColor.rgb).endswith("D9E1F2") for c in row):
+                candidates.add(row[0].row)
+        for r in sorted(candidates):
+            texts = [str(c.value) for c in ws[r] if c.value is not None and str(c.value).strip()]
+            if texts:
+                out.append(texts)
+    return out
+
+
+@pytest.mark.parametrize("name", list(PAGE_BOUNDS))
+def test_every_page_holds_a_table_header(rendered, name):
+    path, _, pages = rendered[name]
+    headers = _sheet_headers(path)
+    for i, page in enumerate(pages, start=1):
+        assert any(_holds_headers(page, texts) for texts in headers), f"{name} page {i}: {page[:200]}"

@@ -153,6 +153,7 @@ class Sheet:
     drawing_rid: str | None = None
     default_row_height: float = 15
     letters: list[str] = field(default_factory=list)
+    row_breaks: Sequence[int] = ()  # manual page breaks: a new page starts below each of these rows
 
 
 def write_sheet(sheet: Sheet) -> bytes:
@@ -165,7 +166,7 @@ def write_sheet(sheet: Sheet) -> bytes:
                 write(xf, sheet)
             _write_sheet_data(xf, sheet)
             for write in (_write_merge_cells, _write_print_options, _write_page_margins, _write_page_setup,
-                          _write_header_footer, _write_drawing):
+                          _write_header_footer, _write_row_breaks, _write_drawing):
                 write(xf, sheet)
     return buf.getvalue()
 
@@ -303,6 +304,16 @@ def _write_header_footer(xf, sheet: Sheet) -> None:
     hf = etree.Element("headerFooter")
     etree.SubElement(hf, "oddFooter").text = sheet.page.footer
     xf.write(hf)
+
+
+def _write_row_breaks(xf, sheet: Sheet) -> None:
+    if not sheet.row_breaks:
+        return
+    breaks = sorted(set(sheet.row_breaks))
+    el = etree.Element("rowBreaks", count=str(len(breaks)), manualBreakCount=str(len(breaks)))
+    for r in breaks:
+        etree.SubElement(el, "brk", id=str(r), max="16383", man="1")
+    xf.write(el)
 
 
 def _write_drawing(xf, sheet: Sheet) -> None:

@@ -297,7 +297,7 @@ def _write_readme(ws, county: str, plan: Plan, on, due) -> None:
         ws.row_dimensions[r].height = fit_height(values, widths)
         r += 1
     ws.protection.sheet = True
-    sheets.page_setup(ws, None)
+    sheets.page_setup(ws, "1:1")  # the title on each page it runs over
 
 
 TARGET_HEADERS = ("序号", "指标", "目标任务数", "完成数", "完成率", "差额", "单位", "统计口径")

@@ -40,6 +40,7 @@ def write_openpyxl(wb, specs: Sequence[SheetSpec], updates: dict) -> None:
 def _recreate_sheet(wb, spec: SheetSpec, after: str) -> None:
     from openpyxl.styles import Font
     from openpyxl.utils import get_column_letter
+    from openpyxl.worksheet.pagebreak import Break
 
     from xl_ecom.workflows import sheets
 
@@ -94,6 +95,8 @@ def _recreate_sheet(wb, spec: SheetSpec, after: str) -> None:
                 if v is not None and v != "":
                     safeio.write_cell_value(cell, v)  # text stays text (quote prefix if formula-like), never a formula
     sheets.page_setup(ws, spec.print_rows)
+    for r in row_breaks(spec):
+        ws.row_breaks.append(Break(id=r))
     if spec.freeze:
         ws.freeze_panes = spec.freeze
     if spec.chart:
@@ -198,7 +201,16 @@ def _sheet_xml(spec: SheetSpec, styles: _Styles, code_name: str | None, with_dra
         page=sheets.OFFICIAL_PAGE,
         drawing_rid="rId1" if with_drawing else None,
         letters=letters,
+        row_breaks=row_breaks(spec),
     ))
+
+
+def row_breaks(spec: SheetSpec) -> list[int]:
+    """Stacked tables without repeated header rows each start on a new page (a manual break above
+    each table after the first), so no table's rows print under another's header or headless."""
+    if spec.print_rows or len(spec.blocks) < 2:
+        return []
+    return [b.top - 1 for b in spec.blocks[1:] if b.top > 1]
 
 
 def _column_chart(spec: SheetSpec) -> chart.ColumnChart:
