@@ -2,9 +2,9 @@
 with pdfinfo/pdftotext (poppler-utils).
 
 Page counts measured when this was written (LibreOffice 7.x, Debian): city workbook 26 pages (71
-before), after 刷新 33 (76 before; 奖补汇总 and 完成情况 start each stacked table on a new page), empty county workbook 14 (58 before), the 市商务局 department
-workbook 6.  The bounds below sit a little above those numbers, so an empty 200-row grid coming
-back (4+ pages per input table) fails.
+before), after 刷新 33 (76 before; 奖补汇总 and 完成情况 start each stacked table on a new page),
+empty county workbook 14 (58 before), the 市商务局 department workbook 6.  The bounds below sit a
+little above those numbers, so an empty 200-row grid coming back (4+ pages per input table) fails.
 """
 
 from __future__ import annotations
