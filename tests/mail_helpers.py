@@ -115,7 +115,7 @@ class FaultyHandler:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         self.rcpt_attempts[address] += 1
         if address in self.rcpt_permanent:
-            return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
         if self.rcpt_temporary[address] > 0:
             self.rcpt_temporary[address] -= 1
             return "451 4.7.1 Greylisted, please try again later"
@@ -145,7 +145,7 @@ class FaultyHandler:
             return "451 4.3.0 Temporary local problem, try later"
         with self.lock:
             self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        return "250 2.0.0 Ok: queued as Q%d" % len(self.received)
+        return f"250 2.0.0 Ok: queued as Q{len(self.received)}"
 
 
 class SmtpServer:
@@ -169,7 +169,7 @@ class SmtpServer:
         self.auth_attempts.append((login, password))
         return AuthResult(success=(login == USER and password == PASSWORD), handled=False)
 
-    def start(self) -> "SmtpServer":
+    def start(self) -> SmtpServer:
         kwargs = {}
         if self.auth:
             kwargs.update(authenticator=self._authenticate, auth_require_tls=False, auth_required=True)

@@ -21,12 +21,12 @@ import openpyxl
 import pytest
 from oletools.olevba import VBA_Parser
 
-from xl_ecom.workflows import build, layout, settings
-from xl_ecom.rules import formulas
 from xl_ecom.frontends import addin
 from xl_ecom.ooxml import vba, xlsm
-from xl_ecom.policy.boundaries import boundary
 from xl_ecom.policy import load_plan
+from xl_ecom.policy.boundaries import boundary
+from xl_ecom.rules import formulas
+from xl_ecom.workflows import build, layout, settings
 from xl_ecom.workflows.tables import TABLES
 
 ROOT = Path(__file__).resolve().parents[1]

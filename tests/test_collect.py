@@ -15,9 +15,9 @@ import pytest
 from defusedxml import ElementTree
 from openpyxl.workbook.defined_name import DefinedName
 
-from xl_ecom.workflows import build, collect, counties, layout, sheets
-from xl_ecom.rules import engine
 from xl_ecom.ooxml import safeio, xlsm
+from xl_ecom.rules import engine
+from xl_ecom.workflows import build, collect, counties, layout, sheets
 from xl_ecom.workflows.tables import TABLES, table
 
 MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
@@ -410,7 +410,7 @@ def test_formula_injection_is_stored_as_text(city, folder, county_bytes):
     fill(folder / "寿县.xlsx", county_bytes("寿县"), {"T_SALES": rows})
     report = collect.collect(folder, into=city)
     assert report.written
-    for i, text in enumerate(INJECTIONS):
+    for i in range(len(INJECTIONS)):
         assert find(report, "企业销售", f"B{4 + i}", "警告", "以公式符号开头，已按文本保存")
     xml, shared = _sheet_part(city, table("T_SALES").sheet)
     root = ElementTree.fromstring(xml)
@@ -628,8 +628,8 @@ def _fixture(county: str, k: int) -> dict:
 def test_round_trip_build_counties_collect_refresh_equals_the_engine(tmp_path, city_bytes):
     """build → counties → fill each county file through openpyxl → collect → refresh: the refreshed
     totals per rule and the annex counts equal the engine's figures computed from the fixture."""
-    from xl_ecom.workflows import refresh
     from xl_ecom.policy import load_plan
+    from xl_ecom.workflows import refresh
 
     plan = load_plan()
     city = tmp_path / layout.WORKBOOK_NAME
@@ -652,7 +652,7 @@ def test_round_trip_build_counties_collect_refresh_equals_the_engine(tmp_path, c
     for t in TABLES:
         for award in t.awards:
             rule = engine.get_rule(award.rule)
-            for county, tables_ in data.items():
+            for tables_ in data.values():
                 rows = [dict(zip([c.key for c in t.columns], r)) for r in tables_.get(t.key, []) if not (t.key == "T_SALES" and r[3] == -1)]
                 args = [[row.get(award.inputs.get(name)) for name in rule.input_names] for row in rows]
                 if award.cumulative_by:

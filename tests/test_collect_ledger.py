@@ -12,7 +12,6 @@ from pathlib import Path
 
 import openpyxl
 import pytest
-from pg_server import pg_database_url, pg_url  # noqa: F401
 
 from xl_ecom.ledger import (
     FAULTY,
@@ -25,6 +24,8 @@ from xl_ecom.ledger import (
 from xl_ecom.ooxml import safeio
 from xl_ecom.workflows import build, collect, counties, layout
 from xl_ecom.workflows.tables import table
+
+from pg_server import pg_database_url, pg_url  # noqa: F401
 
 SHOU_SALES = [
     ["寿县", "寿县八公山豆制品电商", "91340422MA2N0A1234", 12_000_000, None, 800_000],

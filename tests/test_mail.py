@@ -17,24 +17,6 @@ import pytest
 from keyring.backend import KeyringBackend
 from openpyxl import Workbook, load_workbook
 
-from mail_helpers import (
-    ALL_ADDRESSES,
-    CONTACTS,
-    PASSWORD,
-    RETRY_DELAYS,
-    SENDER,
-    USER,
-    FakeSleep,
-    SmtpServer,
-    free_port,
-    attempts,
-    expected_message_id,
-    export_rows,
-    log_rows,
-    make_city,
-    run_cli,
-    self_signed_cert,
-)
 from xl_ecom.workflows import mail, settings
 from xl_ecom.workflows.mail import (
     RESULT_FAILED,
@@ -51,6 +33,25 @@ from xl_ecom.workflows.settings import (
     ContactsError,
     PasswordInSettingsWarning,
     SettingsError,
+)
+
+from mail_helpers import (
+    ALL_ADDRESSES,
+    CONTACTS,
+    PASSWORD,
+    RETRY_DELAYS,
+    SENDER,
+    USER,
+    FakeSleep,
+    SmtpServer,
+    attempts,
+    expected_message_id,
+    export_rows,
+    free_port,
+    log_rows,
+    make_city,
+    run_cli,
+    self_signed_cert,
 )
 
 
@@ -486,7 +487,7 @@ def test_server_down_records_nothing_sent_then_resend_completes(tmp_path):
     assert result.sleep.delays == list(RETRY_DELAYS)  # 连不上：按退避重试
     records = log_rows(city)
     assert [r.result for r in records] == [RESULT_RETRY] * 3 + [RESULT_NOT_SENT] * 6
-    assert all("无法连接 SMTP 服务器 127.0.0.1:%d" % port in r.reply for r in records)
+    assert all(f"无法连接 SMTP 服务器 127.0.0.1:{port}" in r.reply for r in records)
     assert set(final_results(records).values()) == {RESULT_NOT_SENT}
 
     server = SmtpServer(port=port).start()
@@ -1232,8 +1233,9 @@ def test_ribbon_layer_reports_bad_input_in_a_dialog(city, server):
 
 def test_end_to_end_with_the_real_workbook_builder_and_cli(tmp_path, server, capsys):
     """生成器写出的“设置”“通讯录”按本模块的布局读回；经 xl-ecom 命令行把真实的部门任务表发出去。"""
-    from xl_ecom.workflows import build, departments
     from xl_ecom.frontends import cli
+    from xl_ecom.workflows import build, departments
+
     from mail_helpers import make_xlsx
 
     wb = build.build_openpyxl()

@@ -11,6 +11,10 @@ from collections import Counter
 import pytest
 from openpyxl import load_workbook
 
+from xl_ecom.ledger import open_ledger
+from xl_ecom.workflows import mail, settings
+from xl_ecom.workflows.mail import RESULT_FAILED, SendRecord
+
 from mail_helpers import (
     ALL_ADDRESSES,
     SENDER,
@@ -21,9 +25,6 @@ from mail_helpers import (
     run_cli,
 )
 from pg_server import ledger_url, pg_database_url, pg_url  # noqa: F401 - pytest fixtures
-from xl_ecom.ledger import open_ledger
-from xl_ecom.workflows import mail, settings
-from xl_ecom.workflows.mail import RESULT_FAILED, RESULT_SENT, SendRecord
 
 DOMAIN = SENDER.rpartition("@")[2]
 

@@ -24,11 +24,12 @@ import numpy as np
 import pytest
 from openpyxl import Workbook, load_workbook
 
-from libreoffice import recalculated
-from xl_ecom.workflows import build, counties, layout
-from xl_ecom.rules import engine
 from xl_ecom.policy import load_plan
+from xl_ecom.rules import engine
+from xl_ecom.workflows import build, counties, layout
 from xl_ecom.workflows.tables import TABLES, TOURISM_COUNTS, table
+
+from libreoffice import recalculated
 
 ON = dt.date(2020, 12, 31)
 ROWS = 2000

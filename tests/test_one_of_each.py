@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import csv
-import io
 import importlib
 import inspect
+import io
 import pkgutil
 
 import pytest
 
 import xl_ecom
+from xl_ecom.common import problems, textsafe
+from xl_ecom.common.errors import XlEcomError
+from xl_ecom.ooxml import safeio
 from xl_ecom.policy import check
 from xl_ecom.workflows import mail, refresh, validate
-from xl_ecom.common import problems, textsafe
-from xl_ecom.ooxml import safeio
-from xl_ecom.common.errors import XlEcomError
 
 FORMULA_LIKE = ["=1+1", "  =1", "＝SUM(A1)", "+1", "-1", "@x", "\t=1", "\r=1", "\u3000＋1", "－1", "＠x"]
 PLAIN = ["寿县", "1+1", "a=b", "100", "", "邮箱 a@b.cn"]
@@ -101,8 +101,8 @@ def test_one_problem_type():
 
 
 def test_one_progress_protocol():
-    from xl_ecom.workflows import counties, departments
     from xl_ecom.common.progress import Progress, status_text
+    from xl_ecom.workflows import counties, departments
 
     assert refresh.Progress is departments.Progress is counties.Progress is mail.Progress is Progress
     assert status_text("生成县区工作簿：寿县", 2, 7) == "生成县区工作簿：寿县（2/7）"

@@ -15,13 +15,12 @@ from pathlib import Path
 
 import openpyxl
 import pytest
-
-from xl_ecom.workflows import build, collect, counties, layout, refresh
-from xl_ecom.rules import engine
-from xl_ecom.policy import load_plan
-from xl_ecom.workflows.tables import TABLES, table
-
 from test_refresh import FIXTURE, POLICY_DATE, expected_awards, expected_by_county, uplink_count, yuan
+
+from xl_ecom.policy import load_plan
+from xl_ecom.rules import engine
+from xl_ecom.workflows import build, collect, counties, layout, refresh
+from xl_ecom.workflows.tables import TABLES, table
 
 PLAN = load_plan()
 

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import openpyxl
 import pytest
-from defusedxml import ElementTree
-from defusedxml import DefusedXmlException
+from defusedxml import DefusedXmlException, ElementTree
 
 from xl_ecom.ooxml import safeio
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from xl_ecom.workflows import build, collect, counties, layout, validate
-from xl_ecom.policy import check
 from xl_ecom.ooxml import safeio
+from xl_ecom.policy import check
+from xl_ecom.workflows import build, collect, counties, layout, validate
 from xl_ecom.workflows.tables import Award, Column, InputTable, table
 
 BAD_ROWS = {

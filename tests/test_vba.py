@@ -285,8 +285,9 @@ def test_descriptions_module_runs_and_registers_every_udf():
     Application.MacroOptions (not implemented there) recorded instead: one call
     per UDF, with the workbook-qualified name and the Chinese texts; the
     workbook's Saved flag is left as it was."""
-    import xl_ecom.frontends.udfs as udfs
     from pyopenvba.apps.excel import ExcelApplication
+
+    import xl_ecom.frontends.udfs as udfs
 
     source = _interpreter_source(addin.generate_udf_descriptions()).replace("Application.MacroOptions ", "RecordMacroOptions ")
     app = ExcelApplication()

@@ -26,10 +26,10 @@ import openpyxl
 import pytest
 from openpyxl.utils import get_column_letter
 
-from xl_ecom.workflows import build, layout
-from xl_ecom.rules import engine, formulas
 from xl_ecom.common.errors import InputError
 from xl_ecom.policy import load_plan
+from xl_ecom.rules import engine, formulas
+from xl_ecom.workflows import build, layout
 from xl_ecom.workflows.tables import TABLES
 
 from libreoffice import convert

@@ -251,7 +251,7 @@ def test_libreoffice_opens_recalculates_and_reads_the_vba(built, tmp_path):
     with zipfile.ZipFile(ods) as z:
         basic = {name: z.read(name).decode("utf-8") for name in z.namelist() if name.startswith("Basic/VBAProject/")}
     kinds = {}
-    for name, text in basic.items():
+    for text in basic.values():
         found = re.search(r'script:name="([^"]+)"[^>]*script:moduleType="(\w+)"', text)
         if found:
             kinds[found.group(1)] = found.group(2)

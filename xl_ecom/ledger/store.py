@@ -208,7 +208,7 @@ def network_share(path: Path, mounts: str | None = None) -> str | None:
         import ctypes
 
         drive = os.path.splitdrive(os.path.abspath(text))[0]
-        if drive and ctypes.windll.kernel32.GetDriveTypeW(drive + "\\") == 4:  # DRIVE_REMOTE
+        if drive and ctypes.windll.kernel32.GetDriveTypeW(drive + "\\") == 4:  # type: ignore[attr-defined]  # DRIVE_REMOTE
             return f"网络驱动器 {drive}"
         return None
     if mounts is None:

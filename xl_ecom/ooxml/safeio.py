@@ -34,12 +34,12 @@ import tempfile
 import xml.parsers.expat
 import zipfile
 import zlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import openpyxl
 from defusedxml import DefusedXmlException
-from defusedxml import ElementTree as SafeET
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.formula.translate import Translator
 from openpyxl.utils.cell import column_index_from_string, coordinate_from_string, get_column_letter
@@ -114,7 +114,9 @@ def check_file_size(path: Path, limit: int = MAX_FILE_BYTES) -> int:
     except FileNotFoundError:
         raise UntrustedFileError(f"文件“{path.name}”不存在") from None
     if size > limit:
-        raise UntrustedFileError(f"文件“{path.name}”大小为{_mb(size)}，超过上限{_mb(limit)}，拒绝打开（县区工作簿通常不到1MB，请核对是否发错文件）")
+        raise UntrustedFileError(
+            f"文件“{path.name}”大小为{_mb(size)}，超过上限{_mb(limit)}，拒绝打开（县区工作簿通常不到1MB，请核对是否发错文件）"
+        )
     if size == 0:
         raise UntrustedFileError(f"文件“{path.name}”是空文件")
     return size
@@ -150,11 +152,14 @@ def check_zip(path: Path, zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
             raise UntrustedFileError(f"文件“{name}”解压后总大小超过{_mb(MAX_TOTAL_UNCOMPRESSED)}，疑为压缩炸弹，拒绝打开")
     sheets = sum(1 for info in infos if _SHEET_PART.match(info.filename))
     if sheets > MAX_SHEETS:
-        raise UntrustedFileError(f"文件“{name}”含{sheets}个工作表部件，超过上限{MAX_SHEETS}个（县区工作簿只有十余个工作表），疑为异常文件，拒绝打开")
+        raise UntrustedFileError(
+            f"文件“{name}”含{sheets}个工作表部件，超过上限{MAX_SHEETS}个（县区工作簿只有十余个工作表），疑为异常文件，拒绝打开"
+        )
     compressed = sum(info.compress_size for info in infos)
     if total > TOTAL_RATIO_FLOOR and total / max(compressed, 1) > MAX_TOTAL_RATIO:
         raise UntrustedFileError(
-            f"文件“{name}”解压后共{_mb(total)}，是压缩大小的{total / max(compressed, 1):.0f}倍，超过上限{MAX_TOTAL_RATIO}倍，疑为压缩炸弹，拒绝打开"
+            f"文件“{name}”解压后共{_mb(total)}，是压缩大小的{total / max(compressed, 1):.0f}倍，"
+            f"超过上限{MAX_TOTAL_RATIO}倍，疑为压缩炸弹，拒绝打开"
         )
     if "[Content_Types].xml" not in seen:
         raise UntrustedFileError(f"文件“{name}”不是 Excel 工作簿（缺少 [Content_Types].xml）")
@@ -289,7 +294,7 @@ def inspect_package(path, *, max_bytes: int = MAX_FILE_BYTES) -> OpenReport:
     return report
 
 
-def _defused_cause(exc: BaseException):
+def _defused_cause(exc: BaseException | None) -> DefusedXmlException | None:
     """The defusedxml refusal behind an exception (openpyxl wraps it in a ValueError), or None."""
     seen = 0
     while exc is not None and seen < 10:
@@ -333,7 +338,7 @@ def open_untrusted(path, *, max_bytes: int = MAX_FILE_BYTES, report: OpenReport 
     return wb
 
 
-class _ZipParts:
+class _ZipParts(Mapping[str, bytes]):
     """The members of an open zip as a read-only mapping of parts (read on demand)."""
 
     def __init__(self, zf: zipfile.ZipFile):
@@ -347,6 +352,12 @@ class _ZipParts:
         if name not in self.names:
             raise KeyError(name)
         return self.zf.read(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
 
 
 def _worksheet_parts(zf: zipfile.ZipFile) -> list[tuple[str, str]]:

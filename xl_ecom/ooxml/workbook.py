@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lxml import etree
@@ -25,7 +26,7 @@ class SheetRef:
     rel_type: str
 
 
-def find_main_part(parts: dict[str, bytes]) -> str:
+def find_main_part(parts: Mapping[str, bytes]) -> str:
     if PACKAGE_RELS_PART not in parts:
         raise WorkbookPartError("工作簿包中没有 _rels/.rels。")
     for rel in relationships(parts[PACKAGE_RELS_PART]):
@@ -34,7 +35,7 @@ def find_main_part(parts: dict[str, bytes]) -> str:
     raise WorkbookPartError("_rels/.rels 中没有指向工作簿主部件的关系。")
 
 
-def sheets(parts: dict[str, bytes], main: str | None = None) -> list[SheetRef]:
+def sheets(parts: Mapping[str, bytes], main: str | None = None) -> list[SheetRef]:
     """The sheets in workbook order."""
     main = main or find_main_part(parts)
     rels = {r["Id"]: r for r in relationships(parts[rels_part_of(main)])}

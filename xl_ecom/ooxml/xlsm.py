@@ -20,13 +20,12 @@ method and level, no extra fields, the same file attributes for every member. Sa
 
 from __future__ import annotations
 
-import html
 import io
 import posixpath
 import re
 import zipfile
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 from defusedxml import ElementTree as SafeET
 
@@ -77,7 +76,13 @@ class PackageError(XlEcomError, ValueError):
 
 
 # the relationship helpers live in the OOXML layer; re-exported here for the callers of xlsm
-from xl_ecom.ooxml.relationships import append_relationship, relationships, rels_part_of, relative_target, resolve_target  # noqa: E402,F401
+from xl_ecom.ooxml.relationships import (  # noqa: E402,F401
+    append_relationship,
+    relationships,
+    relative_target,
+    rels_part_of,
+    resolve_target,
+)
 
 
 def add_relationship(xml: bytes, rel_type: str, target: str) -> bytes:
@@ -257,11 +262,16 @@ def assemble_xlsm(
             "请用同一个 .xlsx 调用 build_vba_project 生成 vbaProject.bin。"
         )
 
-    parts[main_rels] = add_relationship(parts[main_rels], VBA_PROJECT_REL_TYPE, posixpath.relpath(VBA_PROJECT_PART, posixpath.dirname(main_part)))
+    vba_target = posixpath.relpath(VBA_PROJECT_PART, posixpath.dirname(main_part))
+    parts[main_rels] = add_relationship(parts[main_rels], VBA_PROJECT_REL_TYPE, vba_target)
     parts[VBA_PROJECT_PART] = vba_project_bin
 
     core = next(
-        (resolve_target("", rel["Target"]) for rel in relationships(parts[PACKAGE_RELS_PART]) if rel.get("Type") == CORE_PROPERTIES_REL_TYPE),
+        (
+            resolve_target("", rel["Target"])
+            for rel in relationships(parts[PACKAGE_RELS_PART])
+            if rel.get("Type") == CORE_PROPERTIES_REL_TYPE
+        ),
         None,
     )
     if core is None or core not in parts:

@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from xl_ecom.policy.boundaries import boundary
 from xl_ecom.common.errors import InputError, PlanError
+from xl_ecom.policy.boundaries import boundary
 
 PLAN_PATH = Path(__file__).with_name("plan.yaml")
 
@@ -67,7 +67,7 @@ class Param:
     _CAP_KEYS = ("cumulative", "group_by")
 
     @classmethod
-    def parse(cls, raw: dict, where: str, cap: bool = False) -> "Param":
+    def parse(cls, raw: dict, where: str, cap: bool = False) -> Param:
         _keys(raw, where, ("values", "unit"), cls._KEYS + (cls._CAP_KEYS if cap else ()))
         if not isinstance(raw["values"], dict) or not raw["values"]:
             raise PlanError(f"{where}：键“values”应为 {{生效日期: 数值}}，实为“{raw['values']!r}”")
@@ -260,7 +260,7 @@ _AMOUNT_KEYS = {
 _KIND_UNITS = {"money": ("元",), "count": ("人", "个"), "years": ("年",), "rate": ("比例",)}
 
 
-def _unit_for(param: "Param", kind: str | None, where: str) -> "Param":
+def _unit_for(param: Param, kind: str | None, where: str) -> Param:
     allowed = _KIND_UNITS.get(kind or "", ())
     if allowed and param.unit not in allowed:
         raise PlanError(f"{where}：键“unit”为“{param.unit}”，与输入类型不符（应为：{'、'.join(allowed)}）")
@@ -382,7 +382,8 @@ def _parse_rule(rule_id: str, raw: dict) -> Rule:
         if "switch" not in raw:
             raise PlanError(f"{where}：有 variants 时缺少键“switch”")
         _input_ref(raw["switch"], names, where, "switch")
-        variants = {str(k): _parse_body(v, f"{where}/{k}", names, kinds) for k, v in _keys(raw["variants"], f"{where} variants", (), tuple(raw["variants"])).items()}
+        declared = _keys(raw["variants"], f"{where} variants", (), tuple(raw["variants"]))
+        variants = {str(k): _parse_body(v, f"{where}/{k}", names, kinds) for k, v in declared.items()}
     else:
         if "switch" in raw:
             raise PlanError(f"{where}：键“switch”只用于 variants")

@@ -10,8 +10,8 @@ formula compiler and the plan check all read the operator from here.
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from xl_ecom.common.errors import PlanError
 

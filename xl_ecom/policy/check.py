@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from xl_ecom.policy.boundaries import APPROXIMATE_WORDS, boundary
 from xl_ecom.common.problems import NOTICE, WARNING, Problem
 from xl_ecom.policy import Plan, load_plan
+from xl_ecom.policy.boundaries import APPROXIMATE_WORDS, boundary
 
 _CN_NUM = "一二三四五六七八九十"
 
@@ -27,7 +27,7 @@ def annex_totals(plan: Plan) -> dict[str, int]:
     return {c["key"]: sum(r[c["key"]] for r in plan.annex_rows) for c in plan.annex_columns}
 
 
-def check_annex(plan: Plan) -> list[Finding]:
+def check_annex(plan: Plan) -> list[Problem]:
     out = []
     totals = annex_totals(plan)
     for col in plan.annex_columns:
@@ -48,7 +48,7 @@ def check_annex(plan: Plan) -> list[Finding]:
     return out
 
 
-def check_numbering(plan: Plan) -> list[Finding]:
+def check_numbering(plan: Plan) -> list[Problem]:
     out = []
     for task in plan.tasks:
         m = re.fullmatch(r"二（(.)）", task["id"])
@@ -63,7 +63,7 @@ def check_numbering(plan: Plan) -> list[Finding]:
     return out
 
 
-def check_departments(plan: Plan) -> list[Finding]:
+def check_departments(plan: Plan) -> list[Problem]:
     out = []
     known = set(plan.unit_names)
     used: set[str] = set()
@@ -73,9 +73,9 @@ def check_departments(plan: Plan) -> list[Finding]:
             if unit not in known:
                 out.append(Finding(WARNING, f"任务{m.id}", f"单位“{unit}”不在方案数据的单位名单中"))
     for t in plan.targets:
-        for unit in (t.lead, *t.cooperating):
-            if unit and unit not in known:
-                out.append(Finding(WARNING, f"目标{t.id}", f"单位“{unit}”不在方案数据的单位名单中"))
+        for owner in (t.lead, *t.cooperating):
+            if owner and owner not in known:
+                out.append(Finding(WARNING, f"目标{t.id}", f"单位“{owner}”不在方案数据的单位名单中"))
     for unit in plan.unit_names:
         if unit not in used:
             out.append(Finding(WARNING, "单位名单", f"单位“{unit}”未牵头或配合任何任务"))
@@ -84,7 +84,7 @@ def check_departments(plan: Plan) -> list[Finding]:
     return out
 
 
-def check_targets(plan: Plan) -> list[Finding]:
+def check_targets(plan: Plan) -> list[Problem]:
     out = []
     for t in plan.targets:
         if t.word in APPROXIMATE_WORDS:
@@ -98,7 +98,7 @@ def check_targets(plan: Plan) -> list[Finding]:
     return out
 
 
-def check_notes(plan: Plan) -> list[Finding]:
+def check_notes(plan: Plan) -> list[Problem]:
     """Irregularities recorded in the data beside the text they concern."""
     out = []
     for task in plan.tasks:
@@ -116,7 +116,7 @@ def check_notes(plan: Plan) -> list[Finding]:
     return out
 
 
-def check_source(plan: Plan, source: str) -> list[Finding]:
+def check_source(plan: Plan, source: str) -> list[Problem]:
     """Every verbatim text and parameter reference of the data must stand in the source document."""
     out = []
     flat = source.replace("\n", "")
@@ -141,7 +141,7 @@ def default_source_path() -> Path | None:
     return SOURCE_PATH if SOURCE_PATH.exists() else None
 
 
-def check_plan(plan: Plan | None = None, source_text: str | None = None) -> list[Finding]:
+def check_plan(plan: Plan | None = None, source_text: str | None = None) -> list[Problem]:
     plan = plan or load_plan()
     findings = check_annex(plan) + check_numbering(plan) + check_departments(plan) + check_targets(plan) + check_notes(plan)
     if source_text is not None:

@@ -36,6 +36,7 @@ import sys
 import time
 import unicodedata
 import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.generator import BytesGenerator
 from email.header import Header
@@ -46,17 +47,17 @@ from email.mime.text import MIMEText
 from email.policy import compat32
 from email.utils import formataddr, formatdate, make_msgid
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
-from xl_ecom.workflows import layout
 from xl_ecom.common import resources, textsafe
 from xl_ecom.common.errors import XlEcomError
 from xl_ecom.common.problems import Problem
 from xl_ecom.common.progress import Progress, status_text
 from xl_ecom.ledger import open_ledger
-from xl_ecom.ledger.lock import workbook_lock
 from xl_ecom.ledger import schema as ledger_schema
 from xl_ecom.ledger import store as ledger_store
+from xl_ecom.ledger.lock import workbook_lock
+from xl_ecom.workflows import layout
 from xl_ecom.workflows.settings import (
     CONTACT_CATEGORIES,
     CONTACTS_SHEET,
@@ -244,7 +245,7 @@ class SendRecord:
         return (self.unit, self.address.casefold(), self.sha256)
 
     @classmethod
-    def from_mapping(cls, values: dict[str, Any]) -> "SendRecord":
+    def from_mapping(cls, values: dict[str, Any]) -> SendRecord:
         def get(name: str) -> str:
             return _unneutralize(_text(values.get(name)))
 
@@ -263,7 +264,7 @@ class BatchResult:
     problems: list[Problem] = field(default_factory=list)
     uncertain: list[tuple[OutgoingMessage, str]] = field(default_factory=list)  # 本次发出后结果不确定
     skipped: list[OutgoingMessage] = field(default_factory=list)  # 此前已成功、本次跳过
-    held: list[tuple[OutgoingMessage, "SendRecord"]] = field(default_factory=list)  # 此前不确定、本次没重发
+    held: list[tuple[OutgoingMessage, SendRecord]] = field(default_factory=list)  # 此前不确定、本次没重发
 
     @property
     def ok(self) -> bool:
@@ -1250,7 +1251,7 @@ class CsvLog:
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> "CsvLog":
+    def __enter__(self) -> CsvLog:
         return self
 
     def __exit__(self, *exc: Any) -> None:

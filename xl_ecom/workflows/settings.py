@@ -14,13 +14,14 @@ import datetime as _dt
 import io
 import re
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
-from xl_ecom.workflows import layout
 from xl_ecom.common.errors import InputError
+from xl_ecom.workflows import layout
 
 __all__ = [
     "SETTINGS_SHEET",
@@ -306,8 +307,8 @@ def contacts_from_rows(rows: Iterable[Sequence[Any]], source: str = CONTACTS_SHE
                         header_map[name] = index
             continue
 
-        def get(name: str, _row=row) -> Any:
-            index = header_map.get(name)
+        def get(name: str, _row=row, _header_map=header_map) -> Any:
+            index = _header_map.get(name)
             if index is None or _row is None or index >= len(_row):
                 return None
             return _row[index]
@@ -441,9 +442,10 @@ def _open_workbook(source: Any):
     """返回 (workbook, 是否需要关闭)。"""
     if hasattr(source, "sheetnames"):
         return source, False
+    import zipfile
+
     from openpyxl import load_workbook
     from openpyxl.utils.exceptions import InvalidFileException
-    import zipfile
 
     path = Path(source)
     if not path.exists():

@@ -18,17 +18,16 @@ from pathlib import Path
 from openpyxl.utils import get_column_letter
 from openpyxl.utils.datetime import from_excel
 
-from xl_ecom.rules import engine
-from xl_ecom.workflows import layout
+from xl_ecom.common.errors import InputError, XlEcomError
+from xl_ecom.common.problems import ERROR, WARNING, Problem
 from xl_ecom.ooxml import safeio
+from xl_ecom.policy import Plan, load_plan
 from xl_ecom.policy.check import WARNING as PLAN_WARNING
 from xl_ecom.policy.check import check_plan
-from xl_ecom.common.errors import InputError, XlEcomError
+from xl_ecom.rules import engine
 from xl_ecom.rules.money import MAX_COUNT, MAX_YUAN, brief, describe, parse_number, to_cents
-from xl_ecom.policy import Plan, load_plan
-from xl_ecom.common.problems import ERROR, WARNING, Problem
-from xl_ecom.workflows.tables import TABLES, Column, InputTable
-
+from xl_ecom.workflows import layout
+from xl_ecom.workflows.tables import TABLES, Award, Column, InputTable
 
 ERROR_VALUES = {"#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A", "#GETTING_DATA", "#SPILL!", "#CALC!"}
 EXCEL_TEXT_LIMIT = 32767  # characters in one cell
@@ -176,6 +175,8 @@ def check_value(column: Column, raw, counties, *, text_numbers: bool = True) -> 
         return raw, [(ERROR, str(exc))]
     if isinstance(raw, bool):
         return raw, [(ERROR, f"{label}“{raw}”不是数值")]
+    if number is None:  # text the money parser reads as blank (only spaces)
+        return None, []
     if number < 0:
         return raw, [(ERROR, f"{label}“{_shown(raw)}”不能为负数")]
     if kind in ("count", "years") and number > MAX_COUNT:
@@ -198,7 +199,7 @@ def check_value(column: Column, raw, counties, *, text_numbers: bool = True) -> 
 _RATE_AWARDS: dict[tuple[str, int], list] = {}
 
 
-def _rate_awards(table: InputTable) -> list[tuple[object, list[str]]]:
+def _rate_awards(table: InputTable) -> list[tuple[Award, list[str]]]:
     """(award, rate columns) for the awards of ``table`` whose rule takes a rate from a column."""
     key = (table.key, id(table))
     if key not in _RATE_AWARDS:
@@ -262,12 +263,14 @@ def check_row(
         if formula is not None:
             if value is None:
                 result.problems.append(
-                    Problem(sheet, ref, f"{col.header}是公式“{formula}”，没有保存的计算结果，无法核对（公式不予执行），请改填数值", ERROR, file)
+                    Problem(sheet, ref, f"{col.header}是公式“{formula}”，没有保存的计算结果，无法核对（公式不予执行），"
+                            "请改填数值", ERROR, file)
                 )
                 result.values[col.key] = None
                 continue
             result.problems.append(
-                Problem(sheet, ref, f"{col.header}是公式“{formula}”，已按其保存的计算结果“{_shown(value)}”读取（公式不予执行）", WARNING, file)
+                Problem(sheet, ref, f"{col.header}是公式“{formula}”，已按其保存的计算结果“{_shown(value)}”读取"
+                        "（公式不予执行）", WARNING, file)
             )
         clean, issues = check_value(col, value, counties, text_numbers=text_numbers)
         result.values[col.key] = clean
@@ -354,7 +357,7 @@ def _read_rows(ws, table: InputTable, formula_types: bool, extra_cols: int = 0):
         yield r, dict(zip(keys, values)), formulas, cells[ncol:]
 
 
-def _award_columns_present(ws, table: InputTable) -> list[tuple[int, object]]:
+def _award_columns_present(ws, table: InputTable) -> list[tuple[int, Award]]:
     """(0-based offset after the input columns, award) for award columns whose header is in place."""
     base = len(table.columns)
     out = []
@@ -390,7 +393,7 @@ def check_table(
     awards = _award_columns_present(ws, table) if check_awards else []
     extra = max((j + 1 for j, _ in awards), default=0)
     for r, raw, found, extra_cells in _read_rows(ws, table, by_type, extra):
-        f = found if by_type else formulas
+        f = found if by_type else (formulas or {})
         row = check_row(
             table, r, raw, counties=counties, sheet=ws.title, file=file, expected_county=expected_county, formulas=f,
             text_numbers=text_numbers,
@@ -398,11 +401,12 @@ def check_table(
         for j, award in awards:
             cell = extra_cells[j] if j < len(extra_cells) else None
             ref = f"{get_column_letter(len(table.columns) + 1 + j)}{r}"
-            is_formula = (cell is not None and cell.data_type == "f") if by_type else ref in formulas
+            is_formula = (cell is not None and cell.data_type == "f") if by_type else ref in (formulas or {})
             if not is_formula:
                 shown = "空白" if cell is None or cell.value is None else f"“{_shown(cell.value)}”"
                 row.problems.append(
-                    Problem(ws.title, ref, f"{award.header}不是公式（现为{shown}），可能被手工改写；请用“刷新”或重新汇总恢复按方案计算的公式", WARNING, file)
+                    Problem(ws.title, ref, f"{award.header}不是公式（现为{shown}），可能被手工改写；"
+                            "请用“刷新”或重新汇总恢复按方案计算的公式", WARNING, file)
                 )
         result.rows.append(row)
     mark_duplicates(table, result.rows, ws.title, file)
