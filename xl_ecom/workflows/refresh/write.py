@@ -311,8 +311,10 @@ def set_input_print_areas(pkg: Package, frames: dict) -> None:
             continue
         index = str(pkg.sheet_names.index(table.sheet))
         data = frame.data
-        last = int(data["_row"].max()) if len(data) else 0
-        filled = max(0, last - layout.INPUT_FIRST_ROW + 1)
+        if "_row" in data.columns and len(data):  # rows as read from the sheet: up to the last filled one
+            filled = max(0, int(data["_row"].max()) - layout.INPUT_FIRST_ROW + 1)
+        else:  # rows written from the ledger: one after another from the first row
+            filled = len(data)
         last_row = sheets.input_print_last_row(filled)
         ncols = len(table.columns) + len(table.awards)
         for dn in list(names):
