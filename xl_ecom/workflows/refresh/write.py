@@ -313,8 +313,10 @@ def set_input_print_areas(pkg: Package, frames: dict) -> None:
         data = frame.data
         if "_row" in data.columns and len(data):  # rows as read from the sheet: up to the last filled one
             filled = max(0, int(data["_row"].max()) - layout.INPUT_FIRST_ROW + 1)
-        else:  # rows written from the ledger: one after another from the first row
-            filled = len(data)
+        else:  # ledger rows (no sheet rows): the sheet as it will be saved, and at least the ledger's count
+            rows = pkg.rows(table.sheet, layout.INPUT_FIRST_ROW, len(table.columns))
+            typed = [i for i, row in enumerate(rows, start=1) if any(v is not None and str(v).strip() != "" for v in row)]
+            filled = max([len(data), *typed[-1:]])
         last_row = sheets.input_print_last_row(filled)
         ncols = len(table.columns) + len(table.awards)
         for dn in list(names):
