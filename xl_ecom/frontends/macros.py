@@ -11,9 +11,9 @@ works on the open book through xlwings ranges, never on its file:
   the CLI implementation:
   refresh → :func:`xl_ecom.workflows.refresh.frames_from_rows` and :func:`xl_ecom.workflows.refresh.compute`;
   validate → :func:`xl_ecom.workflows.validate.validate_workbook` on an in-memory openpyxl copy of the
-  input tables (:func:`snapshot`); collect → :func:`xl_ecom.workflows.collect.check_folder` and
-  :func:`xl_ecom.workflows.collect.merge_into_workbook` on an in-memory copy of the input tables (formulas
-  kept where the engine can read them);
+  input tables (:func:`snapshot`); collect → the CLI's two steps, :func:`xl_ecom.workflows.collect.record_folder`
+  (files → the ledger of the saved book) and :func:`xl_ecom.workflows.collect.write_current` (the touched
+  counties' current rows) on an in-memory copy of the input tables (formulas kept where the engine can read them);
 - they **write** what that core produced back through xlwings ranges: refresh's layout
   (:func:`xl_ecom.workflows.refresh.generated_sheets`, :func:`xl_ecom.workflows.refresh.annex_updates`, rendered by
   :func:`write_xlwings`), validate's sheet (its own xlwings writer), collect's merged tables;
@@ -349,7 +349,11 @@ def refresh(book=None):
         problems += core.check_annex(lambda r, c: annex.range((r, c)).value, plan)
         if problems:
             raise core.RefreshError(f"工作簿结构有{len(problems)}处问题，未刷新：", problems)
-        result = core.compute(frames, on=on, plan=plan, progress=lambda m, i=None, n=None: ui.status(status_text(f"刷新：{m}", i, n)))
+        # department replies and the previous round (环比) from the ledger beside the book, as the CLI's refresh
+        departments, previous = core.ledger_inputs(_book_path(book), on, plan)
+        result = core.compute(frames, on=on, plan=plan, progress=lambda m, i=None, n=None: ui.status(status_text(f"刷新：{m}", i, n)),
+                              departments=departments)
+        result.previous = previous
         ui.screen_updating(False)
         write_xlwings(book, core.generated_sheets(result, plan), core.annex_updates(result, plan), ui)
         ui.screen_updating(True)
@@ -384,19 +388,24 @@ def make_departments(book=None):
 
 
 def make_counties(book=None):
-    """生成县区工作簿: one .xlsx per county in <输出文件夹>/县区工作簿 (same function as ``xl-ecom counties``)."""
+    """生成县区工作簿: one .xlsx per county in <输出文件夹>/县区工作簿 (same function as
+    ``xl-ecom counties --workbook 本工作簿``): each file is recorded in the book's ledger (设置's
+    台账数据库, else the ``.台账.sqlite`` beside the saved book) as issued and carries its issue token,
+    which 汇总县区报表 checks."""
 
     def work(book, ui: Ui):
         from xl_ecom.workflows.counties import SUBDIR, make_county_workbooks
 
         settings = _settings(book)
         out = _output_dir(book, settings)
-        paths = make_county_workbooks(
-            out,
-            on=settings.get("政策日期"),
-            due=settings.get("报送截止日期"),
-            progress=lambda name, i=None, n=None: ui.status(status_text(f"生成县区工作簿：{name}", i, n)),
-        )
+        with _collect_ledger(_saved_path(book), settings) as ledger:
+            paths = make_county_workbooks(
+                out,
+                on=settings.get("政策日期"),
+                due=settings.get("报送截止日期"),
+                progress=lambda name, i=None, n=None: ui.status(status_text(f"生成县区工作簿：{name}", i, n)),
+                ledger=ledger,
+            )
         ui.alert(f"已生成县区工作簿{len(paths)}个，在：\n{out / SUBDIR}")
         return paths
 
@@ -441,12 +450,15 @@ COLLECT_SUBDIR = "县区报表"
 
 def collect(book=None, folder=None):
     """汇总县区报表: check the returned county workbooks in ``folder`` (default
-    <输出文件夹>/县区报表) and merge their valid rows into the open book's input tables.
+    <输出文件夹>/县区报表), record each as a ledger submission and write the touched counties'
+    current rows into the open book's input tables — the CLI's ``xl-ecom collect --into`` steps.
 
-    The checks and the merge are collect's own (:func:`xl_ecom.workflows.collect.check_folder`,
-    :func:`xl_ecom.workflows.collect.merge_into_workbook`), run on an in-memory copy of the input tables
-    (values, and formulas where the engine can read them); the merged tables are written back
-    through xlwings, formula-like text with Excel's quote prefix."""
+    Step 1, files → ledger, is the CLI's own (:func:`xl_ecom.workflows.collect.record_folder`: token
+    check, versions, a 有错 file keeps the previous version), with the ledger of the saved book
+    (设置's 台账数据库, else the ``.台账.sqlite`` beside it).  Step 2, ledger → rows
+    (:func:`xl_ecom.workflows.collect.write_current`), runs on an in-memory copy of the input tables
+    (values, and formulas where the engine can read them); the changed tables are written back
+    through xlwings, formula-like text with Excel's quote prefix.  The report is the CLI's text."""
     return _run(book, "汇总县区报表", lambda b, ui: _collect_work(b, ui, folder))
 
 
@@ -538,23 +550,24 @@ def _collect_work(book, ui: Ui, folder):
         folder.mkdir(parents=True, exist_ok=True)
         ui.alert(f"请把各县区交回的工作簿（.xlsx）放入文件夹：\n{folder}\n然后再点“汇总县区报表”。")
         return None
-    ui.status(f"汇总县区报表：检查 {folder} 中的文件……")
-    report = core.check_folder(folder, plan, into=_book_path(book))
-    if report.fatal:
-        raise XlEcomError(report.fatal)
-    if any(f.mergeable for f in report.files):
-        ui.status("汇总县区报表：读取本工作簿的输入表……")
-        wb, last_rows = _input_snapshot(book, TABLES)
-        # the in-memory copy has no 设置 sheet: award formulas follow the open book's policy date
-        report.changes = core.merge_into_workbook(wb, report, plan, options={"on": settings.get("政策日期")})
-        ui.screen_updating(False)
-        for table in TABLES:
-            if any(table.sheet in line for line in report.changes):
-                ui.status(f"汇总县区报表：写入“{table.sheet}”……")
-                _write_back_table(book, wb[table.sheet], table, last_rows.get(table.sheet, 0))
-        ui.screen_updating(True)
-        report.written = True
-        report.into = _book_path(book)
+    path = _saved_path(book)  # the ledger lives beside the saved book (or where 设置 says)
+    ui.status(f"汇总县区报表：检查 {folder} 中的文件并登记到台账……")
+    with _cycle_lock(path, "汇总县区报表"), _collect_ledger(path, settings) as ledger:
+        report = core.record_folder(folder, path, plan, ledger)
+        if report.fatal:
+            raise XlEcomError(report.fatal)
+        if report.touched:
+            ui.status("汇总县区报表：读取本工作簿的输入表……")
+            wb, last_rows = _input_snapshot(book, TABLES)
+            # the in-memory copy has no 设置 sheet: award formulas follow the open book's policy date
+            core.write_current(wb, report, plan, ledger, options={"on": settings.get("政策日期")})
+            ui.screen_updating(False)
+            for table in TABLES:
+                if any(table.sheet in line for line in report.changes):
+                    ui.status(f"汇总县区报表：写入“{table.sheet}”……")
+                    _write_back_table(book, wb[table.sheet], table, last_rows.get(table.sheet, 0))
+            ui.screen_updating(True)
+            report.written = True
     problems = report.all_problems()
     errors = sum(p.is_error for p in problems)
     text = report.to_text()
@@ -570,6 +583,20 @@ def _collect_work(book, ui: Ui, folder):
 # ---------------------------------------------------------------------------------------------
 # the reporting cycle (xl_ecom.workflows.cycle) and the bulletin (xl_ecom.workflows.report)
 # ---------------------------------------------------------------------------------------------
+
+
+def _collect_ledger(path: Path, settings: dict):
+    """The ledger 汇总县区报表 and 生成县区工作簿 use: 设置's 台账数据库, else the ``.台账.sqlite`` beside
+    the saved book (where ``xl-ecom collect --into`` and ``xl-ecom counties --workbook`` find it)."""
+    from xl_ecom.ledger import open_ledger
+    from xl_ecom.workflows.refresh.read import LEDGER_SETTING
+
+    url = settings.get(LEDGER_SETTING)
+    url = str(url).strip() if url is not None and str(url).strip() else None
+    try:
+        return open_ledger(path, url)
+    except XlEcomError as exc:
+        raise XlEcomError(f"无法打开台账：{exc}") from None
 
 
 def _saved_path(book) -> Path:

@@ -153,6 +153,8 @@ class CollectReport:
     fatal: str | None = None
     ledger_url: str = ""
     recorded: int = 0  # submissions written to the ledger
+    touched: list[str] = field(default_factory=list)  # counties whose current version is in this collect
+    round_id: int | None = None  # the ledger round the submissions went to
 
     def all_problems(self) -> list[Problem]:
         out = list(self.problems)
@@ -204,6 +206,8 @@ class CollectReport:
                 lines.append(f"原文件已备份为：{self.backup}")
         elif self.into is None and not self.fatal:
             lines.append("未指定 --into，只检查，未写入任何工作簿。")
+        elif not self.fatal and any(f.kind == department_books.ISSUE_KIND and f.status == MERGED for f in self.files):
+            lines.append(f"部门报送已登记到台账（“刷新”时计入），“{self.into.name}”的输入表无需改动。")
         elif not self.fatal:
             lines.append(f"没有可汇总的数据，未改动“{self.into.name}”。")
         if self.fatal and not self.files:
@@ -983,6 +987,53 @@ def collect(folder, into=None, plan: Plan | None = None, db: str | None = None, 
 
 
 def _collect(folder, into: Path | None, plan: Plan, ledger) -> CollectReport:
+    # 1. the ledger, the system of record: each file one submission, one transaction each
+    report = record_folder(folder, into, plan, ledger)
+    if report.fatal or into is None or not report.touched:
+        return report
+    # 2. the workbook, a view: each touched county's rows are its current version in the ledger
+    original = into.read_bytes()
+    macro = xlsm.VBA_PROJECT_PART in zipfile.ZipFile(io.BytesIO(original)).namelist()
+    try:
+        wb = openpyxl.load_workbook(io.BytesIO(original), keep_vba=macro)
+    except Exception as exc:
+        report.fatal = f"无法打开市级工作簿“{into.name}”：{type(exc).__name__}：{exc}（报送已登记到台账）"
+        return report
+    try:
+        write_current(wb, report, plan, ledger)
+        data, warnings = save_city_workbook(wb, into, original)
+        report.problems.extend(Problem("", "", w, WARNING, into.name) for w in warnings)
+        report.backup = safeio.write_atomically(into, data)
+    except (CollectError, safeio.FileBusyError, OSError, XlEcomError) as exc:
+        report.changes = []
+        if isinstance(exc, OSError):
+            report.fatal = f"无法写入“{into.name}”（{exc.strerror or exc}），原文件未改动"
+        else:
+            report.fatal = str(exc)
+        report.fatal += "；报送已登记到台账，再次汇总同一文件夹即可更新市级工作簿"
+        return report
+    report.written = True
+    return report
+
+
+def write_current(wb, report: CollectReport, plan: Plan, ledger, options: dict | None = None) -> list[str]:
+    """Step 2 of collect, "ledger → workbook rows": replace the rows of ``report.touched`` counties in
+    the input tables of the openpyxl workbook ``wb`` (the city file, or the ribbon's in-memory copy
+    of the open book) with their current version in the ledger; returns (and stores in
+    ``report.changes``) the change lines.  ``options``: formula options, as for
+    :func:`merge_into_workbook`."""
+    current = current_rows(ledger, report.touched, report.round_id)
+    report.changes = merge_into_workbook(wb, report, plan, options=options, current=current)
+    return report.changes
+
+
+def record_folder(folder, into: Path | None, plan: Plan, ledger) -> CollectReport:
+    """Step 1 of collect, "files → ledger": check every file of ``folder`` (:func:`check_folder`)
+    and, with ``into`` and a ``ledger``, record each one as one submission (one transaction each;
+    a file collected again unchanged is not recorded twice).  The report's ``touched`` lists the
+    counties whose rows the city workbook must now take from the ledger (:func:`write_current`);
+    nothing but the ledger is written.  The CLI (:func:`collect`) and the ribbon's 汇总县区报表 both
+    run this step."""
     try:
         report = check_folder(folder, plan, into, ledger)
     except XlEcomError as exc:  # the ledger cannot be read
@@ -993,11 +1044,11 @@ def _collect(folder, into: Path | None, plan: Plan, ledger) -> CollectReport:
         report.ledger_url = ledger.url
     if report.fatal or into is None:
         return report
-    # 1. the ledger, the system of record: each file one submission, one transaction each
     received = dt.datetime.now().replace(microsecond=0)
-    touched: list[str] = []
+    touched = report.touched
     try:
         rnd = ledger.ensure_round()
+        report.round_id = rnd.id
         for f in report.files:
             current = ledger.current_submission(f.county, rnd.id) if f.mergeable and f.county else None
             if current is not None and f.status == READY:
@@ -1014,32 +1065,8 @@ def _collect(folder, into: Path | None, plan: Plan, ledger) -> CollectReport:
                 touched.append(f.county)
     except (XlEcomError, OSError) as exc:
         report.fatal = f"写入台账时出错：{exc}；已登记的报送保留在台账中，市级工作簿未改动"
+        report.touched = []
         return report
-    if not touched:
-        return report
-    # 2. the workbook, a view: each touched county's rows are its current version in the ledger
-    original = into.read_bytes()
-    macro = xlsm.VBA_PROJECT_PART in zipfile.ZipFile(io.BytesIO(original)).namelist()
-    try:
-        wb = openpyxl.load_workbook(io.BytesIO(original), keep_vba=macro)
-    except Exception as exc:
-        report.fatal = f"无法打开市级工作簿“{into.name}”：{type(exc).__name__}：{exc}（报送已登记到台账）"
-        return report
-    try:
-        current = current_rows(ledger, touched, rnd.id)
-        report.changes = merge_into_workbook(wb, report, plan, current=current)
-        data, warnings = save_city_workbook(wb, into, original)
-        report.problems.extend(Problem("", "", w, WARNING, into.name) for w in warnings)
-        report.backup = safeio.write_atomically(into, data)
-    except (CollectError, safeio.FileBusyError, OSError, XlEcomError) as exc:
-        report.changes = []
-        if isinstance(exc, OSError):
-            report.fatal = f"无法写入“{into.name}”（{exc.strerror or exc}），原文件未改动"
-        else:
-            report.fatal = str(exc)
-        report.fatal += "；报送已登记到台账，再次汇总同一文件夹即可更新市级工作簿"
-        return report
-    report.written = True
     return report
 
 
