@@ -285,7 +285,11 @@ def _compute_round(ledger: Ledger, rnd: Round, on, plan: Plan):
     from xl_ecom.workflows.refresh import RefreshError, compute
 
     try:
-        return compute(_ledger_frames(ledger, rnd), on=on, plan=plan)
+        from xl_ecom.workflows.departments import department_figures
+
+        # the departments' 完成数 of that round fill the targets no county table counts (as 刷新 does)
+        return compute(_ledger_frames(ledger, rnd), on=on, plan=plan,
+                       departments=department_figures(ledger, plan, round_id=rnd.id))
     except RefreshError as exc:
         raise ReportError(f"台账中轮次“{rnd.label}”的数据无法计算：{exc.to_text()}") from None
 
