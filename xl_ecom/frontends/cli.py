@@ -396,7 +396,8 @@ def cmd_run(args) -> int:
     deps = departments.make_department_sheets(folder, on=on, progress=progress)
     progress.close()
     _out(f"部门任务表：{len(deps)}个，在 {folder / departments.SUBDIR}")
-    cts = counties.make_county_workbooks(folder, on=on, progress=progress)
+    # issued against the workbook just built: tokens in the ledger beside it, as `counties --workbook`
+    cts = counties.make_county_workbooks(folder, on=on, progress=progress, workbook=wb)
     progress.close()
     _out(f"县区工作簿：{len(cts)}个，在 {folder / counties.SUBDIR}")
     return DONE
