@@ -286,12 +286,20 @@ def test_make_departments_in_excel_writes_the_cli_files(filled, tmp_path):
 
 
 def test_make_counties_in_excel_writes_the_cli_files(filled, tmp_path):
+    from xl_ecom.ledger import open_ledger
     from xl_ecom.workflows import counties
 
     out = tmp_path / "输出"
-    book = remote_book(filled, _settings_override(filled, out))
+    city = tmp_path / "市级" / filled.name  # a copy: the tokens' ledger is written beside the book
+    city.parent.mkdir()
+    shutil.copy(filled, city)
+    book = remote_book(city, _settings_override(city, out))
     paths = macros.make_counties(book=book)
-    assert len(paths) == len(PLAN.counties)
+    assert paths is not None and len(paths) == len(PLAN.counties), macros.LAST_UI.alerts
+    with open_ledger(city) as ledger:  # issued as `xl-ecom counties --workbook` issues them
+        for p in paths:
+            token, _ = counties.issue_token(openpyxl.load_workbook(p))
+            assert ledger.verify_token(token).unit == p.stem
     twin = counties.make_county_workbooks(tmp_path / "cli", on=dt.date(2020, 12, 31))
     assert sorted(p.name for p in paths) == sorted(p.name for p in twin)
     for a in paths:
