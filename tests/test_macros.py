@@ -273,14 +273,31 @@ def _settings_override(path: Path, out: Path) -> dict:
 def test_make_departments_in_excel_writes_the_cli_files(filled, tmp_path):
     from xl_ecom.workflows import departments
 
+    from xl_ecom.ledger import open_ledger
+    from xl_ecom.workflows import counties
+
     out = tmp_path / "输出"
-    book = remote_book(filled, _settings_override(filled, out))
+    city = tmp_path / "市级" / filled.name  # a copy: the tokens' ledger is written beside the book
+    city.parent.mkdir()
+    shutil.copy(filled, city)
+    book = remote_book(city, _settings_override(city, out))
     paths = macros.make_departments(book=book)
     assert paths and all(p.parent == out / departments.SUBDIR for p in paths)
     twin = departments.make_department_sheets(tmp_path / "cli", on=dt.date(2020, 12, 31))
     assert [p.name for p in paths] == [p.name for p in twin]
-    for a, b in zip(paths, twin):
-        assert a.read_bytes() == b.read_bytes(), a.name
+    kinds = {d.get("short") or d["name"]: (d["name"], d.get("kind")) for d in PLAN.departments}
+    with open_ledger(city) as ledger:  # each department's file issued as `xl-ecom departments --workbook` issues it
+        for a, b in zip(paths, twin):
+            wa = openpyxl.load_workbook(a)
+            token, _ = counties.issue_token(wa)
+            unit, kind = kinds[a.stem]
+            if kind == departments.ISSUE_KIND:
+                assert ledger.verify_token(token).unit == unit
+            else:
+                assert token is None and a.read_bytes() == b.read_bytes(), a.name
+            wb_ = openpyxl.load_workbook(b)
+            for name in wa.sheetnames:
+                assert sheet_values(wa[name]) == sheet_values(wb_[name]), (a.name, name)
     alerts = Replay(payload(filled), book.json()["actions"]).alerts
     assert alerts[-1].startswith(f"已生成部门任务表{len(paths)}个")
 

@@ -375,12 +375,14 @@ def make_departments(book=None):
 
         settings = _settings(book)
         out = _output_dir(book, settings)
-        paths = make_department_sheets(
-            out,
-            on=settings.get("政策日期"),
-            due=settings.get("报送截止日期"),
-            progress=lambda name, i=None, n=None: ui.status(status_text(f"生成部门任务表：{name}", i, n)),
-        )
+        with _collect_ledger(_saved_path(book), settings) as ledger:  # issue tokens, as 生成县区工作簿
+            paths = make_department_sheets(
+                out,
+                on=settings.get("政策日期"),
+                due=settings.get("报送截止日期"),
+                progress=lambda name, i=None, n=None: ui.status(status_text(f"生成部门任务表：{name}", i, n)),
+                ledger=ledger,
+            )
         ui.alert(f"已生成部门任务表{len(paths)}个，在：\n{out / SUBDIR}")
         return paths
 
