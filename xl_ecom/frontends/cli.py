@@ -393,7 +393,7 @@ def cmd_run(args) -> int:
     folder = settings.output_dir(values, wb)
     on = values.get("政策日期")
     progress = _progress(args)
-    deps = departments.make_department_sheets(folder, on=on, progress=progress)
+    deps = departments.make_department_sheets(folder, on=on, progress=progress, workbook=wb)
     progress.close()
     _out(f"部门任务表：{len(deps)}个，在 {folder / departments.SUBDIR}")
     # issued against the workbook just built: tokens in the ledger beside it, as `counties --workbook`
