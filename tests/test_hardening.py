@@ -181,9 +181,15 @@ HUGE = {
 }
 
 
-def test_huge_numbers_in_a_count_leave_that_row_out_with_a_reason_and_the_batch_goes_on(issued, folder, city):
+def second_row(county: str) -> dict[str, str]:
+    """Row 5 of 电商培训: a good row in the same file (so refusing the file is visible)."""
+    r = layout.INPUT_FIRST_ROW + 1
+    return {f"A{r}": text(county), f"B{r}": text("电商直播培训"), f"C{r}": text("基础"), f"D{r}": number("90"), f"E{r}": number("40000")}
+
+
+def test_huge_numbers_in_a_count_refuse_that_file_with_a_reason_and_the_batch_goes_on(issued, folder, city):
     for county, (body, _) in HUGE.items():
-        filled(issued, folder, county, "电商培训", training_row(county, body))
+        filled(issued, folder, county, "电商培训", {**training_row(county, body), **second_row(county)})
     # a 5000-digit integer stored as a number: Python cannot even read it as int (4300-digit limit)
     filled(issued, folder, "谢家集区", "电商培训", training_row("谢家集区", number("9" * 5000)))
     good_file(issued, folder)
@@ -192,16 +198,28 @@ def test_huge_numbers_in_a_count_leave_that_row_out_with_a_reason_and_the_batch_
     d4 = f"D{layout.INPUT_FIRST_ROW}"
     for county, (_, said) in HUGE.items():
         f = by_name(report, f"{county}.xlsx")
-        assert f.counts() == (0, 1), (county, f.counts())
+        assert f.status != collect.MERGED, (county, f.status)
         assert any(m.startswith(f"电商培训|{d4}|错误|{said}") for m in lines(f)), (county, lines(f))
+        refusal = [p.message for p in f.problems if "不是 Excel 或 WPS 单元格能保存的数值" in p.message]
+        assert refusal and "整个文件未汇总" in refusal[0] and f"电商培训!{d4}" in refusal[0], (county, lines(f))
     huge = by_name(report, "谢家集区.xlsx")
     # Python cannot read a 5000-digit integer at all: the file is refused with the reader's reason
     assert huge.status == collect.REFUSED and "4300 digits" in huge.problems[0].message
     assert huge.problems[0].message.startswith(("读取时出错", "文件“谢家集区.xlsx”无法读取"))
     assert by_name(report, "八公山区.xlsx").status == collect.MERGED
+    # neither the bad row nor the good second row of a refused file is merged
     assert train_rows(city) == [["八公山区", "电商基础培训", "基础", 60, 30000]]
     text_out = report.to_text()
     assert "9" * 41 not in text_out  # the values are named briefly, never 400 digits long
+
+
+def test_impossible_number_knows_what_a_cell_can_hold():
+    from xl_ecom.workflows.collect import impossible_number
+
+    for value in (float("inf"), float("-inf"), float("nan"), 10**15, -(10**20), "1e309", "1e5000", "9" * 401, " 1,000,000,000,000,000 "):
+        assert impossible_number(value), value
+    for value in (0, 60, 10**15 - 1, 1e308, 1.5, "50万", "1e5", "60", "", None, True, "9" * 15):
+        assert not impossible_number(value), value
 
 
 # --- XML and zip limits -----------------------------------------------------------------------------

@@ -50,6 +50,7 @@ from xl_ecom import ledger as ledger_mod
 from xl_ecom.common.errors import InputError, XlEcomError
 from xl_ecom.ooxml import safeio, xlsm
 from xl_ecom.policy import Plan, load_plan
+from xl_ecom.rules.money import brief
 from xl_ecom.workflows import counties as county_books
 from xl_ecom.workflows import departments as department_books
 from xl_ecom.workflows import layout, sheets
@@ -414,6 +415,7 @@ def _check_file(path: Path, plan: Plan, ledger=None, issued: bool = False) -> Fi
             text_numbers=False,  # as the county file's own formulas read them (请填数字)
         )
         result.checks[table.key] = check
+        _refuse_impossible_numbers(result, table, check)
     if any(not c.structure_ok for c in result.checks.values()):
         result.reject("表格结构已改动（见上面的表头问题），整个文件未汇总")
 
@@ -424,6 +426,49 @@ def _check_file(path: Path, plan: Plan, ledger=None, issued: bool = False) -> Fi
             Problem("", "", "报表中没有填写任何数据，未汇总；市级工作簿中该县区原有的数据保持不变", WARNING, path.name)
         )
     return result
+
+
+#: digits Excel keeps in a number (IEEE double): a longer integer was never typed into Excel or WPS
+EXCEL_DIGITS = 15
+_NUMBER_TEXT = re.compile(r"\s*[+-]?(\d[\d,]*)(\.\d*)?([eE][+-]?\d+)?\s*")
+
+
+def impossible_number(value) -> bool:
+    """A value in a number column that no spreadsheet cell can hold: not finite (1e309, 1e5000), or an
+    integer longer than Excel's 15 digits (a 401-digit integer) — as a number or as number-like text.
+    Such a file was not saved by Excel or WPS from the issued workbook."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, int):
+        return abs(value) >= 10**EXCEL_DIGITS
+    if isinstance(value, str) and len(value) < 10_000:
+        found = _NUMBER_TEXT.fullmatch(value)
+        if found:
+            digits = found.group(1).replace(",", "").lstrip("0")
+            exponent = found.group(3)
+            if len(digits) > EXCEL_DIGITS:
+                return True
+            return exponent is not None and abs(int(exponent[1:])) > 308
+    return False
+
+
+def _refuse_impossible_numbers(result: FileResult, table: InputTable, check) -> None:
+    """Refuse the whole file (拒收) when a number column holds a value no cell can hold, naming the first."""
+    numeric = [(i, c) for i, c in enumerate(table.columns) if c.numeric]
+    for row in check.rows:
+        for i, col in numeric:
+            value = row.values.get(col.key)
+            if impossible_number(value):
+                ref = f"{get_column_letter(i + 1)}{row.row}"
+                result.reject(
+                    f"{col.header}（{table.sheet}!{ref}）是“{brief(value)}”，不是 Excel 或 WPS 单元格能保存的数值，"
+                    "文件可能被改动，整个文件未汇总；请用下发的县区工作簿重新填报",
+                    table.sheet,
+                    ref,
+                )
+                return
 
 
 def _check_department(path: Path, wb, plan: Plan, ledger, result: FileResult) -> FileResult:
