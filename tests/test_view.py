@@ -160,3 +160,22 @@ def test_refresh_refuses_while_another_command_holds_the_workbook(city):
         proc = cli("refresh", city)
     assert proc.returncode == 2
     assert "汇总县区报表" in proc.stderr
+
+
+def test_rows_beyond_a_sheets_capacity_stay_in_the_ledger_and_the_report_says_so(city, monkeypatch):
+    """The capacity lowered to one row (a real sheet holds 1,048,572 data rows): the other row is computed
+    and kept in the ledger, the sheet shows one, the report names the sheet."""
+    from xl_ecom.workflows import refresh
+
+    open_ledger(city).close()
+    type_rows(city, CITY_ROWS)
+    refresh.refresh_workbook(city)  # both imported
+    type_rows(city, [[None] * 6, [None] * 6])
+    monkeypatch.setattr(refresh, "SHEET_CAPACITY", 1)
+    report = refresh.refresh_workbook(city)
+    text = report.to_text()
+    assert f"“{table('T_SALES').sheet}”共2行，超出工作表容量" in text
+    assert len(sales_rows(city)) == 1
+    assert sum(report.result.rows_read.values()) == 2
+    frame, _ = ledger_sales(city, None)
+    assert len(frame) == 2

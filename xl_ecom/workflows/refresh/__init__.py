@@ -20,7 +20,14 @@ One implementation, three layers, used by the CLI (on the file) and by the ribbo
    cells of 目标任务分解表, rendered into the package (:func:`write_package`), into an openpyxl
    workbook (:func:`write_openpyxl`) or into the open book (:func:`xl_ecom.frontends.macros.write_xlwings`).
 
-Nothing else in the workbook is written.  The CLI edits the package itself: the generated sheets,
+With a ledger (the ``.台账.sqlite`` file beside the workbook, ``--db`` or 设置's 台账数据库) the workbook is a
+view: the input tables are read from the ledger (:func:`ledger_frames`; carry-forward across rounds), rows a
+city clerk typed that the ledger does not hold are first imported as a 市本级 submission
+(:func:`import_typed_rows`, matched on content, so a second refresh imports nothing), and when the sheets do
+not show the ledger's rows the input tables are rewritten from it (:func:`write_input_tables`; rows beyond a
+sheet's capacity stay in the ledger and the report says so).  Refresh holds the workbook's lock (``刷新``).
+
+Without a ledger nothing else in the workbook is written.  The CLI edits the package itself: the generated sheets,
 their drawing and chart, the new cell styles and the annex sheet's 完成数 cells are replaced as
 parts; every other part (input tables, 设置, 通讯录, vbaProject.bin, the ribbon) is copied byte for
 byte.  The file is written atomically (temporary file, then ``os.replace``, by
@@ -36,7 +43,7 @@ import io
 import sys
 import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from xl_ecom.common.errors import XlEcomError
@@ -47,6 +54,7 @@ from xl_ecom.ledger.lock import workbook_lock
 from xl_ecom.ooxml import safeio, xlsm
 from xl_ecom.policy import Plan, load_plan
 from xl_ecom.rules.money import describe
+from xl_ecom.workflows import layout
 from xl_ecom.workflows.refresh.compute import (
     ONLINE_SALES_TARGET,
     TOURISM_RULE,
@@ -95,12 +103,16 @@ __all__ = [
 
 
 def _mask_url(url: str) -> str:
+    """The ledger's location as a clerk reads it: the SQLite file's path, else the URL without its password."""
     import sqlalchemy as sa
 
     try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
+        parsed = sa.engine.make_url(url)
     except Exception:
         return "***"
+    if parsed.get_backend_name() == "sqlite":
+        return str(parsed.database)
+    return parsed.render_as_string(hide_password=True)
 
 
 @dataclass
@@ -112,6 +124,7 @@ class RefreshReport:
     ledger_url: str | None = None
     imported: int = 0  # rows a city clerk typed, imported into the ledger as 市本级
     rewritten: bool = False  # the input tables were rewritten from the ledger
+    overflow: dict = field(default_factory=dict)  # sheet -> rows in the ledger beyond what the sheet holds
 
     def to_text(self) -> str:
         r = self.result
@@ -125,6 +138,9 @@ class RefreshReport:
                 lines.append(f"输入表中有{self.imported}行台账中没有，已作为“市本级”的报送登记到台账")
             if self.rewritten:
                 lines.append("输入表已按台账的当前数据重写")
+            for sheet, n in self.overflow.items():
+                lines.append(f"“{sheet}”共{n:,}行，超出工作表容量（{SHEET_CAPACITY:,}行），"
+                             f"表中只显示前{SHEET_CAPACITY:,}行，其余保存在台账中（可用 xl-ecom export 导出），计算包含全部行")
         else:
             lines.append("数据来源：工作簿的输入表（无台账）")
         lines.append(f"政策日期：{r.on.isoformat()}；读取输入行：{sum(r.rows_read.values())}行")
@@ -203,7 +219,8 @@ def _refresh(path: Path, plan: Plan, on, progress: Progress | None, backup: bool
         bak = safeio.write_atomically(path, data, backup=backup)
     except safeio.FileBusyError as exc:
         raise RefreshError(str(exc)) from None
-    return RefreshReport(path, bak, result, time.perf_counter() - started, url, imported, rewritten)
+    overflow = {f.table.sheet: len(f.data) for f in frames.values() if len(f.data) > SHEET_CAPACITY}
+    return RefreshReport(path, bak, result, time.perf_counter() - started, url, imported, rewritten, overflow)
 
 
 def _differs(sheet: dict[str, InputFrame], held: dict[str, InputFrame]) -> bool:
@@ -226,6 +243,10 @@ def _check_macros(before: bytes, after: bytes, name: str) -> None:
                 raise RefreshError(f"保存“{name}”时“{n}”会改变，已停止写入，原文件未改动")
 
 
+#: data rows an input table can show: the sheet's 1,048,576 rows below its header rows
+SHEET_CAPACITY = 1_048_576 - layout.INPUT_FIRST_ROW + 1
+
+
 def write_input_tables(original: bytes, frames: dict[str, InputFrame], name: str) -> bytes:
     """The workbook with its input tables showing ``frames`` (the ledger's rows), award formulas
     regenerated, through openpyxl as collect writes them; VBA project and ribbon kept."""
@@ -244,7 +265,8 @@ def write_input_tables(original: bytes, frames: dict[str, InputFrame], name: str
         if frame is None or table.sheet not in wb.sheetnames:
             continue
         keys = [c.key for c in table.columns]
-        rows = frame.data[keys].astype(object).where(frame.data[keys].notna(), None).to_dict("records")
+        data = frame.data[keys].iloc[:SHEET_CAPACITY]  # rows beyond what a sheet holds stay in the ledger
+        rows = data.astype(object).where(data.notna(), None).to_dict("records")
         collect.write_table(wb[table.sheet], table, rows, None, options)
     try:
         data, _ = collect.save_city_workbook(wb, Path(name), original)
@@ -282,8 +304,10 @@ def add_cli(subparsers):
     p = subparsers.add_parser(
         "refresh",
         help="刷新：按输入表重新计算奖补明细、奖补汇总、完成情况和目标任务分解表的完成数",
-        description="刷新市级工作簿中的生成内容（奖补明细、奖补汇总、完成情况、目标任务分解表的完成数），"
-        "不改动输入表、设置、通讯录等用户填写的内容。写入前把原文件备份为 <文件名>.备份<日期时间>.xlsm。",
+        description="刷新市级工作簿中的生成内容（奖补明细、奖补汇总、完成情况、目标任务分解表的完成数）。"
+        "有台账时按台账的当前数据计算：输入表中市里录入而台账中没有的行先作为“市本级”的报送登记到台账，"
+        "输入表再按台账显示；没有台账时按输入表计算，不改动输入表。设置、通讯录等不改动。"
+        "写入前把原文件备份为 <文件名>.备份<日期时间>.xlsm。",
     )
     p.add_argument("workbook", metavar="WORKBOOK", help="市级工作簿，如 目标任务分解表.xlsm")
     p.add_argument("--date", help="政策日期（默认取“设置”表中的政策日期），如 2020-12-31")
