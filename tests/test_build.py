@@ -287,7 +287,10 @@ def test_readme_lists_every_button_and_udf(book):
     text = "\n".join(str(c.value) for row in ws.iter_rows() for c in row if c.value is not None)
     for button in build.ribbon_buttons():
         assert button.label in text
-    assert [b.label for b in build.ribbon_buttons()] == ["刷新", "生成部门任务表", "生成县区工作簿", "汇总县区报表", "校验数据", "发送邮件"]
+    assert [b.label for b in build.ribbon_buttons()] == [
+        "刷新", "生成部门任务表", "生成县区工作簿", "汇总县区报表", "校验数据",
+        "新建轮次", "发送邮件", "报送情况", "催报", "退回", "进展通报",
+    ]
     for name in UDF_SPECS:
         assert f"{name}(" in text
     for sheet in build.sheet_names():
