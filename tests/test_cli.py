@@ -125,6 +125,8 @@ def _missing_input_cases(tmp: Path):
         "remind": ["remind", str(gone / "市.xlsm"), "--dry-run", str(tmp / "eml")],
         "return": ["return", str(gone / "市.xlsm"), "--dry-run", str(tmp / "eml")],
         "report": ["report", str(gone / "市.xlsm"), "--out", str(tmp / "通报")],
+        "history": ["history", "寿县", "--workbook", str(gone / "市.xlsm")],
+        "export": ["export", "--csv", "--out", str(tmp / "导出"), "--workbook", str(gone / "市.xlsm")],
         "bundle": ["bundle", "--out", str(a_file / "包")],
     }
 

@@ -19,15 +19,28 @@ from test_refresh import FIXTURE, POLICY_DATE, expected_awards, expected_by_coun
 
 from xl_ecom.policy import load_plan
 from xl_ecom.rules import engine
+from xl_ecom.rules.money import parse_number
 from xl_ecom.workflows import build, collect, counties, layout, refresh
 from xl_ecom.workflows.tables import TABLES, table
 
 PLAN = load_plan()
 
 
+def _as_cell(number: Decimal):
+    return int(number) if number == number.to_integral_value() else float(number)
+
+
 def fixture_for(county: str) -> dict:
-    """The fixture rows of one county, table by table (blank rows dropped)."""
-    return {key: [r for r in rows if r and r["county"] == county] for key, rows in FIXTURE.items()}
+    """The fixture rows of one county, table by table (blank rows dropped).
+
+    A text amount such as “5000万” is typed as its number here: a returned county file's text amount
+    is left out by collect, as the county file's own 请填数字 shows (tests/test_hardening.py and
+    tests/test_native_edge.py cover that path); this round trip checks the numbers end to end."""
+    def typed(key: str, row: dict) -> dict:
+        return {k: (_as_cell(parse_number(v, k)) if isinstance(v, str) and table_kind(table(key), k) == "money" else v)
+                for k, v in row.items()}
+
+    return {key: [typed(key, r) for r in rows if r and r["county"] == county] for key, rows in FIXTURE.items()}
 
 
 def fill_county_workbook(blank: Path, rows_by_table: dict, out: Path) -> Path:
