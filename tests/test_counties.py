@@ -15,12 +15,13 @@ import pytest
 import yaml
 from openpyxl import load_workbook
 
-from libreoffice import convert, recalculated
-from xl_ecom.workflows import counties, departments, layout
-from xl_ecom.rules import engine
 from xl_ecom.common.errors import InputError
 from xl_ecom.policy import PLAN_PATH
+from xl_ecom.rules import engine
+from xl_ecom.workflows import counties, departments, layout
 from xl_ecom.workflows.tables import TABLES, table
+
+from libreoffice import convert, recalculated
 
 RAW = yaml.safe_load(PLAN_PATH.read_text(encoding="utf-8"))
 ON = dt.date(2020, 12, 31)

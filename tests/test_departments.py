@@ -17,9 +17,9 @@ import pytest
 import yaml
 from openpyxl import Workbook, load_workbook
 
-from xl_ecom.workflows import departments
 from xl_ecom.common.errors import InputError, XlEcomError
 from xl_ecom.policy import PLAN_PATH, parse_plan
+from xl_ecom.workflows import departments
 
 RAW = yaml.safe_load(PLAN_PATH.read_text(encoding="utf-8"))
 ON = dt.date(2020, 12, 31)

@@ -271,10 +271,8 @@ def _settings_override(path: Path, out: Path) -> dict:
 
 
 def test_make_departments_in_excel_writes_the_cli_files(filled, tmp_path):
-    from xl_ecom.workflows import departments
-
     from xl_ecom.ledger import open_ledger
-    from xl_ecom.workflows import counties
+    from xl_ecom.workflows import counties, departments
 
     out = tmp_path / "输出"
     city = tmp_path / "市级" / filled.name  # a copy: the tokens' ledger is written beside the book

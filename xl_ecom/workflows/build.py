@@ -23,10 +23,10 @@ from __future__ import annotations
 import datetime as dt
 import io
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from defusedxml import ElementTree as SafeET
@@ -37,14 +37,14 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.pagebreak import Break
 
-from xl_ecom.rules import formulas
-from xl_ecom.workflows import layout, settings, sheets
 from xl_ecom.common import resources
-from xl_ecom.policy.boundaries import APPROXIMATE_WORDS, boundary
-from xl_ecom.rules.engine import get_rule, percent, resolve
 from xl_ecom.common.errors import XlEcomError
 from xl_ecom.policy import Plan, load_plan
+from xl_ecom.policy.boundaries import APPROXIMATE_WORDS, boundary
+from xl_ecom.rules import formulas
+from xl_ecom.rules.engine import get_rule, percent, resolve
 from xl_ecom.rules.model import Factor, Fixed, PerUnit, Rate, Tiers
+from xl_ecom.workflows import layout, settings, sheets
 from xl_ecom.workflows.tables import TABLES
 
 if TYPE_CHECKING:

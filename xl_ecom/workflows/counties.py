@@ -34,6 +34,8 @@ from openpyxl.packaging.custom import StringProperty
 from openpyxl.utils import get_column_letter, quote_sheetname
 from openpyxl.workbook.defined_name import DefinedName
 
+from xl_ecom.common.errors import InputError
+from xl_ecom.policy import Plan, load_plan
 from xl_ecom.rules import formulas
 from xl_ecom.workflows import layout, sheets
 from xl_ecom.workflows.departments import (
@@ -48,9 +50,8 @@ from xl_ecom.workflows.departments import (
     workbook_bytes,
     write_task_sheet,
 )
-from xl_ecom.common.errors import InputError
-from xl_ecom.policy import Plan, load_plan
-from xl_ecom.workflows.tables import ACTUALS, TABLES, TOURISM_COUNTS, InputTable, table as get_table
+from xl_ecom.workflows.tables import ACTUALS, TABLES, TOURISM_COUNTS, InputTable
+from xl_ecom.workflows.tables import table as get_table
 
 SUBDIR = "县区工作簿"  # <out>/县区工作簿/<县区>.xlsx (= settings.COUNTY_SUBDIR)
 COUNTY_UNIT = "各县区人民政府"

@@ -24,22 +24,22 @@ import sys
 import tempfile
 import unicodedata
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Callable, Iterable
 
 from openpyxl import Workbook
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
-from xl_ecom.workflows import sheets
-from xl_ecom.policy.boundaries import boundary
-from xl_ecom.rules.engine import percent, resolve
 from xl_ecom.common.errors import InputError, XlEcomError
 from xl_ecom.policy import Measure, Plan, Target, load_plan
+from xl_ecom.policy.boundaries import boundary
+from xl_ecom.rules.engine import percent, resolve
 from xl_ecom.rules.model import Factor, Fixed, PerUnit, Rate, Tiers
+from xl_ecom.workflows import sheets
 
 SUBDIR = "部门任务表"  # <out>/部门任务表/<单位>.xlsx (mail relies on it; = settings.DEPARTMENT_SUBDIR)
 DEFAULT_OUT = "输出"
