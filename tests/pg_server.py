@@ -110,19 +110,38 @@ def pg_url() -> str:
     return url
 
 
-@pytest.fixture
-def pg_database_url(pg_url: str):
+def create_database(pg_url: str, template: str | None = None) -> str:
+    """A new database on the server of ``pg_url`` (a copy of the database ``template`` names, when
+    given: PostgreSQL's CREATE DATABASE … TEMPLATE); its URL."""
     import sqlalchemy as sa
 
     name = f"xl_ecom_t_{secrets.token_hex(6)}"
     admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = sa.engine.make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+    clause = f' TEMPLATE "{sa.engine.make_url(template).database}"' if template else ""
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"{clause}')
+    finally:
+        admin.dispose()
+    return sa.engine.make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(pg_url: str, url: str) -> None:
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{sa.engine.make_url(url).database}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def pg_database_url(pg_url: str):
+    url = create_database(pg_url)
     yield url
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    drop_database(pg_url, url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -6,6 +6,7 @@ a real PostgreSQL server (``--db``)."""
 from __future__ import annotations
 
 import io
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ from xl_ecom.ooxml import safeio
 from xl_ecom.workflows import build, collect, counties, layout
 from xl_ecom.workflows.tables import table
 
-from pg_server import pg_database_url, pg_url  # noqa: F401
+from pg_server import create_database, drop_database, pg_database_url, pg_url  # noqa: F401
 
 SHOU_SALES = [
     ["寿县", "寿县八公山豆制品电商", "91340422MA2N0A1234", 12_000_000, None, 800_000],
@@ -39,19 +40,51 @@ def city_bytes() -> bytes:
     return build.build_bytes()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request) -> str | None:
-    """None: the default SQLite file beside the city workbook; else a fresh PostgreSQL database URL."""
-    if request.param == "sqlite":
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def db_kind(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def issued_template(request, db_kind, tmp_path_factory, city_bytes):
+    """Once per module and ledger kind: a city workbook, its ledger, and the county workbooks
+    `xl-ecom counties --workbook 市级工作簿 [--db URL]` issued from it.  Each test that takes ``issued``
+    gets its own copy (files copied; a PostgreSQL ledger cloned from this one as a template)."""
+    root = tmp_path_factory.mktemp(f"issued-{db_kind}")
+    city = root / "市级" / layout.WORKBOOK_NAME
+    city.parent.mkdir()
+    city.write_bytes(city_bytes)
+    url = None if db_kind == "sqlite" else create_database(request.getfixturevalue("pg_url"))
+    proc = cli("counties", "--out", root / "下发", "--workbook", city, *db_args(url))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    yield root, url
+    if url:
+        drop_database(request.getfixturevalue("pg_url"), url)
+
+
+@pytest.fixture
+def db(request, db_kind, tmp_path) -> str | None:
+    """None: the default SQLite file beside the city workbook; else a PostgreSQL database URL of its own.
+    A test that takes ``issued`` starts from a copy of :func:`issued_template` (workbook, ledger, files)."""
+    if "issued" in request.fixturenames:
+        root, url = request.getfixturevalue("issued_template")
+        shutil.copytree(root, tmp_path, dirs_exist_ok=True)
+        if url is None:
+            return None
+        clone = create_database(request.getfixturevalue("pg_url"), template=url)
+        request.addfinalizer(lambda: drop_database(request.getfixturevalue("pg_url"), clone))
+        return clone
+    if db_kind == "sqlite":
         return None
     return request.getfixturevalue("pg_database_url")
 
 
 @pytest.fixture
-def city(tmp_path, city_bytes) -> Path:
+def city(tmp_path, city_bytes, db) -> Path:
     path = tmp_path / "市级" / layout.WORKBOOK_NAME
-    path.parent.mkdir()
-    path.write_bytes(city_bytes)
+    if not path.exists():  # else copied with the issued files
+        path.parent.mkdir()
+        path.write_bytes(city_bytes)
     return path
 
 
@@ -71,11 +104,11 @@ def ledger_of(city: Path, db: str | None):
 
 @pytest.fixture
 def issued(tmp_path, city, db) -> Path:
-    """The county workbooks as `xl-ecom counties --workbook 市级工作簿 [--db URL]` issues them."""
-    out = tmp_path / "下发"
-    proc = cli("counties", "--out", out, "--workbook", city, *db_args(db))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return out / counties.SUBDIR
+    """The county workbooks as `xl-ecom counties --workbook 市级工作簿 [--db URL]` issued them (a copy
+    of :func:`issued_template`, with the city workbook and ledger they were issued from)."""
+    out = tmp_path / "下发" / counties.SUBDIR
+    assert sorted(p.stem for p in out.iterdir()), "no issued workbooks"
+    return out
 
 
 def fill(src: Path, dst: Path, sales: list[list], edit=None) -> Path:
