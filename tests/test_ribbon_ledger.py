@@ -10,6 +10,7 @@ beside it), receives the same returned files, and the two ledgers must hold the 
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import openpyxl
@@ -38,17 +39,26 @@ def _city(root: Path, data: bytes) -> Path:
     return path
 
 
-@pytest.fixture
-def pair(tmp_path, city_bytes):
-    """(ribbon city, its issued folder, CLI city, its issued folder): each issued by its own twin."""
-    ribbon = _city(tmp_path / "功能区", city_bytes)
-    out = tmp_path / "功能区输出"
+@pytest.fixture(scope="module")
+def issued_pair(tmp_path_factory, city_bytes) -> Path:
+    """Once per module: a ribbon city and a CLI city (with their ledgers), each issued by its own twin."""
+    root = tmp_path_factory.mktemp("pair")
+    ribbon = _city(root / "功能区", city_bytes)
+    out = root / "功能区输出"
     paths = macros.make_counties(book=remote_book(ribbon, _settings_override(ribbon, out)))
     assert paths is not None, macros.LAST_UI.alerts
-    shell = _city(tmp_path / "命令行", city_bytes)
-    proc = cli("counties", "--out", tmp_path / "命令行输出", "--workbook", shell)
+    shell = _city(root / "命令行", city_bytes)
+    proc = cli("counties", "--out", root / "命令行输出", "--workbook", shell)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return ribbon, out / counties.SUBDIR, shell, tmp_path / "命令行输出" / counties.SUBDIR
+    return root
+
+
+@pytest.fixture
+def pair(tmp_path, issued_pair):
+    """(ribbon city, its issued folder, CLI city, its issued folder): a copy of :func:`issued_pair` each."""
+    shutil.copytree(issued_pair, tmp_path, dirs_exist_ok=True)
+    return (tmp_path / "功能区" / layout.WORKBOOK_NAME, tmp_path / "功能区输出" / counties.SUBDIR,
+            tmp_path / "命令行" / layout.WORKBOOK_NAME, tmp_path / "命令行输出" / counties.SUBDIR)
 
 
 def _submissions(city: Path) -> list[tuple]:
