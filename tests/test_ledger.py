@@ -441,7 +441,7 @@ def test_kill_9_while_writing_loses_no_reported_submission(ledger_url):  # noqa:
     reported: set[int] = set()
     with open_ledger(url=ledger_url) as ledger:
         ledger.ensure_round()
-    for _ in range(24):
+    for _ in range(16):
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -467,7 +467,7 @@ def test_kill_9_while_writing_loses_no_reported_submission(ledger_url):  # noqa:
                     assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
             assert all(counts.get(i, 0) == s.row_count == 3000 for i, s in subs.items())
             assert len(ledger.current_rows("示范村")) == 3000 * len(current)
-    assert len(reported) >= 5  # the kills landed both between and inside transactions
+    assert len(reported) >= 4  # the kills landed both between and inside transactions
 
 
 def test_the_migrations_ship_in_the_wheel(tmp_path):
