@@ -23,14 +23,16 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy import event, exc
 
 from xl_ecom.common.errors import XlEcomError
 from xl_ecom.ledger import schema as S
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SUFFIX = ".台账.sqlite"
@@ -838,6 +840,8 @@ class Ledger:
     def export(self, directory: Path | str, fmt: str = "csv", round_id: int | None = None) -> list[Path]:
         """One file per table of current rows, plus 报送记录 (every submission) and 发送记录 (every mail
         attempt). CSV is UTF-8 with BOM; parquet via pyarrow."""
+        import pandas as pd
+
         if fmt not in ("csv", "parquet"):
             raise LedgerError(f"导出格式应为 csv 或 parquet，而不是 {fmt!r}")
         folder = Path(directory)
@@ -918,6 +922,7 @@ def _frame(blocks: Iterable[tuple], arrow: bool) -> pd.DataFrame:
     """Build one DataFrame from Ledger._blocks: pyarrow's JSON reader parses each block in C++; a block it
     cannot type (a column mixing numbers and text) is parsed with json and keeps the mixed values as Python
     objects."""
+    import pandas as pd
     import pyarrow as pa
 
     parts = [_block(*block) for block in blocks]
@@ -939,6 +944,7 @@ def _frame(blocks: Iterable[tuple], arrow: bool) -> pd.DataFrame:
 
 def _block(unit: str, sub_id: int, key: str | None, text: str, numbers: str, count: int):
     import numpy as np
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.json as pj
 
@@ -1029,6 +1035,8 @@ def _safe_name(key: str) -> str:
 
 
 def _write_frame(frame: pd.DataFrame, stem: Path, fmt: str) -> Path:
+    import pandas as pd
+
     path = stem.with_name(stem.name + "." + fmt)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     try:

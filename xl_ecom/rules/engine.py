@@ -9,15 +9,15 @@ come from the plan data, resolved as of a policy date.  This module never import
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cache, lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from xl_ecom.common.errors import InputError
 from xl_ecom.policy import Plan, Rule, load_plan
@@ -35,6 +35,9 @@ from xl_ecom.rules.money import (
     parse_number,
     to_cents,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _TRUE = {"是", "true", "TRUE", "True", "1", "y", "Y", "yes", "有"}
 _FALSE = {"否", "false", "FALSE", "False", "0", "n", "N", "no", "无"}
@@ -236,6 +239,8 @@ class _VectorOps:
         if groups is None:
             total = np.cumsum(raw)
         else:
+            import pandas as pd  # imported when first needed: a CLI command without grouped caps starts faster
+
             total = pd.Series(raw).groupby(np.asarray(groups), sort=False).cumsum().to_numpy()
         before = np.subtract(total, raw)
         np.minimum(before, cap, out=before)
@@ -654,6 +659,12 @@ class _Choices:
         return out
 
 
+def _is_series(col) -> bool:
+    """A pandas Series (pandas is loaded whenever a caller could have made one)."""
+    pd = sys.modules.get("pandas")
+    return pd is not None and isinstance(col, pd.Series)
+
+
 def _choice_rows(spec, col, n: int) -> _Choices:
     """Validate and normalise a choice column.
 
@@ -665,8 +676,11 @@ def _choice_rows(spec, col, n: int) -> _Choices:
         return _Choices({_choice(spec, None): np.ones(n, dtype=bool)}, n)
     choices = tuple(dict.fromkeys(spec.choices))
     rest = None
-    if isinstance(col, pd.Series) or len(choices) > 2:
-        codes, uniques = pd.factorize(col if isinstance(col, pd.Series) else np.asarray(col, dtype=object), use_na_sentinel=True)
+    series = _is_series(col)
+    if series or len(choices) > 2:
+        import pandas as pd
+
+        codes, uniques = pd.factorize(col if series else np.asarray(col, dtype=object), use_na_sentinel=True)
         size = len(codes)
         rows = {c: np.zeros(size, dtype=bool) for c in choices}
     else:
@@ -677,6 +691,8 @@ def _choice_rows(spec, col, n: int) -> _Choices:
         if exact.all():
             return _Choices(rows, size)
         rest = np.flatnonzero(~exact)
+        import pandas as pd
+
         codes, uniques = pd.factorize(arr[rest], use_na_sentinel=True)
     uniques = list(uniques)
     labels = [_choice(spec, u) for u in uniques] + [_choice(spec, None)]
