@@ -228,7 +228,7 @@ def test_sheets_targets_and_tasks(exported):
             assert [c.value for c in ws[layout.INPUT_HEADER_ROW]][: len(t.headers)] == t.headers
             lists = [dv.formula1 for dv in ws.data_validations.dataValidation if dv.type == "list" and "A" in str(dv.sqref)]
             assert f'"{county}"' in lists
-            for j, a in enumerate(t.awards):
+            for j in range(len(t.awards)):
                 cell = ws.cell(row=layout.INPUT_FIRST_ROW, column=len(t.columns) + 1 + j)
                 assert isinstance(cell.value, str) and cell.value.startswith("=")
         with zipfile.ZipFile(path) as z:

@@ -89,7 +89,10 @@ class ConfigSheet:
 class AddIn(Protocol):
     """What only the front end knows: how the workbook runs in Excel."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The add-in's name, as the 说明 sheet and the build report give it."""
+        ...
 
     def functions(self) -> Sequence[tuple[str, str]]:
         """The 说明 sheet's rows for the worksheet functions: (signature, description)."""
@@ -240,7 +243,8 @@ def _sheet_descriptions(plan: Plan, addin: AddIn) -> list[tuple[str, str]]:
         (layout.SHEET_EXAMPLES, "每个奖补函数的算例，旁边是同一规则的原生公式和一致性检查。"),
     ]
     for t in TABLES:
-        rows.append((t.sheet, f"输入表：{t.title}。县区从下拉列表选择，金额、人数不能为负数" + ("；右侧灰色列为按方案自动计算的奖补金额（原生公式）。" if t.awards else "。")))
+        tail = "；右侧灰色列为按方案自动计算的奖补金额（原生公式）。" if t.awards else "。"
+        rows.append((t.sheet, f"输入表：{t.title}。县区从下拉列表选择，金额、人数不能为负数" + tail))
     rows += [
         (settings.CONTACTS_SHEET, "各部门、各县区联系人和邮箱，“发送邮件”按此发送。"),
         (settings.SETTINGS_SHEET, "政策日期、输出文件夹、发件服务器等设置。不保存密码。"),
@@ -494,7 +498,7 @@ TASK_WIDTHS = (11, 12, 62, 14, 18, 24, 16, 24)
 
 def task_rows(plan: Plan) -> list[tuple[str, ...]]:
     """One row per measure (and per overall target of 一、目标要求), as the 任务清单 shows them."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for t in plan.targets:
         if t.measure is None:
             rows.append(
@@ -508,7 +512,8 @@ def task_rows(plan: Plan) -> list[tuple[str, ...]]:
 
 
 def write_tasks(ws, plan: Plan) -> None:
-    sheets.title(ws, "任务清单", len(TASK_HEADERS), f"依据：{plan.meta.get('title', '')}（{plan.meta.get('status', '')}）　　目标单位：个、家、元")
+    basis = f"依据：{plan.meta.get('title', '')}（{plan.meta.get('status', '')}）　　目标单位：个、家、元"
+    sheets.title(ws, "任务清单", len(TASK_HEADERS), basis)
     sheets.header(ws, 3, TASK_HEADERS, TASK_WIDTHS)
     for k, values in enumerate(task_rows(plan)):
         r = 4 + k
@@ -636,19 +641,24 @@ def rule_cases(rule_id: str, *, on=POLICY_DATE, plan: Plan | None = None) -> lis
             spec = rule.input(basis)
             seed = base.get(basis) if base.get(basis) is not None else base.get(spec.default_input or "")
             start = int(Decimal(str(seed if seed is not None else Decimal("12345.67"))) * 100)
-            others = sum(int(Decimal(str(base.get(n) or 0)) * 100) for n in a["basis"][1:])
+            other_cents = sum(int(Decimal(str(base.get(n) or 0)) * 100) for n in a["basis"][1:])
             for b in range(start, start + 2000):
-                if (Decimal(b + others) * a["rate"]) % 1 == Decimal("0.5"):
+                if (Decimal(b + other_cents) * a["rate"]) % 1 == Decimal("0.5"):
                     v = dict(base)
                     v[basis] = _yuan_of_cents(b)
-                    if body["cap"] is None or Decimal(b + others) * a["rate"] < body["cap"]:
+                    if body["cap"] is None or Decimal(b + other_cents) * a["rate"] < body["cap"]:
                         add(f"{prefix}四舍五入：半分进位", v, on_sheet=True)
                     break
 
         # a rate typed by the clerk
         if a["type"] == "rate" and a.get("rate_input"):
             ceiling = a["rate"]
-            for rate, text, err in ((ceiling / 2, f"比例{percent(ceiling / 2)}", False), (ceiling, f"比例恰为上限{percent(ceiling)}", False), (ceiling + Decimal("0.001"), "比例超过上限", True)):
+            rate_cases = (
+                (ceiling / 2, f"比例{percent(ceiling / 2)}", False),
+                (ceiling, f"比例恰为上限{percent(ceiling)}", False),
+                (ceiling + Decimal("0.001"), "比例超过上限", True),
+            )
+            for rate, text, err in rate_cases:
                 v = dict(base)
                 v[a["rate_input"]] = rate
                 add(f"{prefix}{text}", v, error=err, on_sheet=not err and rate != ceiling)
@@ -763,13 +773,18 @@ def agreement_formula(udf: str, native: str) -> str:
     )
 
 
+#: how an input cell of each input kind is formatted on the 奖补测算 sheet
+INPUT_CELL_STYLE = {"money": "money", "count": "count", "rate": "percent", "years": "count", "choice": "center"}
+
+
 def write_examples(ws, plan: Plan) -> list[ExampleCell]:
     ncols = len(EXAMPLE_HEADERS)
     sheets.title(
         ws,
         "奖补测算",
         ncols,
-        "单位：元　　“函数结果”由 Python 规则引擎计算（需启用 xlwings）；“原生公式结果”是同一规则写成的 Excel 原生公式，WPS 和没有 Python 的电脑也能计算。",
+        "单位：元　　“函数结果”由 Python 规则引擎计算（需启用 xlwings）；"
+        "“原生公式结果”是同一规则写成的 Excel 原生公式，WPS 和没有 Python 的电脑也能计算。",
     )
     for c, width in enumerate(EXAMPLE_WIDTHS, start=1):
         ws.column_dimensions[get_column_letter(c)].width = width
@@ -817,7 +832,7 @@ def write_examples(ws, plan: Plan) -> list[ExampleCell]:
                 sheets.body_cell(ws.cell(row=row, column=1))
                 for i, spec in enumerate(rule.inputs):
                     cell = ws.cell(row=row, column=2 + i, value=_input_value(spec, args[i]))
-                    sheets.body_cell(cell, {"money": "money", "count": "count", "rate": "percent", "years": "count", "choice": "center"}.get(spec.kind, "text"))
+                    sheets.body_cell(cell, INPUT_CELL_STYLE.get(spec.kind, "text"))
                     if spec.kind == "years":
                         cell.number_format = "0.0"
                     if spec.kind == "rate":
@@ -945,7 +960,8 @@ def write_settings(ws, kept: Mapping[str, Any] | None = None) -> None:
             ws.add_data_validation(dv)
             dv.add(f"B{r}")
     note_row = 2 + len(items) + 1
-    ws.cell(row=note_row, column=3, value="密码不写在本表：请设置环境变量 XL_ECOM_SMTP_PASSWORD，或保存到系统钥匙串。").font = sheets.NOTE_FONT
+    note = ws.cell(row=note_row, column=3, value="密码不写在本表：请设置环境变量 XL_ECOM_SMTP_PASSWORD，或保存到系统钥匙串。")
+    note.font = sheets.NOTE_FONT
     sheets.page_setup(ws, "1:1")
 
 
@@ -1085,6 +1101,7 @@ def _run_build(args) -> int:
 
 def add_cli(subparsers) -> None:
     """Register ``xl-ecom build [--out PATH]``."""
-    p = subparsers.add_parser("build", help="生成目标任务分解表.xlsm（含功能区、工作表函数和输入表）", description="从方案数据和 templates/ 生成市级工作簿。")
+    p = subparsers.add_parser("build", help="生成目标任务分解表.xlsm（含功能区、工作表函数和输入表）",
+                              description="从方案数据和 templates/ 生成市级工作簿。")
     p.add_argument("--out", default=None, help=f"输出文件，默认 {DEFAULT_OUT}；已有的工作簿按新版结构重建，数据保留，原文件先备份")
     p.set_defaults(func=_run_build)

@@ -54,7 +54,7 @@ from xl_ecom.rules.money import brief
 from xl_ecom.workflows import counties as county_books
 from xl_ecom.workflows import departments as department_books
 from xl_ecom.workflows import layout, sheets
-from xl_ecom.workflows.tables import TABLES, InputTable
+from xl_ecom.workflows.tables import TABLES, Award, InputTable
 from xl_ecom.workflows.validate import (
     ERROR,
     WARNING,
@@ -174,7 +174,7 @@ class CollectReport:
         (or, without --into, the files that would be)."""
         out: dict[str, dict[str, list[dict]]] = {t.key: {} for t in TABLES}
         for f in self.files:
-            if f.status in (MERGED, READY):
+            if f.status in (MERGED, READY) and f.county is not None:  # a mergeable file names its county
                 for key in out:
                     out[key][f.county] = f.accepted_rows(key)
         return out
@@ -207,9 +207,10 @@ class CollectReport:
                 lines.append(f"原文件已备份为：{self.backup}")
         elif self.into is None and not self.fatal:
             lines.append("未指定 --into，只检查，未写入任何工作簿。")
-        elif not self.fatal and any(f.kind == department_books.ISSUE_KIND and f.status == MERGED for f in self.files):
+        elif self.into is not None and not self.fatal and any(
+                f.kind == department_books.ISSUE_KIND and f.status == MERGED for f in self.files):
             lines.append(f"部门报送已登记到台账（“刷新”时计入），“{self.into.name}”的输入表无需改动。")
-        elif not self.fatal:
+        elif self.into is not None and not self.fatal:
             lines.append(f"没有可汇总的数据，未改动“{self.into.name}”。")
         if self.fatal and not self.files:
             return "\n".join(map(printable, lines))
@@ -337,7 +338,8 @@ def _check_file(path: Path, plan: Plan, ledger=None, issued: bool = False) -> Fi
         result.problems.append(Problem("", "", str(exc), ERROR, path.name))
         return result
     report = wb.untrusted_report
-    not_data = [n for n in (county_books.COUNTY_MARKER_SHEET, *(t.sheet for t in TABLES)) if n in wb.sheetnames and not _is_data_sheet(wb, n)]
+    expected = (county_books.COUNTY_MARKER_SHEET, *(t.sheet for t in TABLES))
+    not_data = [n for n in expected if n in wb.sheetnames and not _is_data_sheet(wb, n)]
     if not_data:
         wb.close()
         result.status = REFUSED
@@ -477,7 +479,7 @@ def _check_department(path: Path, wb, plan: Plan, ledger, result: FileResult) ->
     result.kind = department_books.ISSUE_KIND
     unit, version = department_books.department_marker(wb)
     names = {d["name"] for d in plan.departments if d.get("kind") == department_books.ISSUE_KIND}
-    if unit not in names:
+    if unit is None or unit not in names:
         result.reject(f"部门任务表标记的单位“{unit}”不是方案点名的报送部门，整个文件未汇总")
         return result
     result.county = result.claimed = unit
@@ -638,9 +640,14 @@ def _table_of(ws, table: InputTable):
     return None
 
 
-def _award_columns(ws, table: InputTable) -> list[tuple[int, object]]:
+def _county_name(value: object) -> str | None:
+    """The 县区 of a stored row as collect compares it: text stripped; a number or a date names no county."""
+    return value.strip() if isinstance(value, str) else None
+
+
+def _award_columns(ws, table: InputTable) -> list[tuple[int, Award]]:
     """(column, award) for each award column present in the city sheet (by header)."""
-    out = []
+    out: list[tuple[int, Award]] = []
     base = len(table.columns)
     for j, award in enumerate(table.awards, start=1):
         if str(ws.cell(row=layout.INPUT_HEADER_ROW, column=base + j).value or "").strip() == award.header:
@@ -812,19 +819,17 @@ def merge_into_workbook(wb, report: CollectReport, plan: Plan | None = None, opt
             new_by_county = {f.county: f.accepted_rows(table.key) for f in files}
         else:
             new_by_county = {county: tables.get(table.key, []) for county, tables in current.items()}
-        old_counts: dict[str, int] = {}
+        old_counts: dict[str | None, int] = {}
         for row in existing:
-            v = row[county_col].value
-            name = v.strip() if isinstance(v, str) else v
+            name = _county_name(row[county_col].value)
             if name in replaced:
                 old_counts[name] = old_counts.get(name, 0) + 1
         if not old_counts and not any(new_by_county.values()):
             continue
         merged: list = []
-        placed: set[str] = set()
+        placed: set[str | None] = set()
         for row in existing:
-            v = row[county_col].value
-            name = v.strip() if isinstance(v, str) else v
+            name = _county_name(row[county_col].value)
             if name in replaced:
                 if name not in placed:
                     merged.extend(new_by_county[name])
@@ -888,11 +893,11 @@ def save_city_workbook(wb, path: Path, original: bytes) -> tuple[bytes, list[str
         raise CollectError(f"保存“{path.name}”时宏（vbaProject.bin）会丢失，已停止写入，原文件未改动")
     if set(ribbon) != set(ribbon_after):
         raise CollectError(f"保存“{path.name}”时功能区（customUI）会丢失，已停止写入，原文件未改动")
-    before, after = _part_groups(old_names), _part_groups(new_names)
+    groups_before, groups_after = _part_groups(old_names), _part_groups(new_names)
     lost = [
-        f"{folder or '根目录'}中的 .{ext} 部件（原{n}个，现{after.get((folder, ext), 0)}个）"
-        for (folder, ext), n in sorted(before.items())
-        if after.get((folder, ext), 0) < n
+        f"{folder or '根目录'}中的 .{ext} 部件（原{n}个，现{groups_after.get((folder, ext), 0)}个）"
+        for (folder, ext), n in sorted(groups_before.items())
+        if groups_after.get((folder, ext), 0) < n
     ]
     warnings = [f"保存时以下内容未能全部保留：{'、'.join(lost)}；原文件已备份"] if lost else []
     return data, warnings
@@ -1101,12 +1106,13 @@ def record_folder(folder, into: Path | None, plan: Plan, ledger) -> CollectRepor
                 if current.sha256 == f.sha256:  # collected again unchanged: no new version
                     f.status, f.version, f.submission_id = MERGED, current.version, current.id
                     f.notes.append(f"与台账中{f.county}的第{current.version}版内容相同，未重复登记")
-                    if f.kind == county_books.ISSUE_KIND:
+                    if f.kind == county_books.ISSUE_KIND and f.county is not None:
                         touched.append(f.county)
                     continue
             record_file(ledger, f, rnd.id, received)
             report.recorded += 1
-            if f.status == MERGED and f.kind == county_books.ISSUE_KIND:  # department replies live in the ledger only
+            # department replies live in the ledger only; a merged county file names its county
+            if f.status == MERGED and f.kind == county_books.ISSUE_KIND and f.county is not None:
                 touched.append(f.county)
     except (XlEcomError, OSError) as exc:
         report.fatal = f"写入台账时出错：{exc}；已登记的报送保留在台账中，市级工作簿未改动"

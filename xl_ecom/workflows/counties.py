@@ -160,6 +160,7 @@ def actual_formula(annex_key: str, county: str, on=None, plan: Plan | None = Non
     t = get_table(actual.table)
     parts = [_range(t, _col(t, "county")), _q(county)]
     if actual.kind_column:
+        assert actual.kind_value is not None, annex_key  # tables.ACTUALS declares the two together
         parts += [_range(t, _col(t, actual.kind_column)), _q(actual.kind_value)]
     if actual.rule_condition:
         rule_id, column = actual.rule_condition
@@ -269,9 +270,13 @@ def _write_readme(ws, county: str, plan: Plan, on, due) -> None:
     for col, w in enumerate(widths, start=1):
         ws.column_dimensions[get_column_letter(col)].width = w
     lines = [
-        f"1. 本工作簿供{county}填报农村电商提质增效工作情况，填好后按原文件名保存为 .xlsx 报市商务局。“县区”“结构版本”两项用于汇总核对，请勿修改；请勿增删、重命名工作表，勿改动表头。",
-        f"2. “{SHEET_TARGETS}”表为本县区的目标任务（方案附件），完成数由各填报表自动统计；“{SHEET_TASKS}”表为方案分配给各县区人民政府的工作措施，请填写进展情况、完成时间、责任人和联系电话。",
-        f"3. 各填报表从第{layout.INPUT_FIRST_ROW}行起逐行填写，“县区”一列从下拉列表选择“{county}”（留空的按{county}计入，与市级汇总一致）；金额以元为单位填写数字（不要写“万元”“50万”等文字，否则奖补金额列显示“{FLAG_NUMBER}”，该行不计入本县区合计）。",
+        f"1. 本工作簿供{county}填报农村电商提质增效工作情况，填好后按原文件名保存为 .xlsx 报市商务局。"
+        "“县区”“结构版本”两项用于汇总核对，请勿修改；请勿增删、重命名工作表，勿改动表头。",
+        f"2. “{SHEET_TARGETS}”表为本县区的目标任务（方案附件），完成数由各填报表自动统计；"
+        f"“{SHEET_TASKS}”表为方案分配给各县区人民政府的工作措施，请填写进展情况、完成时间、责任人和联系电话。",
+        f"3. 各填报表从第{layout.INPUT_FIRST_ROW}行起逐行填写，“县区”一列从下拉列表选择“{county}”"
+        f"（留空的按{county}计入，与市级汇总一致）；金额以元为单位填写数字"
+        f"（不要写“万元”“50万”等文字，否则奖补金额列显示“{FLAG_NUMBER}”，该行不计入本县区合计）。",
         "4. 灰底列为奖补金额，按方案条款用普通公式自动计算（无需宏，Excel、WPS 均可）；结果仅供测算，以有关部门认定为准。",
         f"5. “{SHEET_SUMMARY}”表按奖补项目自动汇总本县区金额。",
     ]
@@ -312,6 +317,7 @@ def _actual_note(annex_key: str, plan: Plan) -> str:
     t = get_table(actual.table)
     if actual.kind_column:
         return f"“{t.sheet}”表中本县区类型为“{actual.kind_value}”的行数"
+    assert actual.rule_condition is not None, annex_key  # an actual counts rows of a kind or rows meeting a rule
     rule_id, column = actual.rule_condition
     return f"“{t.sheet}”表中本县区“{t.column(column).header}”满足{plan.rules[rule_id].name}门槛的企业数"
 
@@ -571,13 +577,14 @@ def make_county_workbooks(out_dir, plan: Plan | None = None, on=None, *, due=Non
         ledger = own = open_ledger(workbook, db)
     try:
         wb = None
-        previous = None
+        previous: str | None = None
         for i, (county, path) in enumerate(zip(names, paths), start=1):
             if progress:
                 progress(county, i, len(names))
             if wb is None:
                 wb = county_workbook(county, plan, on=on, due=due)
             else:
+                assert previous is not None  # the first county made the workbook
                 _retarget(wb, previous, county, plan, on, due)
             if ledger is not None:
                 set_token(wb, None)

@@ -152,7 +152,8 @@ def _body_terms(rule, variant: str, body: dict) -> list[RuleTerm]:
             text = f"按{subject}的{percent(a.rate)}" + ("以内（为最高比例）" if word == "以内" else "")
             terms.append(RuleTerm(rule.id, variant, "比例", subject, word, Decimal(str(a.rate)), "rate", a.rate_ref or "", text))
         case Fixed():
-            terms.append(RuleTerm(rule.id, variant, "定额", "每个", "", _yuan(a.amount), "money", a.ref or "", f"给予{money_text(a.amount)}"))
+            terms.append(RuleTerm(rule.id, variant, "定额", "每个", "", _yuan(a.amount), "money", a.ref or "",
+                                  f"给予{money_text(a.amount)}"))
         case Tiers():
             spec = rule.input(a.basis)
             for t in a.tiers:
@@ -160,11 +161,13 @@ def _body_terms(rule, variant: str, body: dict) -> list[RuleTerm]:
                 thr = _yuan(t.threshold) if spec.kind == "money" else Decimal(str(t.threshold))
                 text = f"{spec.label}{sym}{_value_text(spec.kind, t.threshold)}（{_word_note(t.word)}）的，给予{money_text(t.amount)}"
                 terms.append(RuleTerm(rule.id, variant, "分档门槛", spec.label, t.word, thr, spec.kind, t.ref or "", text))
-                terms.append(RuleTerm(rule.id, variant, "分档金额", spec.label, "", _yuan(t.amount), "money", t.ref or "", f"给予{money_text(t.amount)}"))
+                terms.append(RuleTerm(rule.id, variant, "分档金额", spec.label, "", _yuan(t.amount), "money", t.ref or "",
+                                      f"给予{money_text(t.amount)}"))
         case PerUnit():
             for u in a.units:
                 label = rule.input(u.input).label
-                terms.append(RuleTerm(rule.id, variant, "单价", label, "", _yuan(u.amount), "money", "", f"{label}每个{money_text(u.amount)}"))
+                terms.append(RuleTerm(rule.id, variant, "单价", label, "", _yuan(u.amount), "money", "",
+                                      f"{label}每个{money_text(u.amount)}"))
         case _:
             raise TypeError(f"unhandled amount kind {a!r}")
     if body["cap"] is not None:
@@ -284,7 +287,7 @@ def _responsible(lead: str | None, cooperating) -> str:
 
 def _write_row(ws, row: int, values: list, columns) -> None:
     widths = [c[1] for c in columns]
-    for col, (value, (head, _w, kind)) in enumerate(zip(values, columns), start=1):
+    for col, (value, (_head, _w, kind)) in enumerate(zip(values, columns), start=1):
         cell = ws.cell(row=row, column=col, value=value)
         sheets.body_cell(cell, "date" if kind == "date" and isinstance(value, dt.date) else ("center" if kind == "date" else kind))
         if kind == "date":
@@ -339,7 +342,8 @@ def write_task_sheet(ws, unit: str, plan: Plan, *, on=None, due=None, filler: st
         for t in targets:
             n += 1
             role = "牵头" if t.lead == unit else "配合"
-            values = [n, t.clause, t.text, role, _responsible(t.lead, t.cooperating), t.name, t.deadline or NO_DEADLINE, "", None, None, None, None]
+            values = [n, t.clause, t.text, role, _responsible(t.lead, t.cooperating), t.name, t.deadline or NO_DEADLINE, "",
+                      None, None, None, None]
             _write_row(ws, row, values, TASK_COLUMNS)
             done_targets.append(t.id)
             row += 1
@@ -359,7 +363,8 @@ def write_task_sheet(ws, unit: str, plan: Plan, *, on=None, due=None, filler: st
         mt = plan.targets_for_measure(m.id)
         rules = plan.rules_for_measure(m.id)
         target_text = "\n".join(t.text for t in mt)
-        rule_text = "\n".join(f"{i}. {rule_summary(r.id, on=on, plan=plan)}" if len(rules) > 1 else rule_summary(r.id, on=on, plan=plan) for i, r in enumerate(rules, start=1))
+        summaries = [rule_summary(r.id, on=on, plan=plan) for r in rules]
+        rule_text = "\n".join(f"{i}. {text}" if len(rules) > 1 else text for i, text in enumerate(summaries, start=1))
         values = [n, m.id, m.text, m.role_of(unit) or "涉及", _responsible(m.lead, m.cooperating), target_text,
                   _deadline(m, mt) or NO_DEADLINE, rule_text, None, None, None, None]
         _write_row(ws, row, values, TASK_COLUMNS)

@@ -330,9 +330,9 @@ def import_typed_rows(ledger, sheet: dict[str, InputFrame], workbook_name: str, 
         held = Counter(row_keys(table, cycle.round_rows(ledger, table.key, round_id)))
         keys = [c.key for c in table.columns]
         rows, numbers = [], []
-        for key, (_, rec) in zip(row_keys(table, frame.data), frame.data.iterrows(), strict=True):
-            if held[key] > 0:
-                held[key] -= 1
+        for row_key, (_, rec) in zip(row_keys(table, frame.data), frame.data.iterrows(), strict=True):
+            if held[row_key] > 0:
+                held[row_key] -= 1
                 continue
             rows.append({k: _json_value(rec[k]) for k in keys})
             numbers.append(int(rec["_row"]))
