@@ -504,6 +504,8 @@ def test_cli(city, folder, county_bytes, capsys, tmp_path):
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "【已汇总】寿县.xlsx（寿县，第1版）" in out and "已写入" in out
+    assert out.count("寿县.xlsx") == 1 and out.count("汇总县区报表：") == 1  # printed as recorded, once
+    assert out.index("【已汇总】寿县.xlsx") < out.index("已写入")
     fill(folder / "凤台县.xlsx", county_bytes("凤台县"), {"T_SALES": [["凤台县", "负数", None, -1, None, None]]})
     args = parser.parse_args(["collect", str(folder), "--into", str(city)])
     assert args.func(args) == 1

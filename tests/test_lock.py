@@ -24,16 +24,16 @@ HOLDER = textwrap.dedent(
     """
     import sys
     from xl_ecom.ledger.lock import workbook_lock
-    with workbook_lock(sys.argv[1], "汇总县区报表") as me:
+    with workbook_lock(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "汇总县区报表") as me:
         print(me.pid, flush=True)
         sys.stdin.read()  # hold until the parent closes stdin (or kills us)
     """
 )
 
 
-def start_holder(path):
+def start_holder(path, command: str = "汇总县区报表"):
     child = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HOLDER, str(path), command], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     line = child.stdout.readline()
     assert line.strip() == str(child.pid), "the holder did not take the lock"
@@ -72,6 +72,24 @@ def test_build_through_the_cli_is_refused_while_another_command_holds_the_workbo
         err = capsys.readouterr().err
         assert "汇总县区报表" in err and str(child.pid) in err and "Traceback" not in err
         assert city.read_bytes() == b"workbook"
+    finally:
+        child.stdin.close()
+        child.wait(timeout=30)
+
+
+def test_collect_through_the_cli_is_refused_while_refresh_holds_the_workbook(city, tmp_path, capsys):
+    """collect takes the lock before it opens the ledger: nothing is recorded, the workbook untouched."""
+    folder = tmp_path / "报回"
+    folder.mkdir()
+    (folder / "寿县.xlsx").write_bytes(b"not read")
+    child = start_holder(city, "刷新")
+    try:
+        assert cli.main(["collect", str(folder), "--into", str(city)]) == 2
+        out = capsys.readouterr()
+        text = out.out + out.err
+        assert "刷新" in text and str(child.pid) in text and "Traceback" not in text
+        assert city.read_bytes() == b"workbook"
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([city.name, "报回", lock.lock_path(city).name])
     finally:
         child.stdin.close()
         child.wait(timeout=30)

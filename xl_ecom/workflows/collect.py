@@ -30,6 +30,7 @@ What a clerk can rely on:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import io
@@ -37,6 +38,7 @@ import math
 import re
 import zipfile
 from collections import Counter
+from collections.abc import Callable
 from copy import copy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +50,7 @@ from openpyxl.worksheet.cell_range import CellRange, MultiCellRange
 
 from xl_ecom import ledger as ledger_mod
 from xl_ecom.common.errors import InputError, XlEcomError
+from xl_ecom.ledger.lock import WorkbookBusyError, workbook_lock
 from xl_ecom.ooxml import safeio, xlsm
 from xl_ecom.policy import Plan, load_plan
 from xl_ecom.rules.money import brief
@@ -100,6 +103,22 @@ class FileResult:
     #: a department reply: ledger table -> [(row number, values)]; its unusable cells are cell_problems
     reply_rows: dict = field(default_factory=dict)
     cell_problems: list[Problem] = field(default_factory=list)
+    reported: bool = False  # its lines were printed as it was recorded (CollectReport.to_text leaves them out)
+
+    def lines(self) -> list[str]:
+        """The report's lines for this file: status, county and version, counts, notes, problems."""
+        ok, bad = self.counts()
+        who = self.county or self.claimed or "县区不明"
+        if self.version is not None and self.status in (MERGED, FAULTY):
+            who += f"，第{self.version}版"
+        head = f"【{self.status}】{self.name}（{who}）"
+        if self.checks:
+            head += f"：有效{ok}行" + (f"，有错未汇总{bad}行" if bad else "")
+        out = [head]
+        out.extend(f"    说明：{note}" for note in self.notes)
+        for p in self.all_problems():
+            out.append(f"    [{p.severity}] {p.sheet + ' ' if p.sheet else ''}{p.cell + ' ' if p.cell else ''}{p.message}".rstrip())
+        return out
 
     @property
     def name(self) -> str:
@@ -179,23 +198,14 @@ class CollectReport:
                     out[key][f.county] = f.accepted_rows(key)
         return out
 
-    def to_text(self) -> str:
-        lines = [f"汇总县区报表：{self.folder}"]
+    def to_text(self, heading: bool = True) -> str:
+        """The whole report; files already printed as they were recorded (``reported``) are left out."""
+        lines = [f"汇总县区报表：{self.folder}"] if heading else []
         if self.fatal:
             lines.append(f"错误：{self.fatal}")
         for f in self.files:
-            ok, bad = f.counts()
-            who = f.county or f.claimed or "县区不明"
-            if f.version is not None and f.status in (MERGED, FAULTY):
-                who += f"，第{f.version}版"
-            head = f"【{f.status}】{f.name}（{who}）"
-            if f.checks:
-                head += f"：有效{ok}行" + (f"，有错未汇总{bad}行" if bad else "")
-            lines.append(head)
-            for note in f.notes:
-                lines.append(f"    说明：{note}")
-            for p in f.all_problems():
-                lines.append(f"    [{p.severity}] {p.sheet + ' ' if p.sheet else ''}{p.cell + ' ' if p.cell else ''}{p.message}".rstrip())
+            if not f.reported:
+                lines.extend(f.lines())
         for p in self.problems:
             lines.append(str(p))
         if self.changes:
@@ -1002,14 +1012,41 @@ def current_rows(ledger, counties: list[str], round_id: int | None = None) -> di
     return out
 
 
-def collect(folder, into=None, plan: Plan | None = None, db: str | None = None, ledger=None) -> CollectReport:
+def collect(folder, into=None, plan: Plan | None = None, db: str | None = None, ledger=None,
+            on_file: Callable[[FileResult], None] | None = None) -> CollectReport:
     """Check every .xlsx/.xlsm in ``folder``; with ``into``, record each file in the ledger (beside
     the city workbook, or at ``db``) as one submission and update the city workbook's input tables
-    from the ledger's current versions (atomic write, dated backup, refused while Excel has it open).
+    from the ledger's current versions (atomic write, dated backup, refused while Excel has it open
+    or another xl-ecom command holds the workbook: the workbook's lock, ``汇总县区报表``).
 
-    Without ``into`` nothing is written; with ``db`` the issue tokens are still verified."""
+    Without ``into`` nothing is written; with ``db`` the issue tokens are still verified.
+    ``on_file(f)`` is called as each file is recorded (its transaction committed), for a caller that
+    reports progress file by file."""
     plan = plan or load_plan()
     into = Path(into) if into else None
+    if into is None:
+        return _collect_with_ledger(folder, into, plan, db, ledger, on_file)
+    try:
+        safeio.ensure_not_open(into)  # Excel/WPS has it open: said first, in the words the other commands use
+    except safeio.FileBusyError as exc:
+        report = CollectReport(Path(folder), into)
+        report.fatal = str(exc)
+        return report
+    try:
+        with workbook_lock(into, COMMAND) if into.is_file() else contextlib.nullcontext():
+            return _collect_with_ledger(folder, into, plan, db, ledger, on_file)
+    except WorkbookBusyError as exc:
+        report = CollectReport(Path(folder), into)
+        report.fatal = str(exc)
+        return report
+
+
+#: the command's name in the workbook's lock (what another command is told holds it)
+COMMAND = "汇总县区报表"
+
+
+def _collect_with_ledger(folder, into: Path | None, plan: Plan, db: str | None, ledger,
+                         on_file: Callable[[FileResult], None] | None) -> CollectReport:
     if into is not None:
         if not into.is_file():
             report = CollectReport(Path(folder), into)
@@ -1030,15 +1067,15 @@ def collect(folder, into=None, plan: Plan | None = None, db: str | None = None, 
             report.fatal = f"无法打开台账：{exc}"
             return report
     try:
-        return _collect(folder, into, plan, ledger)
+        return _collect(folder, into, plan, ledger, on_file)
     finally:
         if own is not None:
             own.close()
 
 
-def _collect(folder, into: Path | None, plan: Plan, ledger) -> CollectReport:
+def _collect(folder, into: Path | None, plan: Plan, ledger, on_file=None) -> CollectReport:
     # 1. the ledger, the system of record: each file one submission, one transaction each
-    report = record_folder(folder, into, plan, ledger)
+    report = record_folder(folder, into, plan, ledger, on_file)
     if report.fatal or into is None or not report.touched:
         return report
     # 2. the workbook, a view: each touched county's rows are its current version in the ledger
@@ -1077,13 +1114,14 @@ def write_current(wb, report: CollectReport, plan: Plan, ledger, options: dict |
     return report.changes
 
 
-def record_folder(folder, into: Path | None, plan: Plan, ledger) -> CollectReport:
+def record_folder(folder, into: Path | None, plan: Plan, ledger,
+                  on_file: Callable[[FileResult], None] | None = None) -> CollectReport:
     """Step 1 of collect, "files → ledger": check every file of ``folder`` (:func:`check_folder`)
     and, with ``into`` and a ``ledger``, record each one as one submission (one transaction each;
     a file collected again unchanged is not recorded twice).  The report's ``touched`` lists the
     counties whose rows the city workbook must now take from the ledger (:func:`write_current`);
     nothing but the ledger is written.  The CLI (:func:`collect`) and the ribbon's 汇总县区报表 both
-    run this step."""
+    run this step.  ``on_file(f)``: called once each file is recorded (or found unchanged)."""
     try:
         report = check_folder(folder, plan, into, ledger)
     except XlEcomError as exc:  # the ledger cannot be read
@@ -1108,12 +1146,16 @@ def record_folder(folder, into: Path | None, plan: Plan, ledger) -> CollectRepor
                     f.notes.append(f"与台账中{f.county}的第{current.version}版内容相同，未重复登记")
                     if f.kind == county_books.ISSUE_KIND and f.county is not None:
                         touched.append(f.county)
+                    if on_file:
+                        on_file(f)
                     continue
             record_file(ledger, f, rnd.id, received)
             report.recorded += 1
             # department replies live in the ledger only; a merged county file names its county
             if f.status == MERGED and f.kind == county_books.ISSUE_KIND and f.county is not None:
                 touched.append(f.county)
+            if on_file:
+                on_file(f)
     except (XlEcomError, OSError) as exc:
         report.fatal = f"写入台账时出错：{exc}；已登记的报送保留在台账中，市级工作簿未改动"
         report.touched = []
@@ -1127,8 +1169,18 @@ def record_folder(folder, into: Path | None, plan: Plan, ledger) -> CollectRepor
 
 
 def cmd_collect(args) -> int:
-    report = collect(args.folder, into=args.into, db=getattr(args, "db", None))
-    print(report.to_text())
+    heading = [False]
+
+    def show(f: FileResult) -> None:
+        """A file's lines as soon as its submission is in the ledger (a run stopped later loses none)."""
+        if not heading[0]:
+            print(printable(f"汇总县区报表：{args.folder}"), flush=True)
+            heading[0] = True
+        print("\n".join(map(printable, f.lines())), flush=True)
+        f.reported = True
+
+    report = collect(args.folder, into=args.into, db=getattr(args, "db", None), on_file=show if args.into else None)
+    print(report.to_text(heading=not heading[0]))
     return report.exit_code
 
 
