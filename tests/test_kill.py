@@ -164,6 +164,7 @@ def test_kill_during_collect(template, collect_length, tmp_path, seed):
     n = sum(1 for r in sales.iter_rows(min_row=layout.INPUT_FIRST_ROW, max_col=1, values_only=True) if r[0])
     assert n == ROWS_PER_COUNTY * len(current)
     assert not lock_path(city).exists()
+    assert not list(city.parent.glob(f"{safeio.TEMP_PREFIX}*")), "a killed run's temporary file was left"
 
 
 @pytest.mark.parametrize("seed", range(2))
@@ -181,6 +182,7 @@ def test_kill_during_refresh(template, refresh_length, tmp_path, seed):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     check_after(city, before, [])
     assert not lock_path(city).exists()
+    assert not list(city.parent.glob(f"{safeio.TEMP_PREFIX}*")), "a killed run's temporary file was left"
     detail = openpyxl.load_workbook(city, read_only=True)["奖补明细"]
     names = {c for row in detail.iter_rows(values_only=True) for c in row if isinstance(c, str)}
     assert "寿县电商企业000" in names

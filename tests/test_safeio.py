@@ -300,6 +300,60 @@ def test_atomic_write_keeps_a_backup(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_temporaries_a_killed_writer_left_are_removed_by_the_next_write(tmp_path):
+    """A writer killed between mkstemp and rename leaves its temporary file; the next write on this
+    computer removes it (its process is gone) but keeps a live writer's and, from another computer,
+    one younger than a day."""
+    import subprocess
+    import sys
+    import time
+
+    target = tmp_path / "book.xlsm"
+    target.write_bytes(b"version 1")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = safeio._host_tag()
+    left = tmp_path / f"{safeio.TEMP_PREFIX}{host}-{int(dead.stdout)}-abc.xlsm.tmp"
+    alive = tmp_path / f"{safeio.TEMP_PREFIX}{host}-{os.getpid()}-def.xlsm.tmp"
+    other = "0" * 8 if host != "0" * 8 else "1" * 8
+    foreign_young = tmp_path / f"{safeio.TEMP_PREFIX}{other}-1-ghi.xlsm.tmp"
+    foreign_old = tmp_path / f"{safeio.TEMP_PREFIX}{other}-2-jkl.xlsm.tmp"
+    unrelated = tmp_path / "notes.tmp"
+    for f in (left, alive, foreign_young, foreign_old, unrelated):
+        f.write_bytes(b"partial")
+    old = time.time() - 2 * 86400
+    os.utime(foreign_old, (old, old))
+    safeio.write_atomically(target, b"version 2", backup=False)
+    assert target.read_bytes() == b"version 2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [target.name, alive.name, foreign_young.name, unrelated.name])
+
+
+def test_a_backup_is_written_whole_or_not_at_all(tmp_path):
+    """The backup goes through a temporary file and a rename too: with file writes capped below the
+    backup's size (RLIMIT_FSIZE, as a full disk) neither a truncated backup nor a temporary file is
+    left, and the workbook is as it was."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "book.xlsm"
+    before = os.urandom(200_000)
+    target.write_bytes(before)
+    child = (
+        "import resource, signal, sys\n"
+        "from xl_ecom.ooxml import safeio\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))\n"
+        "try:\n"
+        "    safeio.write_atomically(sys.argv[1], b'small')\n"
+        "except OSError as exc:\n"
+        "    print('refused', exc.errno)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", child, str(target)], capture_output=True, text=True, timeout=120)
+    assert done.stdout.startswith("refused"), done.stdout + done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+    assert target.read_bytes() == before
+
+
 def test_shared_formulas_as_excel_writes_them(tmp_path):
     """Excel stores a filled-down formula once (shared); every cell is listed with its own formula,
     and values are Excel's cached results."""

@@ -26,7 +26,6 @@ import getpass
 import json
 import os
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -35,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from xl_ecom.common.errors import XlEcomError
+from xl_ecom.common.processes import pid_alive
 from xl_ecom.ooxml import safeio
 
 #: A lock file this young that cannot be read yet is being written (a crash between create and
@@ -69,33 +69,6 @@ def lock_path(path: str | os.PathLike) -> Path:
 
 def _host() -> str:
     return socket.gethostname() or "?"
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process ``pid`` runs on this host (an unknown answer counts as alive)."""
-    if pid <= 0:
-        return False
-    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
-        import ctypes
-
-        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
-        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
-        if not handle:
-            return kernel32.GetLastError() == 5  # access denied: it exists
-        try:
-            code = ctypes.c_ulong()
-            if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
-                return True
-            return code.value == 259  # STILL_ACTIVE
-        finally:
-            kernel32.CloseHandle(handle)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def read_holder(lock: Path) -> Holder | None:

@@ -28,8 +28,10 @@ and keeps a backup.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import re
+import socket
 import tempfile
 import xml.parsers.expat
 import zipfile
@@ -45,6 +47,7 @@ from openpyxl.formula.translate import Translator
 from openpyxl.utils.cell import column_index_from_string, coordinate_from_string, get_column_letter
 
 from xl_ecom.common.errors import XlEcomError
+from xl_ecom.common.processes import pid_alive
 
 MAX_FILE_BYTES = 50 * 1024 * 1024  # a county workbook with 10,000 rows is about 1 MB
 # A county workbook has about 40 parts and 13 sheets; 10,000 rows in one input sheet inflate to
@@ -553,25 +556,58 @@ def umask_mode(mode: int = 0o666) -> int:
     return mode & ~mask
 
 
-def write_atomically(path, data: bytes, *, backup: bool = True) -> Path | None:
-    """Replace ``path`` with ``data``: temporary file in the same folder, fsync, ``os.replace``.
+#: temporary files of the atomic writer: ``.xl-ecom-<host>-<pid>-<random><suffix>.tmp`` beside the target
+TEMP_PREFIX = ".xl-ecom-"
+_TEMP_NAME = re.compile(r"^\.xl-ecom-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-.*\.tmp$")
+#: a temporary file another computer left (its process cannot be asked) is stale after this long
+FOREIGN_TEMP_AGE = dt.timedelta(days=1)
 
-    The previous file (if any) is first copied to ``<stem>.备份YYYYmmdd-HHMMSS<suffix>`` beside it;
-    that path is returned.  Refuses (:class:`FileBusyError`) when the file is open in Excel."""
-    path = Path(path)
-    ensure_not_open(path)
-    saved = None
-    if backup and path.exists():
-        saved = backup_path(path)
-        _copy_exact(path, saved)
-    fd, tmp = tempfile.mkstemp(prefix=".xl-ecom-", suffix=path.suffix + ".tmp", dir=path.parent)
+
+def _host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+
+
+def _temp_file(folder: Path, suffix: str) -> tuple[int, str]:
+    return tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{_host_tag()}-{os.getpid()}-", suffix=suffix + ".tmp", dir=folder)
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files a writer killed mid-write left in ``folder`` (its process is gone,
+    or, from another computer, it is older than a day); the paths removed."""
+    removed: list[Path] = []
+    host, now = _host_tag(), dt.datetime.now().timestamp()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TEMP_NAME.match(entry.name)
+        if not m or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            if m["host"] == host:
+                stale = not pid_alive(int(m["pid"]))
+            else:
+                stale = now - entry.stat().st_mtime > FOREIGN_TEMP_AGE.total_seconds()
+            if stale:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
+
+
+def write_new(path: Path, data: bytes, mode: int | None = None) -> None:
+    """``data`` at ``path`` whole or not at all: written to a temporary file, fsynced, renamed.
+    ``mode``: the file's permissions (default: as the user's umask makes a new file)."""
+    fd, tmp = _temp_file(path.parent, path.suffix)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        try:  # mkstemp makes 0600; keep the old file's mode, or the user's umask for a new file
-            os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else umask_mode())
+        try:  # mkstemp makes 0600
+            os.chmod(tmp, umask_mode() if mode is None else mode)
         except OSError:
             pass
         os.replace(tmp, path)
@@ -581,12 +617,30 @@ def write_atomically(path, data: bytes, *, backup: bool = True) -> Path | None:
         except FileNotFoundError:
             pass
         raise
+
+
+def write_atomically(path, data: bytes, *, backup: bool = True) -> Path | None:
+    """Replace ``path`` with ``data``: temporary file in the same folder, fsync, ``os.replace``.
+
+    The previous file (if any) is first copied to ``<stem>.备份YYYYmmdd-HHMMSS<suffix>`` beside it, by
+    the same temporary-file-and-rename, so a full disk or a kill never leaves a truncated backup; that
+    path is returned.  Temporary files an earlier writer left when it was killed are removed first.
+    Refuses (:class:`FileBusyError`) when the file is open in Excel."""
+    path = Path(path)
+    ensure_not_open(path)
+    remove_stale_temporaries(path.parent)
+    saved = None
+    # keep the old file's mode, or the user's umask for a new file
+    mode = path.stat().st_mode & 0o777 if path.exists() else umask_mode()
+    if backup and path.exists():
+        saved = backup_path(path)
+        _copy_exact(path, saved)
+    write_new(path, data, mode)
     return saved
 
 
 def _copy_exact(src: Path, dst: Path) -> None:
-    data = src.read_bytes()
-    with open(dst, "xb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+    """A copy of ``src`` at ``dst`` (which must not exist yet), whole or not at all."""
+    if dst.exists():
+        raise FileExistsError(dst)
+    write_new(dst, src.read_bytes(), src.stat().st_mode & 0o777)
