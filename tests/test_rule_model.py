@@ -287,10 +287,11 @@ def test_every_consumer_handles_every_kind(kind):
     assert departments.rule_terms(rid, on=on, plan=plan)
     assert departments.rule_summary(rid, on=on, plan=plan)
     assert build.rule_cases(rid, on=on, plan=plan)
-    assert refresh._condition_mask(rid, "x", np.array([100.004, 100.005]), on, plan).tolist() == [False, True]
     xs = [100.004, 100.005, 999.995, 5000]
     paid = [engine.calculate_cents(rid, x, 3, on=on, plan=plan) > 0 for x in xs]
     assert counts.condition_mask(rid, {"x": xs}, on=on, plan=plan).tolist() == paid
+    # refresh's target counts are the same test (a tiered amount's lowest tier included)
+    assert refresh._condition_mask(rid, "x", np.array(xs), on, plan).tolist() == paid
     assert paid == ([False, False, True, True] if kind == "tiers" else [False, True, True, True])
     body = engine.resolve(rid, on=on, plan=plan).variants[""]
     assert engine._body_inputs(body) == ({"x", "n"} if kind == "per_unit" else {"x"})

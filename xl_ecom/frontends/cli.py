@@ -13,7 +13,6 @@ import shutil
 import sys
 import traceback
 import unicodedata
-from decimal import Decimal
 from pathlib import Path
 
 from xl_ecom import __version__
@@ -259,33 +258,13 @@ def policy_date(args) -> tuple[object, str]:
     return SETTINGS_DEFAULTS["政策日期"], "方案默认"
 
 
-def _money_text(cents) -> str:
-    return f"{Decimal(int(cents)) / 100:,.2f}元"
-
-
 def _threshold_text(rule, explanation) -> str | None:
-    """When the result is 0 because a threshold is not met: “须 ≥ 500,000.00元（原文“达到50万元”）”."""
-    from xl_ecom.policy.boundaries import boundary
+    """When the result is 0 because a threshold is not met: “须≥500,000.00元（原文“达到50万元”）”."""
+    from xl_ecom.rules.explain import unmet_threshold
 
     if explanation.result_cents != 0:
         return None
-
-    def shown(kind, value):
-        return _money_text(value) if kind == "money" else f"{value}"
-
-    for step in explanation.steps:
-        if step[0] == "condition" and not step[3]:
-            _, c, value, _ok = step
-            spec = rule.input(c["input"])
-            return (f"{spec.label} {shown(spec.kind, value)}，须{boundary(c['word']).chinese}"
-                    f"{shown(spec.kind, c['threshold'])}（原文“{c['reference']}”）")
-        if step[0] == "tiers" and not step[3]:
-            _, a, basis, _raw = step
-            lowest = min(a["tiers"], key=lambda t: t["threshold"])
-            spec = rule.input(a["basis"])
-            return (f"{spec.label} {shown(spec.kind, basis)}，须{boundary(lowest['word']).chinese}"
-                    f"{shown(spec.kind, lowest['threshold'])}（原文“{lowest['ref']}”）")
-    return None
+    return unmet_threshold(rule, explanation.steps)
 
 
 def cmd_calc(args) -> int:

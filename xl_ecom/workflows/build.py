@@ -43,7 +43,7 @@ from xl_ecom.policy import Plan, load_plan
 from xl_ecom.policy.boundaries import APPROXIMATE_WORDS, boundary
 from xl_ecom.rules import formulas
 from xl_ecom.rules.engine import get_rule, percent, resolve
-from xl_ecom.rules.model import Factor, Fixed, PerUnit, Rate, Tiers
+from xl_ecom.rules.model import Body, Condition, Factor, Fixed, PerUnit, Rate, Tiers
 from xl_ecom.workflows import layout, settings, sheets
 from xl_ecom.workflows.tables import TABLES
 
@@ -568,7 +568,8 @@ def _external(kind: str, internal) -> Any:
 def rule_cases(rule_id: str, *, on=POLICY_DATE, plan: Plan | None = None) -> list[Case]:
     """Cases that exercise one rule: each threshold at −0.01 / exactly / +0.01, each cap edge,
     a half-cent rounding, every choice, rate below/at/above its ceiling, blank input, and for a
-    cumulative cap a sequence that reaches it.  Derived from the resolved plan data."""
+    cumulative cap a sequence that reaches it.  Derived from the resolved plan data (the typed rule
+    model: one ``match`` per amount kind in :func:`_amount_cases`)."""
     plan = plan or load_plan()
     rule = get_rule(rule_id, plan)
     res = resolve(rule.id, on=on, plan=plan)
@@ -592,12 +593,12 @@ def rule_cases(rule_id: str, *, on=POLICY_DATE, plan: Plan | None = None) -> lis
                 base[spec.name] = 2
             elif spec.kind == "years":
                 base[spec.name] = Decimal(3)
-        for c in body["conditions"]:
-            kind = rule.input(c["input"]).kind
-            t = _external(kind, c["threshold"])
-            base[c["input"]] = (t * Decimal("1.5")).quantize(Decimal("0.01")) if kind == "money" else t + 1
-        a = body["amount"]
-        match a:  # every kind gets its general case; the probes below add kind-specific edges
+        for c in body.conditions:
+            kind = rule.input(c.input).kind
+            t = _external(kind, c.threshold)
+            base[c.input] = (t * Decimal("1.5")).quantize(Decimal("0.01")) if kind == "money" else t + 1
+        a = body.amount
+        match a:  # every kind gets its general case; _amount_cases adds the kind's own edges
             case Rate() | Factor() | Fixed() | PerUnit():
                 pass
             case Tiers():
@@ -605,79 +606,10 @@ def rule_cases(rule_id: str, *, on=POLICY_DATE, plan: Plan | None = None) -> lis
             case _:
                 raise TypeError(f"unhandled amount kind {a!r}")
         cases.append(Case(rule.id, f"{prefix}一般情形", tuple(base.get(n) for n in names), on_sheet=True))
-
-        # thresholds of conditions and tiers
-        edges = [(c["input"], c["threshold"], c["word"], c["reference"]) for c in body["conditions"]]
-        if a["type"] == "tiers":
-            edges += [(a["basis"], t["threshold"], t["word"], t["ref"]) for t in a["tiers"]]
-        for name, threshold, word, reference in edges:
-            kind = rule.input(name).kind
-            t = _external(kind, threshold)
-            step = _step(kind)
-            strict = not boundary(word).inclusive
-            for delta, text, show in ((-step, "差一点", not strict), (0, "恰为门槛", True), (step, "刚超过", strict)):
-                v = dict(base)
-                v[name] = t + delta
-                add(f"{prefix}{reference}：{text}", v, on_sheet=show)
-
-        # cap edges (a rate amount reaching its cap)
-        if a["type"] in ("rate", "factor") and body["cap"] is not None and not body["cumulative"]:
-            basis = a["basis"][0]
-            edge_cents = Decimal(body["cap"]) / a["rate"]
-            if edge_cents == edge_cents.to_integral_value():
-                others = {n: Decimal(0) for n in a["basis"][1:]}
-                for delta, text, show in ((-1, "差一分到上限", False), (0, "恰达上限", True), (1, "超过上限", True)):
-                    v = dict(base, **others)
-                    v[basis] = _yuan_of_cents(edge_cents + delta)
-                    if all(_cond_ok(rule, c, v) for c in body["conditions"]):
-                        add(f"{prefix}{body['cap_ref']}：{text}", v, on_sheet=show)
-            v = dict(base)
-            v[basis] = _yuan_of_cents(edge_cents * 3)
-            add(f"{prefix}{body['cap_ref']}：远超上限", v)
-
-        # half-cent rounding of a rate amount
-        if a["type"] in ("rate", "factor"):
-            basis = a["basis"][0]
-            spec = rule.input(basis)
-            seed = base.get(basis) if base.get(basis) is not None else base.get(spec.default_input or "")
-            start = int(Decimal(str(seed if seed is not None else Decimal("12345.67"))) * 100)
-            other_cents = sum(int(Decimal(str(base.get(n) or 0)) * 100) for n in a["basis"][1:])
-            for b in range(start, start + 2000):
-                if (Decimal(b + other_cents) * a["rate"]) % 1 == Decimal("0.5"):
-                    v = dict(base)
-                    v[basis] = _yuan_of_cents(b)
-                    if body["cap"] is None or Decimal(b + other_cents) * a["rate"] < body["cap"]:
-                        add(f"{prefix}四舍五入：半分进位", v, on_sheet=True)
-                    break
-
-        # a rate typed by the clerk
-        if a["type"] == "rate" and a.get("rate_input"):
-            ceiling = a["rate"]
-            rate_cases = (
-                (ceiling / 2, f"比例{percent(ceiling / 2)}", False),
-                (ceiling, f"比例恰为上限{percent(ceiling)}", False),
-                (ceiling + Decimal("0.001"), "比例超过上限", True),
-            )
-            for rate, text, err in rate_cases:
-                v = dict(base)
-                v[a["rate_input"]] = rate
-                add(f"{prefix}{text}", v, error=err, on_sheet=not err and rate != ceiling)
-
-        # per-unit amounts: nothing / some
-        if a["type"] == "per_unit":
-            add(f"{prefix}均为0", {u["input"]: 0 for u in a["units"]}, on_sheet=True)
-            add(f"{prefix}各1", {u["input"]: 1 for u in a["units"]})
-
-        # cumulative cap: a sequence of events reaching it
-        if body["cumulative"] and a["type"] in ("rate", "factor"):
-            basis = a["basis"][0]
-            half = _yuan_of_cents(Decimal(body["cap"]) / a["rate"] / 2)
-            rows = []
-            for value in (half, half - Decimal("0.01"), Decimal("20000"), Decimal("0.01")):
-                v = dict(base)
-                v[basis] = value
-                rows.append(tuple(v.get(n) for n in names))
-            cases.append(Case(rule.id, f"{prefix}{body['cap_ref']}：按场累计", tuple(rows), sequence=True, on_sheet=True))
+        # thresholds of the conditions, then of a tiered amount (in that order)
+        for c in body.conditions:
+            _threshold_cases(rule, c.input, c.threshold, c.word, c.reference, base, prefix, add)
+        _amount_cases(rule, body, base, prefix, add, cases)
 
     # blank required input, invalid choice
     required = [s for s in rule.inputs if not s.optional and not s.default_input]
@@ -694,13 +626,100 @@ def rule_cases(rule_id: str, *, on=POLICY_DATE, plan: Plan | None = None) -> lis
     return _dedupe(cases)
 
 
-def _cond_ok(rule, c, values) -> bool:
-    kind = rule.input(c["input"]).kind
-    value = values.get(c["input"])
+def _threshold_cases(rule, name: str, threshold, word: str, reference, base: dict, prefix: str, add) -> None:
+    """A threshold at one step below, exactly, and one step above (the side shown on the sheet is the
+    one the boundary word makes interesting)."""
+    kind = rule.input(name).kind
+    t = _external(kind, threshold)
+    step = _step(kind)
+    strict = not boundary(word).inclusive
+    for delta, text, show in ((-step, "差一点", not strict), (0, "恰为门槛", True), (step, "刚超过", strict)):
+        v = dict(base)
+        v[name] = t + delta
+        add(f"{prefix}{reference}：{text}", v, on_sheet=show)
+
+
+def _amount_cases(rule, body: Body, base: dict, prefix: str, add, cases: list[Case]) -> None:
+    """The edges of the amount's own kind: tier thresholds; a rate's cap edges, half-cent rounding,
+    typed rate and cumulative sequence; a per-unit amount's nothing/some."""
+    a = body.amount
+    match a:
+        case Tiers():
+            for t in a.tiers:
+                _threshold_cases(rule, a.basis, t.threshold, t.word, t.ref, base, prefix, add)
+        case Rate() | Factor():
+            _rate_cases(rule, body, a, base, prefix, add, cases)
+        case PerUnit():
+            add(f"{prefix}均为0", {u.input: 0 for u in a.units}, on_sheet=True)
+            add(f"{prefix}各1", {u.input: 1 for u in a.units})
+        case Fixed():
+            pass
+        case _:
+            raise TypeError(f"unhandled amount kind {a!r}")
+
+
+def _rate_cases(rule, body: Body, a: Rate | Factor, base: dict, prefix: str, add, cases: list[Case]) -> None:
+    names = rule.input_names
+    basis = a.basis[0]
+    cap = body.limit
+    # cap edges (a rate amount reaching its cap)
+    if cap is not None and not cap.cumulative:
+        edge_cents = Decimal(cap.cents) / a.rate
+        if edge_cents == edge_cents.to_integral_value():
+            others = {n: Decimal(0) for n in a.basis[1:]}
+            for delta, text, show in ((-1, "差一分到上限", False), (0, "恰达上限", True), (1, "超过上限", True)):
+                v = dict(base, **others)
+                v[basis] = _yuan_of_cents(edge_cents + delta)
+                if all(_cond_ok(rule, c, v) for c in body.conditions):
+                    add(f"{prefix}{cap.reference}：{text}", v, on_sheet=show)
+        v = dict(base)
+        v[basis] = _yuan_of_cents(edge_cents * 3)
+        add(f"{prefix}{cap.reference}：远超上限", v)
+
+    # half-cent rounding
+    spec = rule.input(basis)
+    seed = base.get(basis) if base.get(basis) is not None else base.get(spec.default_input or "")
+    start = int(Decimal(str(seed if seed is not None else Decimal("12345.67"))) * 100)
+    other_cents = sum(int(Decimal(str(base.get(n) or 0)) * 100) for n in a.basis[1:])
+    for b in range(start, start + 2000):
+        if (Decimal(b + other_cents) * a.rate) % 1 == Decimal("0.5"):
+            v = dict(base)
+            v[basis] = _yuan_of_cents(b)
+            if cap is None or Decimal(b + other_cents) * a.rate < cap.cents:
+                add(f"{prefix}四舍五入：半分进位", v, on_sheet=True)
+            break
+
+    # a rate typed by the clerk (a Rate whose rate is a ceiling)
+    if isinstance(a, Rate) and a.rate_input:
+        ceiling = a.rate
+        rate_cases = (
+            (ceiling / 2, f"比例{percent(ceiling / 2)}", False),
+            (ceiling, f"比例恰为上限{percent(ceiling)}", False),
+            (ceiling + Decimal("0.001"), "比例超过上限", True),
+        )
+        for rate, text, err in rate_cases:
+            v = dict(base)
+            v[a.rate_input] = rate
+            add(f"{prefix}{text}", v, error=err, on_sheet=not err and rate != ceiling)
+
+    # cumulative cap: a sequence of events reaching it
+    if cap is not None and cap.cumulative:
+        half = _yuan_of_cents(Decimal(cap.cents) / a.rate / 2)
+        rows = []
+        for value in (half, half - Decimal("0.01"), Decimal("20000"), Decimal("0.01")):
+            v = dict(base)
+            v[basis] = value
+            rows.append(tuple(v.get(n) for n in names))
+        cases.append(Case(rule.id, f"{prefix}{cap.reference}：按场累计", tuple(rows), sequence=True, on_sheet=True))
+
+
+def _cond_ok(rule, c: Condition, values) -> bool:
+    kind = rule.input(c.input).kind
+    value = values.get(c.input)
     if value is None:
         return False
     internal = int(Decimal(str(value)) * 100) if kind == "money" else Decimal(str(value))
-    return boundary(c["word"]).op(internal, c["threshold"])
+    return boundary(c.word).op(internal, c.threshold)
 
 
 def _dedupe(cases: list[Case]) -> list[Case]:

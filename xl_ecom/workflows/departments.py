@@ -18,10 +18,8 @@ import datetime as dt
 import hashlib
 import io
 import math
-import os
 import re
 import sys
-import tempfile
 import unicodedata
 import zipfile
 from collections.abc import Iterable
@@ -38,7 +36,7 @@ from xl_ecom.common.errors import InputError, XlEcomError
 from xl_ecom.policy import Measure, Plan, Target, load_plan
 from xl_ecom.policy.boundaries import boundary
 from xl_ecom.rules.engine import percent, resolve
-from xl_ecom.rules.model import Factor, Fixed, PerUnit, Rate, Tiers
+from xl_ecom.rules.model import Body, Factor, Fixed, PerUnit, Rate, Tiers
 from xl_ecom.workflows import sheets
 
 SUBDIR = "部门任务表"  # <out>/部门任务表/<单位>.xlsx (mail relies on it; = settings.DEPARTMENT_SUBDIR)
@@ -137,14 +135,14 @@ def _variant_label(rule, variant: str) -> str:
     return f"{label}为“{variant}”" if variant else f"{label}为空白"
 
 
-def _body_terms(rule, variant: str, body: dict) -> list[RuleTerm]:
+def _body_terms(rule, variant: str, body: Body) -> list[RuleTerm]:
     terms = []
-    for c in body["conditions"]:
-        spec = rule.input(c["input"])
-        value = _yuan(c["threshold"]) if spec.kind == "money" else Decimal(str(c["threshold"]))
-        text = f"{spec.label}{boundary(c['word']).chinese}{_value_text(spec.kind, c['threshold'])}（{_word_note(c['word'])}）"
-        terms.append(RuleTerm(rule.id, variant, "门槛", spec.label, c["word"], value, spec.kind, c["reference"] or "", text))
-    a = body["amount"]
+    for c in body.conditions:
+        spec = rule.input(c.input)
+        value = _yuan(c.threshold) if spec.kind == "money" else Decimal(str(c.threshold))
+        text = f"{spec.label}{boundary(c.word).chinese}{_value_text(spec.kind, c.threshold)}（{_word_note(c.word)}）"
+        terms.append(RuleTerm(rule.id, variant, "门槛", spec.label, c.word, value, spec.kind, c.reference or "", text))
+    a = body.amount
     match a:
         case Rate() | Factor():
             subject = "+".join(rule.input(n).label for n in a.basis)
@@ -170,11 +168,12 @@ def _body_terms(rule, variant: str, body: dict) -> list[RuleTerm]:
                                       f"{label}每个{money_text(u.amount)}"))
         case _:
             raise TypeError(f"unhandled amount kind {a!r}")
-    if body["cap"] is not None:
-        item = "累计上限" if body["cumulative"] else "上限"
-        word = body["cap_word"] or ""
-        text = ("累计" if body["cumulative"] else "") + f"{word}{money_text(body['cap'])}"
-        terms.append(RuleTerm(rule.id, variant, item, "奖补金额", word, _yuan(body["cap"]), "money", body["cap_ref"] or "", text))
+    cap = body.limit
+    if cap is not None:
+        item = "累计上限" if cap.cumulative else "上限"
+        word = cap.word or ""
+        text = ("累计" if cap.cumulative else "") + f"{word}{money_text(cap.cents)}"
+        terms.append(RuleTerm(rule.id, variant, item, "奖补金额", word, _yuan(cap.cents), "money", cap.reference or "", text))
     return terms
 
 
@@ -188,9 +187,9 @@ def rule_terms(rule_id: str, on=None, plan: Plan | None = None) -> list[RuleTerm
     return out
 
 
-def _body_sentence(rule, body: dict, terms: list[RuleTerm]) -> str:
+def _body_sentence(rule, body: Body, terms: list[RuleTerm]) -> str:
     conds = [t.text for t in terms if t.item == "门槛"]
-    a = body["amount"]
+    a = body.amount
     match a:
         case Tiers():
             amount = "；".join(t.text for t in terms if t.item == "分档门槛")
@@ -805,20 +804,10 @@ def save_workbook(wb: Workbook, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = workbook_bytes(wb)
-    fd, tmp = tempfile.mkstemp(prefix=".xl-ecom-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        from xl_ecom.ooxml.safeio import umask_mode
+    from xl_ecom.ooxml.safeio import remove_stale_temporaries, write_new
 
-        os.chmod(tmp, umask_mode())  # mkstemp makes 0600; generated files follow the user's umask
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    remove_stale_temporaries(path.parent)
+    write_new(path, data)  # generated files follow the user's umask
     return path
 
 

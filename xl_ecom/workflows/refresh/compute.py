@@ -19,13 +19,14 @@ import numpy as np
 import pandas as pd
 
 from xl_ecom.common import textsafe
-from xl_ecom.common.errors import InputError, XlEcomError
+from xl_ecom.common.errors import InputError
 from xl_ecom.common.problems import Problem
 from xl_ecom.common.progress import Progress
 from xl_ecom.policy import Plan, load_plan
 from xl_ecom.policy.boundaries import APPROXIMATE_WORDS, holds
-from xl_ecom.rules.engine import calculate_columns_cents, policy_date, resolve
-from xl_ecom.rules.money import MAX_YUAN, describe, parse_number, to_cents_array
+from xl_ecom.rules.counts import condition_mask
+from xl_ecom.rules.engine import calculate_columns_cents, policy_date
+from xl_ecom.rules.money import MAX_YUAN, describe, parse_number
 from xl_ecom.workflows.refresh.errors import RefreshError
 from xl_ecom.workflows.refresh.read import InputFrame, _blank
 from xl_ecom.workflows.tables import ACTUALS, TABLES, InputTable
@@ -325,23 +326,9 @@ def _count_by_county(frames, checked, table_key, column, value, counties) -> dic
 
 
 def _condition_mask(rule_id: str, column: str, values: np.ndarray, on, plan: Plan) -> np.ndarray:
-    """Rows meeting the rule's threshold on ``column`` (money in yuan), as the engine resolves it."""
-    rule = plan.rules[rule_id]
-    body = next(iter(resolve(rule_id, on=on, plan=plan).variants.values()))
-    mask = np.isfinite(values)
-    found = False
-    for c in body["conditions"]:
-        if c["input"] != column:
-            continue
-        found = True
-        kind = rule.input(column).kind
-        # rounded to the cent half up exactly as the award rounds (np.round would be half-even)
-
-        v = to_cents_array(np.nan_to_num(values, nan=0.0), rule.input(column).label) if kind == "money" else np.nan_to_num(values, nan=0.0)
-        mask &= holds(v, c["word"], float(c["threshold"]))
-    if not found:
-        raise XlEcomError(f"规则 {rule_id} 没有关于“{column}”的门槛，无法计数")
-    return mask
+    """Rows meeting the rule's threshold on ``column`` (money in yuan, NaN blank), judged as the award
+    judges it (:func:`xl_ecom.rules.counts.condition_mask`: the same cent rounding, blanks not counted)."""
+    return condition_mask(rule_id, {column: values}, on=on, plan=plan)
 
 
 def _progress(frames, checked, plan: Plan, on) -> tuple[dict, dict]:
