@@ -10,6 +10,7 @@ beside it), receives the same returned files, and the two ledgers must hold the 
 
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 
@@ -218,3 +219,87 @@ def test_run_issues_the_county_workbooks_against_the_workbook_it_built(tmp_path)
     proc = cli("collect", folder, "--into", city)
     assert proc.returncode == 0 and "【已汇总】寿县.xlsx（寿县，第1版）" in proc.stdout, proc.stdout
     assert sales_rows(city) == SHOU_SALES
+
+
+def test_ribbon_refresh_reads_the_ledger_as_the_cli_does(pair, tmp_path):
+    """刷新 in Excel is the CLI's refresh on the open book: a row the city clerk typed is imported into the
+    ledger as 市本级 before anything overwrites it, the input tables are rewritten to show the ledger's current
+    rows (here a later version 寿县 sent, collected on another PC while the book was open), and the
+    generated sheets are computed from those rows — the same as ``xl-ecom refresh`` writes into its file."""
+    from test_refresh import sheet_values
+
+    from xl_ecom.workflows import refresh
+    from xl_ecom.workflows.refresh.read import CITY_UNIT
+
+    ribbon, r_issued, shell, s_issued = pair
+    for city, issued in ((ribbon, r_issued), (shell, s_issued)):
+        fill(issued / "寿县.xlsx", tmp_path / city.parent.name / "1" / "寿县.xlsx", SHOU_SALES)
+        fill(issued / "凤台县.xlsx", tmp_path / city.parent.name / "1" / "凤台县.xlsx", FENGTAI_SALES)
+        assert cli("collect", tmp_path / city.parent.name / "1", "--into", city).returncode == 0
+    opened = tmp_path / "打开时.xlsm"  # the ribbon's book as Excel has it open: batch 1 on its sheets
+    shutil.copy(ribbon, opened)
+    for city, issued in ((ribbon, r_issued), (shell, s_issued)):  # 寿县's version 2, collected elsewhere
+        fill(issued / "寿县.xlsx", tmp_path / city.parent.name / "2" / "寿县.xlsx", [SHOU_SALES[1]])
+        assert cli("collect", tmp_path / city.parent.name / "2", "--into", city).returncode == 0
+    typed = ["田家庵区", "田家庵区市里补录网店", None, 10_000_000, None, None]
+    t = table("T_SALES")
+    row = layout.INPUT_FIRST_ROW + len(SHOU_SALES) + len(FENGTAI_SALES)  # after the rows the book shows
+    wb = openpyxl.load_workbook(shell, keep_vba=True)
+    for j, value in enumerate(typed, start=1):
+        wb[t.sheet].cell(row=layout.INPUT_FIRST_ROW + 2, column=j, value=value)  # the CLI's file shows 2 rows
+    wb.save(shell)
+
+    data = payload(opened, {t.sheet: {(row, j): v for j, v in enumerate(typed, start=1) if v is not None}})
+    data["book"]["name"] = str(ribbon)  # the open book is the saved file beside its ledger
+    import xlwings as xw
+
+    book = xw.Book(json=copy.deepcopy(data))  # the remote Book adds the sheets it creates to its payload
+    result = macros.refresh(book=book)
+    assert result is not None, macros.LAST_UI.alerts
+    report = refresh.refresh_workbook(shell, backup=False)
+    assert (report.imported.rows, report.imported.superseded) == (1, 0)
+    mode, alert = macros.LAST_UI.alerts[-1]
+    assert mode == "info" and "数据来源：台账" in alert
+    assert "输入表中有1行台账中没有，已作为“市本级”的报送登记到台账" in alert
+    # 寿县's first version, still on the open book's sheet, is history, not something the city typed
+    assert "输入表中有1行是台账中已被新版本替代的旧数据" in alert
+    assert "输入表已按台账的当前数据重写（企业销售）" in alert and "尚未保存" in alert
+
+    # the ledgers agree: the typed row filed as 市本级, 寿县 at version 2
+    for city in (ribbon, shell):
+        with open_ledger(city) as ledger:
+            sub = ledger.current_submission(CITY_UNIT)
+            assert sub is not None and sub.row_count == 1
+            assert ledger.current_submission("寿县").version == 2
+    # the open book's 企业销售 shows the ledger's rows, as the CLI's file does
+    replay = Replay(data, book.json()["actions"])
+    shown = []
+    grid = normalised(replay.values[t.sheet])
+    for r in range(layout.INPUT_FIRST_ROW, max(k[0] for k in grid) + 1):
+        values = [grid.get((r, c)) for c in range(1, len(t.columns) + 1)]
+        if values[0]:
+            shown.append([None if v == "" else v for v in values])
+    assert shown == sales_rows(shell)
+    assert sorted(map(str, shown)) == sorted(map(str, FENGTAI_SALES + [SHOU_SALES[1], typed]))
+    cli_book = openpyxl.load_workbook(shell)
+    for name in refresh.GENERATED_SHEETS:
+        assert normalised(replay.values[name]) == normalised(sheet_values(cli_book[name])), name
+
+    # a second 刷新 on the book as it now stands imports nothing and rewrites nothing
+    from test_macros import _json_value
+
+    again = payload(opened)
+    again["book"]["name"] = str(ribbon)
+    sheet = next(s for s in again["sheets"] if s["name"] == t.sheet)
+    rows = sheet["values"]
+    for r in range(layout.INPUT_FIRST_ROW - 1, len(rows)):
+        rows[r] = [""] * len(rows[r])
+    for (r, c), v in replay.values[t.sheet].items():
+        while len(rows) < r:
+            rows.append([""] * len(rows[0]))
+        rows[r - 1].extend([""] * (c - len(rows[r - 1])))
+        rows[r - 1][c - 1] = _json_value(v)
+    book2 = xw.Book(json=copy.deepcopy(again))
+    assert macros.refresh(book=book2) is not None, macros.LAST_UI.alerts
+    mode, alert = macros.LAST_UI.alerts[-1]
+    assert alert.startswith("刷新完成") and "市本级" not in alert and "重写" not in alert and "替代" not in alert

@@ -328,10 +328,12 @@ def refresh(book=None):
     def work(book, ui: Ui):
         from xl_ecom.policy import load_plan
         from xl_ecom.workflows import refresh as core
+        from xl_ecom.workflows.refresh.read import LEDGER_SETTING
         from xl_ecom.workflows.tables import TABLES
 
         plan = load_plan()
-        on = _settings(book).get("政策日期")
+        settings = _settings(book)
+        on = settings.get("政策日期")
         problems: list = []
         frames = {}
         names = set(sheet_names(book))
@@ -349,22 +351,61 @@ def refresh(book=None):
         problems += core.check_annex(lambda r, c: annex.range((r, c)).value, plan)
         if problems:
             raise core.RefreshError(f"工作簿结构有{len(problems)}处问题，未刷新：", problems)
-        # department replies and the previous round (环比) from the ledger beside the book, as the CLI's refresh
-        departments, previous = core.ledger_inputs(_book_path(book), on, plan)
-        result = core.compute(frames, on=on, plan=plan, progress=lambda m, i=None, n=None: ui.status(status_text(f"刷新：{m}", i, n)),
-                              departments=departments)
-        result.previous = previous
-        ui.screen_updating(False)
-        write_xlwings(book, core.generated_sheets(result, plan), core.annex_updates(result, plan), ui)
-        ui.screen_updating(True)
+        progress = lambda m, i=None, n=None: ui.status(status_text(f"刷新：{m}", i, n))  # noqa: E731
+        path = _book_path(book)
+        url = core.ledger_url(path, settings.get(LEDGER_SETTING)) if path.is_absolute() else None
+        notes: list[str] = []
+        if url is None:
+            result = _refresh_compute(book, ui, core, frames, on, plan, path, None, progress)
+        else:  # the ledger is the record, as for the CLI: typed rows imported, the input tables show its rows
+            with _cycle_lock(path, "刷新"):
+                with _collect_ledger(path, settings) as ledger:
+                    sha256, size = core.rows_digest(frames)
+                    held, imported, _ = core.reconcile(ledger, frames, path.name, sha256, size, progress)
+                notes += [line + "。" for line in core.imported_lines(imported)]
+                changed = core.changed_tables(frames, held)
+                if changed:
+                    _show_ledger_rows(book, ui, changed, held, on)
+                    notes.append("输入表已按台账的当前数据重写（" + "、".join(t.sheet for t in changed) + "），尚未保存。")
+                result = _refresh_compute(book, ui, core, held, on, plan, path, url, progress)
         n = sum(count for count, _ in result.by_rule.values())
         ui.alert(
             f"刷新完成：读取{sum(result.rows_read.values())}行，奖补{n}笔，合计{result.total_cents / 100:,.2f}元"
-            f"（政策日期{result.on.isoformat()}）。",
+            f"（政策日期{result.on.isoformat()}；数据来源：{'台账' if url else '本工作簿的输入表（无台账）'}）。"
+            + "".join("\n" + line for line in notes),
         )
         return result
 
     return _run(book, "刷新", work)
+
+
+def _refresh_compute(book, ui: Ui, core, frames, on, plan, path: Path, url, progress):
+    """Compute from ``frames`` (department replies and the previous round's 环比 from the ledger, as the
+    CLI's refresh) and write the generated sheets and the annex 完成数 into the open book."""
+    departments, previous = core.ledger_inputs(path, on, plan, url=url)
+    result = core.compute(frames, on=on, plan=plan, progress=progress, departments=departments)
+    result.previous = previous
+    ui.screen_updating(False)
+    write_xlwings(book, core.generated_sheets(result, plan), core.annex_updates(result, plan), ui)
+    ui.screen_updating(True)
+    return result
+
+
+def _show_ledger_rows(book, ui: Ui, tables, held, on) -> None:
+    """Write the ledger's current rows into the open book's input tables (award formulas regenerated,
+    text never taken for a formula), as the CLI's refresh rewrites them in the file."""
+    from xl_ecom.workflows import collect
+    from xl_ecom.workflows.refresh import sheet_rows_of
+
+    wb, last_rows = _input_snapshot(book, tables)
+    ui.screen_updating(False)
+    for table in tables:
+        if table.sheet not in wb.sheetnames or table.key not in held:
+            continue
+        ui.status(f"刷新：按台账写入“{table.sheet}”……")
+        collect.write_table(wb[table.sheet], table, sheet_rows_of(held[table.key]), None, {"on": on})
+        _write_back_table(book, wb[table.sheet], table, last_rows.get(table.sheet, 0))
+    ui.screen_updating(True)
 
 
 def make_departments(book=None):

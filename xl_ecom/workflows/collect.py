@@ -759,6 +759,9 @@ def write_table(ws, table: InputTable, rows: list, old_data_last: int | None = N
     if table_last >= first:
         for c in [*range(1, ncol + 1), *(column for column, _ in awards)]:
             template[c] = ws.cell(row=table_last, column=c)._style
+    for r in range(new_last + 1, old_data_last + 1):  # rows that had data below the table (none, in a built book)
+        for c in [*range(1, ncol + 1), *(column for column, _ in awards)]:
+            ws.cell(row=r, column=c).value = None
     for i in range(new_last - first + 1):
         r = first + i
         beyond = r > table_last

@@ -78,6 +78,7 @@ from xl_ecom.workflows.refresh.layouts import (
     progress_rate,
 )
 from xl_ecom.workflows.refresh.read import (
+    Imported,
     InputFrame,
     Package,
     check_annex,
@@ -97,6 +98,7 @@ __all__ = [
     "GENERATED_SHEETS", "ONLINE_SALES_TARGET", "SHEET_ORDER", "TOURISM_RULE", "TOURISM_TARGETS", "Block", "ChartSpec",
     "CityTarget", "InputFrame", "Package", "Problem", "Progress", "RefreshError", "RefreshReport", "RefreshResult",
     "SheetSpec", "_condition_mask", "add_cli", "annex_updates", "check_annex", "cmd_refresh", "compute",
+    "Imported", "changed_tables", "imported_lines", "reconcile", "rows_digest", "sheet_rows_of",
     "frames_from_rows", "frames_from_source", "generated_sheets", "progress_gap", "progress_rate", "read_package",
     "read_tables", "refresh_workbook", "write_openpyxl", "write_package",
 ]
@@ -122,7 +124,7 @@ class RefreshReport:
     result: RefreshResult
     seconds: float
     ledger_url: str | None = None
-    imported: int = 0  # rows a city clerk typed, imported into the ledger as 市本级
+    imported: Imported = field(default_factory=Imported)  # rows a city clerk typed (市本级), and stale rows left out
     rewritten: bool = False  # the input tables were rewritten from the ledger
     overflow: dict = field(default_factory=dict)  # sheet -> rows in the ledger beyond what the sheet holds
 
@@ -134,8 +136,7 @@ class RefreshReport:
         if self.ledger_url:
             source = "台账" + (f"（{_mask_url(self.ledger_url)}）")
             lines.append(f"数据来源：{source}")
-            if self.imported:
-                lines.append(f"输入表中有{self.imported}行台账中没有，已作为“市本级”的报送登记到台账")
+            lines += imported_lines(self.imported)
             if self.rewritten:
                 lines.append("输入表已按台账的当前数据重写")
             for sheet, n in self.overflow.items():
@@ -186,18 +187,12 @@ def _refresh(path: Path, plan: Plan, on, progress: Progress | None, backup: bool
     pkg = Package(original, path.name)
     frames, on = read_package(pkg, plan, on, progress)
     url = ledger_url(path, db, pkg)
-    imported, rewritten, base = 0, False, original
+    imported, rewritten, base = Imported(), False, original
     if url is not None:
         with open_ledger(path, url) as ledger:
-            if progress:
-                progress("核对台账")
-            digest = hashlib.sha256(original).hexdigest()
-            imported = import_typed_rows(ledger, frames, path.name, digest, len(original))
-            problems: list[Problem] = []
-            held = ledger_frames(ledger, problems, progress=progress)
-        if problems:
-            raise RefreshError(f"台账数据有{len(problems)}处问题，未刷新：", problems)
-        if _differs(frames, held):
+            held, imported, differs = reconcile(ledger, frames, path.name, hashlib.sha256(original).hexdigest(),
+                                                len(original), progress)
+        if differs:
             if progress:
                 progress("按台账写入输入表")
             base = write_input_tables(original, held, path.name)
@@ -223,15 +218,65 @@ def _refresh(path: Path, plan: Plan, on, progress: Progress | None, backup: bool
     return RefreshReport(path, bak, result, time.perf_counter() - started, url, imported, rewritten, overflow)
 
 
+def imported_lines(imported: Imported) -> list[str]:
+    """What the import of typed rows did, for the clerk (CLI report and the 刷新 button's message)."""
+    lines = []
+    if imported.rows:
+        lines.append(f"输入表中有{imported.rows}行台账中没有，已作为“市本级”的报送登记到台账")
+    if imported.superseded:
+        lines.append(f"输入表中有{imported.superseded}行是台账中已被新版本替代的旧数据（如县区重报前的行），"
+                     "未登记为市本级，按台账的当前数据显示")
+    return lines
+
+
+def reconcile(ledger, frames: dict[str, InputFrame], name: str, sha256: str, size: int,
+              progress: Progress | None = None) -> tuple[dict[str, InputFrame], Imported, bool]:
+    """The sheets against the ledger, the step both the CLI and the 刷新 button take before computing:
+    rows typed into the input tables that the ledger does not hold become a 市本级 submission
+    (``name``/``sha256``/``size`` describe where they were read); then the ledger's current rows.
+
+    Returns those rows, what was imported (:class:`Imported`), and whether the sheets must be rewritten to show them."""
+    if progress:
+        progress("核对台账")
+    imported = import_typed_rows(ledger, frames, name, sha256, size)
+    problems: list[Problem] = []
+    held = ledger_frames(ledger, problems, progress=progress)
+    if problems:
+        raise RefreshError(f"台账数据有{len(problems)}处问题，未刷新：", problems)
+    return held, imported, _differs(frames, held)
+
+
+def rows_digest(frames: dict[str, InputFrame]) -> tuple[str, int]:
+    """SHA-256 and size of the input rows' canonical content: the 市本级 submission's file hash when
+    the rows were read from an open workbook (the 刷新 button) rather than from a file."""
+    import json
+
+    content = {t.key: row_keys(t, frames[t.key].data) for t in TABLES if t.key in frames}
+    data = json.dumps(content, ensure_ascii=False, sort_keys=True).encode("utf-8")
+    return hashlib.sha256(data).hexdigest(), len(data)
+
+
 def _differs(sheet: dict[str, InputFrame], held: dict[str, InputFrame]) -> bool:
     """The sheets do not show the ledger's rows (compared on content, in order)."""
+    return bool(changed_tables(sheet, held))
+
+
+def changed_tables(sheet: dict[str, InputFrame], held: dict[str, InputFrame]) -> list:
+    """The input tables whose sheet rows are not the ledger's rows (on content, in order)."""
+    changed = []
     for table in TABLES:
         a, b = sheet.get(table.key), held.get(table.key)
-        if (a is None) != (b is None):
-            return True
-        if a is not None and b is not None and row_keys(table, a.data) != row_keys(table, b.data):
-            return True
-    return False
+        if (a is None) != (b is None) or (
+                a is not None and b is not None and row_keys(table, a.data) != row_keys(table, b.data)):
+            changed.append(table)
+    return changed
+
+
+def sheet_rows_of(frame: InputFrame) -> list[dict]:
+    """A frame's input values as the rows its sheet shows (at most a sheet's capacity; the rest stay in the ledger)."""
+    keys = [c.key for c in frame.table.columns]
+    data = frame.data[keys].iloc[:SHEET_CAPACITY]
+    return data.astype(object).where(data.notna(), None).to_dict("records")
 
 
 def _check_macros(before: bytes, after: bytes, name: str) -> None:
@@ -264,10 +309,7 @@ def write_input_tables(original: bytes, frames: dict[str, InputFrame], name: str
         frame = frames.get(table.key)
         if frame is None or table.sheet not in wb.sheetnames:
             continue
-        keys = [c.key for c in table.columns]
-        data = frame.data[keys].iloc[:SHEET_CAPACITY]  # rows beyond what a sheet holds stay in the ledger
-        rows = data.astype(object).where(data.notna(), None).to_dict("records")
-        collect.write_table(wb[table.sheet], table, rows, None, options)
+        collect.write_table(wb[table.sheet], table, sheet_rows_of(frame), None, options)
     try:
         data, _ = collect.save_city_workbook(wb, Path(name), original)
     except XlEcomError as exc:

@@ -12,6 +12,7 @@ columns ``_unit`` / ``_submission`` / ``_row``).  compute never sees where the r
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -310,19 +311,31 @@ def _date_back(value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class Imported:
+    """What :func:`import_typed_rows` found on the sheets: rows filed as 市本级, and rows left out because
+    they are an older version of a unit's data that the ledger has since replaced (a stale view)."""
+
+    rows: int = 0
+    superseded: int = 0
+
+
 def import_typed_rows(ledger, sheet: dict[str, InputFrame], workbook_name: str, sha256: str, size: int,
-                      round_id: int | None = None) -> int:
+                      round_id: int | None = None) -> Imported:
     """Rows a city clerk typed into the master's input tables that the ledger does not hold (matched on
     content against every unit's current rows of the round) become a new submission from 市本级
     (its previous current rows plus the new ones, file = the workbook, row numbers = the sheet rows),
-    before refresh overwrites the sheet.  Returns the number of rows imported (0: nothing written)."""
-    from collections import Counter
+    before refresh overwrites the sheet.
 
+    A row that matches no current row but is one of a replaced submission's rows (the sheet shows a county's
+    version 1 while the ledger, collected on another PC, already holds its version 2) was not typed by the
+    city: it is not filed again (it stays in the ledger's history) and is counted as ``superseded``."""
     from xl_ecom.workflows import cycle
 
     current = ledger.current_submission(CITY_UNIT, round_id)
     new_rows: dict[str, tuple[list[dict], list[int]]] = {}
-    count = 0
+    count = stale = 0
+    history: dict[str, Counter] | None = None
     for table in TABLES:
         frame = sheet.get(table.key)
         if frame is None or not len(frame.data):
@@ -334,13 +347,20 @@ def import_typed_rows(ledger, sheet: dict[str, InputFrame], workbook_name: str, 
             if held[row_key] > 0:
                 held[row_key] -= 1
                 continue
+            if history is None:  # read only when some row is not current
+                history = _replaced_rows(ledger)
+            old = history.get(table.key)
+            if old is not None and old[row_key] > 0:
+                old[row_key] -= 1
+                stale += 1
+                continue
             rows.append({k: _json_value(rec[k]) for k in keys})
             numbers.append(int(rec["_row"]))
         if rows:
             new_rows[table.key] = (rows, numbers)
             count += len(rows)
     if not count:
-        return 0
+        return Imported(0, stale)
     with ledger.submission(workbook_name, sha256, size, CITY_UNIT, CITY_UNIT, round_id=round_id) as sub:
         if current is not None:
             old = ledger.submission_rows(current.id)
@@ -351,4 +371,22 @@ def import_typed_rows(ledger, sheet: dict[str, InputFrame], workbook_name: str, 
                              part["_row"].astype(int).tolist())
         for key, (rows, numbers) in new_rows.items():
             sub.add_rows(key, rows, numbers)
-    return count
+    return Imported(count, stale)
+
+
+def _replaced_rows(ledger) -> dict[str, Counter]:
+    """Content keys of the rows of every replaced (被替代) submission, per table."""
+    from xl_ecom.ledger.schema import SUPERSEDED
+
+    out: dict[str, Counter] = {}
+    for sub in ledger.submissions():
+        if sub.status != SUPERSEDED:
+            continue
+        rows = ledger.submission_rows(sub.id)
+        if not len(rows):
+            continue
+        for key, part in rows.groupby("_table", sort=False):
+            table = next((t for t in TABLES if t.key == key), None)
+            if table is not None:
+                out.setdefault(str(key), Counter()).update(row_keys(table, part))
+    return out
