@@ -13,9 +13,11 @@ from collections import defaultdict
 
 import pytest
 import yaml
+from lxml import etree
 from openpyxl import load_workbook
 
 from xl_ecom.common.errors import InputError
+from xl_ecom.ooxml.namespaces import MAIN
 from xl_ecom.policy import PLAN_PATH
 from xl_ecom.rules import engine
 from xl_ecom.workflows import counties, departments, layout
@@ -180,10 +182,58 @@ def filled(exported, tmp_path_factory):
 def lo(exported, filled, tmp_path_factory):
     """Every generated file through LibreOffice in one soffice call: the 17 department sheets as
     generated and the 8 county workbooks with fixture data.  Returns original -> recalculated."""
-    _, deps, _ = exported
+    _, deps, issued = exported
+    as_sent = tmp_path_factory.mktemp("as_sent")  # the issued workbooks under names of their own
+    copies = [as_sent / f"发出-{p.name}" for p in issued]
+    for p, c in zip(issued, copies):
+        c.write_bytes(p.read_bytes())
     files = list(deps) + [p for p, _ in filled.values()]
-    out = recalculated(files, tmp_path_factory.mktemp("lo"))
-    return dict(zip(files, out))
+    out = recalculated(files + copies, tmp_path_factory.mktemp("lo"))
+    return dict(zip(files + list(issued), out))
+
+
+def _formula_results(path):
+    """{(sheet, ref): cached result} of every formula cell, read from the sheet XML as a previewer
+    that does not recalculate would (a formula without ``<v>`` maps to the marker "(no value)")."""
+    from xl_ecom.ooxml.package import Package
+
+    data = path.read_bytes()
+    pkg = Package(data)
+    out = {}
+    with zipfile.ZipFile(path) as z:
+        for name in pkg.sheet_names:
+            for c in etree.fromstring(z.read(pkg.sheet_part(name))).iter(f"{{{MAIN}}}c"):
+                if c.find(f"{{{MAIN}}}f") is None:
+                    continue
+                v = c.find(f"{{{MAIN}}}v")
+                if v is None:
+                    out[(name, c.get("r"))] = "(no value)"
+                elif c.get("t") in ("str", "s", "inlineStr"):
+                    out[(name, c.get("r"))] = v.text or ""
+                else:
+                    out[(name, c.get("r"))] = float(v.text) if v.text else "(no value)"
+    return out
+
+
+def test_issued_workbooks_carry_the_values_of_their_formulas(exported, lo):
+    """A county workbook as mailed: every formula cell carries the engine's value as its cached result
+    (0 done, the whole target as 差额, blank awards, 0 totals), the same LibreOffice computes when it
+    recalculates — so a mail client's or phone's preview shows numbers, not blanks."""
+    _, _, issued = exported
+    for path in issued:
+        ours = _formula_results(path)
+        assert len(ours) > 2000 and "(no value)" not in ours.values(), path.name
+        theirs = load_workbook(lo[path], data_only=True)
+        for (sheet, ref), value in ours.items():
+            lo_value = theirs[sheet][ref].value
+            lo_value = "" if lo_value is None else lo_value
+            if isinstance(value, float):
+                assert isinstance(lo_value, (int, float)) and abs(lo_value - value) < 0.005, (path.name, sheet, ref, value, lo_value)
+            else:
+                assert lo_value == value, (path.name, sheet, ref, value, lo_value)
+        targets = load_workbook(path, data_only=True)["目标任务"]
+        row = 4
+        assert targets.cell(row=row, column=6).value == targets.cell(row=row, column=3).value  # 差额 = the target
 
 
 # --- structure -----------------------------------------------------------------------------------------
@@ -301,7 +351,7 @@ def test_cli(tmp_path, capsys):
 # --- LibreOffice ---------------------------------------------------------------------------------------
 
 def test_libreoffice_opens_every_generated_file(lo):
-    assert len(lo) == 17 + 8
+    assert len(lo) == 17 + 8 + 8  # department sheets, county workbooks filled in and as issued
     for original, converted in lo.items():
         a = load_workbook(original, read_only=True)
         b = load_workbook(converted, read_only=True, data_only=True)

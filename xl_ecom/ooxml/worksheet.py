@@ -103,6 +103,31 @@ def set_numbers(data: bytes, values: dict[tuple[int, int], str]) -> bytes:
     return xml.to_bytes(root, data)
 
 
+def set_cached(data: bytes, values: dict[str, Any]) -> bytes:
+    """The cached results (``<v>``, and ``t`` for text / booleans) of formula cells {ref: value}, so
+    previewers that do not recalculate (mail clients, phones) show them; cells without ``<f>`` are left."""
+    root = xml.parse(data, "工作表")
+    for c in root.iter(_C):
+        ref = c.get("r")
+        if ref not in values or c.find(_F) is None:
+            continue
+        value = values[ref]
+        for v in c.findall(_V):
+            c.remove(v)
+        if isinstance(value, str):
+            c.set("t", "str")
+            text = value.translate(_ILLEGAL)
+        elif isinstance(value, (bool, np.bool_)):
+            c.set("t", "b")
+            text = num_text(value)
+        else:
+            c.attrib.pop("t", None)
+            text = num_text(value)
+        c.find(_F).addnext(etree.Element(_V))
+        c.find(_V).text = text
+    return xml.to_bytes(root, data)
+
+
 # ---------------------------------------------------------------------------------------------
 # writing a whole sheet
 # ---------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from openpyxl.workbook.defined_name import DefinedName
 
 from xl_ecom.common.errors import InputError
 from xl_ecom.policy import Plan, load_plan
-from xl_ecom.rules import formulas
+from xl_ecom.rules import engine, formulas
 from xl_ecom.workflows import layout, sheets
 from xl_ecom.workflows.departments import (
     Progress,
@@ -232,8 +232,8 @@ def _write_award_formulas(ws, table: InputTable, county: str, on, plan: Plan) ->
     last = max(ws.max_row, first)
     for award in table.awards:
         col = len(table.columns) + 1 + [a.key for a in table.awards].index(award.key)
-        for r in range(first, last + 1):
-            ws.cell(row=r, column=col).value = award_formula(table, award, r, county, on=on, plan=plan)
+        for r in range(first, last + 1):  # an empty row's award shows blank
+            sheets.put_formula(ws.cell(row=r, column=col), award_formula(table, award, r, county, on=on, plan=plan), "")
 
 
 # --- sheets ------------------------------------------------------------------------------------------
@@ -329,18 +329,23 @@ def _write_targets(ws, county: str, plan: Plan, on) -> None:
     r = TARGET_FIRST_ROW
     for i, col in enumerate(plan.annex_columns, start=1):
         name = col["header"].removesuffix("目标任务数")
+        target = plan.annex_value(county, col["key"])
         values = [
             (i, "center"),
             (name, "text"),
-            (plan.annex_value(county, col["key"]), "count"),
+            (target, "count"),
             (actual_formula(col["key"], county, on=on, plan=plan), "count"),
             (f'=IF(C{r}=0,"",D{r}/C{r})', "percent"),
             (f"=C{r}-D{r}", "count"),
             (col["unit"], "center"),
             (_actual_note(col["key"], plan), "text"),
         ]
+        # the values an issued (empty) workbook shows: nothing done yet, the whole target outstanding
+        empty = {4: 0, 5: ("" if not target else 0), 6: target}
         for c, (value, kind) in enumerate(values, start=1):
             cell = ws.cell(row=r, column=c, value=value)
+            if c in empty:
+                sheets.put_formula(cell, value, empty[c])
             sheets.body_cell(cell, kind)
             if c >= 4 and c <= 6:
                 cell.fill = sheets.FORMULA_FILL
@@ -378,11 +383,13 @@ def _write_summary(ws, county: str, plan: Plan, on) -> None:
     count_rows = {}
     n = 0
 
-    def put(values, kinds):
+    def put(values, kinds, cached=0):
         for c, (value, kind) in enumerate(zip(values, kinds), start=1):
             cell = ws.cell(row=r, column=c, value=value)
             sheets.body_cell(cell, kind)
             if isinstance(value, str) and value.startswith("="):
+                # an issued workbook has no rows: no count, no amount, nothing left out
+                sheets.put_formula(cell, value, cached if c == SUMMARY_AMOUNT_COL else 0)
                 cell.fill = sheets.FORMULA_FILL
         ws.row_dimensions[r].height = fit_height(values[:4], SUMMARY_WIDTHS[:4])
 
@@ -431,7 +438,8 @@ def _write_summary(ws, county: str, plan: Plan, on) -> None:
         formulas.compile_rule("AWARD_TOURISM", refs, on=on, plan=plan),
         None,
     ]
-    put(values, kinds)
+    cents = engine.calculate_cents("AWARD_TOURISM", on=on, plan=plan, **dict.fromkeys(refs, 0))
+    put(values, kinds, "" if cents is None else cents / 100)
     money_rows.append(r)
     r += 1
     values = [

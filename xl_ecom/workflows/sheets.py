@@ -291,3 +291,25 @@ def add_validation(ws, table: InputTable, counties, first: int, last: int) -> No
         dv.errorStyle = "stop"
         ws.add_data_validation(dv)
         dv.add(rng)
+
+
+#: per worksheet: {cell ref: (formula, value)} recorded by :func:`put_formula`
+_CACHED = "_xl_ecom_cached"
+
+
+def put_formula(cell, formula: str, value) -> None:
+    """Write ``formula`` into ``cell`` with the value the engine gives it on the data written, which
+    the saved file carries as the formula's cached result (:func:`cached_values`)."""
+    cell.value = formula
+    cell.parent.__dict__.setdefault(_CACHED, {})[cell.coordinate] = (formula, value)
+
+
+def cached_values(wb) -> dict[str, dict[str, object]]:
+    """{sheet title: {ref: value}} of the formulas :func:`put_formula` wrote that the cells still hold."""
+    out: dict[str, dict[str, object]] = {}
+    for ws in wb.worksheets:
+        found = {ref: value for ref, (formula, value) in ws.__dict__.get(_CACHED, {}).items() if ws[ref].value == formula}
+        if found:
+            out[ws.title] = found
+    return out
+
