@@ -75,9 +75,29 @@ def _digest(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+#: the profile's settings: recalculate every formula on loading (Excel 2007+ and ODF files).  LibreOffice's
+#: default for .xlsx is "never recalculate": it would keep the cached results the generated files carry
+#: and compute only the cells without one, so the engine would be compared with its own values.
+_RECALC_ALWAYS = """<?xml version="1.0" encoding="UTF-8"?>
+<oor:items xmlns:oor="http://openoffice.org/2001/registry" xmlns:xs="http://www.w3.org/2001/XMLSchema" \
+xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+<item oor:path="/org.openoffice.Office.Calc/Formula/Load"><prop oor:name="OOXMLRecalcMode" oor:op="fuse"><value>0</value></prop></item>
+<item oor:path="/org.openoffice.Office.Calc/Formula/Load"><prop oor:name="ODFRecalcMode" oor:op="fuse"><value>0</value></prop></item>
+</oor:items>
+"""
+
+
+def _prepare_profile(profile: Path) -> None:
+    settings = profile / "user" / "registrymodifications.xcu"
+    if not settings.exists():
+        settings.parent.mkdir(parents=True, exist_ok=True)
+        settings.write_text(_RECALC_ALWAYS, encoding="utf-8")
+
+
 def _run_soffice(paths: list[Path], filt: str, ext: str, timeout: int) -> list[Path]:
     """One soffice process for ``paths`` (distinct stems); returns the outputs in a fresh directory."""
     cache, profile = _dirs()
+    _prepare_profile(profile)
     outdir = Path(tempfile.mkdtemp(prefix="out-", dir=cache))
     cmd = [
         soffice(),

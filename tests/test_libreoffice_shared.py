@@ -61,3 +61,23 @@ def test_the_profile_is_this_process_own(tmp_path_factory):
     _, profile = libreoffice._dirs()
     assert profile.is_relative_to(tmp_path_factory.getbasetemp())  # under xdist: popen-gwN, one per worker
     assert (profile / "user").is_dir()  # LibreOffice really ran with it
+
+
+def test_a_cached_result_is_recalculated_not_trusted(tmp_path):
+    """Generated files carry cached results (<v>) for previewers; LibreOffice must still recompute every
+    formula (its default for .xlsx is to keep cached results), or the comparisons with the engine would
+    compare the engine with itself."""
+    import zipfile
+
+    src = tmp_path / "src.xlsx"
+    _book(src, 9_000_001 + os.getpid())
+    wrong = tmp_path / "wrong_cache.xlsx"
+    with zipfile.ZipFile(src) as a, zipfile.ZipFile(wrong, "w") as b:
+        for name in a.namelist():
+            data = a.read(name)
+            if name == "xl/worksheets/sheet1.xml":
+                data = data.replace(b"<f>A1*2+1</f><v></v>", b"<f>A1*2+1</f><v>-1</v>")
+                assert b"<v>-1</v>" in data
+            b.writestr(name, data)
+    (out,) = libreoffice.recalculated([wrong], tmp_path / "lo")
+    assert _a2(out) == (9_000_001 + os.getpid()) * 2 + 1
