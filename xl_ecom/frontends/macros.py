@@ -361,9 +361,8 @@ def refresh(book=None):
             with _cycle_lock(path, "刷新"):
                 with _collect_ledger(path, settings) as ledger:
                     sha256, size = core.rows_digest(frames)
-                    held, imported, _ = core.reconcile(ledger, frames, path.name, sha256, size, progress)
+                    held, imported, changed = core.reconcile(ledger, frames, path.name, sha256, size, progress)
                 notes += [line + "。" for line in core.imported_lines(imported)]
-                changed = core.changed_tables(frames, held)
                 if changed:
                     _show_ledger_rows(book, ui, changed, held, on)
                     notes.append("输入表已按台账的当前数据重写（" + "、".join(t.sheet for t in changed) + "），尚未保存。")

@@ -123,8 +123,9 @@ def set_cached(data: bytes, values: dict[str, Any]) -> bytes:
         else:
             c.attrib.pop("t", None)
             text = num_text(value)
-        c.find(_F).addnext(etree.Element(_V))
-        c.find(_V).text = text
+        v = etree.Element(_V)
+        v.text = text
+        c.find(_F).addnext(v)
     return xml.to_bytes(root, data)
 
 

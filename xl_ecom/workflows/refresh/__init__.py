@@ -190,9 +190,9 @@ def _refresh(path: Path, plan: Plan, on, progress: Progress | None, backup: bool
     imported, rewritten, base = Imported(), False, original
     if url is not None:
         with open_ledger(path, url) as ledger:
-            held, imported, differs = reconcile(ledger, frames, path.name, hashlib.sha256(original).hexdigest(),
+            held, imported, changed = reconcile(ledger, frames, path.name, hashlib.sha256(original).hexdigest(),
                                                 len(original), progress)
-        if differs:
+        if changed:
             if progress:
                 progress("按台账写入输入表")
             base = write_input_tables(original, held, path.name)
@@ -230,12 +230,13 @@ def imported_lines(imported: Imported) -> list[str]:
 
 
 def reconcile(ledger, frames: dict[str, InputFrame], name: str, sha256: str, size: int,
-              progress: Progress | None = None) -> tuple[dict[str, InputFrame], Imported, bool]:
+              progress: Progress | None = None) -> tuple[dict[str, InputFrame], Imported, list]:
     """The sheets against the ledger, the step both the CLI and the 刷新 button take before computing:
     rows typed into the input tables that the ledger does not hold become a 市本级 submission
     (``name``/``sha256``/``size`` describe where they were read); then the ledger's current rows.
 
-    Returns those rows, what was imported (:class:`Imported`), and whether the sheets must be rewritten to show them."""
+    Returns those rows, what was imported (:class:`Imported`), and the input tables whose sheets must be
+    rewritten to show them (:func:`changed_tables`)."""
     if progress:
         progress("核对台账")
     imported = import_typed_rows(ledger, frames, name, sha256, size)
@@ -243,7 +244,7 @@ def reconcile(ledger, frames: dict[str, InputFrame], name: str, sha256: str, siz
     held = ledger_frames(ledger, problems, progress=progress)
     if problems:
         raise RefreshError(f"台账数据有{len(problems)}处问题，未刷新：", problems)
-    return held, imported, _differs(frames, held)
+    return held, imported, changed_tables(frames, held)
 
 
 def rows_digest(frames: dict[str, InputFrame]) -> tuple[str, int]:
@@ -254,11 +255,6 @@ def rows_digest(frames: dict[str, InputFrame]) -> tuple[str, int]:
     content = {t.key: row_keys(t, frames[t.key].data) for t in TABLES if t.key in frames}
     data = json.dumps(content, ensure_ascii=False, sort_keys=True).encode("utf-8")
     return hashlib.sha256(data).hexdigest(), len(data)
-
-
-def _differs(sheet: dict[str, InputFrame], held: dict[str, InputFrame]) -> bool:
-    """The sheets do not show the ledger's rows (compared on content, in order)."""
-    return bool(changed_tables(sheet, held))
 
 
 def changed_tables(sheet: dict[str, InputFrame], held: dict[str, InputFrame]) -> list:
