@@ -5,12 +5,11 @@ real PostgreSQL server."""
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from cli_inproc import cli
 
 from xl_ecom.ledger import default_path, open_ledger
 
@@ -29,11 +28,6 @@ def db(request, tmp_path) -> str:
     return request.getfixturevalue("pg_database_url")
 
 
-def cli(*args) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "xl_ecom", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, check=False)
-    assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
-    return proc
 
 
 def submit(ledger, unit: str, name: str, rows: list[dict], problems: int = 0, claimed: str | None = None):

@@ -254,6 +254,26 @@ def test_a_token_edited_in_the_database_no_longer_verifies(ledger):
     assert ledger.verify_token(issue.token) is None
 
 
+def test_issue_file_records_the_hash_of_the_bytes_it_rendered_with_the_token_in_them(ledger):
+    seen: list[str] = []
+
+    def render(token: str) -> bytes:
+        seen.append(token)
+        return f"文件内容 {token}".encode()
+
+    issue, data = ledger.issue_file("寿县", "县区", "寿县.xlsx", render)
+    assert seen == [issue.token] and data == f"文件内容 {issue.token}".encode()
+    assert issue.sha256 == hashlib.sha256(data).hexdigest()
+    assert ledger.verify_token(issue.token) == issue == ledger.issues()[0]
+
+    def broken(token: str) -> bytes:
+        raise OSError("磁盘已满")
+
+    with pytest.raises(OSError):
+        ledger.issue_file("凤台县", "县区", "凤台县.xlsx", broken)
+    assert [i.unit for i in ledger.issues()] == ["寿县"]  # nothing recorded for a file that was not made
+
+
 # ------------------------------------------------------------------------------------------ mail
 
 

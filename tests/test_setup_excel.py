@@ -4,13 +4,13 @@ other part of the package (the VBA project, the ribbon) is written back byte for
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import openpyxl
 import pytest
+from cli_inproc import cli, cli_process
 
 from xl_ecom.frontends import setup_excel
 
@@ -18,8 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "xl_ecom", *args], check=False, capture_output=True, text=True,
-                          encoding="utf-8", cwd=cwd or ROOT)
+    return cli(*args, cwd=cwd or ROOT)
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +150,7 @@ def test_refused_while_another_command_holds_the_workbook(workbook):
 
     before = workbook.read_bytes()
     with workbook_lock(workbook, "汇总县区报表"):
-        r = run("setup-excel", str(workbook), "--no-backup")
+        r = cli_process("setup-excel", str(workbook), "--no-backup")
     assert r.returncode == 2 and r.stderr.startswith("错误：") and "汇总县区报表" in r.stderr, r.stderr
     assert workbook.read_bytes() == before
 

@@ -5,13 +5,12 @@ SQLite file beside it and a real PostgreSQL server (``--db``)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import openpyxl
 import pytest
+from cli_inproc import cli, cli_process
 
 from xl_ecom.ledger import MERGED, SUPERSEDED, default_path, open_ledger
 from xl_ecom.ledger.lock import lock_path
@@ -48,11 +47,6 @@ def city(tmp_path, city_bytes) -> Path:
     return path
 
 
-def cli(*args) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "xl_ecom", *map(str, args)], capture_output=True, text=True,
-                          timeout=600, check=False)
-    assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
-    return proc
 
 
 def db_args(db):
@@ -157,7 +151,7 @@ def test_refresh_refuses_while_another_command_holds_the_workbook(city):
     from xl_ecom.ledger.lock import workbook_lock
 
     with workbook_lock(city, "汇总县区报表"):
-        proc = cli("refresh", city)
+        proc = cli_process("refresh", city)
     assert proc.returncode == 2
     assert "汇总县区报表" in proc.stderr
 

@@ -19,7 +19,7 @@ import os
 import re
 import secrets
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -566,6 +566,27 @@ class Ledger:
             conn.execute(S.issues.update().where(S.issues.c.id == new_id).values(token=token))
             self._log(conn, "下发文件", f"{unit}（{kind}，{rnd.label}）{file_name} 第{new_id}号")
             return Issue(new_id, unit, kind, rnd.id, str(file_name), content_sha256, token, issued)
+
+    def issue_file(self, unit: str, kind: str, file_name: str, render: Callable[[str], bytes],
+                   round_id: int | None = None) -> tuple[Issue, bytes]:
+        """Record a file as issued and make it: ``render(token)`` returns the file's bytes with the issue's
+        token in them, and the record keeps the hash of exactly those bytes (the file as sent).  One
+        transaction: when ``render`` fails nothing is recorded."""
+        if kind not in S.KINDS:
+            raise LedgerError(f"下发文件的类别应为“县区”或“部门”，而不是 {kind!r}")
+        with self._write() as conn:
+            rnd = self._round_row(conn, round_id)
+            issued = _now()
+            new_id = conn.execute(
+                S.issues.insert().values(unit=unit, kind=kind, round_id=rnd.id, file_name=str(file_name),
+                                         sha256="", token=None, issued_at=issued)
+            ).inserted_primary_key[0]  # type: ignore[index]
+            token = self._token(conn, unit, rnd.label, new_id)
+            data = render(token)
+            sha = hashlib.sha256(data).hexdigest()
+            conn.execute(S.issues.update().where(S.issues.c.id == new_id).values(token=token, sha256=sha))
+            self._log(conn, "下发文件", f"{unit}（{kind}，{rnd.label}）{file_name} 第{new_id}号")
+            return Issue(new_id, unit, kind, rnd.id, str(file_name), sha, token, issued), data
 
     def verify_token(self, token: str | None) -> Issue | None:
         """The issued file a token belongs to, or None when the token is unknown or forged."""

@@ -17,10 +17,10 @@ Marker (read back by :func:`county_marker`):
 
 Issue token (read back by :func:`issue_token`): when the workbooks are generated with a ledger
 (``xl-ecom counties --workbook 市级工作簿`` or ``--db URL``), each file is recorded as issued
-(``ledger.issue(县区, "县区", 文件名, sha256)``) and carries the token the ledger returns, in the hidden
-defined name ``_xl_ecom_token`` and in the custom document property ``xl_ecom_token``.  The sha256
-recorded is that of the file's bytes before the token is written into it.  collect verifies the
-token against the county the file claims.
+(``ledger.issue_file(县区, "县区", 文件名, render)``) and carries the token the ledger returns, in the
+hidden defined name ``_xl_ecom_token`` and in the custom document property ``xl_ecom_token``.  The sha256
+recorded is that of the file as written, token included (the bytes that are mailed).  collect verifies
+the token against the county the file claims.
 """
 
 from __future__ import annotations
@@ -44,10 +44,9 @@ from xl_ecom.workflows.departments import (
     _date_text,
     check_not_open,
     fit_height,
+    issue_workbook,
     pin_properties,
     run_export_cli,
-    save_workbook,
-    workbook_bytes,
     write_task_sheet,
 )
 from xl_ecom.workflows.tables import ACTUALS, TABLES, TOURISM_COUNTS, InputTable
@@ -594,11 +593,8 @@ def make_county_workbooks(out_dir, plan: Plan | None = None, on=None, *, due=Non
             else:
                 assert previous is not None  # the first county made the workbook
                 _retarget(wb, previous, county, plan, on, due)
-            if ledger is not None:
-                set_token(wb, None)
-                sha = hashlib.sha256(workbook_bytes(wb)).hexdigest()
-                set_token(wb, ledger.issue(county, ISSUE_KIND, path.name, sha).token)
-            save_workbook(wb, path)
+            set_token(wb, None)  # the previous county's
+            issue_workbook(wb, path, ledger, county, ISSUE_KIND)
             previous = county
     finally:
         if own is not None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import io
 import math
 import re
@@ -816,9 +815,28 @@ def check_not_open(path: Path) -> None:
 
 def save_workbook(wb: Workbook, path: Path) -> Path:
     """Write atomically (temporary file in the same folder, then rename)."""
+    return save_bytes(workbook_bytes(wb), path)
+
+
+def issue_workbook(wb: Workbook, path: Path, ledger, unit: str, kind: str) -> Path:
+    """Save ``wb`` as ``path``: with a ledger, recorded as issued to ``unit`` and carrying the issue's
+    token (the record keeps the hash of the file as written); without one, as it is."""
+    if ledger is None:
+        return save_workbook(wb, path)
+    from xl_ecom.workflows.counties import set_token
+
+    def render(token: str) -> bytes:
+        set_token(wb, token)
+        return workbook_bytes(wb)
+
+    _issue, data = ledger.issue_file(unit, kind, Path(path).name, render)
+    return save_bytes(data, path)
+
+
+def save_bytes(data: bytes, path: Path) -> Path:
+    """Write ``data`` atomically as ``path`` (temporary file in the same folder, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = workbook_bytes(wb)
     from xl_ecom.ooxml.safeio import remove_stale_temporaries, write_new
 
     remove_stale_temporaries(path.parent)
@@ -836,10 +854,8 @@ def make_department_sheets(out_dir, plan: Plan | None = None, on=None, *, due=No
     """Write ``<out_dir>/部门任务表/<单位>.xlsx`` for every unit the plan names; returns the paths.
 
     With a ledger (``ledger``, or opened beside the city ``workbook`` / at ``db``) each department's file
-    (kind 部门 in plan.yaml) is recorded as issued (``ledger.issue(单位, "部门", 文件名, sha256)``) and
+    (kind 部门 in plan.yaml) is recorded as issued (``ledger.issue_file(单位, "部门", 文件名, render)``) and
     carries the token, as county workbooks do (:func:`xl_ecom.workflows.counties.set_token`)."""
-    from xl_ecom.workflows.counties import set_token
-
     plan = plan or load_plan()
     folder = Path(out_dir) / SUBDIR
     targets = [(d, folder / f"{d.get('short') or d['name']}.xlsx") for d in plan.departments]
@@ -856,10 +872,7 @@ def make_department_sheets(out_dir, plan: Plan | None = None, on=None, *, due=No
             if progress:
                 progress(d.get("short") or d["name"], i, len(targets))
             wb = department_workbook(d["name"], plan, on=on, due=due)
-            if ledger is not None and d.get("kind") == ISSUE_KIND:
-                sha = hashlib.sha256(workbook_bytes(wb)).hexdigest()
-                set_token(wb, ledger.issue(d["name"], ISSUE_KIND, path.name, sha).token)
-            save_workbook(wb, path)
+            issue_workbook(wb, path, ledger if d.get("kind") == ISSUE_KIND else None, d["name"], ISSUE_KIND)
             written.append(path)
     finally:
         if own is not None:
