@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cli_inproc
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,6 +19,12 @@ ENGLISH = re.compile(
 
 
 def run(*args, cwd=None):
+    """The CLI's main() in this process (tests/cli_inproc.py); :func:`shell` runs ``python -m xl_ecom``."""
+    return cli_inproc.cli(*args, cwd=cwd or ROOT)
+
+
+def shell(*args, cwd=None):
+    """``python -m xl_ecom ARGS`` as a shell runs it: the exit code and output a script sees."""
     return subprocess.run([sys.executable, "-m", "xl_ecom", *args], check=False, capture_output=True, text=True,
                           encoding="utf-8", cwd=cwd or ROOT)
 
@@ -44,7 +51,7 @@ def test_usage_errors_are_chinese_and_exit_2(args, words):
 
 
 def test_missing_file_is_an_error_with_code_2(tmp_path):
-    r = run("refresh", str(tmp_path / "无.xlsm"))
+    r = shell("refresh", str(tmp_path / "无.xlsm"))
     assert r.returncode == 2
     assert r.stderr.startswith("错误：") and "无.xlsm" in r.stderr and "Traceback" not in r.stderr
     r = run("check", "--source", str(tmp_path / "无.txt"))
@@ -173,7 +180,7 @@ def test_internal_errors_are_chinese_and_the_traceback_only_under_v(capsys):
 
 
 def test_no_command_is_an_error():
-    r = run()
+    r = shell()
     assert r.returncode == 2 and "错误：请指定一个命令" in r.stderr and "用法：" in r.stderr
 
 
