@@ -553,25 +553,24 @@ class Ledger:
     # -- issued files
 
     def issue(self, unit: str, kind: str, file_name: str, content_sha256: str, round_id: int | None = None) -> Issue:
-        if kind not in S.KINDS:
-            raise LedgerError(f"下发文件的类别应为“县区”或“部门”，而不是 {kind!r}")
-        with self._write() as conn:
-            rnd = self._round_row(conn, round_id)
-            issued = _now()
-            new_id = conn.execute(
-                S.issues.insert().values(unit=unit, kind=kind, round_id=rnd.id, file_name=str(file_name),
-                                         sha256=content_sha256, token=None, issued_at=issued)
-            ).inserted_primary_key[0]  # type: ignore[index]
-            token = self._token(conn, unit, rnd.label, new_id)
-            conn.execute(S.issues.update().where(S.issues.c.id == new_id).values(token=token))
-            self._log(conn, "下发文件", f"{unit}（{kind}，{rnd.label}）{file_name} 第{new_id}号")
-            return Issue(new_id, unit, kind, rnd.id, str(file_name), content_sha256, token, issued)
+        """Record a file made elsewhere (its hash given) as issued; the issue carries a fresh token."""
+        return self._issue(unit, kind, file_name, round_id, lambda token: (content_sha256, b""))[0]
 
     def issue_file(self, unit: str, kind: str, file_name: str, render: Callable[[str], bytes],
                    round_id: int | None = None) -> tuple[Issue, bytes]:
         """Record a file as issued and make it: ``render(token)`` returns the file's bytes with the issue's
         token in them, and the record keeps the hash of exactly those bytes (the file as sent).  One
         transaction: when ``render`` fails nothing is recorded."""
+
+        def made(token: str) -> tuple[str, bytes]:
+            data = render(token)
+            return hashlib.sha256(data).hexdigest(), data
+
+        return self._issue(unit, kind, file_name, round_id, made)
+
+    def _issue(self, unit: str, kind: str, file_name: str, round_id: int | None,
+               make: Callable[[str], tuple[str, bytes]]) -> tuple[Issue, bytes]:
+        """One issue record in one transaction: its id gives the token, ``make(token)`` the (sha256, bytes)."""
         if kind not in S.KINDS:
             raise LedgerError(f"下发文件的类别应为“县区”或“部门”，而不是 {kind!r}")
         with self._write() as conn:
@@ -582,8 +581,7 @@ class Ledger:
                                          sha256="", token=None, issued_at=issued)
             ).inserted_primary_key[0]  # type: ignore[index]
             token = self._token(conn, unit, rnd.label, new_id)
-            data = render(token)
-            sha = hashlib.sha256(data).hexdigest()
+            sha, data = make(token)
             conn.execute(S.issues.update().where(S.issues.c.id == new_id).values(token=token, sha256=sha))
             self._log(conn, "下发文件", f"{unit}（{kind}，{rnd.label}）{file_name} 第{new_id}号")
             return Issue(new_id, unit, kind, rnd.id, str(file_name), sha, token, issued), data
