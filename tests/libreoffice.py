@@ -166,3 +166,48 @@ def convert(paths, outdir, fmt: str = "xlsx", timeout: int = 300) -> list[Path]:
 def recalculated(paths, outdir) -> list[Path]:
     """Recalculate in LibreOffice; read results with openpyxl.load_workbook(p, data_only=True)."""
     return convert(paths, outdir, "xlsx")
+
+
+def formula_results(path) -> dict[tuple[str, str], object]:
+    """{(sheet, ref): cached result} of every formula cell, read from the sheet XML as a previewer
+    that does not recalculate would (a formula without ``<v>`` maps to the marker "(no value)")."""
+    import zipfile
+
+    from lxml import etree
+
+    from xl_ecom.ooxml.namespaces import MAIN
+    from xl_ecom.ooxml.package import Package
+
+    pkg = Package(Path(path).read_bytes())
+    out: dict[tuple[str, str], object] = {}
+    with zipfile.ZipFile(path) as z:
+        for name in pkg.sheet_names:
+            for c in etree.fromstring(z.read(pkg.sheet_part(name))).iter(f"{{{MAIN}}}c"):
+                if c.find(f"{{{MAIN}}}f") is None:
+                    continue
+                v = c.find(f"{{{MAIN}}}v")
+                if v is None:
+                    out[(name, c.get("r"))] = "(no value)"
+                elif c.get("t") in ("str", "s", "inlineStr"):
+                    out[(name, c.get("r"))] = v.text or ""
+                else:
+                    out[(name, c.get("r"))] = float(v.text) if v.text else "(no value)"
+    return out
+
+
+def cached_disagreements(path, recalculated_book, skip=lambda sheet, ref: False) -> list[tuple]:
+    """The formula cells of ``path`` whose cached result differs from what LibreOffice computed
+    (``recalculated_book``: the recalculated file opened by openpyxl with data_only=True)."""
+    bad = []
+    for (sheet, ref), value in formula_results(path).items():
+        if skip(sheet, ref):
+            continue
+        theirs = recalculated_book[sheet][ref].value
+        theirs = "" if theirs is None else theirs
+        if isinstance(value, float):
+            ok = isinstance(theirs, (int, float)) and not isinstance(theirs, bool) and abs(theirs - value) < 0.005
+        else:
+            ok = theirs == value
+        if not ok:
+            bad.append((sheet, ref, value, theirs))
+    return bad

@@ -646,6 +646,14 @@ def test_libreoffice_recalculates_the_annex_from_refreshed_counts(refreshed, tmp
         assert annex.cell(row=total, column=layout.annex_col(b, "完成数")).value == sum(
             report.result.actuals[c][col["key"]] for c in COUNTIES
         )
+    # #11: the annex formulas carry the values of the 完成数 written (a previewer shows them), the
+    # values LibreOffice computes — not the blanks the build cached before anything was done
+    from libreoffice import cached_disagreements, formula_results
+
+    cached = {ref: v for (sheet, ref), v in formula_results(xlsx).items() if sheet == layout.SHEET_ANNEX}
+    assert len(cached) == len(PLAN.annex_columns) * (2 * (len(COUNTIES) + 1) + 4) and "(no value)" not in cached.values()
+    assert not cached_disagreements(xlsx, wb, skip=lambda sheet, ref: sheet != layout.SHEET_ANNEX)
+    assert any(isinstance(v, float) and v > 0 for v in cached.values())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from xl_ecom.rules import engine, formulas
 from xl_ecom.workflows import build, layout
 from xl_ecom.workflows.tables import TABLES
 
-from libreoffice import convert
+from libreoffice import cached_disagreements, convert, formula_results
 
 ON = build.POLICY_DATE
 INPUT_COLS = 4  # D..G
@@ -179,8 +179,15 @@ def lo(tmp_path_factory):
     filled_path = src / "annex_filled.xlsx"
     filled.save(filled_path)
 
+    # the same data kept through a rebuild (build/run on a filled workbook): written by the builder,
+    # so its formula cells carry the engine's values as cached results
+    kept_path = src / "kept.xlsm"
+    floats = {k: [{c: float(v) if isinstance(v, Decimal) else v for c, v in row.items()} for row in rows]
+              for k, rows in input_rows.items()}
+    kept_path.write_bytes(build.build_bytes(kept=build.KeptData(table_rows=floats, annex_done=done)))
+
     out = tmp / "out"
-    recalculated = convert([book, cases_path, filled_path], out, "xlsx")
+    recalculated = convert([book, cases_path, filled_path, kept_path], out, "xlsx")
     pdf = convert([book], tmp / "pdf", "pdf")[0]
     return {
         "book": openpyxl.load_workbook(recalculated[0], data_only=True),
@@ -189,6 +196,9 @@ def lo(tmp_path_factory):
         "placed": placed,
         "filled": openpyxl.load_workbook(recalculated[2], data_only=True),
         "done": done,
+        "book_path": book,
+        "kept_path": kept_path,
+        "kept": openpyxl.load_workbook(recalculated[3], data_only=True),
         "input_rows": input_rows,
         "pdf": pdf,
     }
@@ -414,6 +424,34 @@ def test_input_table_award_columns_agree_with_the_engine(lo):
             assert _blank(after), (table.sheet, award.header, after)
     assert not problems, "\n".join(problems[:30])
     assert checked > 50
+
+
+def _python_cells(sheet: str, ref: str) -> bool:
+    """The UDF and 核对 cells of 奖补测算: LibreOffice has no Python (they show #NAME? / 未启用Python)."""
+    col = ref.rstrip("0123456789")
+    return sheet == layout.SHEET_EXAMPLES and col in (get_column_letter(build.COL_UDF), get_column_letter(build.COL_AGREE))
+
+
+@pytest.mark.parametrize("which", ["book", "kept"])
+def test_every_formula_carries_the_value_libreoffice_computes(lo, which):
+    """#11: a previewer that does not recalculate (a mail client, a phone) shows what Excel would.
+    Every formula cell of the built workbook — and of one rebuilt with input rows and 完成数 kept —
+    carries a cached result, and it is the value LibreOffice computes on recalculating."""
+    path = lo[f"{which}_path"]
+    ours = formula_results(path)
+    missing = [k for k, v in ours.items() if v == "(no value)"]
+    assert len(ours) > 2000 and not missing, missing[:10]
+    bad = cached_disagreements(path, lo[which], skip=_python_cells)
+    assert not bad, bad[:20]
+    # with Python, the UDF gives the engine's value: the same as its native twin, so 核对 says 一致
+    for (sheet, ref), value in ours.items():
+        if sheet == layout.SHEET_EXAMPLES and ref.startswith(get_column_letter(build.COL_UDF)):
+            row = ref[len(get_column_letter(build.COL_UDF)):]
+            assert value == ours[(sheet, get_column_letter(build.COL_NATIVE) + row)], ref
+            assert ours[(sheet, get_column_letter(build.COL_AGREE) + row)] == "一致", ref
+    if which == "kept":  # the rows kept are computed, not left blank
+        amounts = [v for (sheet, _), v in ours.items() if sheet in {t.sheet for t in TABLES} and isinstance(v, float)]
+        assert sum(1 for v in amounts if v > 0) > 50
 
 
 def test_workbook_renders_to_pdf_with_every_sheet(lo):

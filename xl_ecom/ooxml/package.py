@@ -37,8 +37,8 @@ from xl_ecom.ooxml.relationships import (
     resolve_target,
 )
 from xl_ecom.ooxml.workbook import find_main_part
+from xl_ecom.ooxml.worksheet import col_letter, num_text
 from xl_ecom.ooxml.worksheet import col_number as _col_number
-from xl_ecom.ooxml.worksheet import num_text
 
 
 class PackageReadError(XlEcomError):
@@ -355,6 +355,15 @@ class Package:
             self.parts[part] = worksheet.set_numbers(self.parts[part], {k: num_text(v) for k, v in values.items()})
         except worksheet.MissingRowError as exc:
             raise self.error(f"“{name}”第{exc.args[0]}行不存在，表格结构被改动，无法写入完成数") from None
+
+    def set_cached(self, name: str, values: dict) -> None:
+        """The cached results of formula cells {(row, col): value} of sheet ``name`` (cells without a
+        formula are left as they are)."""
+        from xl_ecom.ooxml import worksheet
+
+        part = self.sheet_part(name)
+        refs = {f"{col_letter(c)}{r}": v for (r, c), v in values.items()}
+        self.parts[part] = worksheet.set_cached(self.parts[part], refs)
 
     def finish(self, changed: Sequence[str]) -> None:
         """Bookkeeping after the sheets named ``changed`` were rewritten: calcChain keeps only

@@ -21,7 +21,6 @@ policy date of the compiled formulas is the 设置 default, not the clock).
 from __future__ import annotations
 
 import datetime as dt
-import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from xl_ecom.common.errors import XlEcomError
 from xl_ecom.policy import Plan, load_plan
 from xl_ecom.policy.boundaries import APPROXIMATE_WORDS, boundary
 from xl_ecom.rules import formulas
-from xl_ecom.rules.engine import get_rule, percent, resolve
+from xl_ecom.rules.engine import calculate_cents, calculate_sequence, get_rule, percent, resolve
 from xl_ecom.rules.model import Body, Condition, Factor, Fixed, PerUnit, Rate, Tiers
 from xl_ecom.workflows import layout, settings, sheets
 from xl_ecom.workflows.tables import TABLES
@@ -359,12 +358,66 @@ def annex_checks(plan: Plan) -> list[TargetCheck]:
     return checks
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def excel_text(value) -> str:
+    """A number as Excel's General format turns it into text (``&``): 15 significant digits."""
+    f = float(value)
+    if f.is_integer() and abs(f) < 1e15:
+        return str(int(f))
+    return f"{f:.15g}"
+
+
+def annex_values(plan: Plan, targets: Mapping[tuple[str, str], Any], done: Mapping[tuple[str, str], Any]) -> dict[tuple[int, int], Any]:
+    """{(row, col): value} of the annex's formula cells (完成率, 差额, 合计, 核对) as Excel computes them
+    from ``targets`` and ``done`` (目标任务数 and 完成数 by (县区, annex column key); blank when absent or
+    None).  A cell whose formula gives an error on such data (text in a number cell) is left out."""
+    counties = plan.counties
+    first, total, check = layout.annex_rows(len(counties))
+    out: dict[tuple[int, int], Any] = {}
+
+    def block(i: int, r: int, t, d) -> None:
+        rate, diff = layout.annex_col(i, "完成率"), layout.annex_col(i, "差额")
+        blank = d is None or d == ""
+        if blank:
+            out[(r, rate)] = out[(r, diff)] = ""
+            return
+        if not _is_number(d) or not (t is None or t == "" or _is_number(t)):
+            return  # #VALUE! in Excel: no cached value
+        t_num = float(t) if _is_number(t) else 0.0
+        out[(r, rate)] = "" if t_num == 0 else float(d) / t_num
+        out[(r, diff)] = t_num - float(d)
+
+    for i, (col, chk) in enumerate(zip(plan.annex_columns, annex_checks(plan))):
+        key = col["key"]
+        column_targets: list[Any] = [targets.get((county, key)) for county in counties]
+        column_done: list[Any] = [done.get((county, key)) for county in counties]
+        for k, (t, d) in enumerate(zip(column_targets, column_done)):
+            block(i, first + k, t, d)
+        t_total = sum([float(t) for t in column_targets if _is_number(t)], 0.0)
+        numbers = [float(d) for d in column_done if _is_number(d)]
+        d_total: float | str = sum(numbers, 0.0) if numbers else ""
+        out[(total, layout.annex_col(i, "目标任务数"))] = t_total
+        out[(total, layout.annex_col(i, "完成数"))] = d_total
+        block(i, total, t_total, d_total)
+        t = layout.annex_col(i, "目标任务数")
+        holds = chk.holds(t_total)
+        out[(check, t)] = "约数" if holds is None else ("符合" if holds else "不足")
+        need = f"约{formulas._num(chk.value)}" if chk.symbol is None else f"{boundary(chk.word).chinese}{formulas._num(chk.value)}"
+        out[(check, t + 1)] = f"正文：{chk.text}（合计应{need}）；分解合计{excel_text(t_total)}{chk.unit}"
+    return out
+
+
 def write_annex(ws, plan: Plan, done: Mapping[tuple[str, str], Any] | None = None) -> None:
     """The annex; ``done`` holds 完成数 kept from an earlier workbook, by (县区, annex column key)."""
     done = done or {}
     counties = plan.counties
     cols = plan.annex_columns
     block = layout.ANNEX_BLOCK
+    targets = {(county, col["key"]): plan.annex_value(county, col["key"]) for county in counties for col in cols}
+    values = annex_values(plan, targets, done)  # the formulas' results, cached in the file
     ncols = 1 + len(cols) * len(block)
     first, total, check = layout.annex_rows(len(counties))
     last = first + len(counties) - 1
@@ -397,10 +450,13 @@ def write_annex(ws, plan: Plan, done: Mapping[tuple[str, str], Any] | None = Non
         rate = layout.annex_col(i, "完成率")
         diff = layout.annex_col(i, "差额")
         tl, dl = get_column_letter(t), get_column_letter(d)
-        ws.cell(row=r, column=t, value=target_value)
-        ws.cell(row=r, column=d, value=done_formula)
-        ws.cell(row=r, column=rate, value=f'=IF(OR({dl}{r}="",N({tl}{r})=0),"",{dl}{r}/{tl}{r})')
-        ws.cell(row=r, column=diff, value=f'=IF({dl}{r}="","",{tl}{r}-{dl}{r})')
+        for c, value in ((t, target_value), (d, done_formula)):
+            if isinstance(value, str) and value.startswith("="):
+                sheets.put_formula(ws.cell(row=r, column=c), value, values.get((r, c)))
+            else:
+                ws.cell(row=r, column=c, value=value)
+        sheets.put_formula(ws.cell(row=r, column=rate), f'=IF(OR({dl}{r}="",N({tl}{r})=0),"",{dl}{r}/{tl}{r})', values.get((r, rate)))
+        sheets.put_formula(ws.cell(row=r, column=diff), f'=IF({dl}{r}="","",{tl}{r}-{dl}{r})', values.get((r, diff)))
         sheets.body_cell(ws.cell(row=r, column=t), "count")
         sheets.body_cell(ws.cell(row=r, column=d), "count")
         sheets.body_cell(ws.cell(row=r, column=rate), "percent")
@@ -460,11 +516,11 @@ def write_annex(ws, plan: Plan, done: Mapping[tuple[str, str], Any] | None = Non
         else:
             flag = f'=IF({ref}{chk.symbol}{value},"符合","不足")'
             need = f"{boundary(chk.word).chinese}{value}"
-        ws.cell(row=check, column=t, value=flag)
+        sheets.put_formula(ws.cell(row=check, column=t), flag, values.get((check, t)))
         sheets.body_cell(ws.cell(row=check, column=t), "center")
         quoted = chk.text.replace('"', '""')
         detail = f'="正文：{quoted}（合计应{need}）；分解合计"&{ref}&"{chk.unit}"'
-        ws.cell(row=check, column=t + 1, value=detail)
+        sheets.put_formula(ws.cell(row=check, column=t + 1), detail, values.get((check, t + 1)))
         sheets.body_cell(ws.cell(row=check, column=t + 1))
         for c in range(t + 1, t + len(block)):
             ws.cell(row=check, column=c).border = sheets.BORDER
@@ -844,6 +900,11 @@ def write_examples(ws, plan: Plan) -> list[ExampleCell]:
                 continue
             rows = case.args if case.sequence else (case.args,)
             seq_first = row
+            written = [tuple(_input_value(spec, a[i]) for i, spec in enumerate(rule.inputs)) for a in rows]
+            if case.sequence:
+                cents = list(calculate_sequence(rule_id, written, on=POLICY_DATE, plan=plan))
+            else:
+                cents = [calculate_cents(rule_id, *written[0], on=POLICY_DATE, plan=plan)]
             for k, args in enumerate(rows):
                 refs = {spec.name: f"{get_column_letter(2 + i)}{row}" for i, spec in enumerate(rule.inputs)}
                 label = case.label if not case.sequence else f"{case.label}（第{k + 1}场）"
@@ -867,10 +928,11 @@ def write_examples(ws, plan: Plan) -> list[ExampleCell]:
                 else:
                     udf = f"={rule_id}({','.join(refs.values())})"
                     native = formulas.compile_rule(rule_id, refs, on=POLICY_DATE, plan=plan)
-                ws.cell(row=row, column=COL_UDF, value=udf)
-                ws.cell(row=row, column=COL_NATIVE, value=native)
+                value = "" if cents[k] is None else float(_yuan_of_cents(cents[k]))
+                sheets.put_formula(ws.cell(row=row, column=COL_UDF), udf, value)
+                sheets.put_formula(ws.cell(row=row, column=COL_NATIVE), native, value)
                 ul = get_column_letter(COL_UDF)
-                ws.cell(row=row, column=COL_AGREE, value=agreement_formula(f"{ul}{row}", f"{nl}{row}"))
+                sheets.put_formula(ws.cell(row=row, column=COL_AGREE), agreement_formula(f"{ul}{row}", f"{nl}{row}"), "一致")
                 _store_text(ws.cell(row=row, column=COL_TEXT), udf)
                 for c, kind in ((COL_UDF, "money"), (COL_NATIVE, "money"), (COL_AGREE, "center"), (COL_TEXT, "text")):
                     sheets.body_cell(ws.cell(row=row, column=c), kind)
@@ -1072,9 +1134,8 @@ def build_openpyxl(plan: Plan | None = None, addin: AddIn | None = None, kept: K
 
 
 def build_xlsx_bytes(plan: Plan | None = None, addin: AddIn | None = None, kept: KeptData | None = None) -> bytes:
-    buffer = io.BytesIO()
-    build_openpyxl(plan, addin, kept).save(buffer)
-    return buffer.getvalue()
+    """The sheets as an .xlsx package; formula cells carry the engine's values as cached results."""
+    return sheets.with_cached_values(build_openpyxl(plan, addin, kept))
 
 
 def build_bytes(plan: Plan | None = None, addin: AddIn | None = None, kept: KeptData | None = None) -> bytes:

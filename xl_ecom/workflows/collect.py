@@ -754,7 +754,12 @@ def write_table(ws, table: InputTable, rows: list, old_data_last: int | None = N
     tab = _table_of(ws, table)
     table_last = CellRange(tab.ref).max_row if tab is not None else first - 1
     new_last = max(table_last, first + len(rows) - 1)
-    awards = [(column, AwardFormulas(table, award, column, first, options)) for column, award in _award_columns(ws, table)]
+    pairs = _award_columns(ws, table)
+    awards = [(column, AwardFormulas(table, award, column, first, options)) for column, award in pairs]
+    # what each award cell shows, by the engine: its cached result (sheets.put_formula)
+    as_dicts = [row if isinstance(row, dict) else {col.key: row[c].value for c, col in enumerate(table.columns)} for row in rows]
+    on = (options or {}).get("on")
+    shown = {column: sheets.award_values(table, award, as_dicts, on) for column, award in pairs}
     template = {}
     if table_last >= first:
         for c in [*range(1, ncol + 1), *(column for column, _ in awards)]:
@@ -769,7 +774,7 @@ def write_table(ws, table: InputTable, rows: list, old_data_last: int | None = N
         if row is None and r > old_data_last and not beyond:
             # below the data: only the formulas are (re)written
             for column, formula in awards:
-                ws.cell(row=r, column=column).value = formula.at(r)
+                sheets.put_formula(ws.cell(row=r, column=column), formula.at(r), "")
             continue
         for c, col in enumerate(table.columns, start=1):
             cell = ws.cell(row=r, column=c)
@@ -786,7 +791,7 @@ def write_table(ws, table: InputTable, rows: list, old_data_last: int | None = N
                     sheets.body_cell(cell, col.kind)
         for column, formula in awards:
             cell = ws.cell(row=r, column=column)
-            cell.value = formula.at(r)
+            sheets.put_formula(cell, formula.at(r), shown[column][i] if row is not None else "")
             if beyond:
                 if column in template:
                     cell._style = copy(template[column])
@@ -896,9 +901,10 @@ def save_city_workbook(wb, path: Path, original: bytes) -> tuple[bytes, list[str
     with zipfile.ZipFile(io.BytesIO(original)) as before:
         old_names = set(before.namelist())
         ribbon = xlsm.ribbon_parts(before)
-    buf = io.BytesIO()
-    wb.save(buf)
-    data = xlsm.restore_ribbon(buf.getvalue(), ribbon)
+    # formulas carry their values: the award columns written (sheets.put_formula), and the sheets
+    # collect does not change (annex, 奖补测算) the results they had
+    saved = sheets.with_cached_values(wb, original, carry=(layout.SHEET_ANNEX, layout.SHEET_EXAMPLES))
+    data = xlsm.restore_ribbon(saved, ribbon)
     with zipfile.ZipFile(io.BytesIO(data)) as after:
         new_names = set(after.namelist())
         ribbon_after = xlsm.ribbon_parts(after)

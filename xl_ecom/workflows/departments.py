@@ -32,7 +32,6 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
 from xl_ecom.common.errors import InputError, XlEcomError
-from xl_ecom.ooxml import worksheet
 from xl_ecom.policy import Measure, Plan, Target, load_plan
 from xl_ecom.policy.boundaries import boundary
 from xl_ecom.rules.engine import percent, resolve
@@ -767,17 +766,6 @@ def pin_properties(wb: Workbook, title: str) -> None:
 _MODIFIED = re.compile(rb"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)")
 
 
-def _cached_parts(wb: Workbook, data: bytes) -> dict[str, dict]:
-    """{sheet part: {ref: value}}: the engine's values of the formulas written with sheets.put_formula."""
-    from xl_ecom.ooxml.package import Package
-
-    values = sheets.cached_values(wb)
-    if not values:
-        return {}
-    pkg = Package(data)
-    return {pkg.sheet_part(title): refs for title, refs in values.items()}
-
-
 def workbook_bytes(wb: Workbook) -> bytes:
     """The .xlsx package, byte for byte reproducible: openpyxl stamps the clock into core.xml and
     the zip entries; both are pinned."""
@@ -785,16 +773,12 @@ def workbook_bytes(wb: Workbook) -> bytes:
         # openpyxl derives <sheetFormatPr outlineLevelCol> from the previous save's column pass;
         # run that pass first so the first and any later save of a workbook write the same XML
         ws.column_dimensions.to_tree()
-    raw = io.BytesIO()
-    wb.save(raw)
+    raw = io.BytesIO(sheets.with_cached_values(wb))  # formulas carry the engine's values
     stamp = PINNED_TIME.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
-    cached = _cached_parts(wb, raw.getvalue())
     out = io.BytesIO()
     with zipfile.ZipFile(raw) as src, zipfile.ZipFile(out, "w") as dst:
         for item in src.infolist():
             data = src.read(item.filename)
-            if item.filename in cached:
-                data = worksheet.set_cached(data, cached[item.filename])
             if item.filename == "docProps/core.xml":
                 data = _MODIFIED.sub(rb"\g<1>" + stamp + rb"\g<2>", data)
             info = zipfile.ZipInfo(item.filename, date_time=ZIP_DATE_TIME)

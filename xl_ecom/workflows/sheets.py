@@ -6,14 +6,19 @@ Shared by the city workbook builder, department task sheets and county workbooks
 
 from __future__ import annotations
 
+import io
 import math
 import unicodedata
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
 
 from openpyxl.styles import Alignment, Border, Font, NamedStyle, PatternFill, Side
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.table import Table, TableStyleInfo
 
+from xl_ecom.common.errors import InputError
 from xl_ecom.ooxml.worksheet import PageSetup
 from xl_ecom.rules import formulas
 from xl_ecom.workflows import layout
@@ -210,6 +215,54 @@ def award_formula(table: InputTable, award, row: int, first_row: int, on=None) -
     return formulas.compile_rule(award.rule, refs, on=on, prior_paid=prior)
 
 
+#: rule input kinds a native award formula wants as numbers (text there shows a flag such as 请填数字)
+_NUMBER_KINDS = ("money", "count", "rate", "years")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def award_values(table: InputTable, award, rows, on=None) -> list:
+    """What the award formula of each row of ``rows`` (dicts keyed by column key) shows, by the
+    engine: the amount in yuan, or "" where the rule pays nothing because an input is blank.
+    ``None`` (no cached value; Excel computes it on opening) where the formula shows a flag instead:
+    text in a number cell, or a value the rule refuses.  A cumulative cap runs over the rows above
+    of the same group, blank-group rows forming one group, as :func:`award_formula` does."""
+    from xl_ecom.rules.engine import calculate_cents, get_rule
+
+    rule = get_rule(award.rule)
+    paid: dict = {}
+    out: list = []
+    for data in rows:
+        args: dict[str, Any] = {}
+        for name, key in award.inputs.items():
+            args[name] = key[1:] if isinstance(key, str) and key.startswith("=") else data.get(key)
+        if any(
+            rule.input(name).kind in _NUMBER_KINDS and value not in (None, "") and not _is_number(value)
+            for name, value in args.items()
+        ):
+            out.append(None)
+            continue
+        args = {name: None if value == "" else value for name, value in args.items()}
+        group = None
+        if award.cumulative_by:
+            group = data.get(award.cumulative_by)
+            group = "" if group is None else str(group)
+        try:
+            cents = calculate_cents(award.rule, on=on, paid_before=paid.get(group, 0), **args)
+        except InputError:
+            out.append(None)
+            continue
+        if cents is None:
+            out.append("")
+            continue
+        if award.cumulative_by:
+            paid[group] = paid.get(group, 0) + cents
+        out.append(float(Decimal(cents) / 100))
+    return out
+
+
 def write_input_table(
     ws,
     table: InputTable,
@@ -236,6 +289,7 @@ def write_input_table(
     first = layout.INPUT_FIRST_ROW
     rows = list(rows)
     last = first + max(n_rows, len(rows)) - 1
+    values = [award_values(table, award, rows, on) for award in awards]
     for i in range(last - first + 1):
         r = first + i
         data = rows[i] if i < len(rows) else {}
@@ -243,7 +297,8 @@ def write_input_table(
             cell = ws.cell(row=r, column=c, value=data.get(col.key))
             body_cell(cell, col.kind)
         for j, award in enumerate(awards):
-            cell = ws.cell(row=r, column=len(table.columns) + 1 + j, value=award_formula(table, award, r, first, on))
+            cell = ws.cell(row=r, column=len(table.columns) + 1 + j)
+            put_formula(cell, award_formula(table, award, r, first, on), values[j][i] if i < len(rows) else "")
             body_cell(cell, "formula")
     ref = f"A{layout.INPUT_HEADER_ROW}:{get_column_letter(len(headers))}{last}"
     tab = Table(displayName=table_name or table.key, ref=ref)
@@ -299,7 +354,8 @@ _CACHED = "_xl_ecom_cached"
 
 def put_formula(cell, formula: str, value) -> None:
     """Write ``formula`` into ``cell`` with the value the engine gives it on the data written, which
-    the saved file carries as the formula's cached result (:func:`cached_values`)."""
+    the saved file carries as the formula's cached result (:func:`cached_values`); ``None``: none
+    (Excel computes it on opening)."""
     cell.value = formula
     cell.parent.__dict__.setdefault(_CACHED, {})[cell.coordinate] = (formula, value)
 
@@ -308,8 +364,38 @@ def cached_values(wb) -> dict[str, dict[str, object]]:
     """{sheet title: {ref: value}} of the formulas :func:`put_formula` wrote that the cells still hold."""
     out: dict[str, dict[str, object]] = {}
     for ws in wb.worksheets:
-        found = {ref: value for ref, (formula, value) in ws.__dict__.get(_CACHED, {}).items() if ws[ref].value == formula}
+        found = {
+            ref: value
+            for ref, (formula, value) in ws.__dict__.get(_CACHED, {}).items()
+            if value is not None and ws[ref].value == formula
+        }
         if found:
             out[ws.title] = found
     return out
 
+
+
+def with_cached_values(wb, original: bytes | None = None, carry: Sequence[str] = ()) -> bytes:
+    """``wb`` saved as .xlsx bytes, each formula :func:`put_formula` wrote carrying its value as
+    the cached result (openpyxl writes formulas without one).  The sheets named in ``carry``, which
+    the caller did not change since ``wb`` was loaded from ``original``, keep the cached results
+    ``original`` held for the same formulas."""
+    from xl_ecom.ooxml import worksheet
+    from xl_ecom.ooxml.package import Package
+
+    raw = io.BytesIO()
+    wb.save(raw)
+    values = cached_values(wb)
+    old = Package(original) if original is not None and carry else None
+    carried = [name for name in carry if old is not None and name in old.sheet_names and name in wb.sheetnames]
+    if not values and not carried:
+        return raw.getvalue()
+    pkg = Package(raw.getvalue())
+    for title, refs in values.items():
+        part = pkg.sheet_part(title)
+        pkg.parts[part] = worksheet.set_cached(pkg.parts[part], refs)
+    for name in carried:
+        assert old is not None
+        part = pkg.sheet_part(name)
+        pkg.parts[part] = worksheet.carry_cached(old.parts[old.sheet_part(name)], pkg.parts[part])
+    return pkg.to_bytes()

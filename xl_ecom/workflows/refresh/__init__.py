@@ -202,7 +202,7 @@ def _refresh(path: Path, plan: Plan, on, progress: Progress | None, backup: bool
     departments, previous = ledger_inputs(path, on, plan, url=url)  # department 完成数 and the previous round (环比)
     result = compute(frames, on=on, plan=plan, progress=progress, departments=departments)
     result.previous = previous
-    write_package(pkg, generated_sheets(result, plan), annex_updates(result, plan), progress)
+    write_package(pkg, generated_sheets(result, plan), annex_updates(result, plan), progress, plan)
     set_input_print_areas(pkg, frames)
     if progress:
         progress("保存")

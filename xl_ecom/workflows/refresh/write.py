@@ -19,6 +19,7 @@ from xl_ecom.common.progress import Progress
 from xl_ecom.common.textsafe import is_formula_like
 from xl_ecom.ooxml import chart, safeio, worksheet, xlsm
 from xl_ecom.ooxml.styles import Styles as _Styles
+from xl_ecom.policy import Plan, load_plan
 from xl_ecom.workflows import layout
 from xl_ecom.workflows.refresh.errors import RefreshError
 from xl_ecom.workflows.refresh.layouts import SHEET_ORDER, ChartSpec, SheetSpec
@@ -270,8 +271,30 @@ def _code_name_for(pkg: Package, name: str) -> str:
     return f"Sheet{n}"
 
 
-def write_package(pkg: Package, specs: Sequence[SheetSpec], updates: dict, progress: Progress | None = None) -> None:
-    """Put the generated sheets and the annex 完成数 into the package (nothing else changes)."""
+def annex_cached(pkg: Package, updates: dict, plan: Plan | None = None) -> dict:
+    """{(row, col): value} of the annex's formulas (完成率, 差额, 合计, 核对) once ``updates`` (the
+    完成数 cells) are written, from the 目标任务数 the sheet holds: the cached results a previewer
+    that does not recalculate shows (the build's were computed with 完成数 blank)."""
+    from xl_ecom.workflows.build import annex_values
+
+    plan = plan or load_plan()
+    first, _, _ = layout.annex_rows(len(plan.counties))
+    ncols = layout.annex_col(len(plan.annex_columns) - 1, layout.ANNEX_BLOCK[-1])
+    rows = pkg.rows(layout.SHEET_ANNEX, first, ncols, last_row=first + len(plan.counties) - 1)
+    targets, done = {}, {}
+    for k, county in enumerate(plan.counties):
+        row = rows[k] if k < len(rows) else []
+        for i, col in enumerate(plan.annex_columns):
+            t, d = layout.annex_col(i, "目标任务数"), layout.annex_col(i, "完成数")
+            targets[(county, col["key"])] = row[t - 1] if t - 1 < len(row) else None
+            done[(county, col["key"])] = updates.get((first + k, d), row[d - 1] if d - 1 < len(row) else None)
+    return annex_values(plan, targets, done)
+
+
+def write_package(pkg: Package, specs: Sequence[SheetSpec], updates: dict, progress: Progress | None = None,
+                  plan: Plan | None = None) -> None:
+    """Put the generated sheets and the annex 完成数 (with the cached results of the formulas that
+    depend on them) into the package (nothing else changes)."""
     styles = _Styles(pkg)
     after = layout.SHEET_ANNEX
     for i, spec in enumerate(sorted(specs, key=lambda sp: SHEET_ORDER.index(sp.name)), start=1):
@@ -284,6 +307,7 @@ def write_package(pkg: Package, specs: Sequence[SheetSpec], updates: dict, progr
         after = spec.name
     styles.save()
     pkg.set_numbers(layout.SHEET_ANNEX, updates)
+    pkg.set_cached(layout.SHEET_ANNEX, annex_cached(pkg, updates, plan))
     pkg.full_calc_on_load()
     pkg.finish([spec.name for spec in specs] + [layout.SHEET_ANNEX])
 
