@@ -246,3 +246,62 @@ def test_validation_sheet_through_xlwings_clears_an_existing_one(monkeypatch):
     assert not any(a["func"] == "addSheet" for a in actions)
     rows = [a["values"] for a in actions if a["func"] == "setValues"]
     assert [[1, "错误", "'=evil.xlsx", "企业销售", "B4", "'=1+1 开头的说明"]] in rows  # text stays text
+
+
+@pytest.mark.filterwarnings("ignore:Cell .* is marked as a date:UserWarning")  # openpyxl, on 1234567890123456
+def test_read_sheet_reads_a_returned_file_as_openpyxl_data_only_does(tmp_path):
+    """collect reads the input sheets of returned files through validate.ReadSheet (Package.rows,
+    data_only): every value is the one openpyxl's data_only reader gives — numbers (int vs float as
+    written, 16-digit integers exact), dates, text, booleans, error values, cached formula results
+    (text and number), a formula without one (None) — on every input sheet of a county workbook."""
+    import datetime as dt
+
+    from xl_ecom.ooxml.package import Package
+    from xl_ecom.ooxml.worksheet import set_cached
+    from xl_ecom.workflows.tables import TABLES
+
+    wb = counties.county_workbook("寿县")
+    values = [12, 12.0, 1234567890123456, 0.1 + 0.2, -5, "文本", " 前后空格 ", "=SUM(1,2)", "=\"a\"&\"b\"", True,
+              dt.datetime(2021, 3, 4), "50万", "１２３", None, "#N/A", "=1/0"]
+    for t in TABLES:
+        ws = wb[t.sheet]
+        for i in range(30):
+            for c in range(1, len(t.columns) + 1):
+                v = values[(i * 7 + c) % len(values)]
+                cell = ws.cell(row=layout.INPUT_FIRST_ROW + i, column=c, value=v)
+                if isinstance(v, dt.datetime):
+                    cell.number_format = "yyyy-mm-dd"
+    path = tmp_path / "寿县.xlsx"
+    wb.save(path)
+    # cached results for some formulas, as Excel would have saved them: a number, a text, none for the rest
+    pkg = Package(path.read_bytes())
+    for t in TABLES:
+        part = pkg.sheet_part(t.sheet)
+        refs = {}
+        for i in range(30):
+            for c in range(1, len(t.columns) + 1):
+                v = values[(i * 7 + c) % len(values)]
+                ref = f"{openpyxl.utils.get_column_letter(c)}{layout.INPUT_FIRST_ROW + i}"
+                if v == "=SUM(1,2)":
+                    refs[ref] = 3
+                elif v == "=\"a\"&\"b\"":
+                    refs[ref] = "ab"
+        pkg.parts[part] = set_cached(pkg.parts[part], refs)
+    path.write_bytes(pkg.to_bytes())
+
+    ours = Package(path.read_bytes())
+    theirs = openpyxl.load_workbook(path, data_only=True, read_only=True)
+    compared = 0
+    for t in TABLES:
+        n = len(t.columns)
+        mine = validate.ReadSheet(ours, t.sheet, n)
+        want = [[c.value for c in row] + [None] * (n - len(row))
+                for row in theirs[t.sheet].iter_rows(min_row=layout.INPUT_HEADER_ROW, max_col=n)]
+        got = [[c.value for c in row] for row in mine.iter_rows(min_row=layout.INPUT_HEADER_ROW, max_col=n)]
+        while want and all(v is None for v in want[-1]):
+            want.pop()
+        assert got == want, t.sheet
+        assert [type(v) for r in got for v in r] == [type(v) for r in want for v in r], t.sheet
+        assert mine.cell(layout.INPUT_HEADER_ROW, 1).value == theirs[t.sheet].cell(layout.INPUT_HEADER_ROW, 1).value
+        compared += sum(1 for r in got for v in r if v is not None)
+    assert compared > 1000

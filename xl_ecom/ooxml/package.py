@@ -136,10 +136,14 @@ class Package:
             self._date_styles = out
         return self._date_styles
 
-    def rows(self, name: str, first_row: int = 1, ncols: int = 200, *, last_row: int | None = None, skip=()) -> list[list]:
+    def rows(self, name: str, first_row: int = 1, ncols: int = 200, *, last_row: int | None = None, skip=(),
+             data_only: bool = False) -> list[list]:
         """Cell values of sheet ``name`` from ``first_row`` (to ``last_row``), columns 1..ncols, as
         openpyxl would read them in formula mode: a formula cell gives its formula ("=..."), a
         date-formatted number a datetime.  Columns in ``skip`` are left None (not converted).
+        ``data_only``: as openpyxl reads with ``data_only=True`` — a formula cell gives its cached
+        result (None without one), and a number is an int exactly when its text has no decimal point
+        or exponent (so a 16-digit integer stays the integer the file holds).
 
         Streamed with lxml's iterparse (hardened: no DTD, no entities, no network); each row is
         freed once read, and parsing stops after ``last_row``.  Cells and rows without a reference
@@ -206,7 +210,11 @@ class Package:
                 if tag == _V:
                     v = child.text
                 elif tag == _F:
-                    value = "=" + (child.text or "")
+                    if not data_only:
+                        value = "=" + (child.text or "")
+                    else:  # the cached result, when there is one
+                        nxt = child.getnext()
+                        v = nxt.text if nxt is not None and nxt.tag == _V else None
                 elif tag == _IS:
                     if t == "inlineStr":
                         only = child[0] if len(child) == 1 else None
@@ -220,7 +228,15 @@ class Package:
                 if value is None:
                     if not v or t == "inlineStr":
                         continue
-                    if t is None or t == "n":
+                    if (t is None or t == "n") and data_only:
+                        # openpyxl's own cast (a text it cannot read raises, as openpyxl does)
+                        value = float(v) if ("." in v or "e" in v or "E" in v) else int(v)
+                        if dates and el.get("s") and int(el.get("s")) in dates:
+                            try:
+                                value = from_excel(value)
+                            except (ValueError, OverflowError):  # no such date: openpyxl's error value
+                                value = "#VALUE!"
+                    elif t is None or t == "n":
                         try:
                             value = float(v)
                         except ValueError:

@@ -103,17 +103,19 @@ def set_numbers(data: bytes, values: dict[tuple[int, int], str]) -> bytes:
     return xml.to_bytes(root, data)
 
 
+#: the cells of a worksheet that hold a formula (compiled once; runs in C)
+_FORMULA_CELLS = etree.XPath("./m:sheetData/m:row/m:c[m:f]", namespaces={"m": MAIN})
+
+
 def set_cached(data: bytes, values: dict[str, Any]) -> bytes:
     """The cached results (``<v>``, and ``t`` for text / booleans) of formula cells {ref: value}, so
     previewers that do not recalculate (mail clients, phones) show them; cells without ``<f>`` are left."""
     root = xml.parse(data, "工作表")
-    for c in root.iter(_C):
-        ref = c.get("r")
-        if ref not in values or c.find(_F) is None:
+    missing = object()
+    for c in _FORMULA_CELLS(root):
+        value = values.get(c.get("r"), missing)
+        if value is missing:
             continue
-        value = values[ref]
-        for v in c.findall(_V):
-            c.remove(v)
         if isinstance(value, str):
             c.set("t", "str")
             text = value.translate(_ILLEGAL)
@@ -121,11 +123,16 @@ def set_cached(data: bytes, values: dict[str, Any]) -> bytes:
             c.set("t", "b")
             text = num_text(value)
         else:
-            c.attrib.pop("t", None)
+            if "t" in c.attrib:
+                del c.attrib["t"]
             text = num_text(value)
-        v = etree.Element(_V)
+        v = c.find(_V)  # openpyxl writes an empty <v/> after the formula: reuse it
+        if v is None or v.getprevious() is None or v.getprevious().tag != _F:
+            for old in c.findall(_V):
+                c.remove(old)
+            v = etree.Element(_V)
+            c.find(_F).addnext(v)
         v.text = text
-        c.find(_F).addnext(v)
     return xml.to_bytes(root, data)
 
 

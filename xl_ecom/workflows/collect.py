@@ -52,6 +52,7 @@ from xl_ecom import ledger as ledger_mod
 from xl_ecom.common.errors import InputError, XlEcomError
 from xl_ecom.ledger.lock import WorkbookBusyError, workbook_lock
 from xl_ecom.ooxml import safeio, xlsm
+from xl_ecom.ooxml.package import Package
 from xl_ecom.policy import Plan, load_plan
 from xl_ecom.rules.money import brief
 from xl_ecom.workflows import counties as county_books
@@ -62,6 +63,7 @@ from xl_ecom.workflows.validate import (
     ERROR,
     WARNING,
     Problem,
+    ReadSheet,
     TableCheck,
     check_header,
     check_table,
@@ -403,6 +405,7 @@ def _check_file(path: Path, plan: Plan, ledger=None, issued: bool = False) -> Fi
         verify_token(result, wb, ledger, issued)
 
     tables = TABLES
+    pkg = None  # the package, read once the structure passed: the input sheets' rows come from it
     missing = [t.sheet for t in tables if t.sheet not in wb.sheetnames]
     if missing:
         result.reject(f"缺少录入表“{'、'.join(missing)}”：工作表被删除或改名，表格结构已改动，整个文件未汇总")
@@ -417,8 +420,10 @@ def _check_file(path: Path, plan: Plan, ledger=None, issued: bool = False) -> Fi
                 ws.title,
             )
             continue
+        if pkg is None:
+            pkg = Package(path.read_bytes(), path.name)
         check = check_table(
-            ws,
+            ReadSheet(pkg, table.sheet, len(table.columns)),
             table,
             counties=counties,
             file=path.name,

@@ -11,8 +11,8 @@ import math
 import unicodedata
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
 
+import numpy as np
 from openpyxl.styles import Alignment, Border, Font, NamedStyle, PatternFill, Side
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
@@ -21,6 +21,7 @@ from openpyxl.worksheet.table import Table, TableStyleInfo
 from xl_ecom.common.errors import InputError
 from xl_ecom.ooxml.worksheet import PageSetup
 from xl_ecom.rules import formulas
+from xl_ecom.rules.engine import calculate_cents, calculate_columns_cents, get_rule
 from xl_ecom.workflows import layout
 from xl_ecom.workflows.tables import InputTable
 
@@ -228,36 +229,54 @@ def award_values(table: InputTable, award, rows, on=None) -> list:
     engine: the amount in yuan, or "" where the rule pays nothing because an input is blank.
     ``None`` (no cached value; Excel computes it on opening) where the formula shows a flag instead:
     text in a number cell, or a value the rule refuses.  A cumulative cap runs over the rows above
-    of the same group, blank-group rows forming one group, as :func:`award_formula` does."""
-    from xl_ecom.rules.engine import calculate_cents, get_rule
+    of the same group, blank-group rows forming one group, as :func:`award_formula` does.
 
+    The engine's vector path computes the whole column at once; when it refuses a value (the rule
+    raises for the column), the rows are computed one by one and only the refused ones get None."""
     rule = get_rule(award.rule)
+    n = len(rows)
+    flagged = [False] * n
+    columns: dict[str, list] = {name: [None] * n for name in award.inputs}
+    for i, data in enumerate(rows):
+        for name, key in award.inputs.items():
+            value = key[1:] if isinstance(key, str) and key.startswith("=") else data.get(key)
+            if value == "":
+                value = None
+            if value is not None and rule.input(name).kind in _NUMBER_KINDS and not _is_number(value):
+                flagged[i] = True
+            columns[name][i] = value
+    for i in (i for i in range(n) if flagged[i]):  # shows a flag: pays nothing, counts nothing
+        for name in columns:
+            columns[name][i] = None
+    groups = None
+    if award.cumulative_by:
+        groups = ["" if data.get(award.cumulative_by) is None else str(data.get(award.cumulative_by)) for data in rows]
+    try:
+        cents = calculate_columns_cents(award.rule, {k: np.array(v, dtype=object) for k, v in columns.items()}, on=on,
+                                        groups=None if groups is None else np.array(groups, dtype=object))
+    except InputError:
+        return _award_values_by_row(award, columns, flagged, groups, on)
+    return [None if flagged[i] else ("" if math.isnan(c) else float(Decimal(int(c)) / 100)) for i, c in enumerate(cents)]
+
+
+def _award_values_by_row(award, columns, flagged, groups, on) -> list:
     paid: dict = {}
     out: list = []
-    for data in rows:
-        args: dict[str, Any] = {}
-        for name, key in award.inputs.items():
-            args[name] = key[1:] if isinstance(key, str) and key.startswith("=") else data.get(key)
-        if any(
-            rule.input(name).kind in _NUMBER_KINDS and value not in (None, "") and not _is_number(value)
-            for name, value in args.items()
-        ):
+    for i, is_flagged in enumerate(flagged):
+        if is_flagged:
             out.append(None)
             continue
-        args = {name: None if value == "" else value for name, value in args.items()}
-        group = None
-        if award.cumulative_by:
-            group = data.get(award.cumulative_by)
-            group = "" if group is None else str(group)
+        group = groups[i] if groups is not None else None
         try:
-            cents = calculate_cents(award.rule, on=on, paid_before=paid.get(group, 0), **args)
+            cents = calculate_cents(award.rule, on=on, paid_before=paid.get(group, 0),
+                                    **{name: col[i] for name, col in columns.items()})
         except InputError:
             out.append(None)
             continue
         if cents is None:
             out.append("")
             continue
-        if award.cumulative_by:
+        if groups is not None:
             paid[group] = paid.get(group, 0) + cents
         out.append(float(Decimal(cents) / 100))
     return out
