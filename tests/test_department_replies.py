@@ -304,3 +304,62 @@ def test_gap_means_the_same_in_county_and_city_files(tmp_path, city, capsys):
     villages = [c["key"] for c in PLAN.annex_columns].index("demo_villages")
     assert gaps[villages] == PLAN.annex_value("寿县", "demo_villages") > 0  # still short: positive in both files
     assert "差额＝目标任务数－完成数" in str([c.value for row in annex.iter_rows() for c in row if isinstance(c.value, str)])
+
+
+def test_what_a_county_writes_on_its_task_sheet_is_filed_and_shown(tmp_path, city, capsys):
+    """A county workbook's 工作任务 lists the measures of 各县区人民政府 and those naming the county (寿县's
+    二（五）-2 国家示范, 涉及).  What the county writes there (进展情况, 完成时间) is filed in the ledger as
+    its 县区进展 rows — a file holding nothing else is still a report, not an empty file — a bad date
+    is named by its cell, and 完成情况 shows each county's measures with their state after refresh."""
+    out_dir = city.parent / "输出"
+    cts = out_dir / counties.SUBDIR
+    assert run(capsys, "round", "new", "2020-09", "--workbook", city)[0] == 0
+    assert run(capsys, "counties", "--workbook", city)[0] == 0
+    own = PLAN.measures_for(counties.COUNTY_UNIT)
+    first, second = own[0].id, own[1].id
+    named = counties.county_measures("寿县", PLAN)[0].id
+    heads = [c[0] for c in departments.TASK_COLUMNS]
+    text_col, date_col = heads.index("进展情况") + 1, heads.index("完成时间") + 1
+
+    def write_progress(county: str, entries: dict) -> Path:
+        wb = openpyxl.load_workbook(cts / f"{county}.xlsx")
+        ws = wb[counties.SHEET_TASKS]
+        for measure, (text, date) in entries.items():
+            r = measure_row(ws, measure)
+            ws.cell(row=r, column=text_col).value = text
+            ws.cell(row=r, column=date_col).value = date
+        dst = tmp_path / "报回" / f"{county}.xlsx"
+        dst.parent.mkdir(exist_ok=True)
+        wb.save(dst)
+        return dst
+
+    write_progress("寿县", {first: ("已开展培训3场", dt.datetime(2020, 8, 31)), named: ("示范县建设推进中", None),
+                           second: ("已部署", "九月底")})
+    write_progress("凤台县", {first: ("筹备中", None)})
+    code, out, _ = run(capsys, "collect", tmp_path / "报回", "--into", city)
+    assert code == 1, out  # the bad date is an error, named by its cell
+    assert "【已汇总】寿县.xlsx" in out and "【已汇总】凤台县.xlsx" in out, out
+    assert "没有填写任何数据" not in out
+    shou = openpyxl.load_workbook(cts / "寿县.xlsx")[counties.SHEET_TASKS]
+    assert f"工作任务 {openpyxl.utils.get_column_letter(date_col)}{measure_row(shou, second)}" in out
+    assert "完成时间“九月底”不是日期" in out
+
+    with open_ledger(city) as ledger:
+        rows = ledger.current_rows(departments.TABLE_COUNTY_PROGRESS, unit="寿县")
+        filed = {r["measure"]: (r["progress"], r["done"], r["role"]) for r in departments._records(rows)}
+    assert filed[first] == ("已开展培训3场", "2020-08-31", own[0].role_of(counties.COUNTY_UNIT))
+    assert filed[named] == ("示范县建设推进中", None, "涉及")
+    assert filed[second][0] == "已部署" and filed[second][1] is None  # the text kept, the bad date not filed
+
+    code, _, err = run(capsys, "refresh", city)
+    assert code == 0, err
+    ws = progress_sheet(city)
+    shown = {}
+    for r in range(1, ws.max_row + 1):
+        if ws.cell(row=r, column=1).value in {first, second, named}:
+            shown[(ws.cell(row=r, column=1).value, ws.cell(row=r, column=6).value)] = (
+                ws.cell(row=r, column=9).value, ws.cell(row=r, column=12).value)
+    assert shown[(first, "寿县")] == ("已开展培训3场", departments.DONE)
+    assert shown[(first, "凤台县")][0] == "筹备中"
+    assert shown[(named, "寿县（涉及）")][0] == "示范县建设推进中"
+    assert (first, "大通区") not in shown  # a county that wrote nothing adds no row

@@ -435,9 +435,11 @@ def _check_file(path: Path, plan: Plan, ledger=None, issued: bool = False) -> Fi
         _refuse_impossible_numbers(result, table, check)
     if any(not c.structure_ok for c in result.checks.values()):
         result.reject("表格结构已改动（见上面的表头问题），整个文件未汇总")
+    if result.county:
+        _read_county_progress(result, wb, plan, result.county)
 
     wb.close()
-    if result.mergeable and not any(c.rows for c in result.checks.values()):
+    if result.mergeable and not any(c.rows for c in result.checks.values()) and not result.reply_rows:
         result.empty = True
         result.problems.append(
             Problem("", "", "报表中没有填写任何数据，未汇总；市级工作簿中该县区原有的数据保持不变", WARNING, path.name)
@@ -488,6 +490,21 @@ def _refuse_impossible_numbers(result: FileResult, table: InputTable, check) -> 
                 return
 
 
+def _read_county_progress(result: FileResult, wb, plan: Plan, county: str) -> None:
+    """The 进展情况 / 完成时间 a county wrote on its 工作任务 sheet, for the measures of 各县区人民政府 and
+    those naming the county (filed as the county's 县区进展 rows, so what it wrote is never lost)."""
+    sheet = county_books.SHEET_TASKS
+    if sheet not in wb.sheetnames or not _is_data_sheet(wb, sheet):
+        return
+    unit = department_books.COUNTY_UNIT
+    roles = {m.id: m.role_of(unit) for m in plan.measures_for(unit)}
+    roles.update({m.id: "涉及" for m in county_books.county_measures(county, plan) if m.id not in roles})
+    rows, problems = department_books.read_task_progress(wb[sheet], roles)
+    result.cell_problems += [Problem(s, cell, reason, ERROR, result.name) for s, cell, reason, _v in problems]
+    if department_books.filled_progress(rows):
+        result.reply_rows[department_books.TABLE_COUNTY_PROGRESS] = rows
+
+
 def _check_department(path: Path, wb, plan: Plan, ledger, result: FileResult) -> FileResult:
     """A department's returned task sheet (marker XL_ECOM_DEPARTMENT): its unit, its issue token (kind
     部门), then 完成数 and 进展情况 / 完成时间 (:func:`xl_ecom.workflows.departments.read_reply`)."""
@@ -511,10 +528,9 @@ def _check_department(path: Path, wb, plan: Plan, ledger, result: FileResult) ->
         result.reject(f"{exc}，整个文件未汇总；请使用下发的部门任务表重新填报")
         return result
     result.cell_problems = [Problem(sheet, cell, reason, ERROR, path.name) for sheet, cell, reason, _v in reply.problems]
-    filled = [(n, r) for n, r in reply.progress if r["progress"] or r["done"] or r["person"] or r["phone"]]
     if reply.done:
         result.reply_rows[department_books.TABLE_DONE] = reply.done
-    if filled:
+    if department_books.filled_progress(reply.progress):
         result.reply_rows[department_books.TABLE_PROGRESS] = reply.progress
     if not result.reply_rows and not result.cell_problems:
         result.empty = True

@@ -511,6 +511,7 @@ COUNTY_UNIT = "各县区人民政府"
 #: ledger tables of a department submission
 TABLE_DONE = "部门完成数"  # rows {target, value}
 TABLE_PROGRESS = "部门进展"  # rows {measure, role, progress, done, person, phone}
+TABLE_COUNTY_PROGRESS = "县区进展"  # the same, from a county workbook's 工作任务 (unit: the county)
 #: states of a measure in 部门进展
 NOT_STARTED, IN_PROGRESS, DONE, OVERDUE = "未开始", "推进中", "已完成", "逾期"
 
@@ -613,21 +614,19 @@ def _parse_date(value) -> dt.date | None:
     return dt.date(int(m[1]), int(m[2]), int(m[3]))
 
 
-def read_reply(wb, unit: str, plan: Plan) -> Reply:
-    """Read a returned department file (openpyxl, read-only is fine): 完成数 by target and 进展情况 /
-    完成时间 by measure.  Every unusable cell is a problem naming sheet, cell and reason; its value is
-    not filed."""
-    reply = Reply(unit, [], [], [])
-    if TASK_SHEET not in wb.sheetnames:
-        raise InputError(f"缺少“{TASK_SHEET}”工作表：部门任务表的结构已被改动")
+def read_task_progress(ws, roles: dict[str, str | None]) -> tuple[list, list]:
+    """进展情况 / 完成时间 / 责任人 / 联系电话 of the measures ``roles`` lists (measure id → the unit's
+    role) on a task sheet written by :func:`write_task_sheet` (a department's, or a county
+    workbook's 工作任务): ([(row, values)], [(sheet, cell, reason, value)]).  A 完成时间 that is not a
+    date is a problem naming its cell; the rest of the row is still read."""
     heads = [c[0] for c in TASK_COLUMNS]
     col = {h: heads.index(h) for h in ("条款", "职责", *FILL_HEADERS)}
-    measures = {m.id: m for m in plan.measures_for(unit)}
-    ws = wb[TASK_SHEET]
+    progress_rows: list = []
+    problems: list = []
     for r, row in enumerate(ws.iter_rows(min_row=TASK_FIRST_ROW, max_col=len(TASK_COLUMNS), values_only=True), start=TASK_FIRST_ROW):
         row = tuple(row) + (None,) * (len(TASK_COLUMNS) - len(row))
         key = str(row[col["条款"]] or "").strip()
-        if key not in measures:
+        if key not in roles:
             continue
         text = row[col["进展情况"]]
         progress = str(text).strip() if text is not None else ""
@@ -640,13 +639,30 @@ def read_reply(wb, unit: str, plan: Plan) -> Reply:
             except ValueError:
                 letter = get_column_letter(col["完成时间"] + 1)
                 reason = f"措施{key}的完成时间“{done_raw}”不是日期，请填写如 2020-10-31"
-                reply.problems.append((TASK_SHEET, f"{letter}{r}", reason, str(done_raw)))
+                problems.append((ws.title, f"{letter}{r}", reason, str(done_raw)))
         person, phone = (row[col[h]] for h in ("责任人", "联系电话"))
-        reply.progress.append((r, {
-            "measure": key, "role": measures[key].role_of(unit), "progress": progress or None, "done": done,
+        progress_rows.append((r, {
+            "measure": key, "role": roles[key], "progress": progress or None, "done": done,
             "person": None if person is None else str(person).strip() or None,
             "phone": None if phone is None else str(phone).strip() or None,
         }))
+    return progress_rows, problems
+
+
+def filled_progress(rows: list) -> bool:
+    """Whether any row :func:`read_task_progress` read has something filled in."""
+    return any(r["progress"] or r["done"] or r["person"] or r["phone"] for _n, r in rows)
+
+
+def read_reply(wb, unit: str, plan: Plan) -> Reply:
+    """Read a returned department file (openpyxl, read-only is fine): 完成数 by target and 进展情况 /
+    完成时间 by measure.  Every unusable cell is a problem naming sheet, cell and reason; its value is
+    not filed."""
+    reply = Reply(unit, [], [], [])
+    if TASK_SHEET not in wb.sheetnames:
+        raise InputError(f"缺少“{TASK_SHEET}”工作表：部门任务表的结构已被改动")
+    measures = {m.id: m for m in plan.measures_for(unit)}
+    reply.progress, reply.problems = read_task_progress(wb[TASK_SHEET], {k: m.role_of(unit) for k, m in measures.items()})
     owned = {t.name: t for t in owned_targets(unit, plan)}
     if owned:
         if DONE_SHEET not in wb.sheetnames:
@@ -715,7 +731,8 @@ def _records(frame) -> list[dict]:
 
 
 def department_figures(ledger, plan: Plan | None = None, round_id: int | None = None, today: dt.date | None = None) -> DepartmentFigures:
-    """From the ledger (each department's current reply in the round, else its newest earlier one)."""
+    """From the ledger (each department's current reply in the round, else its newest earlier one; then
+    the counties' own progress on their measures)."""
     from xl_ecom.workflows.cycle import round_rows
 
     plan = plan or load_plan()
@@ -738,6 +755,21 @@ def department_figures(ledger, plan: Plan | None = None, round_id: int | None = 
         deadline = _deadline(m, plan.targets_for_measure(m.id))  # the 完成时限 the task sheet shows
         out.measures.append(MeasureState(m.id, m.task_id, m.text, m.lead, deadline, progress, done,
                                          measure_state(progress, done, deadline, today), rec.get("_round") or ""))
+    # what the counties wrote on their workbooks' 工作任务 (measures of 各县区人民政府, and those naming
+    # the county): one row per county and measure it filled in, in the annex's county order
+    by_id = {m.id: m for m in plan.measures}
+    order = {c: i for i, c in enumerate(plan.counties)}
+    county_rows = [rec for rec in _records(round_rows(ledger, TABLE_COUNTY_PROGRESS, round_id))
+                   if rec.get("_unit") in order and rec.get("measure") in by_id
+                   and (rec.get("progress") or rec.get("done") or rec.get("person") or rec.get("phone"))]
+    measure_order = {m.id: i for i, m in enumerate(plan.measures)}
+    for rec in sorted(county_rows, key=lambda r: (order[r["_unit"]], measure_order[r["measure"]])):
+        m = by_id[rec["measure"]]
+        done = dt.date.fromisoformat(rec["done"]) if rec.get("done") else None
+        deadline = _deadline(m, plan.targets_for_measure(m.id))
+        who = rec["_unit"] if rec.get("role") != "涉及" else f"{rec['_unit']}（涉及）"
+        out.measures.append(MeasureState(m.id, m.task_id, m.text, who, deadline, rec.get("progress"), done,
+                                         measure_state(rec.get("progress"), done, deadline, today), rec.get("_round") or ""))
     return out
 
 

@@ -378,7 +378,9 @@ def _history_blocks(result: RefreshResult, plan: Plan, top: int, ncols: int) -> 
 
 
 def _measures_block(result: RefreshResult, top: int, ncols: int) -> Block:
-    """部门进展: each lead department's measures as 未开始 / 推进中 / 已完成 / 逾期."""
+    """部门进展: each lead department's measures as 未开始 / 推进中 / 已完成 / 逾期, then what each county
+    wrote on its workbook's 工作任务 (its 单位 column shows the county; "（涉及）" for a measure led by a
+    department that names the county)."""
     head = list(MEASURE_HEADERS) + [None] * (ncols - len(MEASURE_HEADERS))
     rows, merges = [], []
     for m in result.measures:
