@@ -325,16 +325,20 @@ def test_model_kinds_match_the_loader_kinds_and_unknown_kinds_fail_loudly():
         explain.unmet_threshold(rule, [("condition", None, 1, False)])
 
 
-def test_explanation_steps_are_typed_and_still_read_as_tuples():
-    """EXPLAIN's steps are typed (one per condition, the amount, the cap); each also unpacks as
-    the tuple form code such as the CLI's threshold hint was written against."""
+def test_explanation_steps_are_typed():
+    """EXPLAIN's steps are typed (one per condition, the amount, the cap), read by their fields; no
+    step reads as the earlier tuple form, and no model class as the earlier dict form."""
     ex = engine.explain("AWARD_UPLINK", 30_000_000)
     kinds = [type(s) for s in ex.steps]
     assert kinds == [explain.ConditionStep, explain.AmountStep, explain.CapStep]
-    tag, cond, value, ok = ex.steps[0]
-    assert (tag, cond.input, value, ok) == ("condition", "sales", 3_000_000_000, True)
-    assert ex.steps[1][0] == "rate" and ex.steps[2][0] == "cap"
+    cond, amount, cap = ex.steps
+    assert (cond.condition.input, cond.value, cond.ok) == ("sales", 3_000_000_000, True)
+    assert amount.amount.type == "rate" and cap.paid <= cap.raw
     assert set(explain.STEP_KINDS) == set(kinds)
+    with pytest.raises(TypeError):
+        tuple(cond)
+    with pytest.raises(TypeError):
+        amount.amount["type"]
 
 
 def test_native_compiler_and_case_generator_fail_loudly_on_an_unknown_kind(monkeypatch):

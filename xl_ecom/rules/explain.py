@@ -26,36 +26,17 @@ from xl_ecom.rules.model import (
 from xl_ecom.rules.money import cents_to_yuan, mul_rate
 
 
-class _AsTuple:
-    """A step read as the tuple of the earlier trace form."""
-
-    def legacy(self) -> tuple:
-        raise NotImplementedError
-
-    def __iter__(self):
-        return iter(self.legacy())
-
-    def __getitem__(self, i):
-        return self.legacy()[i]
-
-    def __len__(self) -> int:
-        return len(self.legacy())
-
-
 @dataclass(frozen=True)
-class ConditionStep(_AsTuple):
+class ConditionStep:
     """A threshold of the rule tested on the case's value (money in cents)."""
 
     condition: Condition
     value: Any
     ok: bool
 
-    def legacy(self) -> tuple:
-        return ("condition", self.condition, self.value, self.ok)
-
 
 @dataclass(frozen=True)
-class AmountStep(_AsTuple):
+class AmountStep:
     """The amount before any cap.  ``basis``: cents (Rate, Factor, Tiers), counts by input
     (PerUnit), None (Fixed); ``rate``: the rate or factor applied (Rate, Factor)."""
 
@@ -64,17 +45,9 @@ class AmountStep(_AsTuple):
     rate: Any
     raw: Any
 
-    def legacy(self) -> tuple:
-        a = self.amount
-        if isinstance(a, (Rate, Factor)):
-            return (a.type, a, self.basis, self.rate)
-        if isinstance(a, Fixed):
-            return ("fixed", a, self.raw)
-        return (a.type, a, self.basis, self.raw)
-
 
 @dataclass(frozen=True)
-class CapStep(_AsTuple):
+class CapStep:
     """A cap applied: ``raw`` before, ``paid`` after; ``before``: paid earlier (cumulative)."""
 
     body: Body
@@ -82,9 +55,6 @@ class CapStep(_AsTuple):
     raw: Any
     paid: Any
     before: Any
-
-    def legacy(self) -> tuple:
-        return ("cap", self.body, self.raw, self.paid, self.before)
 
 
 STEP_KINDS: tuple[type, ...] = (ConditionStep, AmountStep, CapStep)

@@ -2,49 +2,18 @@
 
 Each amount kind is its own class, so a consumer is one ``match`` over the kinds ending in
 ``case _: raise TypeError``; tests/test_rule_model.py runs every consumer on every kind in
-AMOUNT_KINDS.  For the code written against the earlier dict form, every class also reads as a
-mapping (``body["amount"]["type"]``, ``a.get("rate_input")``) with the same keys and values.
+AMOUNT_KINDS.  Fields are read by name (there is no dict-style access).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 
-class _Mapping:
-    """Read-only dict-style access to the fields (and ``type``) of a frozen dataclass."""
-
-    def __getitem__(self, key: str) -> Any:
-        if key == "type":
-            return self.type  # type: ignore[attr-defined]
-        if key in self._keys():
-            return getattr(self, key)
-        raise KeyError(key)
-
-    def get(self, key: str, default=None):
-        try:
-            return self[key]
-        except KeyError:
-            return default
-
-    def __contains__(self, key: str) -> bool:
-        return key == "type" or key in self._keys()
-
-    def _keys(self) -> tuple[str, ...]:
-        cls = type(self)
-        keys = _KEYS.get(cls)
-        if keys is None:
-            keys = _KEYS[cls] = tuple(f.name for f in fields(self))  # type: ignore[arg-type]
-        return keys
-
-
-_KEYS: dict[type, tuple[str, ...]] = {}
-
-
 @dataclass(frozen=True)
-class Condition(_Mapping):
+class Condition:
     """``input word threshold`` (threshold in cents for money, else the number)."""
 
     input: str
@@ -54,7 +23,7 @@ class Condition(_Mapping):
 
 
 @dataclass(frozen=True)
-class Rate(_Mapping):
+class Rate:
     """basis × rate (rate_input: an optional input the clerk types, at most ``rate``)."""
 
     basis: tuple[str, ...]
@@ -66,7 +35,7 @@ class Rate(_Mapping):
 
 
 @dataclass(frozen=True)
-class Factor(_Mapping):
+class Factor:
     """basis × a declared coefficient (上浮20% = 1.2).  ``rate`` holds the coefficient."""
 
     basis: tuple[str, ...]
@@ -78,14 +47,14 @@ class Factor(_Mapping):
 
 
 @dataclass(frozen=True)
-class Fixed(_Mapping):
+class Fixed:
     amount: int
     ref: str | None
     type = "fixed"
 
 
 @dataclass(frozen=True)
-class Tier(_Mapping):
+class Tier:
     word: str
     threshold: Any
     amount: int
@@ -93,7 +62,7 @@ class Tier(_Mapping):
 
 
 @dataclass(frozen=True)
-class Tiers(_Mapping):
+class Tiers:
     """The first tier whose ``basis word threshold`` holds pays its amount, else 0."""
 
     basis: str
@@ -102,13 +71,13 @@ class Tiers(_Mapping):
 
 
 @dataclass(frozen=True)
-class Unit(_Mapping):
+class Unit:
     input: str
     amount: int
 
 
 @dataclass(frozen=True)
-class PerUnit(_Mapping):
+class PerUnit:
     """Σ count × amount."""
 
     units: tuple[Unit, ...]
@@ -130,18 +99,12 @@ class Cap:
 
 
 @dataclass(frozen=True)
-class Body(_Mapping):
-    """One resolved way of computing a rule (a variant): conditions, amount, optional cap.
-
-    ``cap`` reads as the cap in cents (the earlier dict form); ``limit`` is the Cap itself."""
+class Body:
+    """One resolved way of computing a rule (a variant): conditions, amount, optional cap (``limit``)."""
 
     conditions: tuple[Condition, ...]
     amount: Rate | Fixed | Tiers | PerUnit | Factor
     limit: Cap | None = None
-
-    @property
-    def cap(self) -> int | None:
-        return None if self.limit is None else self.limit.cents
 
     @property
     def cumulative(self) -> bool:
