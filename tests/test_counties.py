@@ -225,7 +225,7 @@ def test_one_workbook_per_county(exported):
 
 def test_sheets_targets_and_tasks(exported):
     _, _, cts = exported
-    expected_sheets = ["填报说明", "目标任务", "工作任务", *(t.sheet for t in TABLES), "奖补汇总"]
+    expected_sheets = ["填报说明", "目标任务", "奖补汇总", "工作任务", *(t.sheet for t in TABLES)]  # totals near the front
     for path in cts:
         county = path.stem
         wb = load_workbook(path)

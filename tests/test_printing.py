@@ -119,6 +119,16 @@ def test_empty_county_workbook_prints_one_page_per_input_table(rendered):
         assert len(_flat(pages[on[0]])) < 600, (t.title, pages[on[0]])
 
 
+def test_county_totals_print_near_the_front(rendered):
+    """A county workbook prints its award totals (奖补汇总) right after its targets, before the task
+    list and the input tables: within the first third of the pages, empty or filled."""
+    for name in ("county_empty", "county_filled"):
+        _, _, pages = rendered[name]
+        first = min(i for i, p in enumerate(pages) if _flat(f"{COUNTY}奖补测算汇总") in _flat(p))
+        tables = min(i for i, p in enumerate(pages) for t in TABLES if _flat(t.title) in _flat(p) and _holds_headers(p, t.headers))
+        assert first < tables and first < len(pages) / 3, (name, first, len(pages))
+
+
 def test_filled_rows_print_and_every_page_holds_the_header(rendered):
     _, _, pages = rendered["county_filled"]
     sales = table("T_SALES")

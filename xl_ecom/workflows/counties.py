@@ -60,7 +60,8 @@ SHEET_TARGETS = "目标任务"
 SHEET_TASKS = "工作任务"
 SHEET_SUMMARY = "奖补汇总"
 #: sheet order of every county workbook
-COUNTY_SHEETS: tuple[str, ...] = (SHEET_README, SHEET_TARGETS, SHEET_TASKS, *(t.sheet for t in TABLES), SHEET_SUMMARY)
+#: the sheets in tab (and print) order: the totals near the front, after the targets
+COUNTY_SHEETS: tuple[str, ...] = (SHEET_README, SHEET_TARGETS, SHEET_SUMMARY, SHEET_TASKS, *(t.sheet for t in TABLES))
 
 # --- the marker collect checks ----------------------------------------------------------------------
 COUNTY_MARKER_SHEET = SHEET_README
@@ -525,7 +526,8 @@ def _write_county_sheets(wb, county: str, plan: Plan, on, due) -> None:
         ),
         SHEET_SUMMARY: lambda ws: _write_summary(ws, county, plan, on),
     }
-    for name, write in small.items():
+    for name in sorted(small, key=COUNTY_SHEETS.index):  # in tab order, so each lands at its index
+        write = small[name]
         index = COUNTY_SHEETS.index(name)
         if name in wb.sheetnames:
             wb.remove(wb[name])
