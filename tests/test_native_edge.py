@@ -26,6 +26,7 @@ from openpyxl import Workbook, load_workbook
 
 from xl_ecom.policy import load_plan
 from xl_ecom.rules import engine
+from xl_ecom.rules.model import Rate, Tiers
 from xl_ecom.workflows import build, counties, layout
 from xl_ecom.workflows.tables import TABLES, TOURISM_COUNTS, table
 
@@ -47,16 +48,16 @@ def _scales(t, key: str) -> list[Decimal]:
             continue
         rule = engine.get_rule(a.rule)
         for body in engine.resolve(a.rule, on=ON).variants.values():
-            for c in body["conditions"]:
-                if c["input"] in names and rule.input(c["input"]).kind == "money":
-                    out.add(Decimal(int(c["threshold"])) / 100)
-            amount = body["amount"]
-            if amount["type"] == "tiers" and amount["basis"] in names:
-                out.update(Decimal(int(x["threshold"])) / 100 for x in amount["tiers"])
+            for c in body.conditions:
+                if c.input in names and rule.input(c.input).kind == "money":
+                    out.add(Decimal(int(c.threshold)) / 100)
+            amount = body.amount
+            if isinstance(amount, Tiers) and amount.basis in names:
+                out.update(Decimal(int(x.threshold)) / 100 for x in amount.tiers)
             # a basis read from this column, directly or as the default of a blank optional input
-            basis = {b for b in amount.get("basis", ()) if b in names or rule.input(b).default_input in names} if amount["type"] == "rate" else set()
-            if basis and body["cap"] is not None:
-                out.add(Decimal(int(body["cap"])) / 100 / amount["rate"] / len(amount["basis"]))
+            basis = {b for b in amount.basis if b in names or rule.input(b).default_input in names} if isinstance(amount, Rate) else set()
+            if basis and body.limit is not None:
+                out.add(Decimal(body.limit.cents) / 100 / amount.rate / len(amount.basis))
     return sorted(out)
 
 
@@ -231,7 +232,9 @@ def test_the_data_is_boundary_heavy(lo):
     flags = [v for vals in exp.values() for v in vals if isinstance(v, str)]
     assert flags.count(counties.FLAG_NUMBER) >= 500 and flags.count(counties.FLAG_COUNTY) >= 500
     promo = exp[("T_PROMO", "subsidy_promo")]
-    cap = int(engine.resolve("SUBSIDY_PROMO", on=ON).variants[""]["cap"])
+    limit = engine.resolve("SUBSIDY_PROMO", on=ON).variants[""].limit
+    assert limit is not None
+    cap = limit.cents
     assert sum(c for c in promo if isinstance(c, int)) == cap  # the cap was reached
     # ... by rows of which some had a blank 县区, and a row was cut to the room left
     paid_rows = [i for i, c in enumerate(promo) if isinstance(c, int) and c > 0]

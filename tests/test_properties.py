@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from xl_ecom.policy import load_plan
 from xl_ecom.rules import engine
+from xl_ecom.rules.model import Fixed, Tiers
 
 PLAN = load_plan()
 RULES = sorted(PLAN.rules)
@@ -48,13 +49,13 @@ def _max_amount(rule_id) -> int | None:
     resolved = engine.resolve(rule_id, ON)
     caps = []
     for body in resolved.variants.values():
-        a = body["amount"]
-        if body["cap"] is not None:
-            caps.append(body["cap"])
-        elif a["type"] == "tiers":
-            caps.append(max(t["amount"] for t in a["tiers"]))
-        elif a["type"] == "fixed":
-            caps.append(a["amount"])
+        a = body.amount
+        if body.limit is not None:
+            caps.append(body.limit.cents)
+        elif isinstance(a, Tiers):
+            caps.append(max(t.amount for t in a.tiers))
+        elif isinstance(a, Fixed):
+            caps.append(a.amount)
         else:
             return None
     return max(caps)
@@ -95,22 +96,22 @@ def test_zero_below_each_money_threshold(c):
     resolved = engine.resolve(rule_id, ON)
     variant = args[[s.name for s in rule.inputs].index(rule.switch)] if rule.switch else ""
     body = resolved.variants[variant]
-    for cond in body["conditions"]:
-        spec = rule.input(cond["input"])
+    for cond in body.conditions:
+        spec = rule.input(cond.input)
         i = [s.name for s in rule.inputs].index(spec.name)
         below = list(args)
         if spec.kind == "money":
-            below[i] = (cond["threshold"] - 1) / 100  # one cent under: fails both 以上 and 超
+            below[i] = (cond.threshold - 1) / 100  # one cent under: fails both 以上 and 超
         else:
-            below[i] = float(cond["threshold"]) - (1 if spec.kind == "count" else 0.5)
+            below[i] = float(cond.threshold) - (1 if spec.kind == "count" else 0.5)
         if below[i] < 0:
             continue
         assert engine.calculate_cents(rule_id, *below, on=ON) == 0
-    a = body["amount"]
-    if a["type"] == "tiers":
-        i = [s.name for s in rule.inputs].index(a["basis"])
+    a = body.amount
+    if isinstance(a, Tiers):
+        i = [s.name for s in rule.inputs].index(a.basis)
         below = list(args)
-        below[i] = (min(t["threshold"] for t in a["tiers"]) - 1) / 100
+        below[i] = (min(t.threshold for t in a.tiers) - 1) / 100
         assert engine.calculate_cents(rule_id, *below, on=ON) == 0
 
 

@@ -29,6 +29,7 @@ from openpyxl.utils import get_column_letter
 from xl_ecom.common.errors import InputError
 from xl_ecom.policy import load_plan
 from xl_ecom.rules import engine, formulas
+from xl_ecom.rules.model import Rate, Tiers
 from xl_ecom.workflows import build, layout
 from xl_ecom.workflows.tables import TABLES
 
@@ -51,12 +52,12 @@ def _random_cases(rule_id: str, rng: random.Random, n: int = 20) -> list[build.C
     res = engine.resolve(rule_id, on=ON)
     scale = []
     for body in res.variants.values():
-        for c in body["conditions"]:
-            scale.append(int(c["threshold"]))
-        if body["amount"]["type"] == "tiers":
-            scale += [int(t["threshold"]) for t in body["amount"]["tiers"]]
-        if body["cap"] is not None and body["amount"]["type"] == "rate":
-            scale.append(int(Decimal(body["cap"]) / body["amount"]["rate"]))
+        for c in body.conditions:
+            scale.append(int(c.threshold))
+        if isinstance(body.amount, Tiers):
+            scale += [int(t.threshold) for t in body.amount.tiers]
+        if body.limit is not None and isinstance(body.amount, Rate):
+            scale.append(int(Decimal(body.limit.cents) / body.amount.rate))
     top = max(scale + [10_000_000])  # cents
     cases = []
     for k in range(n):
@@ -76,7 +77,7 @@ def _random_cases(rule_id: str, rng: random.Random, n: int = 20) -> list[build.C
             elif spec.kind == "years":
                 args.append(Decimal(rng.randint(0, 10)) / 2)
             elif spec.kind == "rate":
-                ceiling = next(iter(res.variants.values()))["amount"]["rate"]
+                ceiling = next(iter(res.variants.values())).amount.rate
                 args.append(None if rng.random() < 0.5 else (ceiling * Decimal(rng.randint(0, 100)) / 100))
             elif spec.kind == "choice":
                 args.append(rng.choice(list(spec.choices) + [None]) or None)
@@ -295,9 +296,9 @@ def test_case_table_covers_every_threshold_and_cap_edge():
         values = {n: {c.args[i] for c in mine if c.args[i] is not None} for i, n in enumerate(names)}
         res = engine.resolve(rule_id, on=ON)
         for variant, body in res.variants.items():
-            edges = [(c["input"], c["threshold"]) for c in body["conditions"]]
-            if body["amount"]["type"] == "tiers":
-                edges += [(body["amount"]["basis"], t["threshold"]) for t in body["amount"]["tiers"]]
+            edges = [(c.input, c.threshold) for c in body.conditions]
+            if isinstance(body.amount, Tiers):
+                edges += [(body.amount.basis, t.threshold) for t in body.amount.tiers]
             for name, t in edges:
                 kind = rule.input(name).kind
                 centre = Decimal(t) / 100 if kind == "money" else Decimal(t)
@@ -306,9 +307,9 @@ def test_case_table_covers_every_threshold_and_cap_edge():
                 for w in wanted:
                     if not any(Decimal(str(v)) == w for v in values[name]):
                         missing.append(f"{rule_id}/{variant} {name}={w}")
-            if body["cap"] is not None and body["amount"]["type"] == "rate" and not body["cumulative"]:
-                edge = Decimal(body["cap"]) / body["amount"]["rate"] / 100
-                basis = body["amount"]["basis"][0]
+            if body.limit is not None and isinstance(body.amount, Rate) and not body.cumulative:
+                edge = Decimal(body.limit.cents) / body.amount.rate / 100
+                basis = body.amount.basis[0]
                 for w in (edge, edge + Decimal("0.01")):
                     if not any(Decimal(str(v)) == w for v in values[basis]):
                         missing.append(f"{rule_id}/{variant} cap edge {basis}={w}")
