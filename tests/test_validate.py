@@ -305,3 +305,46 @@ def test_read_sheet_reads_a_returned_file_as_openpyxl_data_only_does(tmp_path):
         assert mine.cell(layout.INPUT_HEADER_ROW, 1).value == theirs[t.sheet].cell(layout.INPUT_HEADER_ROW, 1).value
         compared += sum(1 for r in got for v in r if v is not None)
     assert compared > 1000
+
+
+def test_read_sheet_leaves_out_phonetic_runs_as_openpyxl_does(tmp_path):
+    """Excel and WPS may store a phonetic guide (<rPh>) with East Asian text in sharedStrings.xml; it is
+    not part of the cell's text: "寿县" with a pinyin guide still reads "寿县", so the county matches.
+    Rich-text runs (<r>) are joined."""
+    from lxml import etree
+
+    from xl_ecom.ooxml.namespaces import MAIN, REL_SHARED_STRINGS
+    from xl_ecom.ooxml.package import Package
+    from xl_ecom.ooxml.relationships import append_relationship
+    from xl_ecom.workflows.tables import table as _table
+
+    t = _table("T_SALES")
+    wb = counties.county_workbook("寿县")
+    r = layout.INPUT_FIRST_ROW
+    wb[t.sheet].cell(row=r, column=1, value="寿县")
+    wb[t.sheet].cell(row=r, column=2, value="富文本")
+    plain = tmp_path / "plain.xlsx"
+    wb.save(plain)
+    pkg = Package(plain.read_bytes())
+    part = pkg.sheet_part(t.sheet)
+    root = etree.fromstring(pkg.parts[part])
+    for c in root.iter(f"{{{MAIN}}}c"):  # the two cells as shared strings 0 and 1
+        if c.get("r") in (f"A{r}", f"B{r}"):
+            for child in list(c):
+                c.remove(child)
+            c.set("t", "s")
+            etree.SubElement(c, f"{{{MAIN}}}v").text = "0" if c.get("r").startswith("A") else "1"
+    pkg.parts[part] = etree.tostring(root, xml_declaration=True, encoding="UTF-8", standalone=True)
+    sst = (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><sst xmlns="{MAIN}" count="2" uniqueCount="2">'
+           '<si><t>寿县</t><rPh sb="0" eb="2"><t>shouxian</t></rPh><phoneticPr fontId="1"/></si>'
+           '<si><r><t>富</t></r><r><rPr><b/></rPr><t>文本</t></r></si></sst>').encode()
+    pkg._put("xl/sharedStrings.xml", sst, "application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml")
+    pkg.parts[pkg.main_rels], _ = append_relationship(pkg.parts[pkg.main_rels], REL_SHARED_STRINGS, "sharedStrings.xml")
+    path = tmp_path / "寿县.xlsx"
+    path.write_bytes(pkg.to_bytes())
+
+    theirs = openpyxl.load_workbook(path, data_only=True, read_only=True)[t.sheet]
+    want = [c.value for c in next(theirs.iter_rows(min_row=r, max_row=r, max_col=2))]
+    mine = validate.ReadSheet(Package(path.read_bytes()), t.sheet, len(t.columns))
+    assert want == ["寿县", "富文本"]
+    assert [mine.cell(r, c).value for c in (1, 2)] == want

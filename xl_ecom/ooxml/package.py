@@ -111,8 +111,13 @@ class Package:
             out = []
             if part and part in self.parts:
                 root = SafeET.fromstring(self.parts[part])
+                t_tag, r_tag = f"{{{_NS}}}t", f"{{{_NS}}}r"
                 for si in root.iter(f"{{{_NS}}}si"):
-                    out.append("".join(t.text or "" for t in si.iter(f"{{{_NS}}}t")))
+                    # plain <t>, or rich-text runs <r><t>; phonetic runs (<rPh>, furigana/pinyin) are not text
+                    out.append("".join(
+                        (child.text or "") if child.tag == t_tag else "".join(t.text or "" for t in child.iter(t_tag))
+                        for child in si if child.tag in (t_tag, r_tag)
+                    ))
             self._sst = out
         return self._sst
 
