@@ -141,24 +141,25 @@ def carry_cached(old: bytes, new: bytes) -> bytes:
     formula changed, moved or gone gets none): for a sheet whose cells a save through openpyxl,
     which drops every cached result, did not change."""
     kept: dict[str, tuple[str | None, str | None, str | None]] = {}
-    for c in xml.parse(old, "工作表").iter(_C):
-        f, v = c.find(_F), c.find(_V)
-        if f is not None and v is not None and c.get("r"):
-            kept[c.get("r")] = (f.text, c.get("t"), v.text)
+    for c in _FORMULA_CELLS(xml.parse(old, "工作表")):
+        v = c.find(_V)
+        if v is not None and c.get("r"):
+            kept[c.get("r")] = (c.find(_F).text, c.get("t"), v.text)
     if not kept:
         return new
     root = xml.parse(new, "工作表")
-    for c in root.iter(_C):
+    for c in _FORMULA_CELLS(root):
         f = c.find(_F)
         found = kept.get(c.get("r"))
-        if f is None or found is None or found[0] != f.text or c.find(_V) is not None:
+        if found is None or found[0] != f.text or c.find(_V) is not None:
             continue
         if found[1] is None:
             c.attrib.pop("t", None)
         else:
             c.set("t", found[1])
-        etree.SubElement(c, _V).text = found[2]
-        f.addnext(c[-1])
+        v = etree.Element(_V)
+        v.text = found[2]
+        f.addnext(v)
     return xml.to_bytes(root, new)
 
 

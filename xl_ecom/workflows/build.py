@@ -343,6 +343,12 @@ class TargetCheck:
     unit: str
     symbol: str | None  # Excel comparison operator; None for an approximate word (左右)
 
+    @property
+    def need(self) -> str:
+        """What the 核对 text says the total should be: "≥15", "约60%"."""
+        value = formulas._num(self.value)
+        return f"约{value}" if self.symbol is None else f"{boundary(self.word).chinese}{value}"
+
     def holds(self, total) -> bool | None:
         if self.symbol is None:
             return None
@@ -356,10 +362,6 @@ def annex_checks(plan: Plan) -> list[TargetCheck]:
         symbol = None if target.word in APPROXIMATE_WORDS else boundary(target.word).symbol
         checks.append(TargetCheck(col["key"], target.id, target.text, target.word, target.value, target.unit, symbol))
     return checks
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def excel_text(value) -> str:
@@ -384,9 +386,9 @@ def annex_values(plan: Plan, targets: Mapping[tuple[str, str], Any], done: Mappi
         if blank:
             out[(r, rate)] = out[(r, diff)] = ""
             return
-        if not _is_number(d) or not (t is None or t == "" or _is_number(t)):
+        if not sheets.is_number(d) or not (t is None or t == "" or sheets.is_number(t)):
             return  # #VALUE! in Excel: no cached value
-        t_num = float(t) if _is_number(t) else 0.0
+        t_num = float(t) if sheets.is_number(t) else 0.0
         out[(r, rate)] = "" if t_num == 0 else float(d) / t_num
         out[(r, diff)] = t_num - float(d)
 
@@ -396,8 +398,8 @@ def annex_values(plan: Plan, targets: Mapping[tuple[str, str], Any], done: Mappi
         column_done: list[Any] = [done.get((county, key)) for county in counties]
         for k, (t, d) in enumerate(zip(column_targets, column_done)):
             block(i, first + k, t, d)
-        t_total = sum([float(t) for t in column_targets if _is_number(t)], 0.0)
-        numbers = [float(d) for d in column_done if _is_number(d)]
+        t_total = sum([float(t) for t in column_targets if sheets.is_number(t)], 0.0)
+        numbers = [float(d) for d in column_done if sheets.is_number(d)]
         d_total: float | str = sum(numbers, 0.0) if numbers else ""
         out[(total, layout.annex_col(i, "目标任务数"))] = t_total
         out[(total, layout.annex_col(i, "完成数"))] = d_total
@@ -405,8 +407,7 @@ def annex_values(plan: Plan, targets: Mapping[tuple[str, str], Any], done: Mappi
         t = layout.annex_col(i, "目标任务数")
         holds = chk.holds(t_total)
         out[(check, t)] = "约数" if holds is None else ("符合" if holds else "不足")
-        need = f"约{formulas._num(chk.value)}" if chk.symbol is None else f"{boundary(chk.word).chinese}{formulas._num(chk.value)}"
-        out[(check, t + 1)] = f"正文：{chk.text}（合计应{need}）；分解合计{excel_text(t_total)}{chk.unit}"
+        out[(check, t + 1)] = f"正文：{chk.text}（合计应{chk.need}）；分解合计{excel_text(t_total)}{chk.unit}"
     return out
 
 
@@ -510,16 +511,11 @@ def write_annex(ws, plan: Plan, done: Mapping[tuple[str, str], Any] | None = Non
         tl = get_column_letter(t)
         ref = f"{tl}{total}"
         value = formulas._num(chk.value)
-        if chk.symbol is None:
-            flag = '="约数"'
-            need = f"约{value}"
-        else:
-            flag = f'=IF({ref}{chk.symbol}{value},"符合","不足")'
-            need = f"{boundary(chk.word).chinese}{value}"
+        flag = '="约数"' if chk.symbol is None else f'=IF({ref}{chk.symbol}{value},"符合","不足")'
         sheets.put_formula(ws.cell(row=check, column=t), flag, values.get((check, t)))
         sheets.body_cell(ws.cell(row=check, column=t), "center")
         quoted = chk.text.replace('"', '""')
-        detail = f'="正文：{quoted}（合计应{need}）；分解合计"&{ref}&"{chk.unit}"'
+        detail = f'="正文：{quoted}（合计应{chk.need}）；分解合计"&{ref}&"{chk.unit}"'
         sheets.put_formula(ws.cell(row=check, column=t + 1), detail, values.get((check, t + 1)))
         sheets.body_cell(ws.cell(row=check, column=t + 1))
         for c in range(t + 1, t + len(block)):

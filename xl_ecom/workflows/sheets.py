@@ -220,7 +220,8 @@ def award_formula(table: InputTable, award, row: int, first_row: int, on=None) -
 _NUMBER_KINDS = ("money", "count", "rate", "years")
 
 
-def _is_number(value) -> bool:
+def is_number(value) -> bool:
+    """A finite number as a cell holds it (not a bool, not text)."""
     return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -242,7 +243,7 @@ def award_values(table: InputTable, award, rows, on=None) -> list:
             value = key[1:] if isinstance(key, str) and key.startswith("=") else data.get(key)
             if value == "":
                 value = None
-            if value is not None and rule.input(name).kind in _NUMBER_KINDS and not _is_number(value):
+            if value is not None and rule.input(name).kind in _NUMBER_KINDS and not is_number(value):
                 flagged[i] = True
             columns[name][i] = value
     for i in (i for i in range(n) if flagged[i]):  # shows a flag: pays nothing, counts nothing
@@ -391,7 +392,6 @@ def cached_values(wb) -> dict[str, dict[str, object]]:
         if found:
             out[ws.title] = found
     return out
-
 
 
 def with_cached_values(wb, original: bytes | None = None, carry: Sequence[str] = ()) -> bytes:

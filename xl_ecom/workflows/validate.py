@@ -332,12 +332,6 @@ class ReadCell:
     def coordinate(self) -> str:
         return f"{get_column_letter(self.column)}{self.row}"
 
-    @property
-    def data_type(self) -> str:
-        v = self.value
-        return "n" if v is None or isinstance(v, (int, float)) and not isinstance(v, bool) else (
-            "b" if isinstance(v, bool) else "d" if isinstance(v, dt.datetime) else "s")
-
 
 class ReadSheet:
     """An input sheet of a returned file as the checks read it: its values from the header row
@@ -345,7 +339,8 @@ class ReadSheet:
     openpyxl's ``data_only=True`` gives them; the formulas themselves come from
     :func:`xl_ecom.ooxml.safeio.open_untrusted`'s scan) — several times faster than openpyxl's
     own reader on the 200 pre-formatted rows of each sheet.  Offers what :func:`check_table`
-    uses of a worksheet: ``title``, ``cell()``, ``iter_rows()``, ``max_row``."""
+    uses of a worksheet: ``title``, ``cell()``, ``iter_rows()``, ``max_row``; pass check_table the
+    file's ``formulas`` with it (its cells carry no data type to find them by)."""
 
     def __init__(self, pkg, title: str, ncols: int, first_row: int = layout.INPUT_HEADER_ROW):
         self.title = title
