@@ -18,7 +18,7 @@ from openpyxl.workbook.defined_name import DefinedName
 from xl_ecom.ooxml import safeio, xlsm
 from xl_ecom.ooxml.package import Package
 from xl_ecom.rules import engine
-from xl_ecom.workflows import build, collect, counties, layout, sheets
+from xl_ecom.workflows import build, citybook, collect, counties, layout, sheets
 from xl_ecom.workflows.tables import TABLES, table
 
 MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
@@ -530,7 +530,7 @@ def test_award_formulas_moved_by_translation_equal_compiled_ones():
     for t in TABLES:
         for j, award in enumerate(t.awards):
             column = len(t.columns) + 1 + j
-            formulas = collect.AwardFormulas(t, award, column, first)
+            formulas = citybook.AwardFormulas(t, award, column, first)
             assert formulas.template is not None, (t.key, award.key)  # the fast path is taken
             for r in (first, first + 1, first + 2, first + 5, 9, 10, 57, 99, 100, 1000, 10_203, 99_999, 1_048_576):
                 assert formulas.at(r) == sheets.award_formula(t, award, r, first), (t.key, award.key, r)
@@ -558,19 +558,28 @@ def test_collect_after_refresh_keeps_the_generated_parts(city, folder, county_by
         assert any(r["Type"] == xlsm.CUSTOM_UI_REL_TYPE for r in xlsm.relationships(z.read(xlsm.PACKAGE_RELS_PART)))
 
 
-def test_a_part_openpyxl_cannot_keep_is_reported(city, folder, county_bytes):
+def test_collect_keeps_every_part_it_does_not_write_byte_for_byte(city, folder, county_bytes):
+    """collect edits the input sheets in the package: a part openpyxl would drop (customXml), the
+    annex, 奖补测算 with their cached results, the VBA project and the ribbon all stay as they were."""
     with zipfile.ZipFile(city) as zin:
         parts = [(i.filename, zin.read(i.filename)) for i in zin.infolist()]
     with zipfile.ZipFile(city, "w", zipfile.ZIP_DEFLATED) as zout:
         for name, data in parts:
             zout.writestr(name, data)
         zout.writestr("customXml/item1.xml", "<root/>")
+    before = dict(parts) | {"customXml/item1.xml": b"<root/>"}
     fill(folder / "寿县.xlsx", county_bytes("寿县"), SHOU)
     report = collect.collect(folder, into=city)
-    assert report.written and report.exit_code == 1
-    assert find(report, "目标任务分解表.xlsm", "警告", "customXml中的 .xml 部件（原1个，现0个）")
-    with zipfile.ZipFile(report.backup) as z:
-        assert "customXml/item1.xml" in z.namelist()  # the backup still has it
+    assert report.written and report.exit_code == 0, report.to_text()
+    pkg = Package(city.read_bytes())
+    written = {pkg.sheet_part(t.sheet) for t in TABLES if any(SHOU.get(t.key, []))}
+    written |= {part for t in TABLES for part in pkg.table_parts(t.sheet)}
+    written |= {"xl/workbook.xml", "xl/styles.xml", "xl/calcChain.xml", "docProps/app.xml", "[Content_Types].xml"}
+    after = {n: pkg.parts[n] for n in pkg.order}
+    assert set(after) == set(before) - ({"xl/calcChain.xml"} - set(after))
+    changed = sorted(n for n in after if after[n] != before[n])
+    assert changed and set(changed) <= written, changed
+    assert rows_of(city, "T_SALES") == SHOU["T_SALES"]
 
 
 def test_a_blank_returned_workbook_never_wipes_a_county(city, folder, county_bytes):

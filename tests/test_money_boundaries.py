@@ -160,3 +160,17 @@ def test_fast_scalar_cents_leave_the_hard_cases_to_the_exact_path():
         assert engine._cents_of_number(x) is None, x
     assert engine._cents_of_number(12345678.9) == 1234567890
     assert engine._cents_of_number(7) == 700
+
+
+@pytest.mark.parametrize("value, cents", [
+    (499_999.995 * 3, 149_999_999),  # 1499999.9849999999: the cell shows 1,499,999.985
+    (0.1 + 0.2, 30),
+    (1.005 * 1000, 100_500),
+    (2.675, 268),
+])
+def test_a_double_is_read_to_the_15_digits_a_spreadsheet_keeps(value, cents):
+    """A formula in a county file can leave a double with 17 significant digits; Excel, WPS and
+    LibreOffice hold 15, so ROUND(…,2) in the county's own award formula rounds 1,499,999.985 up.
+    The engine reads it the same way, in the scalar and the vector path."""
+    assert to_cents(value, "金额") == cents
+    assert to_cents_array(np.array([value]), "金额")[0] == cents

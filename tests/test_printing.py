@@ -212,17 +212,17 @@ def test_refresh_writes_one_print_area_per_input_table(rendered):
 
 
 def test_collect_sets_the_print_area_to_the_rows_it_writes():
-    from xl_ecom.workflows import collect
+    from xl_ecom.workflows import citybook
 
     wb = openpyxl.load_workbook(io.BytesIO(build.build_xlsx_bytes()))
     sales = table("T_SALES")
     ws = wb[sales.sheet]
     rows = [{"county": COUNTY, "enterprise": f"企业{i}", "credit_code": f"91340400MA2N{i:06d}", "uplink_sales": 100 + i}
             for i in range(250)]  # more rows than the table's 200: it grows, the print area with it
-    collect.write_table(ws, sales, rows)
+    citybook.write_table(ws, sales, rows)
     letter = openpyxl.utils.get_column_letter(len(sales.columns) + len(sales.awards))
     assert ws.print_area == f"'{sales.sheet}'!$A$1:${letter}${layout.INPUT_FIRST_ROW + 249}"
-    collect.write_table(ws, sales, rows[:2])
+    citybook.write_table(ws, sales, rows[:2])
     assert ws.print_area == f"'{sales.sheet}'!$A$1:${letter}${layout.INPUT_FIRST_ROW + 1}"
 
 

@@ -393,7 +393,7 @@ def _refresh_compute(book, ui: Ui, core, frames, on, plan, path: Path, url, prog
 def _show_ledger_rows(book, ui: Ui, tables, held, on) -> None:
     """Write the ledger's current rows into the open book's input tables (award formulas regenerated,
     text never taken for a formula), as the CLI's refresh rewrites them in the file."""
-    from xl_ecom.workflows import collect
+    from xl_ecom.workflows import citybook
     from xl_ecom.workflows.refresh import sheet_rows_of
 
     wb, last_rows = _input_snapshot(book, tables)
@@ -402,7 +402,7 @@ def _show_ledger_rows(book, ui: Ui, tables, held, on) -> None:
         if table.sheet not in wb.sheetnames or table.key not in held:
             continue
         ui.status(f"刷新：按台账写入“{table.sheet}”……")
-        collect.write_table(wb[table.sheet], table, sheet_rows_of(held[table.key]), None, {"on": on})
+        citybook.write_table(wb[table.sheet], table, sheet_rows_of(held[table.key]), None, {"on": on})
         _write_back_table(book, wb[table.sheet], table, last_rows.get(table.sheet, 0))
     ui.screen_updating(True)
 

@@ -361,6 +361,22 @@ class Package:
 
         self.parts[self.main] = workbook.set_print_titles(self.parts[self.main], self.sheet_names.index(name), name, rows)
 
+    def set_print_area(self, name: str, ref: str) -> None:
+        """Sheet ``name`` prints ``ref`` ("A1:I12")."""
+        from xl_ecom.ooxml import workbook
+
+        self.parts[self.main] = workbook.set_print_area(self.parts[self.main], self.sheet_names.index(name), name, ref)
+
+    def table_parts(self, name: str) -> list[str]:
+        """The table parts (Excel Tables) of sheet ``name``."""
+        from xl_ecom.ooxml.namespaces import REL_TABLE
+
+        rels_part = rels_part_of(self.sheet_part(name))
+        if rels_part not in self.parts:
+            return []
+        return [resolve_target(self.sheet_part(name), r["Target"]) for r in relationships(self.parts[rels_part])
+                if r.get("Type") == REL_TABLE and r.get("TargetMode") != "External"]
+
     def full_calc_on_load(self) -> None:
         """Excel and LibreOffice recalculate the annex formulas (完成率, 差额, 合计) on opening."""
         from xl_ecom.ooxml import workbook

@@ -4,6 +4,8 @@ with lxml."""
 
 from __future__ import annotations
 
+import copy
+
 from lxml import etree
 
 from xl_ecom.ooxml import xml
@@ -34,6 +36,7 @@ class Styles:
         self.fmt_ids = {n.get("formatCode"): int(n.get("numFmtId")) for n in root.iter(q(MAIN, "numFmt"))}
         self.new: dict[str, list] = {kind: [] for kind in (*_KINDS, "numFmts")}
         self.cache: dict = {}
+        self._cell_xfs: list | None = None
 
     @staticmethod
     def _element(obj, tag: str | None = None):
@@ -78,6 +81,45 @@ class Styles:
         el.append(self._element(alignment, "alignment"))
         self.cache[key] = self._add("cellXfs", el)
         return self.cache[key]
+
+    def variant(self, style: str | None, *, quote_prefix: bool = False, fmt: str | None = None) -> str:
+        """The index of cell format ``style`` (None: the default, 0) with Excel's leading apostrophe
+        (``quote_prefix``) or number format ``fmt`` set, added once; ``style`` itself when it has them."""
+        index = int(style or 0)
+        key = ("variant", index, quote_prefix, fmt)
+        if key in self.cache:
+            return self.cache[key]
+        xfs = [*self._xfs(), *self.new["cellXfs"]]
+        base = xfs[index] if index < len(xfs) else etree.Element(q(MAIN, "xf"), numFmtId="0", fontId="0", fillId="0",
+                                                                 borderId="0", xfId="0")
+        el = copy.deepcopy(base)
+        if quote_prefix:
+            el.set("quotePrefix", "1")
+        if fmt is not None:
+            el.set("numFmtId", str(self._fmt(fmt)))
+            el.set("applyNumberFormat", "1")
+        if etree.tostring(el) == etree.tostring(base):
+            self.cache[key] = str(index)
+        else:
+            self.cache[key] = str(self._add("cellXfs", el))
+        return self.cache[key]
+
+    def number_format(self, style: str | None) -> str:
+        """The number format code of cell format ``style``."""
+        from openpyxl.styles.numbers import BUILTIN_FORMATS
+
+        xfs = [*self._xfs(), *self.new["cellXfs"]]
+        index = int(style or 0)
+        fmt_id = int(xfs[index].get("numFmtId", "0")) if index < len(xfs) else 0
+        codes = {v: k for k, v in self.fmt_ids.items()}
+        return codes.get(fmt_id) or BUILTIN_FORMATS.get(fmt_id, "General")
+
+    def _xfs(self) -> list:
+        if self._cell_xfs is None:
+            root = xml.parse(self.pkg.parts[self.part], "styles.xml")
+            holder = root.find(q(MAIN, "cellXfs"))
+            self._cell_xfs = [] if holder is None else [el for el in holder if isinstance(el.tag, str)]
+        return self._cell_xfs
 
     def save(self) -> None:
         if not any(self.new.values()):

@@ -98,6 +98,30 @@ def set_print_titles(data: bytes, index: int, sheet_name: str, rows: str | None)
     return xml.to_bytes(root, data)
 
 
+def set_print_area(data: bytes, index: int, sheet_name: str, ref: str) -> bytes:
+    """``_xlnm.Print_Area`` of sheet ``index`` set to ``ref`` ("A1:I12"): a fixed range (LibreOffice
+    does not evaluate a formula there)."""
+    root = xml.parse(data, "workbook.xml")
+    names = _child(root, "definedNames")
+    if names is None:
+        names = etree.Element(q(MAIN, "definedNames"))
+        _child(root, "sheets").addnext(names)
+    for dn in list(names):
+        if dn.get("name") == "_xlnm.Print_Area" and dn.get("localSheetId") == str(index):
+            names.remove(dn)
+    a, _, b = ref.partition(":")
+    absolute = "".join(f"${part}" for part in _split(a)) + (":" + "".join(f"${part}" for part in _split(b)) if b else "")
+    dn = etree.SubElement(names, q(MAIN, "definedName"), name="_xlnm.Print_Area", localSheetId=str(index))
+    dn.text = "'" + sheet_name.replace("'", "''") + "'!" + absolute
+    return xml.to_bytes(root, data)
+
+
+def _split(ref: str) -> tuple[str, str]:
+    """"I12" → ("I", "12")."""
+    i = len(ref.rstrip("0123456789"))
+    return ref[:i], ref[i:]
+
+
 #: children of <workbook> that come after calcPr (CT_Workbook sequence)
 _AFTER_CALC_PR = ("oleSize", "customWorkbookViews", "pivotCaches", "smartTagPr", "smartTagTypes", "webPublishing",
                   "fileRecoveryPr", "webPublishObjects", "extLst")

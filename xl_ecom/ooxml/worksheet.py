@@ -379,3 +379,218 @@ def _write_row_breaks(xf, sheet: Sheet) -> None:
 def _write_drawing(xf, sheet: Sheet) -> None:
     if sheet.drawing_rid:
         xf.write(etree.Element("drawing", {q(R, "id"): sheet.drawing_rid}, nsmap={"r": R}))
+
+
+# ---------------------------------------------------------------------------------------------
+# editing the rows of an existing sheet
+# ---------------------------------------------------------------------------------------------
+
+_SHEET_DATA, _DIMENSION, _IS, _T = q(MAIN, "sheetData"), q(MAIN, "dimension"), q(MAIN, "is"), q(MAIN, "t")
+_DATA_VALIDATION = q(MAIN, "dataValidation")
+_NOT_A_NUMBER = "工作表单元格只能写入有限的数值"
+
+
+class Formula:
+    """A formula to write (``text`` without the leading "="), with its cached result: a number,
+    text, a boolean, or None for none (the application computes it on opening)."""
+
+    __slots__ = ("cached", "text")
+
+    def __init__(self, text: str, cached: Any = None):
+        self.text = text[1:] if text.startswith("=") else text
+        self.cached = cached
+
+
+def cell_element(ref: str, value: Any, style: str | None) -> etree._Element:
+    """A ``<c>`` holding ``value``: None an empty (styled) cell, text an inline string (never a
+    formula), a bool a boolean, a :class:`Formula` its formula and cached result, a number itself.
+    Dates are written by the caller as serial numbers in a date style."""
+    c = etree.Element(_C, r=ref)
+    if style is not None:
+        c.set("s", style)
+    if value is None:
+        return c
+    cls = value.__class__
+    if cls is str:
+        c.set("t", "inlineStr")
+        t = etree.SubElement(etree.SubElement(c, _IS), _T)
+        text = value.translate(_ILLEGAL)
+        if text != text.strip() or "\n" in text:
+            t.set(q(XML, "space"), "preserve")
+        t.text = text
+    elif cls is Formula:
+        etree.SubElement(c, _F).text = value.text.translate(_ILLEGAL)
+        cached = value.cached
+        if cached is None:
+            return c
+        if isinstance(cached, str):
+            c.set("t", "str")
+            etree.SubElement(c, _V).text = cached.translate(_ILLEGAL)
+        else:
+            if isinstance(cached, (bool, np.bool_)):
+                c.set("t", "b")
+            etree.SubElement(c, _V).text = num_text(cached)
+    elif isinstance(value, (bool, np.bool_)):
+        c.set("t", "b")
+        etree.SubElement(c, _V).text = num_text(value)
+    else:
+        number = float(value)
+        if number != number or number in (float("inf"), float("-inf")):
+            raise ValueError(f"{_NOT_A_NUMBER}：{ref} 为 {value!r}")
+        etree.SubElement(c, _V).text = num_text(value)
+    return c
+
+
+class RowEditor:
+    """The rows of a worksheet part, edited in place: cells put into (or cleared in) given columns,
+    rows added in order; every other cell, row attribute and element of the part stays as it was.
+
+    Rows and cells the format allows without a reference get one (the position Excel reads them at).
+    A shared formula (``t="shared"``) in a cell that is moved becomes that cell's own formula first."""
+
+    def __init__(self, data: bytes, what: str = "工作表"):
+        self.data = data
+        self.root = xml.parse(data, what)
+        sheet_data = self.root.find(_SHEET_DATA)
+        if sheet_data is None:
+            sheet_data = etree.SubElement(self.root, _SHEET_DATA)
+        self.sheet_data = sheet_data
+        self.rows: dict[int, etree._Element] = {}
+        self._shared: dict[str, tuple[str, str]] | None = None
+        prev = 0
+        for row in sheet_data.iter(_ROW):
+            r = int(row.get("r") or prev + 1)
+            row.set("r", str(r))
+            row.attrib.pop("spans", None)  # optional, and stale once cells move
+            col = 0
+            for c in row.iter(_C):
+                ref = c.get("r")
+                col = split_ref(ref)[1] if ref else col + 1
+                if not ref:
+                    c.set("r", f"{col_letter(col)}{r}")
+            self.rows[r] = row
+            prev = r
+
+    # --- reading ------------------------------------------------------------------------
+
+    def cells(self, r: int) -> dict[int, etree._Element]:
+        row = self.rows.get(r)
+        if row is None:
+            return {}
+        return {split_ref(c.get("r"))[1]: c for c in row.iter(_C)}
+
+    def style(self, r: int, col: int) -> str | None:
+        row = self.rows.get(r)
+        if row is None:
+            return None
+        ref = f"{col_letter(col)}{r}"
+        for c in row.iter(_C):
+            if c.get("r") == ref:
+                return c.get("s")
+        return None
+
+    def take(self, r: int, cols: Iterable[int]) -> dict[int, etree._Element]:
+        """The cells of row ``r`` in ``cols``, detached from the sheet (to :meth:`put` elsewhere);
+        a shared formula among them becomes the cell's own formula."""
+        found = self.cells(r)
+        out = {}
+        for col in cols:
+            c = found.get(col)
+            if c is None:
+                continue
+            f = c.find(_F)
+            if f is not None and f.get("t") == "shared":
+                self._unshare(c, f)
+            c.getparent().remove(c)
+            out[col] = c
+        return out
+
+    def _unshare(self, c, f) -> None:
+        from openpyxl.formula.translate import Translator
+
+        if self._shared is None:
+            self._shared = {}
+            for cell in self.sheet_data.iter(_C):
+                g = cell.find(_F)
+                if g is not None and g.get("t") == "shared" and g.get("ref") and g.text:
+                    self._shared[g.get("si", "")] = (g.text, cell.get("r"))
+        master = self._shared.get(f.get("si", ""))
+        text = f.text or ""
+        if not text and master is not None:
+            text = Translator("=" + master[0], origin=master[1]).translate_formula(c.get("r"))[1:]
+        f.attrib.clear()
+        f.text = text
+
+    # --- writing ------------------------------------------------------------------------
+
+    def row(self, r: int) -> etree._Element:
+        row = self.rows.get(r)
+        if row is None:
+            row = self.rows[r] = etree.Element(_ROW, r=str(r))
+        return row
+
+    def put(self, r: int, cells: dict[int, etree._Element]) -> None:
+        """Put ``cells`` {column: ``<c>``} into row ``r`` (their references set), replacing what
+        those columns held; the row's other cells stay."""
+        row = self.row(r)
+        rs = str(r)
+        existing = {split_ref(c.get("r"))[1]: c for c in row.iter(_C)}
+        for col, c in cells.items():
+            c.set("r", col_letter(col) + rs)
+            old = existing.get(col)
+            if old is not None:
+                old.addprevious(c)
+                row.remove(old)
+            existing[col] = c
+        order = sorted(existing)
+        if [split_ref(c.get("r"))[1] for c in row.iter(_C)] != order:  # a new cell, or cells out of order
+            for col in order:
+                row.append(existing[col])  # appending moves a cell: the row ends in column order
+
+    def clear(self, r: int, cols: Iterable[int]) -> None:
+        """Cells of row ``r`` in ``cols`` emptied (their style kept)."""
+        found = self.cells(r)
+        for col in cols:
+            c = found.get(col)
+            if c is not None:
+                style = c.get("s")
+                c.attrib.clear()
+                for child in list(c):
+                    c.remove(child)
+                c.set("r", f"{col_letter(col)}{r}")
+                if style is not None:
+                    c.set("s", style)
+
+    def extend_validations(self, first: int, old_last: int, new_last: int, max_col: int) -> None:
+        """Data validations over rows ``first``..``old_last`` of columns up to ``max_col`` reach ``new_last``."""
+        for dv in self.root.iter(_DATA_VALIDATION):
+            ranges, changed = [], False
+            for rng in (dv.get("sqref") or "").split():
+                a, _, b = rng.partition(":")
+                b = b or a
+                (r1, c1), (r2, c2) = split_ref(a.replace("$", "")), split_ref(b.replace("$", ""))
+                if r1 == first and r2 == old_last and c2 <= max_col:
+                    rng = f"{col_letter(c1)}{first}:{col_letter(c2)}{new_last}"
+                    changed = True
+                ranges.append(rng)
+            if changed:
+                dv.set("sqref", " ".join(ranges))
+
+    def to_bytes(self) -> bytes:
+        """The part: rows in order, empty rows dropped, the dimension covering every cell."""
+        sheet_data = self.sheet_data
+        for row in list(sheet_data):
+            sheet_data.remove(row)
+        last_row, last_col = 1, 1
+        for r in sorted(self.rows):
+            row = self.rows[r]
+            if len(row) == 0 and not row.attrib.keys() - {"r"}:
+                continue
+            sheet_data.append(row)
+            last_row = r
+            for c in row.iter(_C):
+                last_col = max(last_col, split_ref(c.get("r"))[1])
+        dimension = self.root.find(_DIMENSION)
+        if dimension is not None:
+            dimension.set("ref", f"A1:{col_letter(last_col)}{last_row}")
+        return xml.to_bytes(self.root, self.data)

@@ -18,6 +18,10 @@ import numpy as np
 from xl_ecom.common.errors import InputError
 
 CENT = Decimal("0.01")
+#: significant digits Excel, WPS and LibreOffice keep of a number: 1499999.9849999999 (a double a
+#: formula can leave, 499,999.995 × 3) is the 1,499,999.985 the cell shows, which ROUND(…,2) makes
+#: .99 in the county file's own formulas; the engine reads it the same way
+EXCEL_DIGITS = 15
 MAX_YUAN = Decimal("1000000000000")  # 1万亿元: anything larger is a typing error
 MAX_CENTS = int(MAX_YUAN * 100)
 MAX_COUNT = Decimal("100000000")  # 1亿 (people, enterprises, years): anything larger is a typing error
@@ -79,7 +83,7 @@ def parse_number(value, label: str, *, allow_units: bool = True, percent_ok: boo
             raise InputError(f"{label}“{value}”不是有限数值（空白请留空）")
         if math.isinf(value):
             raise InputError(f"{label}“{value}”不是有限数值")
-        dec = Decimal(repr(float(value)))
+        dec = Decimal(f"{float(value):.{EXCEL_DIGITS}g}")  # the number as Excel and WPS hold it in a cell
     elif isinstance(value, (np.integer,)):
         dec = Decimal(int(value))
     elif isinstance(value, str):

@@ -39,14 +39,10 @@ import re
 import zipfile
 from collections import Counter
 from collections.abc import Callable
-from copy import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import openpyxl
-from openpyxl.formula.translate import Translator
 from openpyxl.utils import get_column_letter
-from openpyxl.worksheet.cell_range import CellRange, MultiCellRange
 
 from xl_ecom import ledger as ledger_mod
 from xl_ecom.common.errors import InputError, XlEcomError
@@ -54,18 +50,18 @@ from xl_ecom.ledger.lock import WorkbookBusyError, workbook_lock
 from xl_ecom.ooxml import safeio, xlsm
 from xl_ecom.ooxml.package import Package
 from xl_ecom.policy import Plan, load_plan
-from xl_ecom.rules.money import brief
+from xl_ecom.rules.money import EXCEL_DIGITS, brief
 from xl_ecom.workflows import counties as county_books
 from xl_ecom.workflows import departments as department_books
 from xl_ecom.workflows import layout, sheets
-from xl_ecom.workflows.tables import TABLES, Award, InputTable
+from xl_ecom.workflows.citybook import OpenpyxlTables, PackageTables, county_name
+from xl_ecom.workflows.tables import TABLES, InputTable
 from xl_ecom.workflows.validate import (
     ERROR,
     WARNING,
     Problem,
     ReadSheet,
     TableCheck,
-    check_header,
     check_table,
 )
 
@@ -447,8 +443,7 @@ def _check_file(path: Path, plan: Plan, ledger=None, issued: bool = False) -> Fi
     return result
 
 
-#: digits Excel keeps in a number (IEEE double): a longer integer was never typed into Excel or WPS
-EXCEL_DIGITS = 15
+# EXCEL_DIGITS (rules.money): digits Excel keeps in a number: a longer integer was never typed into Excel or WPS
 _NUMBER_TEXT = re.compile(r"\s*[+-]?(\d[\d,]*)(\.\d*)?([eE][+-]?\d+)?\s*")
 
 
@@ -633,205 +628,25 @@ def check_folder(folder, plan: Plan | None = None, into: Path | None = None, led
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Stored:
-    """A cell value read from the city workbook, written back as it was (same value and type)."""
-
-    value: object
-    data_type: str
-
-    def put(self, cell) -> None:
-        if self.data_type == "s":
-            safeio.write_cell_value(cell, self.value)
-        else:
-            cell.value = self.value  # numbers, dates, formulas the city clerk typed
-            if self.data_type == "e":
-                cell.data_type = "e"
-
-
-def _existing_rows(ws, table: InputTable) -> tuple[list[list[_Stored]], int]:
-    """Data rows (input columns) of the city sheet, and the last sheet row that had data."""
-    ncol = len(table.columns)
-    rows, last = [], layout.INPUT_FIRST_ROW - 1
-    for r, cells in enumerate(ws.iter_rows(min_row=layout.INPUT_FIRST_ROW, max_col=ncol), start=layout.INPUT_FIRST_ROW):
-        stored = [_Stored(c.value, c.data_type) for c in cells] + [_Stored(None, "n")] * (ncol - len(cells))
-        if all(s.value is None or (isinstance(s.value, str) and not s.value.strip()) for s in stored):
-            continue
-        rows.append(stored)
-        last = r
-    return rows, last
-
-
-def _table_of(ws, table: InputTable):
-    if table.key in ws.tables:
-        return ws.tables[table.key]
-    for t in ws.tables.values():
-        if CellRange(t.ref).min_row == layout.INPUT_HEADER_ROW:
-            return t
-    return None
-
-
-def _county_name(value: object) -> str | None:
-    """The 县区 of a stored row as collect compares it: text stripped; a number or a date names no county."""
-    return value.strip() if isinstance(value, str) else None
-
-
-def _award_columns(ws, table: InputTable) -> list[tuple[int, Award]]:
-    """(column, award) for each award column present in the city sheet (by header)."""
-    out: list[tuple[int, Award]] = []
-    base = len(table.columns)
-    for j, award in enumerate(table.awards, start=1):
-        if str(ws.cell(row=layout.INPUT_HEADER_ROW, column=base + j).value or "").strip() == award.header:
-            out.append((base + j, award))
-    return out
-
-
-def _extend_validations(ws, first: int, old_last: int, new_last: int, ncol: int) -> None:
-    for dv in ws.data_validations.dataValidation:
-        ranges = []
-        changed = False
-        for rng in dv.sqref.ranges:
-            if rng.min_row == first and rng.max_row == old_last and rng.max_col <= ncol:
-                rng = CellRange(min_col=rng.min_col, min_row=first, max_col=rng.max_col, max_row=new_last)
-                changed = True
-            ranges.append(rng)
-        if changed:
-            dv.sqref = MultiCellRange(ranges)
-
-
-_DIGITS = re.compile(r"(\d+)")
-
-
-class AwardFormulas:
-    """The award formula of one award column for any row, the same text as compiling that row with
-    :func:`xl_ecom.workflows.sheets.award_formula` (the tests check it).
-
-    Compiling 10,000 rows takes seconds, and so does moving one formula with openpyxl's Translator;
-    so the formula is compiled for three rows and split at its digit runs: a run that differs
-    between the rows is a row number (row + offset), one that does not is a constant.  The template
-    is used only when it reproduces the third compilation exactly; otherwise the Translator is."""
-
-    def __init__(self, table: InputTable, award, column: int, first: int, options: dict | None = None):
-        options = options or {}
-        self.first = first
-        self.letter = get_column_letter(column)
-        self.first_formula = sheets.award_formula(table, award, first, first, **options)
-        a, b, c = first + 1, first + 2, first + 7
-        fa, fb, fc = (sheets.award_formula(table, award, r, first, **options) for r in (a, b, c))
-        self.template = self._template(fa, fb, a, b)
-        if self.template is not None and self._fill(c) != fc:
-            self.template = None
-        origin = f"{self.letter}{a}"
-        self.translator = Translator(fa, origin=origin)
-
-    @staticmethod
-    def _template(fa: str, fb: str, a: int, b: int):
-        pa, pb = _DIGITS.split(fa), _DIGITS.split(fb)
-        if len(pa) != len(pb):
-            return None
-        parts: list = []
-        for i, (x, y) in enumerate(zip(pa, pb)):
-            if i % 2 == 0:  # text between digit runs
-                if x != y:
-                    return None
-                parts.append(x)
-            elif x == y:
-                parts.append(x)
-            elif int(y) - int(x) == b - a and not x.startswith("0"):
-                parts.append(int(x) - a)  # row + offset
-            else:
-                return None
-        return parts
-
-    def _fill(self, row: int) -> str:
-        return "".join(p if isinstance(p, str) else str(row + p) for p in self.template)
-
-    def at(self, row: int) -> str:
-        if row == self.first:
-            return self.first_formula
-        if self.template is not None:
-            return self._fill(row)
-        return self.translator.translate_formula(f"{self.letter}{row}")
-
-
 def formula_options(wb) -> dict:
-    """Extra arguments for sheets.award_formula: the workbook's policy date (设置)."""
-    from xl_ecom.workflows.settings import read_settings
+    """Extra arguments for sheets.award_formula: the workbook's policy date (设置), of an openpyxl
+    workbook or of a :class:`~xl_ecom.workflows.citybook.PackageTables`'s package."""
+    from xl_ecom.workflows.settings import SETTINGS_SHEET, read_settings, settings_from_rows
 
     try:
+        if isinstance(wb, PackageTables):
+            pkg = wb.pkg
+            rows = pkg.rows(SETTINGS_SHEET, 1, 2) if SETTINGS_SHEET in pkg.sheet_names else []
+            return {"on": settings_from_rows(rows).get("政策日期")}
         return {"on": read_settings(wb).get("政策日期")}
     except XlEcomError as exc:
         raise CollectError(f"市级工作簿的“设置”表有误：{exc}") from None
 
 
-def write_table(ws, table: InputTable, rows: list, old_data_last: int | None = None, options: dict | None = None) -> None:
-    """Write ``rows`` (each a list of _Stored or a dict of clean values) as the table's data,
-    clear what was below, regenerate the award formulas, extend the Excel Table if needed
-    (new rows take the styles of the table's last row, as Excel does when a table grows)."""
-    first = layout.INPUT_FIRST_ROW
-    ncol = len(table.columns)
-    if old_data_last is None:
-        _, old_data_last = _existing_rows(ws, table)
-    tab = _table_of(ws, table)
-    table_last = CellRange(tab.ref).max_row if tab is not None else first - 1
-    new_last = max(table_last, first + len(rows) - 1)
-    pairs = _award_columns(ws, table)
-    awards = [(column, AwardFormulas(table, award, column, first, options)) for column, award in pairs]
-    # what each award cell shows, by the engine: its cached result (sheets.put_formula)
-    as_dicts = [row if isinstance(row, dict) else {col.key: row[c].value for c, col in enumerate(table.columns)} for row in rows]
-    on = (options or {}).get("on")
-    shown = {column: sheets.award_values(table, award, as_dicts, on) for column, award in pairs}
-    template = {}
-    if table_last >= first:
-        for c in [*range(1, ncol + 1), *(column for column, _ in awards)]:
-            template[c] = ws.cell(row=table_last, column=c)._style
-    for r in range(new_last + 1, old_data_last + 1):  # rows that had data below the table (none, in a built book)
-        for c in [*range(1, ncol + 1), *(column for column, _ in awards)]:
-            ws.cell(row=r, column=c).value = None
-    for i in range(new_last - first + 1):
-        r = first + i
-        beyond = r > table_last
-        row = rows[i] if i < len(rows) else None
-        if row is None and r > old_data_last and not beyond:
-            # below the data: only the formulas are (re)written
-            for column, formula in awards:
-                sheets.put_formula(ws.cell(row=r, column=column), formula.at(r), "")
-            continue
-        for c, col in enumerate(table.columns, start=1):
-            cell = ws.cell(row=r, column=c)
-            if row is None:
-                cell.value = None
-            elif isinstance(row, dict):
-                safeio.write_cell_value(cell, row.get(col.key))
-            else:
-                row[c - 1].put(cell)
-            if beyond:
-                if c in template:
-                    cell._style = copy(template[c])
-                else:
-                    sheets.body_cell(cell, col.kind)
-        for column, formula in awards:
-            cell = ws.cell(row=r, column=column)
-            sheets.put_formula(cell, formula.at(r), shown[column][i] if row is not None else "")
-            if beyond:
-                if column in template:
-                    cell._style = copy(template[column])
-                else:
-                    sheets.body_cell(cell, "money")
-                    cell.fill = sheets.FORMULA_FILL
-    if tab is not None and new_last > table_last:
-        rng = CellRange(tab.ref)
-        tab.ref = f"{get_column_letter(rng.min_col)}{rng.min_row}:{get_column_letter(rng.max_col)}{new_last}"
-        if tab.autoFilter is not None and tab.autoFilter.ref:
-            tab.autoFilter.ref = tab.ref
-        _extend_validations(ws, first, table_last, new_last, ncol)
-    # the print area: the header and the rows written (the grid below does not print)
-    sheets.set_print_area(ws, max([ncol, *(column for column, _ in awards)]), sheets.input_print_last_row(len(rows)))
-
-
 def merge_into_workbook(wb, report: CollectReport, plan: Plan | None = None, options: dict | None = None,
                         current: dict[str, dict[str, list[dict]]] | None = None) -> list[str]:
-    """Merge the files that can be merged into an openpyxl workbook; returns the change lines.
+    """Merge the files that can be merged into an openpyxl workbook, or into the package of
+    :class:`~xl_ecom.workflows.citybook.PackageTables` (the same rows and cells); returns the change lines.
 
     A county's rows are replaced table by table with the rows of its returned file, or, given
     ``current`` (county -> table key -> rows: the ledger's current version of each county), with
@@ -839,11 +654,12 @@ def merge_into_workbook(wb, report: CollectReport, plan: Plan | None = None, opt
     :func:`formula_options` of ``wb``, i.e. its 设置 policy date once the compiler takes one)."""
     plan = plan or load_plan()
     files = [f for f in report.files if f.mergeable] if current is None else [f for f in report.files if f.status == MERGED]
+    book = wb if isinstance(wb, PackageTables) else OpenpyxlTables(wb)
     # the city workbook must have every input table with the expected header
     for table in TABLES:
-        if table.sheet not in wb.sheetnames:
+        if table.sheet not in book.sheetnames:
             raise CollectError(f"市级工作簿中没有录入表“{table.sheet}”，无法汇总；请用“生成工作簿”重新生成")
-        bad = check_header(wb[table.sheet], table, file="市级工作簿")
+        bad = book.header_problems(table)
         if bad:
             raise CollectError(f"市级工作簿的录入表“{table.sheet}”结构已改动：{bad[0].cell} {bad[0].message}")
     changes: list[str] = []
@@ -851,8 +667,7 @@ def merge_into_workbook(wb, report: CollectReport, plan: Plan | None = None, opt
     replaced = {f.county for f in files} if current is None else set(current)
     order = {c: i for i, c in enumerate(plan.counties)}
     for table in TABLES:
-        ws = wb[table.sheet]
-        existing, old_data_last = _existing_rows(ws, table)
+        existing, old_data_last = book.existing(table)
         county_col = next(i for i, c in enumerate(table.columns) if c.kind == "county")
         if current is None:
             new_by_county = {f.county: f.accepted_rows(table.key) for f in files}
@@ -860,7 +675,7 @@ def merge_into_workbook(wb, report: CollectReport, plan: Plan | None = None, opt
             new_by_county = {county: tables.get(table.key, []) for county, tables in current.items()}
         old_counts: dict[str | None, int] = {}
         for row in existing:
-            name = _county_name(row[county_col].value)
+            name = county_name(row[county_col].value)
             if name in replaced:
                 old_counts[name] = old_counts.get(name, 0) + 1
         if not old_counts and not any(new_by_county.values()):
@@ -868,7 +683,7 @@ def merge_into_workbook(wb, report: CollectReport, plan: Plan | None = None, opt
         merged: list = []
         placed: set[str | None] = set()
         for row in existing:
-            name = _county_name(row[county_col].value)
+            name = county_name(row[county_col].value)
             if name in replaced:
                 if name not in placed:
                     merged.extend(new_by_county[name])
@@ -877,7 +692,7 @@ def merge_into_workbook(wb, report: CollectReport, plan: Plan | None = None, opt
             merged.append(row)
         for county in sorted(replaced - placed, key=lambda c: order.get(c, 99)):
             merged.extend(new_by_county[county])
-        write_table(ws, table, merged, old_data_last, options)
+        book.write(table, merged, old_data_last, options)
         rejected = dict.fromkeys(replaced, 0)
         rejected.update({f.county: len(f.checks[table.key].rejected) if table.key in f.checks else 0 for f in files})
         for county in sorted(replaced, key=lambda c: order.get(c, 99)):
@@ -1108,18 +923,19 @@ def _collect(folder, into: Path | None, plan: Plan, ledger, on_file=None) -> Col
     report = record_folder(folder, into, plan, ledger, on_file)
     if report.fatal or into is None or not report.touched:
         return report
-    # 2. the workbook, a view: each touched county's rows are its current version in the ledger
+    # 2. the workbook, a view: each touched county's rows are its current version in the ledger,
+    #    written into the sheet parts of its package (every other part kept byte for byte)
     original = into.read_bytes()
-    macro = xlsm.VBA_PROJECT_PART in zipfile.ZipFile(io.BytesIO(original)).namelist()
     try:
-        wb = openpyxl.load_workbook(io.BytesIO(original), keep_vba=macro)
-    except Exception as exc:
-        report.fatal = f"无法打开市级工作簿“{into.name}”：{type(exc).__name__}：{exc}（报送已登记到台账）"
+        book = PackageTables(Package(original, into.name))
+    except XlEcomError as exc:
+        report.fatal = f"无法打开市级工作簿“{into.name}”：{exc}（报送已登记到台账）"
         return report
     try:
-        write_current(wb, report, plan, ledger)
-        data, warnings = save_city_workbook(wb, into, original)
-        report.problems.extend(Problem("", "", w, WARNING, into.name) for w in warnings)
+        write_current(book, report, plan, ledger, options=formula_options(book))
+        book.finish()
+        data = book.pkg.to_bytes()
+        check_macros_kept(original, data, into.name)
         report.backup = safeio.write_atomically(into, data)
     except (CollectError, safeio.FileBusyError, OSError, XlEcomError) as exc:
         report.changes = []
@@ -1131,6 +947,15 @@ def _collect(folder, into: Path | None, plan: Plan, ledger, on_file=None) -> Col
         return report
     report.written = True
     return report
+
+
+def check_macros_kept(before: bytes, after: bytes, name: str) -> None:
+    """The VBA project and the ribbon are byte-identical to the file as it was (a package edited in place)."""
+    with zipfile.ZipFile(io.BytesIO(before)) as a, zipfile.ZipFile(io.BytesIO(after)) as b:
+        kept = set(b.namelist())
+        for part in (xlsm.VBA_PROJECT_PART, *xlsm.ribbon_parts(a)):
+            if part in a.namelist() and (part not in kept or a.read(part) != b.read(part)):
+                raise CollectError(f"保存“{name}”时“{part}”会改变，已停止写入，原文件未改动")
 
 
 def write_current(wb, report: CollectReport, plan: Plan, ledger, options: dict | None = None) -> list[str]:

@@ -290,24 +290,22 @@ SHEET_CAPACITY = 1_048_576 - layout.INPUT_FIRST_ROW + 1
 
 def write_input_tables(original: bytes, frames: dict[str, InputFrame], name: str) -> bytes:
     """The workbook with its input tables showing ``frames`` (the ledger's rows), award formulas
-    regenerated, through openpyxl as collect writes them; VBA project and ribbon kept."""
-    import openpyxl
-
+    regenerated, written into its package as collect writes them (:class:`PackageTables`); every
+    other part (VBA project, ribbon, the other sheets) kept byte for byte."""
     from xl_ecom.workflows import collect
+    from xl_ecom.workflows.citybook import PackageTables
 
-    macro = xlsm.VBA_PROJECT_PART in zipfile.ZipFile(io.BytesIO(original)).namelist()
     try:
-        wb = openpyxl.load_workbook(io.BytesIO(original), keep_vba=macro)
-    except Exception as exc:
-        raise RefreshError(f"无法打开工作簿“{name}”：{type(exc).__name__}：{exc}") from None
-    options = collect.formula_options(wb)
-    for table in TABLES:
-        frame = frames.get(table.key)
-        if frame is None or table.sheet not in wb.sheetnames:
-            continue
-        collect.write_table(wb[table.sheet], table, sheet_rows_of(frame), None, options)
-    try:
-        data, _ = collect.save_city_workbook(wb, Path(name), original)
+        book = PackageTables(Package(original, name))
+        options = collect.formula_options(book)
+        for table in TABLES:
+            frame = frames.get(table.key)
+            if frame is None or table.sheet not in book.sheetnames:
+                continue
+            book.write(table, sheet_rows_of(frame), None, options)
+        book.finish()
+        data = book.pkg.to_bytes()
+        collect.check_macros_kept(original, data, name)
     except XlEcomError as exc:
         raise RefreshError(str(exc)) from None
     return data

@@ -317,23 +317,13 @@ def set_input_print_areas(pkg: Package, frames: dict) -> None:
 
     A fixed ``_xlnm.Print_Area`` in workbook.xml (LibreOffice ignores a formula there); the input
     sheets' own parts stay byte for byte.  ``frames`` are the tables :func:`read_package` read."""
-    from lxml import etree
-
-    from xl_ecom.ooxml import xml
-    from xl_ecom.ooxml.namespaces import MAIN, q
     from xl_ecom.workflows import sheets
     from xl_ecom.workflows.tables import TABLES
 
-    root = xml.parse(pkg.parts[pkg.main], "workbook.xml")
-    names = root.find(q(MAIN, "definedNames"))
-    if names is None:
-        names = etree.Element(q(MAIN, "definedNames"))
-        root.find(q(MAIN, "sheets")).addnext(names)
     for table in TABLES:
         frame = frames.get(table.key)
         if frame is None or table.sheet not in pkg.sheet_names:
             continue
-        index = str(pkg.sheet_names.index(table.sheet))
         data = frame.data
         if "_row" in data.columns and len(data):  # rows as read from the sheet: up to the last filled one
             filled = max(0, int(data["_row"].max()) - layout.INPUT_FIRST_ROW + 1)
@@ -343,9 +333,4 @@ def set_input_print_areas(pkg: Package, frames: dict) -> None:
             filled = max([len(data), *typed[-1:]])
         last_row = sheets.input_print_last_row(filled)
         ncols = len(table.columns) + len(table.awards)
-        for dn in list(names):
-            if dn.get("name") == "_xlnm.Print_Area" and dn.get("localSheetId") == index:
-                names.remove(dn)
-        dn = etree.SubElement(names, q(MAIN, "definedName"), name="_xlnm.Print_Area", localSheetId=index)
-        dn.text = "'" + table.sheet.replace("'", "''") + f"'!$A$1:${worksheet.col_letter(ncols)}${last_row}"
-    pkg.parts[pkg.main] = xml.to_bytes(root, pkg.parts[pkg.main])
+        pkg.set_print_area(table.sheet, f"A1:{worksheet.col_letter(ncols)}{last_row}")
