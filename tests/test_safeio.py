@@ -370,6 +370,12 @@ def test_shared_formulas_as_excel_writes_them(tmp_path):
     ws = wb.active
     assert [ws[f"B{r}"].value for r in (1, 2, 3)] == [6, 8, None]
     assert wb.untrusted_report.formulas == {"Sheet": {"B1": "=A1*2", "B2": "=A2*2", "B3": "=A3*2"}}
+    # collect reads the input sheets' formulas with their values, in one pass: the same cells
+    from xl_ecom.ooxml.package import Package
+
+    found: dict = {}
+    assert Package(path.read_bytes()).rows("Sheet", 1, 2, data_only=True, formulas=found) == [[3, 6], [4, 8], [5, None]]
+    assert found == wb.untrusted_report.formulas["Sheet"]
 
 
 @pytest.mark.parametrize("member", ["xl/workbook.xml", "[Content_Types].xml", "xl/styles.xml", "_rels/.rels", "docProps/core.xml"])

@@ -142,7 +142,7 @@ class Package:
         return self._date_styles
 
     def rows(self, name: str, first_row: int = 1, ncols: int = 200, *, last_row: int | None = None, skip=(),
-             data_only: bool = False) -> list[list]:
+             data_only: bool = False, formulas: dict[str, str] | None = None) -> list[list]:
         """Cell values of sheet ``name`` from ``first_row`` (to ``last_row``), columns 1..ncols, as
         openpyxl would read them in formula mode: a formula cell gives its formula ("=..."), a
         date-formatted number a datetime.  Columns in ``skip`` are left None (not converted).
@@ -152,7 +152,11 @@ class Package:
 
         Streamed with lxml's iterparse (hardened: no DTD, no entities, no network); each row is
         freed once read, and parsing stops after ``last_row``.  Cells and rows without a reference
-        (allowed by the format) take the position after the previous one, as Excel reads them."""
+        (allowed by the format) take the position after the previous one, as Excel reads them.
+
+        ``formulas``: a dict that receives {ref: "=formula"} of the formula cells read (a shared
+        formula's dependants translated from its first cell; "=（公式）" when that is not among the
+        cells read), as :func:`xl_ecom.ooxml.safeio.open_untrusted` reports them."""
         from openpyxl.utils.datetime import from_excel, from_ISO8601
 
         data = self.parts[self.sheet_part(name)]
@@ -167,6 +171,7 @@ class Package:
         rows_done = 0  # rows ended so far (the number of a row without a reference)
         r_prev, col = 0, 0
         row_vals: list | None = None
+        shared: dict[str, tuple[str, str]] = {}  # shared formulas: si -> (text, ref of the first cell)
         parser = etree.iterparse(io.BytesIO(data), events=("end",), tag=(_C, _ROW), resolve_entities=False,
                                  no_network=True, load_dtd=False, huge_tree=False, remove_comments=True)
         try:
@@ -215,6 +220,9 @@ class Package:
                 if tag == _V:
                     v = child.text
                 elif tag == _F:
+                    if formulas is not None:
+                        ref_text = ref or f"{col_letter(col)}{r}"
+                        formulas[ref_text] = self._formula_text(child, ref_text, shared)
                     if not data_only:
                         value = "=" + (child.text or "")
                     else:  # the cached result, when there is one
@@ -275,6 +283,20 @@ class Package:
         if last_row is not None:
             last = min(last, last_row)
         return [out.get(r, [None] * ncols) for r in range(first_row, last + 1)]
+
+    @staticmethod
+    def _formula_text(f, ref: str, shared: dict) -> str:
+        from openpyxl.formula.translate import Translator
+
+        text = f.text or ""
+        if f.get("t") == "shared":
+            si = f.get("si", "")
+            if text:
+                shared[si] = (text, ref)
+            elif si in shared:
+                master, origin = shared[si]
+                text = Translator("=" + master, origin=origin).translate_formula(ref)[1:]
+        return "=" + text if text else "=（公式）"
 
     # --- writing -------------------------------------------------------------------------
 

@@ -309,7 +309,7 @@ def _defused_cause(exc: BaseException | None) -> DefusedXmlException | None:
 
 
 def open_untrusted(path, *, max_bytes: int = MAX_FILE_BYTES, report: OpenReport | None = None,
-                   read_only: bool = False) -> openpyxl.Workbook:
+                   read_only: bool = False, scan_formulas: bool = True) -> openpyxl.Workbook:
     """Open a returned workbook for reading values only.
 
     Raises :class:`UntrustedFileError` (Chinese message naming the file) when it is refused.
@@ -317,6 +317,8 @@ def open_untrusted(path, *, max_bytes: int = MAX_FILE_BYTES, report: OpenReport 
     (ignored macros, formula cells) is on ``wb.untrusted_report`` (an :class:`OpenReport`); pass
     ``report`` to receive it in an object of your own.  ``read_only=True``: openpyxl's streaming
     reader (rows are parsed as they are iterated; close the workbook when done), as collect reads.
+    ``scan_formulas=False``: the formula cells are not scanned (``formulas`` stays empty), for a caller
+    that reads them with the values (:meth:`xl_ecom.ooxml.package.Package.rows`'s ``formulas``).
     """
     path = Path(path)
     found = inspect_package(path, max_bytes=max_bytes)
@@ -326,7 +328,8 @@ def open_untrusted(path, *, max_bytes: int = MAX_FILE_BYTES, report: OpenReport 
     try:
         # keep_vba=False: the VBA project is not even read; keep_links=False: external links dropped.
         wb = openpyxl.load_workbook(path, data_only=True, keep_vba=False, keep_links=False, rich_text=False, read_only=read_only)
-        found.formulas = _formula_cells(path)
+        if scan_formulas:
+            found.formulas = _formula_cells(path)
     except UntrustedFileError:
         raise
     except Exception as exc:  # openpyxl raises many kinds for broken packages; the clerk needs one sentence

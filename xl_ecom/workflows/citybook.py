@@ -32,7 +32,7 @@ from xl_ecom.ooxml import safeio
 from xl_ecom.ooxml import table as table_part
 from xl_ecom.ooxml.package import Package
 from xl_ecom.ooxml.styles import Styles
-from xl_ecom.ooxml.worksheet import Formula, RowEditor, cell_element, col_letter
+from xl_ecom.ooxml.worksheet import Formula, RowEditor, cell_xml, col_letter
 from xl_ecom.workflows import layout, sheets
 from xl_ecom.workflows.tables import Award, InputTable
 from xl_ecom.workflows.validate import check_header
@@ -128,6 +128,9 @@ class AwardFormulas:
         a, b, c = first + 1, first + 2, first + 7
         fa, fb, fc = (sheets.award_formula(table, award, r, first, **options) for r in (a, b, c))
         self.template = self._template(fa, fb, a, b)
+        if self.template is not None:  # as a format string: one call per row
+            self._format = "".join(p.replace("{", "{{").replace("}", "}}") if isinstance(p, str) else "{}" for p in self.template)
+            self._offsets = [p for p in self.template if not isinstance(p, str)]
         if self.template is not None and self._fill(c) != fc:
             self.template = None
         origin = f"{self.letter}{a}"
@@ -153,7 +156,7 @@ class AwardFormulas:
         return parts
 
     def _fill(self, row: int) -> str:
-        return "".join(p if isinstance(p, str) else str(row + p) for p in self.template)
+        return self._format.format(*[row + p for p in self._offsets])
 
     def at(self, row: int) -> str:
         if row == self.first:
@@ -314,21 +317,24 @@ class PackageTables:
                 found = (part, ref)
         return found or (None, None)
 
-    def _value(self, value, style: str | None, ref: str):
+    def _value(self, value, style: str | None, ref: str) -> str:
         """A clean value as a cell (text neutralised as :func:`safeio.write_cell_value` does, a date in a date format)."""
-        from openpyxl.styles.numbers import is_date_format
-        from openpyxl.utils.datetime import to_excel
-
-        if isinstance(value, str):
+        cls = value.__class__
+        if cls is float or cls is int or value is None:
+            return cell_xml(ref, value, style)
+        if cls is str:
             text = safeio.clean_text(value)
             if is_formula_like(text):
                 style = self.styles.variant(style, quote_prefix=True)
-            return cell_element(ref, text, style)
+            return cell_xml(ref, text, style)
         if isinstance(value, (dt.datetime, dt.date)):
+            from openpyxl.styles.numbers import is_date_format
+            from openpyxl.utils.datetime import to_excel
+
             if not is_date_format(self.styles.number_format(style)):  # as openpyxl formats a date it is given
                 style = self.styles.variant(style, fmt="yyyy-mm-dd h:mm:ss" if isinstance(value, dt.datetime) else "yyyy-mm-dd")
-            return cell_element(ref, to_excel(value), style)
-        return cell_element(ref, value, style)
+            return cell_xml(ref, to_excel(value), style)
+        return cell_xml(ref, value, style)
 
     def write(self, table: InputTable, rows: list, old_data_last: int | None, options: dict | None) -> None:
         """Write ``rows`` as the table's data (the same cells as :func:`write_table`): clear what was
@@ -353,8 +359,7 @@ class PackageTables:
         columns = [*range(1, ncol + 1), *(column for column, _ in awards)]
         template = {}
         if table_last >= first:
-            cells = editor.cells(table_last)
-            template = {c: cells[c].get("s") if c in cells else None for c in columns}
+            template = editor.styles(table_last)
         # kept rows move: their cells are taken first, as a later row may be written over their place
         moved = {i: editor.take(row.source_row, range(1, ncol + 1)) for i, row in enumerate(rows) if isinstance(row, KeptRow)}
         for r in range(new_last + 1, old_data_last + 1):  # rows that had data below the table (none, in a built book)
@@ -368,21 +373,20 @@ class PackageTables:
             if beyond:
                 style = template
             else:
-                here = editor.cells(r)
-                style = {c: here[c].get("s") for c in columns if c in here}
+                style = editor.styles(r)
             out = {}
             if not (row is None and r > old_data_last and not beyond):  # below the data only the formulas are (re)written
                 for c, col in enumerate(table.columns, start=1):
                     ref = letters[c] + rs
                     if row is None:
-                        out[c] = cell_element(ref, None, style.get(c))
+                        out[c] = cell_xml(ref, None, style.get(c))
                     elif isinstance(row, dict):
                         out[c] = self._value(row.get(col.key), style.get(c), ref)
                     else:
                         kept = moved[i].get(c)
-                        out[c] = kept if kept is not None else cell_element(ref, None, style.get(c))
+                        out[c] = kept if kept is not None else cell_xml(ref, None, style.get(c))
             for column, formula in awards:
-                out[column] = cell_element(letters[column] + rs, Formula(formula.at(r), shown[column][i] if row is not None else ""),
+                out[column] = cell_xml(letters[column] + rs, Formula(formula.at(r), shown[column][i] if row is not None else ""),
                                            style.get(column))
             editor.put(r, out)
         if tpart is not None and new_last > table_last:

@@ -340,7 +340,8 @@ def _check_file(path: Path, plan: Plan, ledger=None, issued: bool = False) -> Fi
     counties = plan.counties
     result.claimed = county_in_name(path.stem, counties)
     try:
-        wb = safeio.open_untrusted(path, read_only=True)  # rows parsed as they are checked
+        # rows parsed as they are checked; the input sheets' formulas are read with their values (ReadSheet)
+        wb = safeio.open_untrusted(path, read_only=True, scan_formulas=False)
     except safeio.UntrustedFileError as exc:
         result.status = REFUSED
         result.problems.append(Problem("", "", str(exc), ERROR, path.name))
@@ -418,13 +419,14 @@ def _check_file(path: Path, plan: Plan, ledger=None, issued: bool = False) -> Fi
             continue
         if pkg is None:
             pkg = Package(path.read_bytes(), path.name)
+        sheet = ReadSheet(pkg, table.sheet, len(table.columns))
         check = check_table(
-            ReadSheet(pkg, table.sheet, len(table.columns)),
+            sheet,
             table,
             counties=counties,
             file=path.name,
             expected_county=result.county,
-            formulas=report.formulas.get(ws.title, {}),
+            formulas=sheet.formulas,
             text_numbers=False,  # as the county file's own formulas read them (请填数字)
         )
         result.checks[table.key] = check
