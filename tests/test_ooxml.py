@@ -348,3 +348,33 @@ def test_write_sheet_is_read_back_by_openpyxl_cell_for_cell():
     assert ws.page_setup.orientation == "landscape" and ws.page_setup.fitToWidth == 1 and ws.page_margins.top == 0.75
     assert "&P" in ws.oddFooter.center.text
     assert pkg.rows("表", 1, 6) == [["标题", None, None, None, None, None], [None] * 6, ["县区", 1.5, 7, None, "=1+1", "ab"]]
+
+
+def test_a_big_part_is_streamed_not_held_and_a_spooled_part_is_saved_whole():
+    """The package reads a sheet of many rows from the zip when asked and does not keep it; a
+    generated sheet given as a temporary file is written into the saved package as it is."""
+    import tempfile
+
+    from xl_ecom.ooxml.package import Package
+
+    rows = [(r, None, [f"名称{r}", r * 1.5], [0, 0]) for r in range(1, 60_001)]
+    big = worksheet.write_sheet(worksheet.Sheet(rows=iter(rows), dimension="A1:B60000", letters=["A", "B"]))
+    assert len(big) > 1 << 20
+    wb = openpyxl.Workbook()
+    wb.active.title = "大表"
+    wb.create_sheet("小表")
+    raw = io.BytesIO()
+    wb.save(raw)
+    pkg = Package(raw.getvalue())
+    pkg.parts[pkg.sheet_part("大表")] = big
+    pkg = Package(pkg.to_bytes())
+    part = pkg.sheet_part("大表")
+    got = pkg.rows("大表", 1, 2)
+    assert len(got) == 60_000 and got[-1] == ["名称60000", 90_000]
+    assert part not in pkg.parts.held  # streamed, not kept
+    spooled = tempfile.SpooledTemporaryFile(max_size=1 << 16)
+    worksheet.write_sheet(worksheet.Sheet(rows=iter(rows[:30_000]), dimension="A1:B30000", letters=["A", "B"]), spooled)
+    pkg.replace_sheet("小表", spooled, "大表")
+    saved = Package(pkg.to_bytes())
+    assert saved.rows("小表", 1, 2)[-1] == ["名称30000", 45_000]
+    assert openpyxl.load_workbook(io.BytesIO(pkg.to_bytes()), read_only=True)["小表"].max_row == 30_000

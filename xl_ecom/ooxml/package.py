@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 from lxml import etree
@@ -56,6 +56,109 @@ def _inline_text(is_el) -> str:
     return "".join(t.text or "" for t in is_el.iter(_T) if t.getparent().tag != _RPH)
 
 
+class _Parts(MutableMapping):
+    """The parts of a package by name: read from the zip when asked for (parts over 1 MB are not
+    kept, so a sheet of 400,000 rows is never held in memory just because it is there); parts set
+    are held, as bytes or as a binary file (a big generated sheet, spooled to disk).  :meth:`open`
+    streams a part."""
+
+    KEEP = 1 << 20
+
+    def __init__(self, zf: zipfile.ZipFile):
+        self.zf = zf
+        self.stored = set(zf.namelist())  # still as the zip holds them
+        self.held: dict[str, bytes] = {}
+        self.files: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> bytes:
+        if name in self.held:
+            return self.held[name]
+        if name in self.files:
+            fh = self.files[name]
+            fh.seek(0)
+            return fh.read()
+        if name not in self.stored:
+            raise KeyError(name)
+        data = self.zf.read(name)
+        if len(data) <= self.KEEP:
+            self.held[name] = data
+        return data
+
+    def __setitem__(self, name: str, data) -> None:
+        self._forget(name)
+        if isinstance(data, (bytes, bytearray)):
+            self.held[name] = bytes(data)
+        else:
+            self.files[name] = data
+
+    def _forget(self, name: str) -> None:
+        self.held.pop(name, None)
+        old = self.files.pop(name, None)
+        if old is not None:
+            old.close()
+        self.stored.discard(name)
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self:
+            raise KeyError(name)
+        self._forget(name)
+
+    def __contains__(self, name) -> bool:
+        return name in self.held or name in self.files or name in self.stored
+
+    def __iter__(self):
+        yield from self.held
+        yield from self.files
+        yield from (n for n in self.stored if n not in self.held)
+
+    def __len__(self) -> int:
+        return len(self.held.keys() | self.files.keys() | self.stored)
+
+    def open(self, name: str):
+        """A binary stream of the part (close it when done; a spooled part stays)."""
+        if name in self.held:
+            return io.BytesIO(self.held[name])
+        if name in self.files:
+            fh = self.files[name]
+            fh.seek(0)
+            return _Prefixed(b"", fh, close_stream=False)
+        if name not in self.stored:
+            raise KeyError(name)
+        return self.zf.open(name)
+
+    def size(self, name: str) -> int:
+        if name in self.held:
+            return len(self.held[name])
+        if name in self.files:
+            return self.files[name].seek(0, io.SEEK_END)
+        return self.zf.getinfo(name).file_size
+
+
+class _Prefixed(io.RawIOBase):
+    """``head`` then the rest of ``stream``: a part whose beginning was read to check its prolog."""
+
+    def __init__(self, head: bytes, stream, close_stream: bool = True):
+        self.head, self.stream, self.close_stream = head, stream, close_stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.head:
+            n = min(len(buffer), len(self.head))
+            buffer[:n] = self.head[:n]
+            self.head = self.head[n:]
+            return n
+        data = self.stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if self.close_stream and not self.closed:
+            self.stream.close()
+        super().close()
+
+
 class Package:
     """A .xlsx/.xlsm package held as its parts; untouched parts are written back as they were."""
 
@@ -64,9 +167,9 @@ class Package:
 
     def __init__(self, data: bytes, name: str = "工作簿"):
         try:
-            with zipfile.ZipFile(io.BytesIO(data)) as z:
-                self.order = z.namelist()
-                self.parts = {n: z.read(n) for n in self.order}
+            zf = zipfile.ZipFile(io.BytesIO(data))
+            self.order = zf.namelist()
+            self.parts = _Parts(zf)
         except (zipfile.BadZipFile, KeyError, OSError):
             raise self.error(f"“{name}”不是有效的 Excel 工作簿（.xlsx/.xlsm）") from None
         try:
@@ -96,6 +199,13 @@ class Package:
             if n == name:
                 return part
         raise KeyError(name)
+
+    def code_name(self, part: str) -> str | None:
+        """The code name of the sheet in ``part`` (read from the part's head only)."""
+        from xl_ecom.ooxml import worksheet
+
+        with self.parts.open(part) as fh:
+            return worksheet.code_name(fh)
 
     def _rel_target(self, rel_type: str) -> str | None:
         for r in self.rels.values():
@@ -159,9 +269,11 @@ class Package:
         cells read), as :func:`xl_ecom.ooxml.safeio.open_untrusted` reports them."""
         from openpyxl.utils.datetime import from_excel, from_ISO8601
 
-        data = self.parts[self.sheet_part(name)]
-        if _xml._has_doctype(data):
+        stream = self.parts.open(self.sheet_part(name))  # streamed: a big sheet is never held whole
+        head = stream.read(1 << 16)
+        if _xml._has_doctype(head):
             raise self.error(f"工作表“{name}”含有 DOCTYPE（文档类型声明），出于安全原因拒绝读取")
+        source = io.BufferedReader(_Prefixed(head, stream), 1 << 16)
         sst = self.shared_strings()
         dates = self.date_styles()
         out: dict[int, list] = {}
@@ -172,7 +284,7 @@ class Package:
         r_prev, col = 0, 0
         row_vals: list | None = None
         shared: dict[str, tuple[str, str]] = {}  # shared formulas: si -> (text, ref of the first cell)
-        parser = etree.iterparse(io.BytesIO(data), events=("end",), tag=(_C, _ROW), resolve_entities=False,
+        parser = etree.iterparse(source, events=("end",), tag=(_C, _ROW), resolve_entities=False,
                                  no_network=True, load_dtd=False, huge_tree=False, remove_comments=True)
         try:
             for _, el in parser:
@@ -279,6 +391,10 @@ class Package:
                 row_vals[col - 1] = value
         except etree.XMLSyntaxError as exc:
             raise self.error(f"工作表“{name}”不是合法的 XML：{exc}") from None
+        finally:
+            stream.close()
+        if parser.root is not None and parser.root.getroottree().docinfo.doctype:
+            raise self.error(f"工作表“{name}”含有 DOCTYPE（文档类型声明），出于安全原因拒绝读取")
         last = max(out, default=first_row - 1)
         if last_row is not None:
             last = min(last, last_row)
@@ -434,7 +550,11 @@ class Package:
         chain = self._rel_target(REL_CALC_CHAIN)
         if chain and chain in self.parts:
             ids = {s.name: s.sheet_id for s in self.sheet_refs}
-            formulas = {ids[n]: worksheet.formula_cells(self.parts[self.sheet_part(n)]) for n in changed if n in ids}
+            formulas = {}
+            for n in changed:
+                if n in ids:
+                    with self.parts.open(self.sheet_part(n)) as fh:
+                        formulas[ids[n]] = worksheet.formula_cells(fh)
             data = calcchain.rewrite(self.parts[chain], formulas)
             if data is None:
                 self._drop(chain)
@@ -446,11 +566,16 @@ class Package:
             self.parts[APP_PART] = app.with_sheets(self.parts[APP_PART], self.sheet_names)
 
     def to_bytes(self) -> bytes:
+        import shutil
+
         buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as out:
+        # big sheets: fast compression (a few percent larger, several times faster), streamed
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as out:
             names = ["[Content_Types].xml"] + [n for n in self.order if n != "[Content_Types].xml"]
             for n in names:
-                data = self.parts[n]
-                # big sheets: fast compression (a few percent larger, several times faster)
-                out.writestr(n, data, compresslevel=1 if len(data) > 1_000_000 else 6)
+                if self.parts.size(n) <= 1_000_000:
+                    out.writestr(n, self.parts[n], compresslevel=6)
+                    continue
+                with self.parts.open(n) as src, out.open(n, "w", force_zip64=True) as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
         return buf.getvalue()

@@ -40,10 +40,12 @@ def split_ref(ref: str) -> tuple[int, int]:
     return int(ref[i:]), col_number(ref[:i])
 
 
-def formula_cells(data: bytes) -> set[str]:
-    """References of the cells that hold a formula (``<f>``) — streamed, for big sheets too."""
+def formula_cells(data) -> set[str]:
+    """References of the cells that hold a formula (``<f>``) of a sheet part (bytes or a binary
+    stream) — streamed, for big sheets too."""
     out = set()
-    parser = etree.iterparse(io.BytesIO(data), events=("end",), tag=_C, resolve_entities=False, no_network=True,
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    parser = etree.iterparse(source, events=("end",), tag=_C, resolve_entities=False, no_network=True,
                              load_dtd=False, huge_tree=False)
     for _, c in parser:
         if c.find(_F) is not None:
@@ -54,9 +56,11 @@ def formula_cells(data: bytes) -> set[str]:
     return out
 
 
-def code_name(data: bytes) -> str | None:
-    """The sheet's ``codeName`` (``<sheetPr codeName>``), read from the head of the part."""
-    for _, el in etree.iterparse(io.BytesIO(data), events=("start",), resolve_entities=False, no_network=True, load_dtd=False):
+def code_name(data) -> str | None:
+    """The sheet's ``codeName`` (``<sheetPr codeName>``), read from the head of the part (bytes, or
+    a binary stream: only the head is read)."""
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    for _, el in etree.iterparse(source, events=("start",), resolve_entities=False, no_network=True, load_dtd=False):
         if el.tag == _SHEET_PR:
             return el.get("codeName")
         if el.tag in (q(MAIN, "dimension"), q(MAIN, "sheetViews"), q(MAIN, "sheetData")):
@@ -217,9 +221,10 @@ class Sheet:
     row_breaks: Sequence[int] = ()  # manual page breaks: a new page starts below each of these rows
 
 
-def write_sheet(sheet: Sheet) -> bytes:
-    """The worksheet part for ``sheet`` (UTF-8, standalone declaration as Excel writes it)."""
-    buf = io.BytesIO()
+def write_sheet(sheet: Sheet, out=None):
+    """The worksheet part for ``sheet`` (UTF-8, standalone declaration as Excel writes it): its
+    bytes, or written into the binary file ``out`` (returned), for a sheet too big to hold."""
+    buf = io.BytesIO() if out is None else out
     with etree.xmlfile(buf, encoding="UTF-8") as xf:
         xf.write_declaration(standalone=True)
         with xf.element(q(MAIN, "worksheet"), nsmap={None: MAIN, "r": R}):
@@ -229,7 +234,7 @@ def write_sheet(sheet: Sheet) -> bytes:
             for write in (_write_merge_cells, _write_print_options, _write_page_margins, _write_page_setup,
                           _write_header_footer, _write_row_breaks, _write_drawing):
                 write(xf, sheet)
-    return buf.getvalue()
+    return buf.getvalue() if out is None else out
 
 
 def _write_sheet_pr(xf, sheet: Sheet) -> None:
@@ -600,9 +605,9 @@ class RowEditor:
                 continue
             cells: dict[int, str | etree._Element] = dict(self.cells(r)) if row is not None else {}
             cells.update(put)
-            head = self._row_head(row) if row is not None else f'<row r="{r}"'
+            start = self._row_head(row) if row is not None else f'<row r="{r}"'
             body = "".join(c if isinstance(c, str) else self._serialise(c) for _, c in sorted(cells.items()))
-            parts.append(f"{head}>{body}</row>")
+            parts.append(f"{start}>{body}</row>")
             last_row, last_col = r, max(last_col, max(cells))
         for row in list(self.sheet_data):
             self.sheet_data.remove(row)

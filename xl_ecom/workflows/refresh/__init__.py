@@ -48,6 +48,7 @@ from pathlib import Path
 
 from xl_ecom.common.errors import XlEcomError
 from xl_ecom.common.problems import Problem
+from xl_ecom.common.processes import release_freed_memory
 from xl_ecom.common.progress import Progress, status_text
 from xl_ecom.ledger import open_ledger
 from xl_ecom.ledger.lock import workbook_lock
@@ -175,6 +176,7 @@ def refresh_workbook(path, plan: Plan | None = None, on=None, progress: Progress
             f"工作簿“{path.name}”正在 Excel 或 WPS 中打开（发现锁定文件“{locks[0].name}”），命令行不能同时改写它。"
             "请先保存并关闭该工作簿，或直接在 Excel 里点“刷新”按钮。"
         )
+    release_freed_memory()  # a province's rows: freed text columns must not stay reserved
     with workbook_lock(path, "刷新", office_locks=office_locks):
         return _refresh(path, plan or load_plan(), on, progress, backup, db)
 

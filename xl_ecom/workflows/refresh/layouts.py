@@ -52,6 +52,41 @@ class Rows(Sequence):
             yield list(row)
 
 
+class LazyColumn(Sequence):
+    """A column of a DataFrame (or an array), at the positions ``positions`` (all, in order, without
+    them), read as Python values a chunk at a time, each passed through ``convert``: 360,000 names or
+    amounts never sit in memory as Python objects all at once."""
+
+    CHUNK = 8192
+
+    def __init__(self, values, positions=None, convert=None):
+        self.values = values
+        self.positions = positions
+        self.convert = convert
+
+    def __len__(self) -> int:
+        return len(self.values) if self.positions is None else len(self.positions)
+
+    def _chunk(self, start: int, stop: int) -> list:
+        at = slice(start, stop) if self.positions is None else self.positions[start:stop]
+        part = self.values.iloc[at] if hasattr(self.values, "iloc") else self.values[at]
+        items = part.tolist() if hasattr(part, "tolist") else list(part)
+        return items if self.convert is None else [self.convert(v) for v in items]
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self._chunk(i, i + 1)[0]
+
+    def __iter__(self):
+        for start in range(0, len(self), self.CHUNK):
+            yield from self._chunk(start, start + self.CHUNK)
+
+
 @dataclass
 class Block:
     """A rectangle of cells starting at ``top`` (1-based row), column A."""
@@ -129,20 +164,22 @@ def _subtitle(result: RefreshResult, extra: str = "") -> str:
 
 def _awards_sheet(result: RefreshResult) -> SheetSpec:
     a = result.awards
-    paid = a[a["cents"] > 0]
-    if len(paid):
-        tbl = paid["table"].map(_TABLE_ORDER).where(paid["row"] > 0, len(_TABLE_ORDER))
-        paid = paid.assign(_t=tbl).sort_values(["_t", "row", "order"], kind="stable")
+    # the paid awards in order (input table, row, rule), as positions into the awards frame: the
+    # frame is neither filtered nor sorted into copies (360,000 rows of text at the province's scale)
+    cents = a["cents"].to_numpy()
+    paid = np.flatnonzero(cents > 0)
     headers = ["序号", "县区", "来源表", "行号", "名称", "条款", "奖补项目", "奖补金额(元)"]
     n = len(paid)
     columns: list = [[] for _ in headers]
     if n:
-        rowcol = paid["row"].to_numpy()
-        columns = [list(range(1, n + 1)), paid["county"].tolist(), paid["sheet"].tolist(),
-                   [int(r) if r > 0 else "县区汇总" for r in rowcol.tolist()],
-                   paid["name"].tolist(), paid["clause"].tolist(), paid["rule_name"].tolist(),
-                   np.round(paid["cents"].to_numpy() / 100.0, 2).tolist()]
-    total = ["合计", None, None, None, f"{n}笔", None, None, _yuan(int(paid["cents"].sum()) if n else 0)]
+        rowcol = a["row"].to_numpy()[paid]
+        tbl = np.where(rowcol > 0, a["table"].iloc[paid].map(_TABLE_ORDER).to_numpy(dtype="int64"), len(_TABLE_ORDER))
+        paid = paid[np.lexsort((a["order"].to_numpy()[paid], rowcol, tbl))]  # stable, last key first
+        columns = [range(1, n + 1), *(LazyColumn(a[k], paid) for k in ("county", "sheet")),
+                   LazyColumn(a["row"].to_numpy(), paid, lambda r: int(r) if r > 0 else "县区汇总"),
+                   *(LazyColumn(a[k], paid) for k in ("name", "clause", "rule_name")),
+                   LazyColumn(np.round(cents / 100.0, 2), paid)]
+    total = ["合计", None, None, None, f"{n}笔", None, None, _yuan(int(cents[cents > 0].sum()) if n else 0)]
     rows = Rows(columns, [total])
     block = Block(3, [headers], rows, ["center", "center", "center", "center", "text", "center", "text", "money"], total_rows=1)
     return SheetSpec(

@@ -116,9 +116,13 @@ def check_kept(before: bytes, after: bytes, name: str) -> None:
 
 
 
-def _sheet_xml(spec: SheetSpec, styles: _Styles, code_name: str | None, with_drawing: bool) -> bytes:
+def _sheet_xml(spec: SheetSpec, styles: _Styles, code_name: str | None, with_drawing: bool):
     """The worksheet XML of a generated sheet (:func:`xl_ecom.ooxml.worksheet.write_sheet`): inline
-    strings, so text is never a formula; formula-like text also gets Excel's quote prefix."""
+    strings, so text is never a formula; formula-like text also gets Excel's quote prefix.  A part
+    for :class:`Package`: bytes, or for a sheet of many rows a temporary file (spooled to disk past
+    a few megabytes, so 奖补明细's 360,000 rows are never held in memory as XML)."""
+    import tempfile
+
     from openpyxl.styles import Alignment, Font
 
     from xl_ecom.workflows import sheets
@@ -192,6 +196,7 @@ def _sheet_xml(spec: SheetSpec, styles: _Styles, code_name: str | None, with_dra
     merges = [f"A1:{letters[spec.ncols - 1]}1", f"A2:{letters[spec.ncols - 1]}2"] if spec.ncols > 1 else []
     for b in spec.blocks:
         merges += [f"{letters[c1 - 1]}{r1}:{letters[c2 - 1]}{r2}" for (r1, c1, r2, c2) in b.merges]
+    out = tempfile.SpooledTemporaryFile(max_size=8 << 20) if sum(len(b.rows) for b in spec.blocks) > 20_000 else None
     return worksheet.write_sheet(worksheet.Sheet(
         rows=rows(),
         dimension=f"A1:{letters[spec.ncols - 1]}{last_row}",
@@ -203,7 +208,7 @@ def _sheet_xml(spec: SheetSpec, styles: _Styles, code_name: str | None, with_dra
         drawing_rid="rId1" if with_drawing else None,
         letters=letters,
         row_breaks=row_breaks(spec),
-    ))
+    ), out)
 
 
 def row_breaks(spec: SheetSpec) -> list[int]:
@@ -250,21 +255,17 @@ def _bar_chart(ws, ch: ChartSpec):
 
 
 def _existing_code_name(pkg: Package, name: str) -> str | None:
-    from xl_ecom.ooxml import worksheet
-
     if name not in pkg.sheet_names:
         return None
-    return worksheet.code_name(pkg.parts[pkg.sheet_part(name)])
+    return pkg.code_name(pkg.sheet_part(name))
 
 
 def _code_name_for(pkg: Package, name: str) -> str:
     """The sheet's code name; a new sheet gets the first ``Sheet<n>`` no other sheet uses."""
-    from xl_ecom.ooxml import worksheet
-
     existing = _existing_code_name(pkg, name)
     if existing:
         return existing
-    used = {worksheet.code_name(pkg.parts[part]) for _, part, _ in pkg.sheets if part in pkg.parts}
+    used = {pkg.code_name(part) for _, part, _ in pkg.sheets if part in pkg.parts}
     n = len(pkg.sheets) + 1
     while f"Sheet{n}" in used:
         n += 1
