@@ -149,10 +149,12 @@ def _child(source: Path, repeat: int) -> dict:
                 phases[key] = phases.get(key, 0.0) + (t - prev_t)
                 prev_t, prev_m = t, m
             phases_all.append(phases)
-        r = report.result
+            r = report.result
+            summary = {"rows": sum(r.rows_read.values()), "paid": sum(c for c, _ in r.by_rule.values()),
+                       "total": r.total_cents / 100}
+            del report, r  # a clerk's next refresh does not run while the last one's report is still held
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
-    return {"times": times, "phases": phases_all, "rows": sum(r.rows_read.values()),
-            "paid": sum(c for c, _ in r.by_rule.values()), "total": r.total_cents / 100, "peak_mb": peak_kb / 1024}
+    return {"times": times, "phases": phases_all, **summary, "peak_mb": peak_kb / 1024}
 
 
 def main(argv=None) -> int:

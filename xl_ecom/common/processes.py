@@ -40,7 +40,12 @@ def release_freed_memory() -> None:
     pandas keeps text in Arrow arrays, whose default pool (mimalloc) holds on to the pages it freed:
     refreshing 400,000 rows then peaks some 100 MB higher than the data ever needs.  Arrow's system
     pool (malloc) reuses and returns them.  Process-wide and harmless to call more than once; does
-    nothing when pyarrow is not installed."""
+    nothing when pyarrow is not installed.  Garbage in reference cycles a previous run left (pandas
+    frames hold some) is collected first, so a second refresh in the same process (the ribbon's) does
+    not run on top of the first one's."""
+    import gc
+
+    gc.collect()
     try:
         import pyarrow as pa
     except ImportError:  # pragma: no cover - pandas then keeps text as Python objects

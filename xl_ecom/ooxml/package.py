@@ -567,8 +567,11 @@ class Package:
 
     def to_bytes(self) -> bytes:
         import shutil
+        import tempfile
 
-        buf = io.BytesIO()
+        # written into a temporary file, then read once: a growing buffer of a 50 MB package would
+        # be copied as it grows and again when its bytes are taken
+        buf = tempfile.SpooledTemporaryFile(max_size=8 << 20)
         # big sheets: fast compression (a few percent larger, several times faster), streamed
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as out:
             names = ["[Content_Types].xml"] + [n for n in self.order if n != "[Content_Types].xml"]
@@ -578,4 +581,6 @@ class Package:
                     continue
                 with self.parts.open(n) as src, out.open(n, "w", force_zip64=True) as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
-        return buf.getvalue()
+        with buf:
+            buf.seek(0)
+            return buf.read()

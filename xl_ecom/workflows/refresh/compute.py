@@ -218,6 +218,18 @@ def compute(
         raise RefreshError(f"输入表中有{len(problems)}处数据无法计算，未刷新（请改正后再刷新）：", problems)
 
     rule_order = [r for r in plan.rules]
+    # the columns one value fills per part (table, sheet, rule and its texts) as categories shared by
+    # every part: 400,000 award rows then hold a small code each, not the same text again and again
+    rules = list(plan.rules.values())
+    kinds = {
+        "table": [t.key for t in TABLES], "sheet": [t.sheet for t in TABLES], "rule": [r.id for r in rules],
+        "clause": list(dict.fromkeys(r.clause for r in rules)), "rule_name": list(dict.fromkeys(r.name for r in rules)),
+    }
+    dtypes = {k: pd.CategoricalDtype(v) for k, v in kinds.items()}
+
+    def constant(key: str, value, n: int):
+        return pd.Categorical.from_codes(np.full(n, kinds[key].index(value), dtype="int16"), dtype=dtypes[key])
+
     parts = []
     paying = [t for t in TABLES if t.awards and frames.get(t.key) is not None and len(frames[t.key].data)]
     for done, table in enumerate(paying, start=1):
@@ -245,14 +257,14 @@ def compute(
             parts.append(
                 pd.DataFrame(
                     {
-                        "table": table.key,
-                        "sheet": table.sheet,
+                        "table": constant("table", table.key, n_ok := int(ok.sum())),
+                        "sheet": constant("sheet", table.sheet, n_ok),
                         "row": fr.data["_row"].to_numpy()[ok],
                         "county": cols["county"][ok],
                         "name": names[ok],
-                        "rule": rule.id,
-                        "clause": rule.clause,
-                        "rule_name": rule.name,
+                        "rule": constant("rule", rule.id, n_ok),
+                        "clause": constant("clause", rule.clause, n_ok),
+                        "rule_name": constant("rule_name", rule.name, n_ok),
                         "order": rule_order.index(rule.id),
                         "cents": cents[ok].astype("int64"),
                     }
@@ -272,14 +284,14 @@ def compute(
         parts.append(
             pd.DataFrame(
                 {
-                    "table": tourism_rows[next(iter(tourism_rows))][0],
-                    "sheet": _sheet_of(tourism_rows[next(iter(tourism_rows))][0]),
+                    "table": constant("table", tourism_rows[next(iter(tourism_rows))][0], len(counties)),
+                    "sheet": constant("sheet", _sheet_of(tourism_rows[next(iter(tourism_rows))][0]), len(counties)),
                     "row": 0,
                     "county": list(counties),
                     "name": labels,
-                    "rule": rule.id,
-                    "clause": rule.clause,
-                    "rule_name": rule.name,
+                    "rule": constant("rule", rule.id, len(counties)),
+                    "clause": constant("clause", rule.clause, len(counties)),
+                    "rule_name": constant("rule_name", rule.name, len(counties)),
                     "order": rule_order.index(rule.id),
                     "cents": np.nan_to_num(cents, nan=0.0).astype("int64"),
                 }
