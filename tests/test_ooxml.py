@@ -378,3 +378,22 @@ def test_a_big_part_is_streamed_not_held_and_a_spooled_part_is_saved_whole():
     saved = Package(pkg.to_bytes())
     assert saved.rows("小表", 1, 2)[-1] == ["名称30000", 45_000]
     assert openpyxl.load_workbook(io.BytesIO(pkg.to_bytes()), read_only=True)["小表"].max_row == 30_000
+
+
+def test_a_damaged_part_is_refused_when_the_package_is_opened(tmp_path):
+    """Parts are read from the zip when asked for; a part whose content does not match its checksum
+    is still refused at once, in Chinese, naming it — not halfway through a write."""
+    from xl_ecom.ooxml.package import Package, PackageReadError
+
+    wb = openpyxl.Workbook()
+    wb.active["A1"] = "数据" * 500
+    raw = io.BytesIO()
+    wb.save(raw)
+    data = bytearray(raw.getvalue())
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as z:
+        info = z.getinfo("xl/worksheets/sheet1.xml")
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data[start + info.compress_size // 2] ^= 0xFF
+    with pytest.raises(PackageReadError) as exc:
+        Package(bytes(data), "坏.xlsx")
+    assert "坏.xlsx" in str(exc.value)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from collections.abc import MutableMapping, Sequence
 from typing import Any
 
@@ -37,7 +38,7 @@ from xl_ecom.ooxml.relationships import (
     resolve_target,
 )
 from xl_ecom.ooxml.workbook import find_main_part
-from xl_ecom.ooxml.worksheet import col_letter, num_text
+from xl_ecom.ooxml.worksheet import col_letter, formula_of, num_text
 from xl_ecom.ooxml.worksheet import col_number as _col_number
 
 
@@ -170,8 +171,13 @@ class Package:
             zf = zipfile.ZipFile(io.BytesIO(data))
             self.order = zf.namelist()
             self.parts = _Parts(zf)
-        except (zipfile.BadZipFile, KeyError, OSError):
+            # every part is read (and dropped) once here, so a damaged one is refused now, not
+            # halfway through writing the file
+            damaged = zf.testzip()
+        except (zipfile.BadZipFile, KeyError, OSError, zlib.error):
             raise self.error(f"“{name}”不是有效的 Excel 工作簿（.xlsx/.xlsm）") from None
+        if damaged is not None:
+            raise self.error(f"“{name}”已损坏（部件“{damaged}”的内容与校验值不符），无法读取；请使用备份或重新保存该文件")
         try:
             self.main = find_main_part(self.parts)
             self.main_rels = rels_part_of(self.main)
@@ -334,7 +340,8 @@ class Package:
                 elif tag == _F:
                     if formulas is not None:
                         ref_text = ref or f"{col_letter(col)}{r}"
-                        formulas[ref_text] = self._formula_text(child, ref_text, shared)
+                        text = formula_of(child.text or "", child.get("t"), child.get("si", ""), ref_text, shared)
+                        formulas[ref_text] = "=" + text if text else "=（公式）"
                     if not data_only:
                         value = "=" + (child.text or "")
                     else:  # the cached result, when there is one
@@ -399,20 +406,6 @@ class Package:
         if last_row is not None:
             last = min(last, last_row)
         return [out.get(r, [None] * ncols) for r in range(first_row, last + 1)]
-
-    @staticmethod
-    def _formula_text(f, ref: str, shared: dict) -> str:
-        from openpyxl.formula.translate import Translator
-
-        text = f.text or ""
-        if f.get("t") == "shared":
-            si = f.get("si", "")
-            if text:
-                shared[si] = (text, ref)
-            elif si in shared:
-                master, origin = shared[si]
-                text = Translator("=" + master, origin=origin).translate_formula(ref)[1:]
-        return "=" + text if text else "=（公式）"
 
     # --- writing -------------------------------------------------------------------------
 

@@ -43,11 +43,11 @@ from pathlib import Path
 import openpyxl
 from defusedxml import DefusedXmlException
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from openpyxl.formula.translate import Translator
 from openpyxl.utils.cell import column_index_from_string, coordinate_from_string, get_column_letter
 
 from xl_ecom.common.errors import XlEcomError
 from xl_ecom.common.processes import pid_alive
+from xl_ecom.ooxml.worksheet import formula_of
 
 MAX_FILE_BYTES = 50 * 1024 * 1024  # a county workbook with 10,000 rows is about 1 MB
 # A county workbook has about 40 parts and 13 sheets; 10,000 rows in one input sheet inflate to
@@ -405,14 +405,7 @@ def _scan_formulas_lxml(fh) -> dict[str, str] | None:
         ref = el.getparent().get("r")
         if not ref:
             return None
-        text = el.text or ""
-        if el.get("t") == "shared":
-            si = el.get("si", "")
-            if text:
-                shared[si] = (text, ref)
-            elif si in shared:
-                master, origin = shared[si]
-                text = Translator("=" + master, origin=origin).translate_formula(ref)[1:]
+        text = formula_of(el.text or "", el.get("t"), el.get("si", ""), ref, shared)
         found[ref] = "=" + text if text else "=（公式）"
     return found
 
@@ -452,13 +445,7 @@ def _scan_formulas(fh) -> dict[str, str]:
             return
         attrs, text, ref = state["f"], "".join(state["text"]), state["ref"]
         state["f"] = None
-        if attrs.get("t") == "shared":
-            si = attrs.get("si", "")
-            if text:
-                shared[si] = (text, ref)
-            elif si in shared:
-                master, origin = shared[si]
-                text = Translator("=" + master, origin=origin).translate_formula(ref)[1:]
+        text = formula_of(text, attrs.get("t"), attrs.get("si", ""), ref, shared)
         found[ref] = "=" + text if text else "=（公式）"
 
     parser.StartElementHandler = start

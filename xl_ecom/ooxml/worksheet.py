@@ -56,6 +56,22 @@ def formula_cells(data) -> set[str]:
     return out
 
 
+def formula_of(text: str, kind: str | None, si: str, ref: str, shared: dict[str, tuple[str, str]]) -> str:
+    """The formula (without "=", "" when unknown) of the cell ``ref`` whose ``<f>`` holds ``text``
+    with ``t`` = ``kind`` and ``si``: a shared formula's first cell records it in ``shared``
+    (si -> (text, ref)), a dependant gets it translated to its own position, as Excel fills down."""
+    if kind != "shared":
+        return text
+    if text:
+        shared[si] = (text, ref)
+    elif si in shared:
+        from openpyxl.formula.translate import Translator
+
+        master, origin = shared[si]
+        text = Translator("=" + master, origin=origin).translate_formula(ref)[1:]
+    return text
+
+
 def code_name(data) -> str | None:
     """The sheet's ``codeName`` (``<sheetPr codeName>``), read from the head of the part (bytes, or
     a binary stream: only the head is read)."""
@@ -407,7 +423,7 @@ class Formula:
         self.cached = cached
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_CONTROL = re.compile("[" + re.escape("".join(map(chr, _ILLEGAL))) + "]")  # the characters of _ILLEGAL
 _MARKUP = re.compile(r"[&<>\r]")
 
 
@@ -516,18 +532,13 @@ class RowEditor:
         return out
 
     def _unshare(self, c, f) -> None:
-        from openpyxl.formula.translate import Translator
-
-        if self._shared is None:
+        if self._shared is None:  # the first cells of the sheet's shared formulas
             self._shared = {}
             for cell in self.sheet_data.iter(_C):
                 g = cell.find(_F)
                 if g is not None and g.get("t") == "shared" and g.get("ref") and g.text:
-                    self._shared[g.get("si", "")] = (g.text, cell.get("r"))
-        master = self._shared.get(f.get("si", ""))
-        text = f.text or ""
-        if not text and master is not None:
-            text = Translator("=" + master[0], origin=master[1]).translate_formula(c.get("r"))[1:]
+                    formula_of(g.text, "shared", g.get("si", ""), cell.get("r"), self._shared)
+        text = formula_of(f.text or "", "shared", f.get("si", ""), c.get("r"), self._shared)
         f.attrib.clear()
         f.text = text
 

@@ -39,10 +39,8 @@ byte.  The file is written atomically (temporary file, then ``os.replace``, by
 from __future__ import annotations
 
 import hashlib
-import io
 import sys
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,7 +50,7 @@ from xl_ecom.common.processes import release_freed_memory
 from xl_ecom.common.progress import Progress, status_text
 from xl_ecom.ledger import open_ledger
 from xl_ecom.ledger.lock import workbook_lock
-from xl_ecom.ooxml import safeio, xlsm
+from xl_ecom.ooxml import safeio
 from xl_ecom.policy import Plan, load_plan
 from xl_ecom.rules.money import describe
 from xl_ecom.workflows import layout
@@ -209,9 +207,7 @@ def _refresh(path: Path, plan: Plan, on, progress: Progress | None, backup: bool
     if progress:
         progress("保存")
     data = pkg.to_bytes()
-    check_kept(base, data, path.name)
-    if rewritten:
-        _check_macros(original, data, path.name)
+    check_kept(base, data, path.name)  # and base kept the original's (write_input_tables checks it)
     try:
         bak = safeio.write_atomically(path, data, backup=backup)
     except safeio.FileBusyError as exc:
@@ -275,15 +271,6 @@ def sheet_rows_of(frame: InputFrame) -> list[dict]:
     keys = [c.key for c in frame.table.columns]
     data = frame.data[keys].iloc[:SHEET_CAPACITY]
     return data.astype(object).where(data.notna(), None).to_dict("records")
-
-
-def _check_macros(before: bytes, after: bytes, name: str) -> None:
-    """The VBA project and the ribbon are byte-identical to the file as it was."""
-    with zipfile.ZipFile(io.BytesIO(before)) as a, zipfile.ZipFile(io.BytesIO(after)) as b:
-        new_names = set(b.namelist())
-        for n in (xlsm.VBA_PROJECT_PART, xlsm.CUSTOM_UI_PART):
-            if n in a.namelist() and (n not in new_names or a.read(n) != b.read(n)):
-                raise RefreshError(f"保存“{name}”时“{n}”会改变，已停止写入，原文件未改动")
 
 
 #: data rows an input table can show: the sheet's 1,048,576 rows below its header rows

@@ -24,6 +24,14 @@ GENERATED_SHEETS = (layout.SHEET_AWARDS, layout.SHEET_SUMMARY, layout.SHEET_PROG
 SHEET_ORDER = (layout.SHEET_PROGRESS, layout.SHEET_SUMMARY, layout.SHEET_AWARDS)
 
 
+def _position(i: int, n: int) -> int:
+    """Index ``i`` (negative from the end) of a sequence of ``n`` items; IndexError outside it."""
+    j = i + n if i < 0 else i
+    if not 0 <= j < n:
+        raise IndexError(i)
+    return j
+
+
 class Rows(Sequence):
     """Body rows kept as columns (one list per column) plus a few whole rows at the end: each row is
     a list made when it is read, so 360,000 detail rows never sit in memory as 360,000 lists."""
@@ -39,10 +47,7 @@ class Rows(Sequence):
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(i)
+        i = _position(i, len(self))
         return [col[i] for col in self.columns] if i < self.n else list(self.tail[i - self.n])
 
     def __iter__(self):
@@ -76,10 +81,7 @@ class LazyColumn(Sequence):
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(i)
+        i = _position(i, len(self))
         return self._chunk(i, i + 1)[0]
 
     def __iter__(self):
